@@ -1,0 +1,83 @@
+"""The gateway's Flask application factory."""
+import logging
+import time
+
+from flask import Flask, g, request
+
+from . import config as config_module
+
+
+def create_app(test_config=None):
+    """Build the app: config, database, blueprints, error handlers, CLI. Nothing runs at import."""
+    app = Flask(__name__, static_folder="../static", template_folder="../templates")
+    settings = config_module.load()
+    if test_config:
+        settings.update(test_config)
+    if not settings.get("DATABASE_URL"):
+        from .embedded import ensure_database_url
+
+        settings["DATABASE_URL"] = ensure_database_url()
+    settings.setdefault("SECRET_KEY", config_module.secret_key())
+    app.config.from_mapping(settings)
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    app.json.compact = True
+    _configure_logging(app)
+
+    from . import db, errors
+
+    db.init_app(app)
+    errors.init_app(app)
+
+    from .api import bp as api_bp
+    from .health import bp as health_bp
+
+    app.register_blueprint(health_bp)
+    app.register_blueprint(api_bp)
+    for name in ("checkout", "dashboard"):
+        _register_optional(app, name)
+
+    _request_log(app)
+    return app
+
+
+def _register_optional(app, name):
+    """Blueprints for the HTML side register themselves when their module is present."""
+    import importlib
+
+    try:
+        module = importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as e:
+        if e.name != f"{__name__}.{name}":
+            raise
+        return
+    module.init_app(app)
+
+
+def _configure_logging(app):
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("app").setLevel(app.config["LOG_LEVEL"])
+
+
+def _request_log(app):
+    log = logging.getLogger("app.request")
+
+    @app.before_request
+    def _start():
+        g.t0 = time.perf_counter()
+
+    @app.after_request
+    def _log(resp):
+        # One line per request; never the body (it may hold card data) nor credentials.
+        if log.isEnabledFor(logging.INFO):
+            merchant = g.get("merchant")
+            log.info("%s %s %s %.1fms%s", request.method, request.path, resp.status_code,
+                     (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000,
+                     f" merchant={merchant['id']}" if merchant else "")
+        return resp

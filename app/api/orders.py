@@ -1,0 +1,36 @@
+"""/api/v1/orders"""
+from flask import g
+
+from .. import db, orders
+from ..auth import api_auth
+from ..idempotency import idempotent
+from ..schemas import ORDER, ORDER_PUBLIC, OrderCreate, load
+from . import bp, json_body
+from .common import listing, paging
+
+
+@bp.post("/orders")
+@api_auth
+@idempotent()
+def create_order():
+    data = load(OrderCreate(), json_body())
+    return ORDER.dump(orders.create(db.conn(), g.merchant["id"], data)), 201
+
+
+@bp.get("/orders")
+@api_auth
+def list_orders():
+    limit, offset, _ = paging()
+    rows, total = orders.list_(db.conn(), g.merchant["id"], limit, offset)
+    return listing(ORDER, rows, total, limit, offset)
+
+
+@bp.get("/orders/<order_id>")
+@api_auth
+def get_order(order_id):
+    return ORDER.dump(orders.get(db.conn(), g.merchant["id"], order_id))
+
+
+@bp.get("/orders/<order_id>/public")
+def get_order_public(order_id):
+    return ORDER_PUBLIC.dump(orders.get_public(db.conn(), order_id))

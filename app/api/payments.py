@@ -1,0 +1,58 @@
+"""/api/v1/payments"""
+from flask import g
+
+from .. import db, orders, payments
+from ..auth import api_auth
+from ..schemas import PAYMENT, PAYMENT_PUBLIC, CaptureIn, PaymentCreate, load
+from ..idempotency import idempotent
+from . import bp, json_body
+from .common import listing, paging, settings
+
+
+@bp.post("/payments")
+@api_auth
+@idempotent()
+def create_payment():
+    data = load(PaymentCreate(), json_body())
+    return PAYMENT.dump(payments.create(db.conn(), g.merchant, data, settings())), 201
+
+
+@bp.post("/payments/public")
+def create_payment_public():
+    """The checkout page's call: no credentials, the merchant is the order's."""
+    data = load(PaymentCreate(), json_body())
+    c = db.conn()
+    order = orders.get_public(c, data["order_id"])
+    merchant = db.one("SELECT id, webhook_url FROM merchants WHERE id = :id", c, id=order["merchant_id"])
+    payment = payments.create(c, merchant, data, settings())
+    c.commit()
+    return PAYMENT_PUBLIC.dump(payment), 201
+
+
+@bp.get("/payments")
+@api_auth
+def list_payments():
+    limit, offset, status = paging()
+    rows, total = payments.list_(db.conn(), g.merchant["id"], limit, offset, status)
+    return listing(PAYMENT, rows, total, limit, offset)
+
+
+@bp.get("/payments/<payment_id>")
+@api_auth
+def get_payment(payment_id):
+    return PAYMENT.dump(payments.get(db.conn(), g.merchant["id"], payment_id))
+
+
+@bp.get("/payments/<payment_id>/public")
+def get_payment_public(payment_id):
+    return PAYMENT_PUBLIC.dump(payments.get_public(db.conn(), payment_id))
+
+
+@bp.post("/payments/<payment_id>/capture")
+@api_auth
+def capture_payment(payment_id):
+    data = load(CaptureIn(), json_body())
+    c = db.conn()
+    payment = payments.capture(c, g.merchant["id"], payment_id, data["amount"])
+    c.commit()
+    return PAYMENT.dump(payment)

@@ -1,0 +1,65 @@
+"""Who is calling: API key + secret (headers or HTTP Basic) -> g.merchant; dashboard login_required."""
+import functools
+import hmac
+
+from flask import g, redirect, request, session, url_for
+
+from . import db
+from .errors import AuthenticationError
+
+# Compared against when the key is unknown, so a wrong key costs the same time as a wrong secret.
+_DUMMY_SECRET = "secret_" + "x" * 24
+
+MERCHANT_COLUMNS = "id, name, email, api_key, api_secret, webhook_url, webhook_secret, is_active"
+
+
+def _credentials():
+    key = request.headers.get("X-Api-Key")
+    secret = request.headers.get("X-Api-Secret")
+    if key is None and request.authorization and request.authorization.type == "basic":
+        key = request.authorization.username
+        secret = request.authorization.password
+    return key, secret
+
+
+def authenticate():
+    """Load the calling merchant into g.merchant or raise 401."""
+    key, secret = _credentials()
+    if not key or not secret:
+        raise AuthenticationError()
+    merchant = db.one(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE api_key = :key", key=key)
+    expected = merchant["api_secret"] if merchant else _DUMMY_SECRET
+    ok = hmac.compare_digest(expected.encode(), secret.encode())
+    if not (merchant and ok and merchant["is_active"]):
+        raise AuthenticationError("Invalid API key or secret.")
+    g.merchant = merchant
+    return merchant
+
+
+def api_auth(view):
+    """Require API credentials for a view."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        authenticate()
+        return view(*args, **kwargs)
+
+    wrapped.requires_auth = True
+    return wrapped
+
+
+def login_required(view):
+    """Dashboard pages: redirect to /login when signed out."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        merchant_id = session.get("merchant_id")
+        merchant = merchant_id and db.one(
+            f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = :id AND is_active", id=merchant_id)
+        if not merchant:
+            session.clear()
+            return redirect(url_for("dashboard.login", next=request.path))
+        g.merchant = merchant
+        return view(*args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,122 @@
+"""The database: one SQLAlchemy engine per app, a connection per request, text() SQL helpers."""
+import logging
+from pathlib import Path
+
+import click
+from flask import current_app, g
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from .config import ROOT, TEST_MERCHANT
+
+log = logging.getLogger(__name__)
+SCHEMA_LOCK = 7240001  # advisory lock id: processes starting together apply the schema one at a time
+
+
+def sqlalchemy_url(url):
+    """Accept postgres:// and postgresql:// URLs and use the psycopg 3 driver."""
+    u = make_url(url.replace("postgres://", "postgresql://", 1))
+    return u.set(drivername="postgresql+psycopg")
+
+
+def libpq_url(url):
+    """The same URL as plain libpq understands it (for psycopg.connect, psql)."""
+    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def make_engine(url, pool_size=10):
+    """An engine whose pool survives a database restart (pre-ping) and never hangs on connect."""
+    return create_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 3, "options": "-c timezone=UTC -c statement_timeout=15000"},
+    )
+
+
+def engine():
+    return current_app.extensions["engine"]
+
+
+def conn():
+    """The request's connection, in a transaction that the view commits (or teardown rolls back)."""
+    if "db_conn" not in g:
+        g.db_conn = engine().connect()
+    return g.db_conn
+
+
+def one(sql, c=None, **params):
+    """First row as a mapping, or None."""
+    row = (c or conn()).execute(text(sql), params).mappings().first()
+    return dict(row) if row is not None else None
+
+
+def all_(sql, c=None, **params):
+    return [dict(r) for r in (c or conn()).execute(text(sql), params).mappings()]
+
+
+def scalar(sql, c=None, **params):
+    return (c or conn()).execute(text(sql), params).scalar()
+
+
+def commit():
+    if "db_conn" in g:
+        g.db_conn.commit()
+
+
+def close_conn(exc=None):
+    c = g.pop("db_conn", None)
+    if c is not None:
+        try:
+            c.rollback()
+        finally:
+            c.close()
+
+
+def apply_schema(c):
+    """Run schema.sql (idempotent) and seed the test merchant, under an advisory lock."""
+    from werkzeug.security import check_password_hash, generate_password_hash
+
+    cfg = current_app.config
+    raw = c.connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        cur.execute(Path(ROOT / "schema.sql").read_text())
+    existing = one("SELECT password_hash FROM merchants WHERE id = :id", c, id=TEST_MERCHANT["id"])
+    # Keep the stored hash when the password is unchanged (hashing is deliberately slow).
+    password = cfg["TEST_MERCHANT_PASSWORD"]
+    if existing and existing["password_hash"] and check_password_hash(existing["password_hash"], password):
+        password_hash = existing["password_hash"]
+    else:
+        password_hash = generate_password_hash(password)
+    c.execute(
+        text(
+            """
+            INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_secret, webhook_url, password_hash)
+            VALUES (:id, :name, :email, :api_key, :api_secret, :webhook_secret, :webhook_url, :password_hash)
+            ON CONFLICT (id) DO UPDATE
+               SET password_hash = EXCLUDED.password_hash,
+                   -- a URL the merchant saved is kept; an empty one points at the local receiver
+                   webhook_url = COALESCE(merchants.webhook_url, EXCLUDED.webhook_url)
+            """
+        ),
+        dict(TEST_MERCHANT, webhook_url=cfg["TEST_MERCHANT_WEBHOOK_URL"], password_hash=password_hash),
+    )
+    c.commit()
+
+
+def init_app(app):
+    app.extensions["engine"] = make_engine(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
+    app.teardown_appcontext(close_conn)
+    app.cli.add_command(init_db_command)
+
+
+@click.command("init-db")
+def init_db_command():
+    """Apply schema.sql and seed the test merchant (safe to run again)."""
+    with engine().connect() as c:
+        apply_schema(c)
+    click.echo("Schema applied, test merchant seeded.")

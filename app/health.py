@@ -1,0 +1,45 @@
+"""GET /health and the public test endpoints that need no merchant."""
+from datetime import datetime, timezone
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+
+from .config import TEST_MERCHANT
+from .timefmt import iso
+
+bp = Blueprint("health", __name__)
+
+HEARTBEAT_FRESH_SECONDS = 10
+
+
+def worker_running(c):
+    """A worker is running when some heartbeat is younger than ~10 s (SPEC §4)."""
+    return bool(c.execute(text(
+        "SELECT EXISTS (SELECT 1 FROM worker_heartbeats WHERE beat_at > now() - make_interval(secs => :s))"),
+        {"s": HEARTBEAT_FRESH_SECONDS}).scalar())
+
+
+@bp.get("/health")
+def health():
+    now = iso(datetime.now(timezone.utc))
+    try:
+        with current_app.extensions["engine"].connect() as c:
+            running = worker_running(c)
+    except Exception:  # noqa: BLE001 - any failure to reach the database is "disconnected"
+        current_app.logger.warning("health: database unreachable")
+        body = {"status": "unhealthy", "database": "disconnected", "worker": "unknown", "timestamp": now}
+        return jsonify(body), 503
+    return jsonify(status="healthy", database="connected", worker="running" if running else "stopped",
+                   timestamp=now), 200
+
+
+@bp.get("/api/v1/test/merchant")
+def test_merchant():
+    from . import db
+
+    row = db.one("SELECT id, email, api_key FROM merchants WHERE id = :id", id=TEST_MERCHANT["id"])
+    if row is None:
+        from .errors import NotFound
+
+        raise NotFound("The test merchant is not seeded.")
+    return jsonify(id=str(row["id"]), email=row["email"], api_key=row["api_key"], seeded=True)

@@ -1,0 +1,75 @@
+"""Idempotency-Key for creating POSTs (SPEC §3): one object per (merchant, key), replayed for 24 h."""
+import functools
+import hashlib
+import json
+
+from flask import current_app, g, request
+from sqlalchemy import text
+
+from . import db
+from .errors import ApiError, Conflict
+
+MAX_KEY_LENGTH = 255
+
+
+def _respond(body_text, status):
+    return current_app.response_class(body_text, status=status, mimetype="application/json")
+
+
+def idempotent(*header_names):
+    """Wrap a creating view that returns (dict, status) and never commits itself. This decorator
+    commits: the new object and its stored response land in one transaction."""
+    header_names = header_names or ("Idempotency-Key",)
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            key = next((request.headers[h] for h in header_names if request.headers.get(h)), None)
+            c = db.conn()
+            if key is None:
+                body, status = view(*args, **kwargs)
+                text_body = current_app.json.dumps(body)
+                c.commit()
+                return _respond(text_body, status)
+            if len(key) > MAX_KEY_LENGTH:
+                raise ApiError(f"Idempotency key may be at most {MAX_KEY_LENGTH} characters.")
+            digest = hashlib.sha256(b"%s %s\n" % (request.method.encode(), request.path.encode())
+                                    + request.get_data(cache=True)).hexdigest()
+            merchant_id = g.merchant["id"]
+            # The primary key decides, not a check-then-insert: a concurrent request with the same
+            # key blocks here until the first commits (then it replays) or rolls back (then it
+            # goes ahead). An expired key is taken over in the same statement.
+            claimed = c.execute(text(
+                """
+                INSERT INTO idempotency_keys (key, merchant_id, request_hash) VALUES (:k, :m, :h)
+                ON CONFLICT (merchant_id, key) DO UPDATE
+                   SET request_hash = EXCLUDED.request_hash, response = NULL,
+                       created_at = now(), expires_at = now() + interval '24 hours'
+                 WHERE idempotency_keys.expires_at <= now()
+                RETURNING 1
+                """), {"k": key, "m": merchant_id, "h": digest}).scalar()
+            if not claimed:
+                stored = c.execute(text("SELECT request_hash, response FROM idempotency_keys "
+                                        "WHERE merchant_id = :m AND key = :k"), {"m": merchant_id, "k": key}).first()
+                c.rollback()
+                if stored.request_hash != digest:
+                    raise Conflict("Idempotency key was already used with a different request.",
+                                   field="Idempotency-Key")
+                if stored.response is None:
+                    raise Conflict("A request with this idempotency key is still in progress.")
+                return _respond(stored.response["body"], stored.response["status"])
+            body, status = view(*args, **kwargs)
+            text_body = current_app.json.dumps(body)
+            c.execute(text("UPDATE idempotency_keys SET response = CAST(:r AS jsonb) WHERE merchant_id = :m AND key = :k"),
+                      {"r": json.dumps({"status": status, "body": text_body}), "m": merchant_id, "k": key})
+            c.commit()
+            return _respond(text_body, status)
+
+        return wrapped
+
+    return decorator
+
+
+def delete_expired(c):
+    """Periodic duty: expired keys are free again (and the table stays small)."""
+    return c.execute(text("DELETE FROM idempotency_keys WHERE expires_at <= now()")).rowcount

@@ -1,0 +1,52 @@
+"""Orders: what a merchant wants to be paid (amount in paise), paid by at most one payment."""
+import json
+
+from sqlalchemy import text
+
+from .errors import NotFound
+from .ids import new_id
+
+COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at"
+
+
+def create(c, merchant_id, data):
+    """Insert an order (validated by schemas.OrderCreate)."""
+    return dict(c.execute(text(
+        f"INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes) "
+        f"VALUES (:id, :m, :amount, :currency, :receipt, CAST(:notes AS jsonb)) RETURNING {COLUMNS}"),
+        {"id": new_id("order_"), "m": merchant_id, "amount": data["amount"], "currency": data["currency"].upper(),
+         "receipt": data["receipt"], "notes": json.dumps(data["notes"])}).mappings().one())
+
+
+def get(c, merchant_id, order_id, lock=False):
+    """The merchant's order or 404 (another merchant's order is 404 too)."""
+    row = c.execute(text(f"SELECT {COLUMNS} FROM orders WHERE id = :id AND merchant_id = :m"
+                         + (" FOR UPDATE" if lock else "")),
+                    {"id": order_id, "m": merchant_id}).mappings().first()
+    if row is None:
+        raise NotFound("Order not found.", field="order_id")
+    return dict(row)
+
+
+def get_public(c, order_id):
+    """What the checkout shows: amount, currency, status and the merchant's name."""
+    row = c.execute(text(
+        "SELECT o.id, o.amount, o.currency, o.status, o.merchant_id, m.name AS merchant_name, m.api_key "
+        "FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.id = :id AND m.is_active"),
+        {"id": order_id}).mappings().first()
+    if row is None:
+        raise NotFound("Order not found.", field="order_id")
+    return dict(row)
+
+
+def list_(c, merchant_id, limit, offset):
+    return page(c, "orders", COLUMNS, "merchant_id = :m", {"m": merchant_id}, limit, offset)
+
+
+def page(c, table, columns, where, params, limit, offset):
+    """One page, newest first, and the total: the shape of every list endpoint."""
+    total = c.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar()
+    rows = c.execute(text(f"SELECT {columns} FROM {table} WHERE {where} "
+                          f"ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"),
+                     dict(params, limit=limit, offset=offset)).mappings().all()
+    return [dict(r) for r in rows], total

@@ -1,0 +1,172 @@
+"""Payments: accept (pending + settlement job in one transaction), settle, capture."""
+import json
+import random
+
+from sqlalchemy import text
+
+from . import jobs, orders, validation, webhooks
+from .errors import ApiError, ExpiredCard, InvalidCard, InvalidVpa, NotFound
+from .ids import new_id
+from .schemas import PAYMENT
+
+SETTLE = "payment.settle"
+COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
+           "captured, error_code, error_description, notes, created_at, updated_at")
+
+
+def check_method(data):
+    """SPEC §3 rules for the method's details. Returns the columns to store: the VPA, or only the
+    card's network and last four digits (the number and CVV go no further than this function)."""
+    if data["method"] == "upi":
+        if not validation.valid_vpa(data["vpa"]):
+            raise InvalidVpa("Invalid VPA: expected the form name@bank.", field="vpa")
+        return {"vpa": data["vpa"], "card_network": None, "card_last4": None}
+    card = data["card"]
+    if not validation.valid_card_number(card["number"]):
+        raise InvalidCard("Invalid card number.", field="card.number")
+    if not validation.valid_cvv(card["cvv"]):
+        raise InvalidCard("Invalid CVV: expected 3 or 4 digits.", field="card.cvv")
+    if not validation.expiry_ok(card["expiry_month"], card["expiry_year"]):
+        raise ExpiredCard("Card expired or expiry date invalid.", field="card.expiry_month")
+    digits = validation.normalize_card_number(card["number"])
+    return {"vpa": None, "card_network": validation.card_network(digits), "card_last4": digits[-4:]}
+
+
+def create(c, merchant, data, settings):
+    """Accept a payment for one of the merchant's orders: the payment row, its settlement job and
+    the payment.created event commit together, or not at all."""
+    order = orders.get(c, merchant["id"], data["order_id"])
+    if order["status"] != "created":
+        raise ApiError("Order is already paid.", field="order_id")
+    if "amount" in data and data["amount"] != order["amount"]:
+        raise ApiError("Payment amount must equal the order amount.", field="amount")
+    if "currency" in data and data["currency"].upper() != order["currency"]:
+        raise ApiError("Payment currency must equal the order currency.", field="currency")
+    method = check_method(data)
+    row = dict(c.execute(text(
+        f"""
+        INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, notes)
+        VALUES (:id, :order_id, :m, :amount, :currency, :method, :vpa, :card_network, :card_last4, CAST(:notes AS jsonb))
+        RETURNING {COLUMNS}
+        """), dict(method, id=new_id("pay_"), order_id=order["id"], m=merchant["id"], amount=order["amount"],
+                   currency=order["currency"], method=data["method"], notes=json.dumps(data["notes"]))
+    ).mappings().one())
+    jobs.enqueue(c, SETTLE, {"payment_id": row["id"]})
+    webhooks.emit_event(c, merchant, "payment.created", {"payment": PAYMENT.dump(row)})
+    return row
+
+
+def get(c, merchant_id, payment_id, lock=False):
+    row = c.execute(text(f"SELECT {COLUMNS} FROM payments WHERE id = :id AND merchant_id = :m"
+                         + (" FOR UPDATE" if lock else "")),
+                    {"id": payment_id, "m": merchant_id}).mappings().first()
+    if row is None:
+        raise NotFound("Payment not found.")
+    return dict(row)
+
+
+def get_public(c, payment_id):
+    row = c.execute(text(f"SELECT {COLUMNS} FROM payments WHERE id = :id"), {"id": payment_id}).mappings().first()
+    if row is None:
+        raise NotFound("Payment not found.")
+    return dict(row)
+
+
+def list_(c, merchant_id, limit, offset, status=None):
+    where, params = "merchant_id = :m", {"m": merchant_id}
+    if status:
+        where, params["status"] = where + " AND status = :status", status
+    return orders.page(c, "payments", COLUMNS, where, params, limit, offset)
+
+
+def capture(c, merchant_id, payment_id, amount):
+    """Mark a successful payment captured; the amount must be the payment's amount."""
+    payment = get(c, merchant_id, payment_id, lock=True)
+    if payment["status"] != "success":
+        raise ApiError("Payment not in capturable state")
+    if payment["captured"]:
+        raise ApiError("Payment has already been captured")
+    if amount != payment["amount"]:
+        raise ApiError("Capture amount must equal the payment amount.", field="amount")
+    return dict(c.execute(text(f"UPDATE payments SET captured = true, updated_at = now() WHERE id = :id "
+                               f"RETURNING {COLUMNS}"), {"id": payment_id}).mappings().one())
+
+
+# ---- settlement (worker) ----------------------------------------------------------------------
+
+def _delay_seconds(settings):
+    if settings["TEST_MODE"]:
+        return settings["TEST_PROCESSING_DELAY"] / 1000.0
+    return random.uniform(5, 10)
+
+
+def _outcome(method, settings):
+    """(status, error_code, error_description) for a payment leaving the bank."""
+    if settings["TEST_MODE"]:
+        ok = settings["TEST_PAYMENT_SUCCESS"]
+    else:
+        ok = random.random() < (0.90 if method == "upi" else 0.95)
+    if ok:
+        return "success", None, None
+    reason = "UPI transaction declined by the payer's bank" if method == "upi" else "Card declined by the issuing bank"
+    return "failed", "PAYMENT_FAILED", reason
+
+
+def settle_batch(c, batch, settings, emit):
+    """Run a batch of settlement jobs in the caller's transaction, a handful of statements for the
+    whole batch. pending -> processing (and come back after the bank's delay), processing -> success
+    or failed. Every transition is guarded on the expected status, so a job run twice settles once.
+    Returns {job_id: delay} for jobs to run again; the other jobs are done."""
+    job_of = {j["payload"]["payment_id"]: j["id"] for j in batch}
+    # Lock the payments in id order: two workers never deadlock on a shared pair.
+    rows = c.execute(text(
+        f"""
+        SELECT p.id, p.order_id, p.method, p.status, p.merchant_id, m.webhook_url IS NOT NULL AS has_url
+          FROM payments p JOIN merchants m ON m.id = p.merchant_id
+         WHERE p.id = ANY(:ids) AND p.status IN ('pending', 'processing')
+         ORDER BY p.id FOR UPDATE OF p
+        """), {"ids": list(job_of)}).mappings().all()
+    again, to_processing, settle = {}, [], []
+    for r in rows:
+        delay = _delay_seconds(settings) if r["status"] == "pending" else 0
+        if delay > 0:
+            to_processing.append(r["id"])
+            again[job_of[r["id"]]] = delay
+        else:
+            settle.append((r, *_outcome(r["method"], settings)))
+    if to_processing:
+        c.execute(text("UPDATE payments SET status = 'processing', updated_at = now() "
+                       "WHERE id = ANY(:ids) AND status = 'pending'"), {"ids": to_processing})
+    if settle:
+        _settle(c, settle, emit)
+    return again
+
+
+def _settle(c, settle, emit):
+    # An order is paid once: claim each order for the first successful payment of it; a later
+    # success for an order already paid becomes a failure (the unique index would refuse it anyway).
+    wanted = sorted({r["order_id"] for r, status, *_ in settle if status == "success"})
+    paid_now = set(c.execute(text(
+        "UPDATE orders SET status = 'paid', updated_at = now() WHERE id = ANY(:ids) AND status = 'created' "
+        "RETURNING id"), {"ids": wanted}).scalars()) if wanted else set()
+    ids, statuses, codes, descs, has_url = [], [], [], [], {}
+    for r, status, code, desc in settle:
+        if status == "success":
+            if r["order_id"] in paid_now:
+                paid_now.discard(r["order_id"])
+            else:
+                status, code, desc = "failed", "PAYMENT_FAILED", "Order is already paid by another payment"
+        ids.append(r["id"])
+        statuses.append(status)
+        codes.append(code)
+        descs.append(desc)
+        has_url[r["id"]] = r["has_url"]
+    settled = c.execute(text(
+        f"""
+        UPDATE payments p SET status = t.s, error_code = t.c, error_description = t.d, updated_at = now()
+          FROM unnest(CAST(:ids AS text[]), CAST(:s AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) AS t(id, s, c, d)
+         WHERE p.id = t.id AND p.status IN ('pending', 'processing')
+        RETURNING {", ".join("p." + col.strip() for col in COLUMNS.split(","))}
+        """), {"ids": ids, "s": statuses, "c": codes, "d": descs}).mappings().all()
+    emit([(p["merchant_id"], f"payment.{p['status']}", {"payment": PAYMENT.dump(p)})
+          for p in settled if has_url[p["id"]]])

@@ -1,0 +1,82 @@
+"""Refunds: never more than the payment's amount, however many arrive at once."""
+import random
+
+from sqlalchemy import text
+
+from . import jobs, payments, webhooks
+from .errors import ApiError, NotFound
+from .ids import new_id
+from .schemas import PAYMENT, REFUND
+
+PROCESS = "refund.process"
+COLUMNS = "id, payment_id, merchant_id, amount, reason, status, created_at, processed_at"
+
+
+def _with_currency(refund, payment):
+    return dict(refund, currency=payment["currency"])
+
+
+def create(c, merchant, payment_id, data, settings):
+    """Accept a refund (amount defaults to what is left). The payment row is locked first, so
+    concurrent refunds are counted one after another and their total never exceeds the amount."""
+    payment = payments.get(c, merchant["id"], payment_id, lock=True)
+    if payment["status"] != "success":
+        raise ApiError("Payment must be successful to be refunded.", field="payment_id")
+    refunded = c.execute(text("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = :id"),
+                         {"id": payment_id}).scalar()
+    available = payment["amount"] - refunded
+    amount = data.get("amount", available)
+    if available <= 0:
+        raise ApiError("Payment has been fully refunded already.", field="amount")
+    if amount > available:
+        raise ApiError("Refund amount exceeds available amount", field="amount")
+    refund = dict(c.execute(text(
+        f"INSERT INTO refunds (id, payment_id, merchant_id, amount, reason) VALUES (:id, :p, :m, :amount, :reason) "
+        f"RETURNING {COLUMNS}"),
+        {"id": new_id("rfnd_"), "p": payment_id, "m": merchant["id"], "amount": amount,
+         "reason": data.get("reason")}).mappings().one())
+    delay = settings["TEST_PROCESSING_DELAY"] / 1000.0 if settings["TEST_MODE"] else random.uniform(3, 5)
+    jobs.enqueue(c, PROCESS, {"refund_id": refund["id"]}, delay_seconds=delay)
+    refund = _with_currency(refund, payment)
+    webhooks.emit_event(c, merchant, "refund.created", {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})
+    return refund
+
+
+def get(c, merchant_id, refund_id):
+    row = c.execute(text(
+        f"SELECT r.{COLUMNS.replace(', ', ', r.')}, p.currency FROM refunds r JOIN payments p ON p.id = r.payment_id "
+        "WHERE r.id = :id AND r.merchant_id = :m"), {"id": refund_id, "m": merchant_id}).mappings().first()
+    if row is None:
+        raise NotFound("Refund not found.")
+    return dict(row)
+
+
+def list_for_payment(c, merchant_id, payment_id, limit, offset):
+    payment = payments.get(c, merchant_id, payment_id)
+    total = c.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": payment_id}).scalar()
+    rows = c.execute(text(f"SELECT {COLUMNS} FROM refunds WHERE payment_id = :p "
+                          "ORDER BY created_at DESC, id DESC LIMIT :l OFFSET :o"),
+                     {"p": payment_id, "l": limit, "o": offset}).mappings().all()
+    return [_with_currency(r, payment) for r in rows], total
+
+
+def process_batch(c, batch, settings, emit):
+    """pending -> processed (guarded, so a job run twice processes once), then refund.processed."""
+    ids = [j["payload"]["refund_id"] for j in batch]
+    rows = c.execute(text(
+        f"""
+        UPDATE refunds r SET status = 'processed', processed_at = now()
+          FROM payments p, merchants m
+         WHERE r.id = ANY(:ids) AND r.status = 'pending' AND p.id = r.payment_id AND m.id = r.merchant_id
+        RETURNING r.{COLUMNS.replace(', ', ', r.')}, m.webhook_url IS NOT NULL AS has_url,
+                  {", ".join(f"p.{col} AS p_{col}" for col in payments.COLUMNS.split(", "))}
+        """), {"ids": ids}).mappings().all()
+    events = []
+    for r in rows:
+        if r["has_url"]:
+            payment = {k[2:]: v for k, v in r.items() if k.startswith("p_")}
+            refund = _with_currency({k: r[k] for k in COLUMNS.split(", ")}, payment)
+            events.append((r["merchant_id"], "refund.processed",
+                           {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)}))
+    emit(events)
+    return {}

@@ -1,0 +1,268 @@
+"""Marshmallow schemas: request validation at the edge and the dump of every resource.
+The same classes feed /openapi.json, so the documentation cannot drift from the views."""
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from .errors import ApiError
+from .timefmt import iso
+
+INT32_MAX = 2_147_483_647
+
+
+class StrictInt(fields.Integer):
+    """An integer and nothing else: no floats, no numeric strings, no booleans."""
+
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):
+            raise self.make_error("invalid")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Notes(fields.Dict):
+    """Free-form merchant notes: at most 15 keys, short scalar values (as Razorpay)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(keys=fields.String(validate=validate.Length(1, 64)), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if len(value) > 15:
+            raise ValidationError("notes may have at most 15 keys.")
+        for v in value.values():
+            if not (v is None or isinstance(v, (str, int, float, bool))):
+                raise ValidationError("notes values must be strings, numbers, booleans or null.")
+            if isinstance(v, str) and len(v) > 512:
+                raise ValidationError("notes values may be at most 512 characters.")
+        return value
+
+
+class Time(fields.DateTime):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return iso(value)
+
+
+class Base(Schema):
+    class Meta:
+        unknown = RAISE
+        ordered = True
+
+
+# ---- requests ---------------------------------------------------------------------------------
+
+class OrderCreate(Base):
+    amount = StrictInt(required=True, validate=validate.Range(100, INT32_MAX),
+                       metadata={"description": "Amount in the smallest unit (paise), at least 100."})
+    currency = fields.String(load_default="INR", validate=validate.Regexp(r"^[A-Za-z]{3}$"))
+    receipt = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+    notes = Notes(load_default=dict)
+    partial_payment = fields.Boolean(load_default=False, metadata={"description": "Accepted for SDK compatibility; must be false."})
+
+    @validates_schema
+    def _no_partial(self, data, **kwargs):
+        if data.get("partial_payment"):
+            raise ValidationError("Partial payments are not supported.", "partial_payment")
+
+
+class CardIn(Base):
+    number = fields.String(required=True, validate=validate.Length(max=32))
+    expiry_month = fields.Raw(required=True, metadata={"description": "1-12, integer or string"})
+    expiry_year = fields.Raw(required=True, metadata={"description": "YY or YYYY, integer or string"})
+    cvv = fields.Raw(required=True, metadata={"description": "3 or 4 digits"})
+    holder_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+
+
+class PaymentCreate(Base):
+    order_id = fields.String(required=True, validate=validate.Length(max=64))
+    method = fields.String(required=True, validate=validate.OneOf(["upi", "card"]))
+    vpa = fields.String(validate=validate.Length(max=255))
+    card = fields.Nested(CardIn)
+    amount = StrictInt(validate=validate.Range(1, INT32_MAX),
+                       metadata={"description": "Optional; must equal the order's amount."})
+    currency = fields.String(validate=validate.Length(3, 3))
+    notes = Notes(load_default=dict)
+    email = fields.String(validate=validate.Length(max=255))
+    contact = fields.String(validate=validate.Length(max=32))
+
+    @validates_schema
+    def _method_fields(self, data, **kwargs):
+        if data.get("method") == "upi" and "vpa" not in data:
+            raise ValidationError("vpa is required for UPI payments.", "vpa")
+        if data.get("method") == "card" and "card" not in data:
+            raise ValidationError("card is required for card payments.", "card")
+
+
+class CaptureIn(Base):
+    amount = StrictInt(required=True, validate=validate.Range(1, INT32_MAX))
+    currency = fields.String(validate=validate.Length(3, 3))
+
+
+class RefundCreate(Base):
+    amount = StrictInt(validate=validate.Range(1, INT32_MAX),
+                       metadata={"description": "Defaults to the amount still refundable."})
+    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
+    notes = Notes(load_default=dict)
+    speed = fields.String(validate=validate.OneOf(["normal", "optimum"]))
+    receipt = fields.String(validate=validate.Length(max=40))
+
+
+class WebhookConfigIn(Base):
+    webhook_url = fields.String(required=True, allow_none=True, validate=validate.Length(max=2048))
+
+
+class ListQuery(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    limit = fields.Integer(validate=validate.Range(min=0))
+    count = fields.Integer(validate=validate.Range(min=0))
+    offset = fields.Integer(validate=validate.Range(min=0, max=INT32_MAX))
+    skip = fields.Integer(validate=validate.Range(min=0, max=INT32_MAX))
+    status = fields.String()
+
+
+def load(schema, data):
+    """Validate with a schema; a ValidationError becomes one 400 naming the first bad field."""
+    try:
+        return schema.load(data)
+    except ValidationError as e:
+        field, message = _first_error(e.messages)
+        raise ApiError(f"{field}: {message}" if field else message, field=field) from None
+
+
+def _first_error(messages, prefix=""):
+    if isinstance(messages, dict):
+        for key, value in messages.items():
+            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            return _first_error(value, name)
+    if isinstance(messages, list) and messages:
+        first = messages[0]
+        if isinstance(first, (dict, list)):
+            return _first_error(first, prefix)
+        return prefix or None, str(first)
+    return prefix or None, "Invalid value."
+
+
+# ---- responses --------------------------------------------------------------------------------
+
+class OrderOut(Base):
+    id = fields.String()
+    entity = fields.Constant("order")
+    merchant_id = fields.UUID()
+    amount = fields.Integer()
+    currency = fields.String()
+    receipt = fields.String(allow_none=True)
+    notes = fields.Dict()
+    status = fields.String(metadata={"enum": ["created", "paid"]})
+    created_at = Time()
+    updated_at = Time()
+
+
+class OrderPublicOut(Base):
+    id = fields.String()
+    amount = fields.Integer()
+    currency = fields.String()
+    status = fields.String(metadata={"enum": ["created", "paid"]})
+    merchant_name = fields.String()
+
+
+class PaymentOut(Base):
+    id = fields.String()
+    entity = fields.Constant("payment")
+    order_id = fields.String()
+    merchant_id = fields.UUID()
+    amount = fields.Integer()
+    currency = fields.String()
+    method = fields.String(metadata={"enum": ["upi", "card"]})
+    status = fields.String(metadata={"enum": ["pending", "processing", "success", "failed"]})
+    vpa = fields.String(allow_none=True)
+    card_network = fields.String(allow_none=True)
+    card_last4 = fields.String(allow_none=True)
+    captured = fields.Boolean()
+    error_code = fields.String(allow_none=True)
+    error_description = fields.String(allow_none=True)
+    notes = fields.Dict()
+    created_at = Time()
+    updated_at = Time()
+
+
+class PaymentPublicOut(Base):
+    id = fields.String()
+    order_id = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "processing", "success", "failed"]})
+    amount = fields.Integer()
+    currency = fields.String()
+    method = fields.String()
+    error_code = fields.String(allow_none=True)
+    error_description = fields.String(allow_none=True)
+
+
+class RefundOut(Base):
+    id = fields.String()
+    entity = fields.Constant("refund")
+    payment_id = fields.String()
+    amount = fields.Integer()
+    currency = fields.String()
+    reason = fields.String(allow_none=True)
+    status = fields.String(metadata={"enum": ["pending", "processed"]})
+    created_at = Time()
+    processed_at = Time(allow_none=True)
+
+
+class WebhookLogOut(Base):
+    id = fields.UUID()
+    event = fields.String()
+    status = fields.String(metadata={"enum": ["pending", "success", "failed"]})
+    attempts = fields.Integer()
+    created_at = Time()
+    last_attempt_at = Time(allow_none=True)
+    next_retry_at = Time(allow_none=True)
+    response_code = fields.Integer(allow_none=True)
+
+
+class WebhookConfigOut(Base):
+    webhook_url = fields.String(allow_none=True)
+    webhook_secret = fields.String(allow_none=True)
+
+
+class WebhookRetryOut(Base):
+    id = fields.UUID()
+    status = fields.String()
+    message = fields.String()
+
+
+class JobsStatusOut(Base):
+    pending = fields.Integer()
+    processing = fields.Integer()
+    completed = fields.Integer()
+    failed = fields.Integer()
+    worker_status = fields.String(metadata={"enum": ["running", "stopped"]})
+
+
+class ErrorDetail(Base):
+    code = fields.String()
+    description = fields.String()
+    field = fields.String()
+
+
+class ErrorOut(Base):
+    error = fields.Nested(ErrorDetail)
+
+
+def list_of(item_schema):
+    """The list envelope {data, total, limit, offset} around an item schema."""
+    return type(f"{item_schema.__name__}List", (Base,), {
+        "data": fields.List(fields.Nested(item_schema)),
+        "total": fields.Integer(),
+        "limit": fields.Integer(),
+        "offset": fields.Integer(),
+    })
+
+
+ORDER = OrderOut()
+ORDER_PUBLIC = OrderPublicOut()
+PAYMENT = PaymentOut()
+PAYMENT_PUBLIC = PaymentPublicOut()
+REFUND = RefundOut()
+WEBHOOK_LOG = WebhookLogOut()

@@ -1,0 +1,256 @@
+"""Webhook events: emit (in the caller's transaction), sign (two schemes), deliver, configure."""
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import secrets
+import socket
+import time
+from urllib.parse import urlsplit
+
+from sqlalchemy import text
+
+from . import jobs
+from .errors import ApiError, Conflict, NotFound
+from .ids import new_id
+
+log = logging.getLogger(__name__)
+
+DELIVER = "webhook.deliver"
+MAX_ATTEMPTS = 5
+TIMEOUT_SECONDS = 5
+RESPONSE_BODY_LIMIT = 1000
+
+
+# ---- signing ----------------------------------------------------------------------------------
+
+def sign_hex(secret, body):
+    """X-Webhook-Signature: hex HMAC-SHA256 of the body (Razorpay's verify_webhook_signature scheme)."""
+    return hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+
+
+def standard_key(secret):
+    """The Standard Webhooks signing key: strip whsec_, lenient base64 (as the reference library)."""
+    if secret.startswith("whsec_"):
+        secret = secret[len("whsec_"):]
+    return base64.b64decode(secret + "==")
+
+
+def standard_signature(secret, msg_id, timestamp, body):
+    """webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">."""
+    mac = hmac.new(standard_key(secret), f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def headers_for(secret, event_id, body, timestamp=None):
+    ts = str(int(timestamp if timestamp is not None else time.time()))
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": "open-gateway-webhooks/1",
+        "X-Webhook-Signature": sign_hex(secret, body),
+        "webhook-id": event_id,
+        "webhook-timestamp": ts,
+        "webhook-signature": standard_signature(secret, event_id, ts, body),
+    }
+
+
+def new_secret():
+    """whsec_ + 32 random bytes, base64."""
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+def emit_events(c, events, lease=None):
+    """Write one webhook_logs row and one delivery job per (merchant_id, event, data), in the
+    caller's transaction. Callers pass only merchants that have a webhook URL. The body is
+    serialised here, once; every attempt sends these exact bytes. Returns [(job_id, payload)]."""
+    if not events:
+        return []
+    now = int(time.time())
+    ids, merchants, names, bodies = [], [], [], []
+    for merchant_id, event, data in events:
+        event_id = new_id("evt_")
+        body = json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
+                          separators=(",", ":"), ensure_ascii=False)
+        ids.append(event_id)
+        merchants.append(str(merchant_id))
+        names.append(event)
+        bodies.append(body)
+    lease_id, lease_s = lease or (None, 0)
+    # One round trip: the logs take their delivery job's id from the jobs sequence, then the jobs
+    # are inserted with those ids (pending, or already leased to the calling worker).
+    rows = c.execute(text(
+        """
+        WITH logs AS (
+            INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, next_retry_at, job_id)
+            SELECT m, e, i, b::jsonb, b, now(), nextval('jobs_id_seq')
+              FROM unnest(CAST(:m AS uuid[]), CAST(:e AS text[]), CAST(:i AS text[]), CAST(:b AS text[])) AS t(m, e, i, b)
+            RETURNING id, merchant_id, job_id)
+        INSERT INTO jobs (id, kind, payload, status, lease_id, locked_until, attempts)
+        SELECT job_id, :kind, jsonb_build_object('log_id', id, 'merchant_id', merchant_id),
+               CASE WHEN CAST(:lease AS uuid) IS NULL THEN 'pending' ELSE 'processing' END, CAST(:lease AS uuid),
+               CASE WHEN CAST(:lease AS uuid) IS NULL THEN NULL ELSE now() + make_interval(secs => :lease_s) END,
+               CASE WHEN CAST(:lease AS uuid) IS NULL THEN 0 ELSE 1 END
+          FROM logs
+        RETURNING id, payload
+        """), {"m": merchants, "e": names, "i": ids, "b": bodies, "kind": DELIVER,
+               "lease": lease_id, "lease_s": float(lease_s)}).all()
+    return [(job_id, payload) for job_id, payload in rows]
+
+
+def emit_event(c, merchant, event, data):
+    """One event for a merchant row; nothing at all when the merchant has no webhook URL."""
+    if not merchant.get("webhook_url"):
+        return []
+    return emit_events(c, [(merchant["id"], event, data)])
+
+
+# ---- SSRF guard -------------------------------------------------------------------------------
+
+def _blocked_ip(ip):
+    ip = ipaddress.ip_address(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
+            or ip.is_unspecified or str(ip) in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254"))
+
+
+def check_url(url, allow_private):
+    """Refuse non-http(s) URLs and, unless allowed, hosts resolving to private/loopback/link-local/
+    metadata addresses. Raises ApiError(400) with the reason."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ApiError("webhook_url is not a valid URL.", field="webhook_url") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise ApiError("webhook_url must be an http(s) URL with a host.", field="webhook_url")
+    if parts.username or parts.password:
+        raise ApiError("webhook_url must not contain credentials.", field="webhook_url")
+    if allow_private:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        raise ApiError("webhook_url host does not resolve.", field="webhook_url") from None
+    if any(_blocked_ip(info[4][0]) for info in infos):
+        raise ApiError("webhook_url resolves to a private, loopback, link-local or metadata address.",
+                       field="webhook_url")
+
+
+# ---- delivery (worker side) ---------------------------------------------------------------------
+
+def start_attempt(c, log_id):
+    """Load what an attempt needs, reading URL and secret now (they may have changed since emit).
+    None when the log is no longer pending (delivered, or given up)."""
+    return c.execute(text(
+        """
+        SELECT w.id, w.event_id, w.body, w.attempts, m.webhook_url, m.webhook_secret
+          FROM webhook_logs w JOIN merchants m ON m.id = w.merchant_id
+         WHERE w.id = :id AND w.status = 'pending'
+        """), {"id": log_id}).mappings().first()
+
+
+def post(session, attempt, allow_private):
+    """One HTTP attempt. Returns (ok, response_code, response_body); never raises."""
+    url = attempt["webhook_url"]
+    if not url:
+        return False, None, "no webhook URL configured"
+    try:
+        check_url(url, allow_private)  # again at send time: DNS may have changed since it was saved
+    except ApiError as e:
+        return False, None, e.description
+    headers = headers_for(attempt["webhook_secret"] or "", attempt["event_id"], attempt["body"])
+    try:
+        r = session.post(url, data=attempt["body"].encode(), headers=headers, timeout=TIMEOUT_SECONDS,
+                         allow_redirects=False)
+        return 200 <= r.status_code < 300, r.status_code, r.text[:RESPONSE_BODY_LIMIT]
+    except Exception as e:  # noqa: BLE001 - timeouts, refused connections, TLS errors: all a failed attempt
+        return False, None, f"{type(e).__name__}: {str(e)[:200]}"
+
+
+def record_attempt(c, log_id, ok, code, body, intervals):
+    """Write the attempt's outcome; returns seconds until the next attempt, or None when final."""
+    row = c.execute(text(
+        """
+        UPDATE webhook_logs
+           SET attempts = attempts + 1, last_attempt_at = now(), response_code = :code, response_body = :body,
+               status = CASE WHEN :ok THEN 'success' WHEN attempts + 1 >= :max THEN 'failed' ELSE 'pending' END,
+               next_retry_at = CASE WHEN :ok OR attempts + 1 >= :max THEN NULL
+                               ELSE now() + make_interval(secs => (CAST(:intervals AS float8[]))[least(attempts + 1, :n)]) END
+         WHERE id = :id AND status = 'pending'
+        RETURNING status, extract(epoch FROM next_retry_at - now()) AS wait
+        """), {"id": log_id, "ok": ok, "code": code, "body": body, "max": MAX_ATTEMPTS,
+               "intervals": [float(x) for x in intervals], "n": len(intervals)}).first()
+    if row is None or row.status != "pending":
+        return None
+    return max(0.0, float(row.wait))
+
+
+# ---- merchant-facing operations -------------------------------------------------------------
+
+def list_logs(c, merchant_id, limit, offset):
+    total = c.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m"), {"m": merchant_id}).scalar()
+    rows = c.execute(text(
+        "SELECT id, event, status, attempts, created_at, last_attempt_at, next_retry_at, response_code "
+        "FROM webhook_logs WHERE merchant_id = :m ORDER BY created_at DESC, id DESC LIMIT :l OFFSET :o"),
+        {"m": merchant_id, "l": limit, "o": offset}).mappings().all()
+    return [dict(r) for r in rows], total
+
+
+def retry(c, merchant_id, log_id):
+    """Reset attempts and deliver now. The log's own job is reused when it is still queued, so
+    there is never more than one delivery job per log."""
+    try:
+        row = c.execute(text("SELECT id, job_id FROM webhook_logs WHERE id = CAST(:id AS uuid) AND merchant_id = :m "
+                             "FOR UPDATE"), {"id": log_id, "m": merchant_id}).mappings().first()
+    except Exception:  # noqa: BLE001 - a malformed uuid is simply "not found"
+        row = None
+    if row is None:
+        raise NotFound("Webhook log not found.")
+    job = c.execute(text("SELECT status FROM jobs WHERE id = :id"), {"id": row["job_id"]}).scalar()
+    if job == "processing":
+        raise Conflict("A delivery attempt for this webhook is in progress; retry in a few seconds.")
+    c.execute(text("UPDATE webhook_logs SET status = 'pending', attempts = 0, next_retry_at = now(), "
+                   "response_code = NULL, response_body = NULL WHERE id = :id"), {"id": row["id"]})
+    if job == "pending":
+        c.execute(text("UPDATE jobs SET next_run_at = now(), attempts = 0, updated_at = now() WHERE id = :id"),
+                  {"id": row["job_id"]})
+    else:
+        job_id = jobs.enqueue(c, DELIVER, {"log_id": str(row["id"]), "merchant_id": str(merchant_id)})
+        c.execute(text("UPDATE webhook_logs SET job_id = :j WHERE id = :id"), {"j": job_id, "id": row["id"]})
+    return {"id": str(row["id"]), "status": "pending", "message": "Webhook retry scheduled"}
+
+
+def get_config(c, merchant_id):
+    return dict(c.execute(text("SELECT webhook_url, webhook_secret FROM merchants WHERE id = :m"),
+                          {"m": merchant_id}).mappings().one())
+
+
+def set_url(c, merchant_id, url, allow_private):
+    """Save (or clear, with null/"") the merchant's webhook URL after checking it."""
+    url = (url or "").strip() or None
+    if url is not None:
+        check_url(url, allow_private)
+    c.execute(text("UPDATE merchants SET webhook_url = :u, updated_at = now(), "
+                   "webhook_secret = COALESCE(webhook_secret, :s) WHERE id = :m"),
+              {"u": url, "m": merchant_id, "s": new_secret()})
+    return get_config(c, merchant_id)
+
+
+def regenerate_secret(c, merchant_id):
+    c.execute(text("UPDATE merchants SET webhook_secret = :s, updated_at = now() WHERE id = :m"),
+              {"s": new_secret(), "m": merchant_id})
+    return get_config(c, merchant_id)
+
+
+def send_test(c, merchant):
+    """Queue a webhook.test event; 400 when no URL is configured."""
+    if not merchant.get("webhook_url"):
+        raise ApiError("Configure a webhook URL first.", field="webhook_url")
+    emit_event(c, merchant, "webhook.test", {"message": "This is a test webhook.",
+                                             "merchant_id": str(merchant["id"])})

@@ -1,0 +1,95 @@
+"""The test merchant (SPEC §8): receives webhooks, verifies both signatures, dedupes by webhook-id,
+and runs a demo shop that creates orders server-side and pays with checkout.js."""
+import hashlib
+import hmac
+import json
+import logging
+import os
+import threading
+import time
+
+import requests
+from flask import Flask, jsonify, render_template, request
+from standardwebhooks import Webhook, WebhookVerificationError
+
+log = logging.getLogger("test_merchant")
+
+
+def create_app(config=None):
+    app = Flask(__name__, template_folder="templates")
+    app.config.update(
+        WEBHOOK_SECRET=os.environ.get("TEST_MERCHANT_WEBHOOK_SECRET", "whsec_test_abc123"),
+        GATEWAY_URL=os.environ.get("GATEWAY_URL", f"http://localhost:{os.environ.get('PORT', '8000')}"),
+        API_KEY=os.environ.get("TEST_MERCHANT_API_KEY", "key_test_abc123"),
+        API_SECRET=os.environ.get("TEST_MERCHANT_API_SECRET", "secret_test_xyz789"),
+        PORT=os.environ.get("TEST_MERCHANT_PORT", "3002"),
+        STATUS=None,  # tests may force an answer status (e.g. 500) through POST /control
+    )
+    app.config.update(config or {})
+    lock = threading.Lock()
+    deliveries = []      # every request received, verified or not
+    seen = set()         # webhook-ids already processed (deduplication)
+
+    @app.post("/webhook")
+    def webhook():
+        body = request.get_data()
+        secret = app.config["WEBHOOK_SECRET"]
+        expected_hex = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        hex_ok = hmac.compare_digest(expected_hex, request.headers.get("X-Webhook-Signature", ""))
+        try:
+            Webhook(secret).verify(body, dict(request.headers))
+            std_ok = True
+        except (WebhookVerificationError, ValueError):
+            std_ok = False
+        event_id = request.headers.get("webhook-id")
+        with lock:
+            duplicate = event_id in seen
+            forced = app.config["STATUS"]
+            status = 401 if not (hex_ok and std_ok) else forced or 200
+            if status == 200:
+                seen.add(event_id)
+            try:
+                event = json.loads(body).get("event")
+            except ValueError:
+                event = None
+            deliveries.append({"webhook_id": event_id, "event": event, "received_at": time.time(),
+                               "hex_signature_valid": hex_ok, "standard_signature_valid": std_ok,
+                               "duplicate": duplicate, "status": status, "body": body.decode(errors="replace")})
+        if status == 401:
+            return jsonify(error="invalid signature"), 401
+        if status != 200:
+            return jsonify(error="forced failure"), status
+        return jsonify(received=True, duplicate=duplicate)
+
+    @app.get("/logs")
+    def logs():
+        with lock:
+            return jsonify(deliveries=list(deliveries), count=len(deliveries))
+
+    @app.post("/control")
+    def control():
+        """Test hook: {"status": 500} makes /webhook answer 500; {"status": null} restores; {"clear": true}."""
+        data = request.get_json(force=True, silent=True) or {}
+        with lock:
+            if "status" in data:
+                app.config["STATUS"] = data["status"]
+            if data.get("clear"):
+                deliveries.clear()
+                seen.clear()
+        return jsonify(status=app.config["STATUS"])
+
+    @app.get("/")
+    def shop():
+        return render_template("shop.html", gateway=app.config["GATEWAY_URL"], key=app.config["API_KEY"])
+
+    @app.post("/create-order")
+    def create_order():
+        """The shop's server creates the order with its secret (never exposed to the browser)."""
+        amount = (request.get_json(silent=True) or {}).get("amount", 50000)
+        r = requests.post(f"{app.config['GATEWAY_URL']}/api/v1/orders", json={"amount": amount, "currency": "INR"},
+                          auth=(app.config["API_KEY"], app.config["API_SECRET"]), timeout=10)
+        return jsonify(r.json()), r.status_code
+
+    print(f"test merchant: webhook URL http://localhost:{app.config['PORT']}/webhook, "
+          f"secret {app.config['WEBHOOK_SECRET'][:8]}… (TEST_MERCHANT_WEBHOOK_SECRET)", flush=True)
+    return app

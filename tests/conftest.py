@@ -1,0 +1,173 @@
+"""Fixtures: one fresh PostgreSQL database per test session (embedded pgserver, or DATABASE_URL's
+server), the app, a test client, a db connection, merchants, real processes and a real receiver."""
+import os
+import secrets
+import sys
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
+
+from helpers import Api, Process, Receiver, api_headers  # noqa: E402
+
+from app import create_app, db as app_db  # noqa: E402
+
+BASE_CONFIG = {
+    "TESTING": True,
+    "TEST_MODE": True,
+    "TEST_PAYMENT_SUCCESS": True,
+    "TEST_PROCESSING_DELAY": 0,
+    "WEBHOOK_RETRY_INTERVALS": [1, 1, 1, 1],
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": True,
+    "SECRET_KEY": "test-secret-key",
+    "LOG_LEVEL": "INFO",
+}
+
+
+@pytest.fixture(scope="session")
+def server_url():
+    """The PostgreSQL server: DATABASE_URL when set, else the embedded one under .data/."""
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        from app.embedded import ensure_database_url
+
+        url = ensure_database_url()
+    return url
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
+    """A fresh database for this test session, dropped at the end."""
+    name = f"gateway_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = app_db.libpq_url(server_url)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    url = app_db.sqlalchemy_url(server_url).set(database=name).set(drivername="postgresql")
+    yield url.render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def app(database_url):
+    application = create_app(dict(BASE_CONFIG, DATABASE_URL=database_url))
+    with application.app_context():
+        with app_db.engine().connect() as c:
+            app_db.apply_schema(c)
+    return application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app):
+    """A connection for assertions and set-up; each statement commits."""
+    with app.extensions["engine"].connect() as c:
+        c = c.execution_options(isolation_level="AUTOCOMMIT")
+        yield c
+
+
+@pytest.fixture
+def make_merchant(db):
+    """Create an isolated merchant (own key, secret, webhook URL); returns its row + auth headers."""
+
+    def make(webhook_url=None, webhook_secret="whsec_" + secrets.token_urlsafe(24)):
+        mid = str(uuid.uuid4())
+        key, secret = "key_" + secrets.token_hex(8), "secret_" + secrets.token_hex(12)
+        db.execute(text(
+            "INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
+            "VALUES (:id, :name, :email, :key, :secret, :url, :ws)"),
+            {"id": mid, "name": f"Merchant {mid[:6]}", "email": f"{mid}@example.com", "key": key,
+             "secret": secret, "url": webhook_url, "ws": webhook_secret})
+        return {"id": mid, "api_key": key, "api_secret": secret, "webhook_url": webhook_url,
+                "webhook_secret": webhook_secret, "headers": api_headers(key, secret)}
+
+    return make
+
+
+@pytest.fixture
+def merchant(make_merchant):
+    return make_merchant()
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("process-logs")
+
+
+@pytest.fixture(scope="session")
+def process_env(database_url):
+    """Environment for child processes (gunicorn, worker.py) on the test database."""
+    env = dict(os.environ)
+    env.update({"DATABASE_URL": database_url, "TEST_MODE": "true", "TEST_PROCESSING_DELAY": "0",
+                "TEST_PAYMENT_SUCCESS": "true", "WEBHOOK_RETRY_INTERVALS_TEST": "1,1,1,1",
+                "SECRET_KEY": "test-secret-key", "PYTHONUNBUFFERED": "1", "JOB_LEASE_SECONDS": "5"})
+    return env
+
+
+@pytest.fixture
+def start_api(process_env, log_dir, app):
+    """Start the API under gunicorn with extra environment; stopped after the test."""
+    started = []
+
+    def start(**overrides):
+        api = Api(dict(process_env, **{k: str(v) for k, v in overrides.items()}), log_dir)
+        started.append(api)
+        return api
+
+    yield start
+    for api in started:
+        api.stop()
+
+
+@pytest.fixture(scope="session")
+def live_api(process_env, log_dir, app):
+    """One API process shared by the tests that only need 'a running gateway'."""
+    api = Api(process_env, log_dir, workers=2, threads=8)
+    yield api
+    api.stop()
+
+
+@pytest.fixture
+def start_worker(process_env, log_dir, app):
+    """Start worker.py as a real process; stopped (SIGTERM) after the test."""
+    started = []
+
+    def start(**overrides):
+        p = Process([sys.executable, "worker.py"], dict(process_env, **{k: str(v) for k, v in overrides.items()}),
+                    "worker", log_dir)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture
+def receiver():
+    """A real HTTP webhook receiver on a free local port."""
+    made = []
+
+    def make(**kwargs):
+        r = Receiver(**kwargs)
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()
+
+
+@pytest.fixture
+def clean_queue(db):
+    """Start from an empty jobs table (for tests that count jobs)."""
+    db.execute(text("DELETE FROM jobs"))
+    yield

@@ -1,0 +1,139 @@
+"""Test helpers: real processes, a real HTTP receiver, and waiting on observable conditions."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import requests
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
+TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"
+CARD = {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2030, "cvv": "123", "holder_name": "Asha"}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
+    """Poll an observable condition until it holds (never a fixed sleep standing in for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+class Process:
+    """A child process (gunicorn, worker.py) with its output captured to a file."""
+
+    def __init__(self, args, env, name, log_dir):
+        self.name = name
+        self.log_path = Path(log_dir) / f"{name}-{int(time.time() * 1000)}.log"
+        self.log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def output(self):
+        self.log_file.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log_file.close()
+        return self.proc.returncode
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+
+class Api:
+    """The real app under gunicorn on a free port."""
+
+    def __init__(self, env, log_dir, workers=1, threads=8):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = Process([sys.executable, "-m", "gunicorn", "app:create_app()", "--bind",
+                                f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
+                                "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket"], env, "api", log_dir)
+        wait_until(self._up, timeout=30, message=f"API on {self.url}\n{self.process.output()}")
+
+    def _up(self):
+        assert self.process.alive(), self.process.output()
+        try:
+            return requests.get(self.url + "/health", timeout=1).status_code in (200, 503)
+        except requests.ConnectionError:
+            return False
+
+    def stop(self):
+        self.process.stop()
+
+
+class Receiver:
+    """A real local HTTP server that records webhook deliveries. `responses` is a list of status
+    codes answered in turn (then 200); `hang` makes it wait that many seconds before answering."""
+
+    def __init__(self, responses=(), hang=0.0):
+        self.responses = list(responses)
+        self.hang = hang
+        self.requests = []
+        self.cond = threading.Condition()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/webhook"
+        self.server = make_server("127.0.0.1", self.port, self._app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @Request.application
+    def _app(self, request):
+        body = request.get_data()
+        if self.hang:
+            time.sleep(self.hang)  # the endpoint under test is slow by design, not synchronisation
+        with self.cond:
+            status = self.responses.pop(0) if self.responses else 200
+            self.requests.append({"headers": dict(request.headers), "body": body, "status": status,
+                                  "at": time.monotonic(), "json": json.loads(body) if body else None})
+            self.cond.notify_all()
+        return Response(json.dumps({"ok": status == 200}), status=status, mimetype="application/json")
+
+    def wait_for(self, n, timeout=15.0, event=None):
+        """Block until n deliveries (of `event`, if given) arrived; return them."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while True:
+                got = [r for r in self.requests if event is None or r["json"]["event"] == event]
+                if len(got) >= n:
+                    return got
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"expected {n} deliveries of {event or 'any event'}, got {len(got)}")
+                self.cond.wait(left)
+
+    def close(self):
+        self.server.shutdown()
+
+
+def api_headers(key=TEST_KEY, secret=TEST_SECRET, **extra):
+    return {"X-Api-Key": key, "X-Api-Secret": secret, **extra}

@@ -1,0 +1,136 @@
+"""Foundation: health, the seeded merchant, auth, and the one JSON error path."""
+import base64
+import time
+
+import pytest
+import requests
+
+from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, Api, api_headers, wait_until
+
+from app import create_app, db as app_db
+
+
+def test_health_reports_database_and_time(client):
+    r = client.get("/health")
+    assert r.status_code == 200
+    body = r.get_json()
+    assert body["status"] == "healthy" and body["database"] == "connected"
+    assert body["worker"] in ("running", "stopped")
+    assert body["timestamp"].endswith("Z") and "." not in body["timestamp"]
+
+
+def test_test_merchant_is_seeded(client, db):
+    r = client.get("/api/v1/test/merchant")
+    assert r.status_code == 200
+    assert r.get_json() == {"id": TEST_MERCHANT_ID, "email": "test@example.com", "api_key": TEST_KEY, "seeded": True}
+    row = db.exec_driver_sql("SELECT name, api_secret, webhook_secret, password_hash FROM merchants WHERE id = %s",
+                             (TEST_MERCHANT_ID,)).one()
+    assert row.name == "Test Merchant" and row.api_secret == TEST_SECRET and row.webhook_secret == "whsec_test_abc123"
+    assert row.password_hash and "password" not in row.password_hash  # hashed, not stored in clear
+
+
+def test_seeding_twice_keeps_one_merchant(app, db):
+    with app.app_context():
+        with app_db.engine().connect() as c:
+            app_db.apply_schema(c)
+            app_db.apply_schema(c)
+    assert db.exec_driver_sql("SELECT count(*) FROM merchants WHERE email = 'test@example.com'").scalar() == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"X-Api-Key": TEST_KEY},
+    {"X-Api-Key": TEST_KEY, "X-Api-Secret": "wrong"},
+    {"X-Api-Key": "key_unknown", "X-Api-Secret": TEST_SECRET},
+    {"Authorization": "Basic " + base64.b64encode(f"{TEST_KEY}:nope".encode()).decode()},
+    {"Authorization": "Bearer something"},
+])
+def test_bad_credentials_are_401_json(client, headers):
+    r = client.get("/api/v1/orders", headers=headers)
+    assert r.status_code == 401
+    assert r.get_json()["error"]["code"] == "AUTHENTICATION_ERROR"
+
+
+def test_basic_auth_works_like_razorpay_clients(client):
+    token = base64.b64encode(f"{TEST_KEY}:{TEST_SECRET}".encode()).decode()
+    assert client.get("/api/v1/orders", headers={"Authorization": f"Basic {token}"}).status_code == 200
+    assert client.get("/api/v1/orders", headers=api_headers()).status_code == 200
+
+
+@pytest.mark.parametrize("method,path,status,code", [
+    ("GET", "/no/such/page", 404, "NOT_FOUND_ERROR"),
+    ("GET", "/api/v1/nothing-here", 404, "NOT_FOUND_ERROR"),
+    ("DELETE", "/health", 405, "BAD_REQUEST_ERROR"),
+    ("PATCH", "/api/v1/orders", 405, "BAD_REQUEST_ERROR"),
+])
+def test_unknown_routes_and_methods_are_json(client, method, path, status, code):
+    r = client.open(path, method=method, headers=api_headers())
+    assert r.status_code == status
+    assert r.is_json and r.get_json()["error"]["code"] == code
+    assert r.get_json()["error"]["description"]
+
+
+@pytest.mark.parametrize("body,content_type,status", [
+    ("{bad json", "application/json", 400),
+    ("", "application/json", 400),
+    ("[1, 2]", "application/json", 400),
+    ('"just a string"', "application/json", 400),
+    ("amount=500", "application/x-www-form-urlencoded", 415),
+    ('{"amount": 500}', "text/plain", 415),
+])
+def test_malformed_bodies_are_4xx_json(client, body, content_type, status):
+    r = client.post("/api/v1/orders", data=body, headers=api_headers(**{"Content-Type": content_type}))
+    assert r.status_code == status
+    assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+
+
+def test_oversized_body_is_413_json(client):
+    r = client.post("/api/v1/orders", data='{"receipt": "' + "x" * 70_000 + '"}',
+                    headers=api_headers(**{"Content-Type": "application/json"}))
+    assert r.status_code == 413
+    assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+
+
+def test_forced_exception_is_500_json_without_details(database_url):
+    app = create_app({"DATABASE_URL": database_url, "SECRET_KEY": "x"})
+
+    @app.get("/api/v1/boom")
+    def boom():
+        raise RuntimeError("secret internals")
+
+    r = app.test_client().get("/api/v1/boom")
+    assert r.status_code == 500
+    body = r.get_json()
+    assert body["error"]["code"] == "SERVER_ERROR"
+    assert "secret internals" not in r.get_data(as_text=True)
+
+
+@pytest.mark.slow
+def test_health_is_503_while_database_is_down_and_recovers(tmp_path, process_env, log_dir):
+    """A private embedded server we can stop and start under a running gunicorn API."""
+    from app import embedded
+
+    url = embedded.ensure_database_url(tmp_path)
+    try:
+        private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
+        with private.app_context(), private.extensions["engine"].connect() as c:
+            app_db.apply_schema(c)
+        private.extensions["engine"].dispose()
+        api = Api(dict(process_env, DATABASE_URL=url), log_dir)
+        try:
+            assert requests.get(api.url + "/health").status_code == 200
+            embedded.stop(tmp_path, mode="immediate")
+            r = requests.get(api.url + "/health", timeout=10)
+            assert r.status_code == 503
+            assert r.json()["database"] == "disconnected" and r.json()["status"] == "unhealthy"
+            r = requests.get(api.url + "/api/v1/test/merchant", timeout=10)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "SERVER_ERROR"
+            embedded.start(tmp_path)
+            back = time.monotonic()
+            wait_until(lambda: requests.get(api.url + "/health", timeout=5).status_code == 200, timeout=5,
+                       message="API healthy again")
+            assert time.monotonic() - back < 5
+        finally:
+            api.stop()
+    finally:
+        embedded.stop(tmp_path)

@@ -1,0 +1,327 @@
+"""The one background process: claims due jobs from the `jobs` table and runs them.
+
+Settlement and refund jobs run in batches inside one transaction each (state change, events and
+job completion commit together). Webhook deliveries run on a bounded thread pool, a few per
+merchant at most, so one hanging endpoint cannot hold up the others. LISTEN/NOTIFY wakes the
+loop within milliseconds; it polls at least every second as the fallback.
+"""
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import requests
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import text
+
+from app import create_app, db, idempotency, jobs, payments, refunds, webhooks
+
+log = logging.getLogger("worker")
+
+# kind -> fn(connection, jobs, settings, emit) -> {job_id: seconds until it runs again}
+HANDLERS = {
+    payments.SETTLE: payments.settle_batch,
+    refunds.PROCESS: refunds.process_batch,
+}
+POLL_SECONDS = 1.0
+
+
+class Worker:
+    def __init__(self, app):
+        self.app = app
+        self.settings = app.config
+        self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4)
+        self.batch = app.config["JOB_BATCH_SIZE"]
+        self.lease_s = app.config["JOB_LEASE_SECONDS"]
+        self.threads = app.config["WEBHOOK_THREADS"]
+        self.per_merchant = app.config["WEBHOOK_PER_MERCHANT"]
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.stopping = threading.Event()
+        self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="deliver")
+        self.lock = threading.Lock()
+        self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
+        self.per_merchant_count = Counter()
+        self.local = threading.local()
+
+    # ---- main loop ----------------------------------------------------------------------------
+
+    def run(self):
+        listener = psycopg.connect(db.libpq_url(self.settings["DATABASE_URL"]), autocommit=True)
+        listener.execute("LISTEN jobs")
+        scheduler = self._start_scheduler()
+        log.info("worker %s started (batch=%s, lease=%ss, delivery threads=%s)", self.id, self.batch,
+                 self.lease_s, self.threads)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    if self.step():
+                        continue
+                    listener = self._wait(listener)
+                except (psycopg.OperationalError, OSError) as e:
+                    log.warning("database unavailable (%s); retrying", type(e).__name__)
+                    self.stopping.wait(1.0)
+                    listener = self._reconnect(listener)
+                except Exception:  # noqa: BLE001 - a bug in one step must not kill the loop
+                    log.exception("worker step failed")
+                    self.stopping.wait(1.0)
+        finally:
+            self._shutdown(scheduler, listener)
+        return 0
+
+    def _wait(self, listener):
+        """Sleep until NOTIFY, the next scheduled job, or the poll interval, whichever is first."""
+        with self.engine.connect() as c:
+            due_in = jobs.seconds_until_next(c)
+        timeout = POLL_SECONDS if due_in is None else max(0.0, min(POLL_SECONDS, float(due_in)))
+        if timeout > 0:
+            for _ in listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        return listener
+
+    def _reconnect(self, listener):
+        try:
+            listener.close()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            conn = psycopg.connect(db.libpq_url(self.settings["DATABASE_URL"]), autocommit=True, connect_timeout=3)
+            conn.execute("LISTEN jobs")
+            return conn
+        except psycopg.OperationalError:
+            return listener
+
+    def step(self):
+        """Claim one batch and run it; False when nothing was due."""
+        with self.lock:
+            room = self.threads * 2 - len(self.in_flight)
+        lease = str(uuid.uuid4())
+        with self.engine.connect() as c:
+            claimed = jobs.claim(c, lease, self.batch, self.lease_s,
+                                 exclude_kinds=() if room > 0 else (webhooks.DELIVER,))
+            c.commit()  # the lease is durable before any work starts
+        if not claimed:
+            return False
+        by_kind = {}
+        for j in claimed:
+            by_kind.setdefault(j["kind"], []).append(j)
+        for kind, batch in by_kind.items():
+            if kind == webhooks.DELIVER:
+                self.submit_deliveries([(j["id"], j["payload"]) for j in batch], lease)
+            elif kind in HANDLERS:
+                self.run_batch(kind, batch, lease)
+            else:
+                for j in batch:
+                    self._fail(j, lease, f"no handler for job kind {kind!r}", 0.0)
+        return True
+
+    # ---- database jobs -------------------------------------------------------------------------
+
+    def run_batch(self, kind, batch, lease):
+        """One transaction: the handler's state changes, the events it emits and the jobs' new
+        status. Deliveries it emits are leased to us and start as soon as it commits."""
+        t0 = time.perf_counter()
+        emitted = []
+        try:
+            with self.engine.connect() as c:
+                def emit(events):
+                    emitted.extend(webhooks.emit_events(c, events, lease=(lease, self.lease_s)))
+
+                again = HANDLERS[kind](c, batch, self.settings, emit)
+                done = [j["id"] for j in batch if j["id"] not in again]
+                kept = jobs.complete(c, done, lease) + jobs.reschedule(c, list(again), lease, list(again.values()))
+                if len(kept) != len(batch):
+                    # Our lease ran out and another worker holds some of these jobs: do nothing.
+                    c.rollback()
+                    log.warning("lease lost for %d of %d %s jobs; left to their new owner",
+                                len(batch) - len(kept), len(batch), kind)
+                    return
+                c.commit()
+        except Exception as e:  # noqa: BLE001
+            if len(batch) > 1:
+                # Find the job that fails: run each alone so the others are not held back.
+                log.warning("%s batch of %d failed (%s); running its jobs one by one", kind, len(batch), e)
+                for j in batch:
+                    self.run_batch(kind, [j], lease)
+                return
+            self._fail(batch[0], lease, f"{type(e).__name__}: {e}", time.perf_counter() - t0)
+            return
+        ms = (time.perf_counter() - t0) * 1000 / len(batch)
+        for j in batch:
+            log.info("job %s %s %s in %.1fms", j["id"], kind, "rescheduled" if j["id"] in again else "completed",
+                     ms, extra={"job_id": j["id"], "kind": kind})
+        self.submit_deliveries(emitted, lease)
+
+    def _fail(self, job, lease, error, seconds):
+        try:
+            with self.engine.connect() as c:
+                status = jobs.fail(c, job["id"], lease, error)
+                c.commit()
+        except Exception:  # noqa: BLE001 - the lease will expire and the job come back
+            log.exception("could not record failure of job %s", job["id"])
+            return
+        log.error("job %s %s failed (%s) in %.1fms: %s", job["id"], job["kind"], status or "lease lost",
+                  seconds * 1000, error, extra={"job_id": job["id"], "kind": job["kind"]})
+
+    # ---- webhook deliveries --------------------------------------------------------------------
+
+    def submit_deliveries(self, items, lease):
+        """Queue leased delivery jobs on the pool, at most per_merchant at once per merchant; the
+        rest go back to the queue for a moment."""
+        deferred = []
+        with self.lock:
+            for job_id, payload in items:
+                merchant = payload.get("merchant_id")
+                if self.per_merchant_count[merchant] >= self.per_merchant:
+                    deferred.append(job_id)
+                    continue
+                self.per_merchant_count[merchant] += 1
+                self.in_flight[job_id] = (lease, merchant)
+                self.pool.submit(self.deliver, job_id, payload, lease)
+        if deferred:
+            with self.engine.connect() as c:
+                jobs.release(c, deferred, lease, delay_seconds=0.5)
+                c.commit()
+
+    def _session(self):
+        s = getattr(self.local, "session", None)
+        if s is None:
+            s = self.local.session = requests.Session()
+        return s
+
+    def deliver(self, job_id, payload, lease):
+        t0 = time.perf_counter()
+        log_id = payload["log_id"]
+        outcome = "error"
+        try:
+            if self.stopping.is_set():
+                outcome = "released"
+                with self.engine.connect() as c:
+                    jobs.release(c, [job_id], lease)
+                    c.commit()
+                return
+            with self.engine.connect() as c:
+                attempt = webhooks.start_attempt(c, log_id)
+                if attempt is None:  # delivered or given up meanwhile: nothing to send
+                    jobs.complete(c, [job_id], lease)
+                    c.commit()
+                    outcome = "skipped"
+                    return
+            ok, code, body = webhooks.post(self._session(), attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+            with self.engine.connect() as c:
+                wait = webhooks.record_attempt(c, log_id, ok, code, body, self.settings["WEBHOOK_RETRY_INTERVALS"])
+                held = jobs.complete(c, [job_id], lease) if wait is None else jobs.reschedule(c, [job_id], lease, [wait])
+                if held:
+                    c.commit()
+                    outcome = ("delivered" if ok else "failed, final" if wait is None else
+                               f"failed, retry in {wait:.0f}s") + f" (HTTP {code})"
+                else:
+                    c.rollback()
+                    outcome = "lease lost"
+        except Exception as e:  # noqa: BLE001
+            self._fail({"id": job_id, "kind": webhooks.DELIVER}, lease, f"{type(e).__name__}: {e}",
+                       time.perf_counter() - t0)
+        finally:
+            with self.lock:
+                _, merchant = self.in_flight.pop(job_id, (None, None))
+                self.per_merchant_count[merchant] -= 1
+                if self.per_merchant_count[merchant] <= 0:
+                    del self.per_merchant_count[merchant]
+            log.info("job %s %s %s %s in %.1fms", job_id, webhooks.DELIVER, log_id, outcome,
+                     (time.perf_counter() - t0) * 1000, extra={"job_id": job_id, "kind": webhooks.DELIVER})
+
+    # ---- periodic duties (APScheduler) ---------------------------------------------------------
+
+    def _start_scheduler(self):
+        s = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+        s.add_job(self.heartbeat, "interval", seconds=2, next_run_time=_now())
+        s.add_job(self._duty, "interval", seconds=max(1.0, min(5.0, self.lease_s / 3)),
+                  args=["reclaim expired leases", jobs.reclaim_expired])
+        s.add_job(self._duty, "interval", minutes=10, args=["delete expired idempotency keys", idempotency.delete_expired])
+        s.add_job(self._duty, "interval", minutes=5, args=["trim finished jobs", jobs.trim])
+        s.add_job(self.extend_leases, "interval", seconds=max(1.0, self.lease_s / 3))
+        s.start()
+        return s
+
+    def heartbeat(self):
+        self._duty("heartbeat", lambda c: c.execute(text(
+            """
+            INSERT INTO worker_heartbeats (worker_id, hostname, pid) VALUES (:id, :host, :pid)
+            ON CONFLICT (worker_id) DO UPDATE SET beat_at = now()
+            """), {"id": self.id, "host": socket.gethostname(), "pid": os.getpid()}), quiet=True)
+
+    def extend_leases(self):
+        with self.lock:
+            by_lease = {}
+            for job_id, (lease, _) in self.in_flight.items():
+                by_lease.setdefault(lease, []).append(job_id)
+        for lease, ids in by_lease.items():
+            self._duty("extend leases", lambda c: jobs.extend_lease(c, ids, lease, self.lease_s), quiet=True)
+
+    def _duty(self, name, fn, quiet=False):
+        try:
+            with self.engine.connect() as c:
+                n = fn(c)
+                c.commit()
+            if not quiet and n:
+                log.info("%s: %s rows", name, n)
+        except Exception as e:  # noqa: BLE001 - a duty failing (database down) is retried next time
+            log.warning("%s failed: %s", name, type(e).__name__)
+
+    # ---- stopping ------------------------------------------------------------------------------
+
+    def stop(self, *_):
+        self.stopping.set()
+
+    def _shutdown(self, scheduler, listener):
+        """Stop claiming; deliveries already running finish (bounded by their 5 s timeout), queued
+        ones are given back to the queue; then say goodbye in worker_heartbeats."""
+        scheduler.shutdown(wait=False)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        with self.lock:
+            left = {}
+            for job_id, (lease, _) in self.in_flight.items():
+                left.setdefault(lease, []).append(job_id)
+            self.in_flight.clear()
+        try:
+            with self.engine.connect() as c:
+                for lease, ids in left.items():
+                    jobs.release(c, ids, lease)
+                c.execute(text("DELETE FROM worker_heartbeats WHERE worker_id = :id"), {"id": self.id})
+                c.commit()
+        except Exception as e:  # noqa: BLE001 - leases expire anyway
+            log.warning("could not release jobs on shutdown: %s", type(e).__name__)
+        try:
+            listener.close()
+        except Exception:  # noqa: BLE001
+            pass
+        self.engine.dispose()
+        log.info("worker %s stopped", self.id)
+
+
+def _now():
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc)
+
+
+def main():
+    app = create_app()
+    logging.getLogger("worker").setLevel(app.config["LOG_LEVEL"])
+    with app.app_context():
+        with db.engine().connect() as c:
+            db.apply_schema(c)
+    worker = Worker(app)
+    signal.signal(signal.SIGTERM, worker.stop)
+    signal.signal(signal.SIGINT, worker.stop)
+    return worker.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
