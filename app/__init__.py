@@ -38,7 +38,7 @@ def create_app(test_config=None):
 
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
-    for name in ("checkout", "dashboard"):
+    for name in ("openapi", "checkout", "dashboard"):
         _register_optional(app, name)
 
     _request_log(app)
