@@ -38,9 +38,9 @@ def page(context):
     return p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_worker(process_env, log_dir, app):
-    """One worker.py process for the browser tests (payments settle at once in test mode)."""
+    """A worker.py process for a browser test module (payments settle at once in test mode)."""
     import sys
 
     from helpers import Process
