@@ -266,3 +266,25 @@ PAYMENT = PaymentOut()
 PAYMENT_PUBLIC = PaymentPublicOut()
 REFUND = RefundOut()
 WEBHOOK_LOG = WebhookLogOut()
+
+
+# ---- responses built without a schema (documented in /openapi.json) ---------------------------
+
+class HealthOut(Base):
+    status = fields.String(metadata={"enum": ["healthy", "unhealthy"]})
+    database = fields.String(metadata={"enum": ["connected", "disconnected"]})
+    worker = fields.String(metadata={"enum": ["running", "stopped", "unknown"]})
+    timestamp = Time()
+
+
+class SeededMerchantOut(Base):
+    id = fields.UUID()
+    email = fields.String()
+    api_key = fields.String()
+    seeded = fields.Boolean(metadata={"enum": [True]})
+
+
+class WebhookTestOut(Base):
+    status = fields.String(metadata={"enum": ["queued"]})
+    message = fields.String()
+    webhook_url = fields.String()

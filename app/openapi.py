@@ -1,0 +1,310 @@
+"""GET /openapi.json: the OpenAPI 3.1 description of the JSON API (SPEC §3).
+
+Generated with apispec from the marshmallow schemas the views load and dump with (app/schemas.py),
+so field names, types, limits, enums and nullability cannot drift from the code. What the schemas
+cannot say (paths, auth, status codes, the error envelope) is the declarative OPERATIONS table."""
+import copy
+import functools
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from flask import Blueprint, jsonify
+from marshmallow import fields
+
+from . import schemas as s
+from .idempotency import MAX_KEY_LENGTH
+
+OPENAPI_VERSION = "3.1.0"
+TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
+
+# ---- building blocks of the table --------------------------------------------------------------
+
+AUTH = [{"ApiKey": [], "ApiSecret": []}, {"BasicAuth": []}]
+NO_AUTH = []
+
+ERRORS = {
+    400: "Invalid request: `BAD_REQUEST_ERROR`, or `INVALID_VPA`, `INVALID_CARD`, `EXPIRED_CARD` for payment "
+         "details. `error.field` names the field at fault, when there is one.",
+    401: "`AUTHENTICATION_ERROR`: missing or wrong API key/secret.",
+    404: "`NOT_FOUND_ERROR`: no such object for this merchant (another merchant's objects are not found either).",
+    409: "`BAD_REQUEST_ERROR`: the conflict is described (idempotency key reused with another body, or still in "
+         "flight; a webhook delivery in progress).",
+    413: "`BAD_REQUEST_ERROR`: the request body is larger than 64 KB.",
+    415: "`BAD_REQUEST_ERROR`: the body is not `application/json`.",
+    503: "`SERVER_ERROR`: the database is unavailable; retry shortly.",
+}
+
+ERROR_CODES = ["AUTHENTICATION_ERROR", "BAD_REQUEST_ERROR", "NOT_FOUND_ERROR", "INVALID_VPA", "INVALID_CARD",
+               "EXPIRED_CARD", "SERVER_ERROR", "PAYMENT_FAILED"]
+
+
+def _path_param(name, what):
+    return {"in": "path", "name": name, "required": True, "schema": {"type": "string"},
+            "description": f"The {what} id."}
+
+
+def _header(name, description):
+    return {"in": "header", "name": name, "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}, "description": description}
+
+
+IDEMPOTENCY_KEY = _header(
+    "Idempotency-Key", "Replays the stored response (status and body) of a successful request with the same key "
+                       "for 24 h; the same key with a different body is a 409.")
+REFUND_IDEMPOTENCY = _header("X-Refund-Idempotency", "Accepted instead of `Idempotency-Key` for refunds.")
+# The list query, from the views' own ListQuery schema (expanded to one parameter per field).
+PAGING = {"in": "query", "schema": s.ListQuery(exclude=("status",))}
+PAGING_WITH_STATUS = {"in": "query", "schema": s.ListQuery}
+ORDER_ID = _path_param("order_id", "order (`order_…`)")
+PAYMENT_ID = _path_param("payment_id", "payment (`pay_…`)")
+REFUND_ID = _path_param("refund_id", "refund (`rfnd_…`)")
+LOG_ID = _path_param("log_id", "webhook log (UUID)")
+
+QUERY_DESCRIPTIONS = {
+    "limit": "Page size: 10 by default, values above 100 are capped to 100.",
+    "count": "Alias of `limit`.",
+    "offset": "Objects to skip: 0 by default.",
+    "skip": "Alias of `offset`.",
+    "status": "Only payments with this status.",
+}
+LIST = "Newest first. `limit` defaults to 10; values above 100 are capped to 100."
+
+# Every operation of SPEC §3. `ok` maps the success status (and, for /health, 503) to its schema;
+# `errors` lists the error statuses, each answered with the ErrorOut envelope. 401 is implied by
+# auth, 503 (database down) by every operation but /health, which reports it in its own body.
+OPERATIONS = [
+    dict(method="get", path="/health", id="getHealth", tag="Health", auth=NO_AUTH,
+         summary="Service health: database and worker.",
+         ok={200: (s.HealthOut, "Healthy."), 503: (s.HealthOut, "The database is unreachable.")}, errors=[]),
+    dict(method="get", path="/api/v1/test/merchant", id="getTestMerchant", tag="Test", auth=NO_AUTH,
+         summary="The seeded test merchant.", ok={200: s.SeededMerchantOut}, errors=[404]),
+    dict(method="get", path="/api/v1/test/jobs/status", id="getJobsStatus", tag="Test", auth=NO_AUTH,
+         summary="Job queue counts and the worker's heartbeat status.", ok={200: s.JobsStatusOut}, errors=[]),
+
+    dict(method="post", path="/api/v1/orders", id="createOrder", tag="Orders", auth=AUTH,
+         summary="Create an order.", body=s.OrderCreate, params=[IDEMPOTENCY_KEY],
+         ok={201: s.OrderOut}, errors=[400, 409, 413, 415]),
+    dict(method="get", path="/api/v1/orders", id="listOrders", tag="Orders", auth=AUTH,
+         summary="List the merchant's orders.", description=LIST, params=[PAGING],
+         ok={200: s.list_of(s.OrderOut)}, errors=[400]),
+    dict(method="get", path="/api/v1/orders/{order_id}", id="getOrder", tag="Orders", auth=AUTH,
+         summary="Fetch an order.", params=[ORDER_ID], ok={200: s.OrderOut}, errors=[404]),
+    dict(method="get", path="/api/v1/orders/{order_id}/public", id="getOrderPublic", tag="Checkout", auth=NO_AUTH,
+         summary="What the checkout page shows of an order.", params=[ORDER_ID],
+         ok={200: s.OrderPublicOut}, errors=[404]),
+
+    dict(method="post", path="/api/v1/payments", id="createPayment", tag="Payments", auth=AUTH,
+         summary="Pay an order by UPI (`vpa`) or card (`card`); answered at once with status `pending`.",
+         description="Amount and currency come from the order; an `amount` or `currency` that differs is a 400. "
+                     "`vpa` is required for `upi`, `card` for `card`.",
+         body=s.PaymentCreate, params=[IDEMPOTENCY_KEY], ok={201: s.PaymentOut}, errors=[400, 404, 409, 413, 415]),
+    dict(method="post", path="/api/v1/payments/public", id="createPaymentPublic", tag="Checkout", auth=NO_AUTH,
+         summary="The checkout page's payment: the merchant is the order's.", body=s.PaymentCreate,
+         ok={201: s.PaymentPublicOut}, errors=[400, 404, 413, 415]),
+    dict(method="get", path="/api/v1/payments", id="listPayments", tag="Payments", auth=AUTH,
+         summary="List the merchant's payments.", description=LIST + " `status` filters by payment status.",
+         params=[PAGING_WITH_STATUS], ok={200: s.list_of(s.PaymentOut)}, errors=[400]),
+    dict(method="get", path="/api/v1/payments/{payment_id}", id="getPayment", tag="Payments", auth=AUTH,
+         summary="Fetch a payment.", params=[PAYMENT_ID], ok={200: s.PaymentOut}, errors=[404]),
+    dict(method="get", path="/api/v1/payments/{payment_id}/public", id="getPaymentPublic", tag="Checkout",
+         auth=NO_AUTH, summary="A payment's status, for the checkout page's polling.", params=[PAYMENT_ID],
+         ok={200: s.PaymentPublicOut}, errors=[404]),
+    dict(method="post", path="/api/v1/payments/{payment_id}/capture", id="capturePayment", tag="Payments",
+         auth=AUTH, summary="Capture a successful payment (the amount must be the payment's).",
+         description="400 `Payment not in capturable state` unless the payment's status is `success`.",
+         params=[PAYMENT_ID], body=s.CaptureIn, ok={200: s.PaymentOut}, errors=[400, 404, 413, 415]),
+
+    dict(method="post", path="/api/v1/payments/{payment_id}/refunds", id="createRefund", tag="Refunds", auth=AUTH,
+         summary="Refund a successful payment, wholly or in part.",
+         description="Without `amount`, the rest of the payment is refunded (an empty body is allowed). 400 "
+                     "`Refund amount exceeds available amount` when the amount is more than the payment's amount "
+                     "less its pending and processed refunds.",
+         params=[PAYMENT_ID, IDEMPOTENCY_KEY, REFUND_IDEMPOTENCY], body=s.RefundCreate, body_required=False,
+         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415]),
+    dict(method="post", path="/api/v1/payments/{payment_id}/refund", id="createRefundAlias", tag="Refunds",
+         auth=AUTH, summary="Alias of `POST /api/v1/payments/{payment_id}/refunds`.",
+         params=[PAYMENT_ID, IDEMPOTENCY_KEY, REFUND_IDEMPOTENCY], body=s.RefundCreate, body_required=False,
+         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415]),
+    dict(method="get", path="/api/v1/payments/{payment_id}/refunds", id="listRefunds", tag="Refunds", auth=AUTH,
+         summary="List a payment's refunds.", description=LIST, params=[PAYMENT_ID, PAGING],
+         ok={200: s.list_of(s.RefundOut)}, errors=[400, 404]),
+    dict(method="get", path="/api/v1/refunds/{refund_id}", id="getRefund", tag="Refunds", auth=AUTH,
+         summary="Fetch a refund.", params=[REFUND_ID], ok={200: s.RefundOut}, errors=[404]),
+
+    dict(method="get", path="/api/v1/webhooks", id="listWebhookLogs", tag="Webhooks", auth=AUTH,
+         summary="The merchant's webhook deliveries.", description=LIST, params=[PAGING],
+         ok={200: s.list_of(s.WebhookLogOut)}, errors=[400]),
+    dict(method="post", path="/api/v1/webhooks/{log_id}/retry", id="retryWebhook", tag="Webhooks", auth=AUTH,
+         summary="Deliver a webhook again now, with attempts reset to 0.", params=[LOG_ID],
+         ok={200: s.WebhookRetryOut}, errors=[404, 409]),
+    dict(method="get", path="/api/v1/webhooks/config", id="getWebhookConfig", tag="Webhooks", auth=AUTH,
+         summary="The webhook URL and signing secret.", ok={200: s.WebhookConfigOut}, errors=[]),
+    dict(method="put", path="/api/v1/webhooks/config", id="setWebhookConfig", tag="Webhooks", auth=AUTH,
+         summary="Set the webhook URL (`null` or `\"\"` clears it); http(s) only.", body=s.WebhookConfigIn,
+         ok={200: s.WebhookConfigOut}, errors=[400, 413, 415]),
+    dict(method="post", path="/api/v1/webhooks/config", id="setWebhookConfigPost", tag="Webhooks", auth=AUTH,
+         summary="Alias of `PUT /api/v1/webhooks/config` for HTML forms and simple clients.",
+         body=s.WebhookConfigIn, ok={200: s.WebhookConfigOut}, errors=[400, 413, 415]),
+    dict(method="post", path="/api/v1/webhooks/config/secret", id="regenerateWebhookSecret", tag="Webhooks",
+         auth=AUTH, summary="Replace the webhook signing secret; returns the new one.",
+         ok={200: s.WebhookConfigOut}, errors=[]),
+    dict(method="post", path="/api/v1/webhooks/test", id="sendTestWebhook", tag="Webhooks", auth=AUTH,
+         summary="Queue a `webhook.test` event to the configured URL.",
+         description="400 when no webhook URL is configured.",
+         ok={202: s.WebhookTestOut}, errors=[400]),
+]
+
+# Response objects always carry every documented field (the schemas dump all of them), except these.
+OPTIONAL_IN_RESPONSES = {"ErrorDetail": {"field"}}
+# What the schemas' code says but their fields cannot: validators in @validates_schema or in the
+# field classes of app/schemas.py.
+REFINEMENTS = {
+    ("OrderCreate", "partial_payment"): {"enum": [False]},
+    ("ErrorDetail", "code"): {"enum": ERROR_CODES},
+    ("PaymentOut", "card_network"): {"enum": ["visa", "mastercard", "amex", "rupay", "unknown", None]},
+    ("PaymentPublicOut", "method"): {"enum": ["upi", "card"]},
+    ("WebhookRetryOut", "status"): {"enum": ["pending"]},
+}
+
+
+# ---- field conversions apispec does not know ---------------------------------------------------
+
+def _extra_field_properties(self, field, ret, **kwargs):
+    """apispec attribute function for the custom fields of app/schemas.py."""
+    if isinstance(field, fields.Constant):
+        ret.pop("default", None)  # always dumped; a default would suggest it can be sent
+        return {"type": "string", "enum": [field.constant]}
+    if isinstance(field, s.Time):
+        return {"pattern": TIME_PATTERN, "examples": ["2026-01-15T10:31:00Z"]}
+    if isinstance(field, s.Notes):
+        return {"maxProperties": 15, "propertyNames": {"minLength": 1, "maxLength": 64},
+                "additionalProperties": {"type": ["string", "number", "boolean", "null"], "maxLength": 512},
+                "description": "At most 15 keys; values are strings (at most 512 characters), numbers, "
+                               "booleans or null."}
+    if isinstance(field, s.StrictInt):
+        note = "A JSON integer: floats, numeric strings and booleans are refused."
+        return {"description": f"{ret['description']} {note}" if ret.get("description") else note}
+    return {}
+
+
+# ---- the document ----------------------------------------------------------------------------------
+
+def _responses(op):
+    out = {}
+    for status, target in op["ok"].items():
+        schema, description = target if isinstance(target, tuple) else (target, "OK." if status < 300 else "")
+        out[str(status)] = {"description": description or "OK.",
+                            "content": {"application/json": {"schema": schema}}}
+    errors = sorted(set(op["errors"]) | ({401} if op["auth"] else set()) | ({503} if op["path"] != "/health" else set()))
+    for status in errors:
+        out[str(status)] = {"description": ERRORS[status], "content": {"application/json": {"schema": s.ErrorOut}}}
+    return out
+
+
+def _operation(op):
+    spec_op = {
+        "operationId": op["id"],
+        "summary": op["summary"],
+        "tags": [op["tag"]],
+        "security": op["auth"],
+        "responses": _responses(op),
+    }
+    if op.get("description"):
+        spec_op["description"] = op["description"]
+    if op.get("params"):
+        spec_op["parameters"] = list(op["params"])
+    if op.get("body"):
+        spec_op["requestBody"] = {"required": op.get("body_required", True),
+                                  "content": {"application/json": {"schema": op["body"]}}}
+    return spec_op
+
+
+def _schema_name(schema):
+    cls = schema if isinstance(schema, type) else type(schema)
+    return cls.__name__
+
+
+def build():
+    """The OpenAPI document as a dict (no request or app context needed)."""
+    plugin = MarshmallowPlugin(schema_name_resolver=_schema_name)
+    spec = APISpec(
+        title="Payment Gateway API",
+        version="1.0.0",
+        openapi_version=OPENAPI_VERSION,
+        plugins=[plugin],
+        info={"description": "Orders, payments, refunds and webhooks. Amounts are integers in the smallest "
+                             "currency unit (paise); times are ISO-8601 UTC with `Z` and no fractional seconds. "
+                             "Every error is `{\"error\": {\"code\", \"description\", \"field\"?}}`."},
+    )
+    plugin.converter.add_attribute_function(_extra_field_properties)
+    spec.components.security_scheme("ApiKey", {"type": "apiKey", "in": "header", "name": "X-Api-Key",
+                                               "description": "The merchant's API key; send with X-Api-Secret."})
+    spec.components.security_scheme("ApiSecret", {"type": "apiKey", "in": "header", "name": "X-Api-Secret",
+                                                  "description": "The merchant's API secret."})
+    spec.components.security_scheme("BasicAuth", {"type": "http", "scheme": "basic",
+                                                  "description": "`key:secret`, as the Razorpay SDKs send it."})
+    by_path = {}
+    for op in OPERATIONS:
+        by_path.setdefault(op["path"], {})[op["method"]] = _operation(op)
+    for path, operations in by_path.items():
+        spec.path(path=path, operations=operations)
+    doc = spec.to_dict()
+    _refine(doc)
+    return doc
+
+
+def _refine(doc):
+    schemas = doc["components"]["schemas"]
+    for (name, prop), extra in REFINEMENTS.items():
+        schemas[name]["properties"][prop].update(extra)
+    for item in doc["paths"].values():
+        for op in item.values():
+            for param in op.get("parameters", ()):
+                if param["in"] == "query":
+                    param.setdefault("description", QUERY_DESCRIPTIONS[param["name"]])
+    for name in _response_schema_names(doc):
+        props = schemas[name].get("properties", {})
+        schemas[name]["required"] = [p for p in props if p not in OPTIONAL_IN_RESPONSES.get(name, ())]
+
+
+def _response_schema_names(doc):
+    """Component schemas reachable from a response (they are dumped, so every field is present)."""
+    todo = [media["schema"] for item in doc["paths"].values() for op in item.values()
+            for resp in op["responses"].values() for media in resp.get("content", {}).values()]
+    seen = set()
+    while todo:
+        node = todo.pop()
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if ref and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(doc["components"]["schemas"][name])
+            todo.extend(v for k, v in node.items() if k != "$ref")
+        elif isinstance(node, list):
+            todo.extend(node)
+    return seen
+
+
+@functools.cache
+def _cached():
+    return build()
+
+
+def spec_dict(app=None):
+    """The OpenAPI document for `app` (a fresh copy; it is the same for every app)."""
+    return copy.deepcopy(_cached())
+
+
+bp = Blueprint("openapi", __name__)
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(_cached())
+
+
+def init_app(app):
+    """Register GET /openapi.json (public, no auth)."""
+    app.register_blueprint(bp)
