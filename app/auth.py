@@ -27,6 +27,8 @@ def authenticate():
     key, secret = _credentials()
     if not key or not secret:
         raise AuthenticationError()
+    if "\x00" in key:  # no key contains it, and PostgreSQL refuses it in a query (a 500, not a 401)
+        raise AuthenticationError("Invalid API key or secret.")
     merchant = db.one(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE api_key = :key", key=key)
     expected = merchant["api_secret"] if merchant else _DUMMY_SECRET
     ok = hmac.compare_digest(expected.encode(), secret.encode())

@@ -1,6 +1,7 @@
 """Idempotency-Key for creating POSTs (SPEC §3): one object per (merchant, key), replayed for 24 h."""
 import functools
 import hashlib
+import hmac
 import json
 
 from flask import current_app, g, request
@@ -33,8 +34,9 @@ def idempotent(*header_names):
                 return _respond(text_body, status)
             if len(key) > MAX_KEY_LENGTH:
                 raise ApiError(f"Idempotency key may be at most {MAX_KEY_LENGTH} characters.")
-            digest = hashlib.sha256(b"%s %s\n" % (request.method.encode(), request.path.encode())
-                                    + request.get_data(cache=True)).hexdigest()
+            if any(ch < " " or ch == "\x7f" for ch in key):  # a NUL would make PostgreSQL raise (500)
+                raise ApiError("Idempotency key must not contain control characters.")
+            digest = request_digest()
             merchant_id = g.merchant["id"]
             # The primary key decides, not a check-then-insert: a concurrent request with the same
             # key blocks here until the first commits (then it replays) or rolls back (then it
@@ -68,6 +70,16 @@ def idempotent(*header_names):
         return wrapped
 
     return decorator
+
+
+def request_digest():
+    """Keyed hash of method, path and body. Keyed (HMAC with SECRET_KEY), because a payment body
+    holds a card number and CVV: a plain SHA-256 of it could be brute-forced from the stored
+    last four digits, which would amount to storing the card."""
+    mac = hmac.new(current_app.config["SECRET_KEY"].encode(), digestmod=hashlib.sha256)
+    mac.update(b"%s %s\n" % (request.method.encode(), request.path.encode()))
+    mac.update(request.get_data(cache=True))
+    return mac.hexdigest()
 
 
 def delete_expired(c):

@@ -1,5 +1,6 @@
 """Orders: what a merchant wants to be paid (amount in paise), paid by at most one payment."""
 import json
+import re
 
 from sqlalchemy import text
 
@@ -7,6 +8,13 @@ from .errors import NotFound
 from .ids import new_id
 
 COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at"
+ID_RE = re.compile(r"order_[A-Za-z0-9]{16}")
+
+
+def _check_id(order_id):
+    # Anything else cannot exist; and a NUL byte in a path or body would make PostgreSQL raise (500).
+    if not (isinstance(order_id, str) and ID_RE.fullmatch(order_id)):
+        raise NotFound("Order not found.", field="order_id")
 
 
 def create(c, merchant_id, data):
@@ -20,6 +28,7 @@ def create(c, merchant_id, data):
 
 def get(c, merchant_id, order_id, lock=False):
     """The merchant's order or 404 (another merchant's order is 404 too)."""
+    _check_id(order_id)
     row = c.execute(text(f"SELECT {COLUMNS} FROM orders WHERE id = :id AND merchant_id = :m"
                          + (" FOR UPDATE" if lock else "")),
                     {"id": order_id, "m": merchant_id}).mappings().first()
@@ -30,6 +39,7 @@ def get(c, merchant_id, order_id, lock=False):
 
 def get_public(c, order_id):
     """What the checkout shows: amount, currency, status and the merchant's name."""
+    _check_id(order_id)
     row = c.execute(text(
         "SELECT o.id, o.amount, o.currency, o.status, o.merchant_id, m.name AS merchant_name, m.api_key "
         "FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.id = :id AND m.is_active"),

@@ -1,6 +1,7 @@
 """Payments: accept (pending + settlement job in one transaction), settle, capture."""
 import json
 import random
+import re
 
 from sqlalchemy import text
 
@@ -12,6 +13,13 @@ from .schemas import PAYMENT
 SETTLE = "payment.settle"
 COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
            "captured, error_code, error_description, notes, created_at, updated_at")
+ID_RE = re.compile(r"pay_[A-Za-z0-9]{16}")
+
+
+def _check_id(payment_id):
+    # Anything else cannot exist; and a NUL byte in the path would make PostgreSQL raise (500).
+    if not ID_RE.fullmatch(payment_id):
+        raise NotFound("Payment not found.")
 
 
 def check_method(data):
@@ -57,6 +65,8 @@ def create(c, merchant, data, settings):
 
 
 def get(c, merchant_id, payment_id, lock=False):
+    """The merchant's payment or 404 (another merchant's payment is 404 too)."""
+    _check_id(payment_id)
     row = c.execute(text(f"SELECT {COLUMNS} FROM payments WHERE id = :id AND merchant_id = :m"
                          + (" FOR UPDATE" if lock else "")),
                     {"id": payment_id, "m": merchant_id}).mappings().first()
@@ -66,6 +76,8 @@ def get(c, merchant_id, payment_id, lock=False):
 
 
 def get_public(c, payment_id):
+    """Any payment by id, for the checkout's polling (ids are unguessable)."""
+    _check_id(payment_id)
     row = c.execute(text(f"SELECT {COLUMNS} FROM payments WHERE id = :id"), {"id": payment_id}).mappings().first()
     if row is None:
         raise NotFound("Payment not found.")

@@ -1,5 +1,6 @@
 """Refunds: never more than the payment's amount, however many arrive at once."""
 import random
+import re
 
 from sqlalchemy import text
 
@@ -10,6 +11,7 @@ from .schemas import PAYMENT, REFUND
 
 PROCESS = "refund.process"
 COLUMNS = "id, payment_id, merchant_id, amount, reason, status, created_at, processed_at"
+ID_RE = re.compile(r"rfnd_[A-Za-z0-9]{16}")
 
 
 def _with_currency(refund, payment):
@@ -43,6 +45,9 @@ def create(c, merchant, payment_id, data, settings):
 
 
 def get(c, merchant_id, refund_id):
+    """The merchant's refund or 404."""
+    if not ID_RE.fullmatch(refund_id):  # cannot exist (and a NUL byte would make PostgreSQL raise)
+        raise NotFound("Refund not found.")
     row = c.execute(text(
         f"SELECT r.{COLUMNS.replace(', ', ', r.')}, p.currency FROM refunds r JOIN payments p ON p.id = r.payment_id "
         "WHERE r.id = :id AND r.merchant_id = :m"), {"id": refund_id, "m": merchant_id}).mappings().first()

@@ -20,11 +20,29 @@ class StrictInt(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class Text(fields.String):
+    """A string PostgreSQL can store: no NUL character, no lone surrogate (either would make the
+    INSERT fail, a 500 instead of a 400)."""
+
+    default_error_messages = {"unstorable": "Must not contain NUL characters or unpaired surrogates."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if not storable(value):
+            raise self.make_error("unstorable")
+        return value
+
+
+def storable(value):
+    """True for a str without NUL or lone surrogates."""
+    return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+
+
 class Notes(fields.Dict):
     """Free-form merchant notes: at most 15 keys, short scalar values (as Razorpay)."""
 
     def __init__(self, **kwargs):
-        super().__init__(keys=fields.String(validate=validate.Length(1, 64)), **kwargs)
+        super().__init__(keys=Text(validate=validate.Length(1, 64)), **kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):
         value = super()._deserialize(value, attr, data, **kwargs)
@@ -35,6 +53,8 @@ class Notes(fields.Dict):
                 raise ValidationError("notes values must be strings, numbers, booleans or null.")
             if isinstance(v, str) and len(v) > 512:
                 raise ValidationError("notes values may be at most 512 characters.")
+            if isinstance(v, str) and not storable(v):
+                raise ValidationError("notes values must not contain NUL characters or unpaired surrogates.")
         return value
 
 
@@ -54,8 +74,10 @@ class Base(Schema):
 class OrderCreate(Base):
     amount = StrictInt(required=True, validate=validate.Range(100, INT32_MAX),
                        metadata={"description": "Amount in the smallest unit (paise), at least 100."})
-    currency = fields.String(load_default="INR", validate=validate.Regexp(r"^[A-Za-z]{3}$"))
-    receipt = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=40))
+    # The length rule matters: "$" also matches before a trailing newline, so "INR\n" passed the
+    # pattern alone and then failed the database CHECK (a 500).
+    currency = Text(load_default="INR", validate=[validate.Length(3, 3), validate.Regexp(r"^[A-Za-z]{3}$")])
+    receipt = Text(load_default=None, allow_none=True, validate=validate.Length(max=40))
     notes = Notes(load_default=dict)
     partial_payment = fields.Boolean(load_default=False, metadata={"description": "Accepted for SDK compatibility; must be false."})
 
@@ -66,24 +88,24 @@ class OrderCreate(Base):
 
 
 class CardIn(Base):
-    number = fields.String(required=True, validate=validate.Length(max=32))
+    number = Text(required=True, validate=validate.Length(max=32))
     expiry_month = fields.Raw(required=True, metadata={"description": "1-12, integer or string"})
     expiry_year = fields.Raw(required=True, metadata={"description": "YY or YYYY, integer or string"})
     cvv = fields.Raw(required=True, metadata={"description": "3 or 4 digits"})
-    holder_name = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=100))
+    holder_name = Text(load_default=None, allow_none=True, validate=validate.Length(max=100))
 
 
 class PaymentCreate(Base):
-    order_id = fields.String(required=True, validate=validate.Length(max=64))
-    method = fields.String(required=True, validate=validate.OneOf(["upi", "card"]))
-    vpa = fields.String(validate=validate.Length(max=255))
+    order_id = Text(required=True, validate=validate.Length(max=64))
+    method = Text(required=True, validate=validate.OneOf(["upi", "card"]))
+    vpa = Text(validate=validate.Length(max=255))
     card = fields.Nested(CardIn)
     amount = StrictInt(validate=validate.Range(1, INT32_MAX),
                        metadata={"description": "Optional; must equal the order's amount."})
-    currency = fields.String(validate=validate.Length(3, 3))
+    currency = Text(validate=validate.Length(3, 3))
     notes = Notes(load_default=dict)
-    email = fields.String(validate=validate.Length(max=255))
-    contact = fields.String(validate=validate.Length(max=32))
+    email = Text(validate=validate.Length(max=255))
+    contact = Text(validate=validate.Length(max=32))
 
     @validates_schema
     def _method_fields(self, data, **kwargs):
@@ -95,20 +117,20 @@ class PaymentCreate(Base):
 
 class CaptureIn(Base):
     amount = StrictInt(required=True, validate=validate.Range(1, INT32_MAX))
-    currency = fields.String(validate=validate.Length(3, 3))
+    currency = Text(validate=validate.Length(3, 3))
 
 
 class RefundCreate(Base):
     amount = StrictInt(validate=validate.Range(1, INT32_MAX),
                        metadata={"description": "Defaults to the amount still refundable."})
-    reason = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=255))
+    reason = Text(load_default=None, allow_none=True, validate=validate.Length(max=255))
     notes = Notes(load_default=dict)
-    speed = fields.String(validate=validate.OneOf(["normal", "optimum"]))
-    receipt = fields.String(validate=validate.Length(max=40))
+    speed = Text(validate=validate.OneOf(["normal", "optimum"]))
+    receipt = Text(validate=validate.Length(max=40))
 
 
 class WebhookConfigIn(Base):
-    webhook_url = fields.String(required=True, allow_none=True, validate=validate.Length(max=2048))
+    webhook_url = Text(required=True, allow_none=True, validate=validate.Length(max=2048))
 
 
 class ListQuery(Schema):
@@ -194,8 +216,6 @@ class PaymentPublicOut(Base):
     amount = fields.Integer()
     currency = fields.String()
     method = fields.String()
-    error_code = fields.String(allow_none=True)
-    error_description = fields.String(allow_none=True)
 
 
 class RefundOut(Base):

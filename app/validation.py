@@ -1,6 +1,6 @@
 """Payment-method rules of SPEC §3 as pure functions (table-tested in tests/test_validation.py)."""
 import re
-from datetime import date
+from datetime import datetime, timezone
 
 VPA_RE = re.compile(r"^[a-zA-Z0-9._-]+@[a-zA-Z0-9]+$")
 _SEPARATORS = re.compile(r"[ -]")
@@ -71,7 +71,7 @@ def expiry_ok(month, year, today=None):
         y += 2000
     if not 2000 <= y <= 2199:
         return False
-    today = today or date.today()
+    today = today or datetime.now(timezone.utc).date()
     return (y, m) >= (today.year, today.month)
 
 

@@ -5,8 +5,8 @@ from .. import db, orders
 from ..auth import api_auth
 from ..idempotency import idempotent
 from ..schemas import ORDER, ORDER_PUBLIC, OrderCreate, load
-from . import bp, json_body
-from .common import listing, paging
+from . import bp
+from .common import json_body, listing, paging
 
 
 @bp.post("/orders")

@@ -5,8 +5,8 @@ from .. import db, orders, payments
 from ..auth import api_auth
 from ..schemas import PAYMENT, PAYMENT_PUBLIC, CaptureIn, PaymentCreate, load
 from ..idempotency import idempotent
-from . import bp, json_body
-from .common import listing, paging, settings
+from . import bp
+from .common import json_body, listing, paging, settings
 
 
 @bp.post("/payments")

@@ -5,8 +5,8 @@ from .. import db, refunds
 from ..auth import api_auth
 from ..idempotency import idempotent
 from ..schemas import REFUND, RefundCreate, load
-from . import bp, json_body
-from .common import listing, paging, settings
+from . import bp
+from .common import json_body, listing, paging, settings
 
 
 @bp.post("/payments/<payment_id>/refunds")
