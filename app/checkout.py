@@ -1,0 +1,195 @@
+"""The shopper's side (SPEC §6): the /checkout page, the checkout.js SDK and the success signature.
+
+The page is plain HTML + one static script (no inline script, so the Content-Security-Policy can
+be strict). Embedded in the SDK's iframe (`embedded=true`) it reports to the merchant page with
+postMessage, only ever to the parent's origin, which the SDK passes as `parent_origin`.
+"""
+import hashlib
+import hmac
+import logging
+import os
+import re
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, g, jsonify, render_template, request, send_from_directory
+
+from . import db, orders, payments
+from .config import ROOT
+from .errors import NotFound
+
+log = logging.getLogger(__name__)
+bp = Blueprint("checkout", __name__)
+
+SDK_DIR = ROOT / "sdk"
+SDK_MAX_AGE = 300  # seconds: short, so a fixed SDK reaches merchants' shoppers within minutes
+
+# A serialised web origin as location.origin gives it: scheme, host, optional port; nothing else.
+# Being this strict also keeps the value safe to place in the CSP header (no spaces, no ';').
+_ORIGIN_RE = re.compile(
+    r"^(https?)://("
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"  # DNS name / IPv4
+    r"|\[[0-9a-f:.]+\]"                                                                       # IPv6 literal
+    r")(?::([0-9]{1,5}))?$", re.IGNORECASE)
+
+
+def valid_origin(value):
+    """The origin, lower-cased, when `value` is exactly scheme://host[:port]; else None."""
+    if not isinstance(value, str) or len(value) > 300:
+        return None
+    m = _ORIGIN_RE.match(value)
+    if m is None or (m.group(3) and not 0 < int(m.group(3)) <= 65535):
+        return None
+    return value.lower()
+
+
+def payment_signature(api_secret, order_id, payment_id):
+    """Hex HMAC-SHA256 of "order_id|payment_id" with the merchant's API secret (razorpay's
+    verify_payment_signature scheme), so a merchant's server can trust a success it is told of."""
+    return hmac.new(api_secret.encode(), f"{order_id}|{payment_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def _frame_ancestors_setting():
+    """CHECKOUT_FRAME_ANCESTORS: '*' (any site may embed) or a list of origins."""
+    raw = current_app.config.get("CHECKOUT_FRAME_ANCESTORS") or "*"
+    if isinstance(raw, str):
+        raw = raw.replace(",", " ").split()
+    allowed = [o for o in (valid_origin(x) for x in raw if x != "*") if o]
+    return None if "*" in raw or not allowed else allowed
+
+
+def _parent_origin():
+    """The origin the embedded page posts to: `parent_origin` as the SDK sends it, else the
+    Referer's origin (an iframe opened without the SDK). (origin, error message)."""
+    given = request.args.get("parent_origin")
+    if given is not None:
+        origin = valid_origin(given)
+        return (origin, None) if origin else (None, "The parent_origin parameter is not a valid web origin.")
+    parts = urlsplit(request.referrer or "")
+    return valid_origin(f"{parts.scheme}://{parts.netloc}") if parts.scheme and parts.netloc else None, None
+
+
+def _error_page(status, title, message, embedded=False, parent_origin=None):
+    return render_template("checkout_error.html", title=title, message=message, embedded=embedded,
+                           parent_origin=parent_origin), status
+
+
+@bp.get("/checkout")
+def checkout_page():
+    """The order summary and the UPI/card forms; every failure to start is a readable page."""
+    embedded = request.args.get("embedded", "").lower() == "true"
+    order_id = request.args.get("order_id", "").strip()
+    key = request.args.get("key")
+    parent_origin, origin_error = _parent_origin() if embedded else (None, None)
+    if origin_error:
+        return _error_page(400, "Checkout cannot start", origin_error, embedded)
+    allowed = _frame_ancestors_setting()
+    if embedded and parent_origin and allowed is not None and parent_origin not in allowed:
+        return _error_page(403, "Checkout cannot be embedded here",
+                           "This website is not allowed to embed the checkout.", embedded)
+    g.checkout_frame_ancestor = parent_origin if embedded else None
+    if not order_id:
+        return _error_page(400, "No order", "The checkout link has no order_id. Ask the merchant for a new link.",
+                           embedded, parent_origin)
+    try:
+        order = orders.get_public(db.conn(), order_id[:64])
+    except NotFound:
+        return _error_page(404, "Order not found",
+                           "We could not find this order. Check the link or ask the merchant for a new one.",
+                           embedded, parent_origin)
+    # The SDK names the merchant whose page opened the checkout: never show another merchant's order.
+    if key is not None and not hmac.compare_digest(key.encode(), order["api_key"].encode()):
+        log.warning("checkout refused: key does not own the order", extra={"order_id": order["id"]})
+        return _error_page(403, "Checkout refused",
+                           "This order belongs to a different merchant than the one that opened the checkout.",
+                           embedded, parent_origin)
+    if order["status"] != "created":
+        return _error_page(409, "Order already paid", "This order has already been paid. Nothing more to pay.",
+                           embedded, parent_origin)
+    return render_template("checkout.html", order=order, embedded=embedded, parent_origin=parent_origin)
+
+
+@bp.get("/checkout/payments/<payment_id>/signature")
+def payment_signature_view(payment_id):
+    """{paymentId, orderId, status, signature} for a successful payment, for the embedded page's
+    payment_success message. The signature only attests what is true (this payment of this order
+    succeeded), so it may be public, as Razorpay hands it to the browser too."""
+    c = db.conn()
+    try:
+        payment = payments.get_public(c, payment_id[:64])
+    except NotFound:
+        return _json_error(404, "NOT_FOUND_ERROR", "Payment not found.")
+    if payment["status"] != "success":
+        return _json_error(409, "BAD_REQUEST_ERROR", "The payment has not succeeded.")
+    # The view reads the one secret it needs, as api/payments.py reads the order's merchant.
+    secret = db.scalar("SELECT api_secret FROM merchants WHERE id = :id", c, id=payment["merchant_id"])
+    resp = jsonify(paymentId=payment["id"], orderId=payment["order_id"], status=payment["status"],
+                   signature=payment_signature(secret, payment["order_id"], payment["id"]))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _json_error(status, code, description):
+    resp = jsonify(error={"code": code, "description": description})
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@bp.get("/checkout.js")
+def sdk():
+    """The embeddable SDK: one dependency-free file, cached briefly, loadable from any site."""
+    resp = send_from_directory(SDK_DIR, "checkout.js", mimetype="text/javascript", max_age=SDK_MAX_AGE,
+                               conditional=True)
+    resp.headers["Cache-Control"] = f"public, max-age={SDK_MAX_AGE}"
+    resp.headers.pop("Content-Disposition", None)
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return resp
+
+
+def _csp(frame_ancestors):
+    return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+            f"frame-ancestors {frame_ancestors}")
+
+
+def _security_headers(resp):
+    path = request.path
+    if path == "/checkout.js" or path.startswith("/static/checkout"):
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
+    if not path.startswith("/checkout"):
+        return resp
+    # The page is embedded by merchants: frame-ancestors instead of X-Frame-Options. An embedded
+    # page may be framed by the origin it reports to only; the standalone page by the setting.
+    embedder = g.get("checkout_frame_ancestor")
+    allowed = _frame_ancestors_setting()
+    resp.headers["Content-Security-Policy"] = _csp(embedder or (" ".join(allowed) if allowed else "*"))
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Referrer-Policy"] = "no-referrer"
+    resp.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+    # The order's state changes under the page (paid): never serve it from a cache.
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def format_money(amount, currency):
+    """Integer minor units to text: ₹1,00,000.00 (Indian grouping) for INR, 'USD 1,000.00' else."""
+    units, minor = divmod(int(amount), 100)
+    if currency == "INR":
+        digits = str(units)
+        head, tail = digits[:-3], digits[-3:]
+        groups = []
+        while len(head) > 2:
+            head, groups = head[:-2], [head[-2:]] + groups
+        return "₹" + ",".join(([head] if head else []) + groups + [tail]) + f".{minor:02d}"
+    return f"{currency} {units:,}.{minor:02d}"
+
+
+def init_app(app):
+    """Register the blueprint, the checkout's security headers and its money filter."""
+    # Which sites may frame the checkout: '*' or a space/comma separated list of origins.
+    app.config.setdefault("CHECKOUT_FRAME_ANCESTORS", os.environ.get("CHECKOUT_FRAME_ANCESTORS", "*"))
+    app.register_blueprint(bp)
+    app.after_request(_security_headers)
+    app.add_template_filter(format_money, "checkout_money")
