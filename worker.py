@@ -252,6 +252,7 @@ class Worker:
     def heartbeat(self):
         self._duty("heartbeat", lambda c: c.execute(text(
             """
+            WITH gone AS (DELETE FROM worker_heartbeats WHERE beat_at < now() - interval '1 hour')
             INSERT INTO worker_heartbeats (worker_id, hostname, pid) VALUES (:id, :host, :pid)
             ON CONFLICT (worker_id) DO UPDATE SET beat_at = now()
             """), {"id": self.id, "host": socket.gethostname(), "pid": os.getpid()}), quiet=True)
@@ -312,14 +313,17 @@ def _now():
 
 
 def main():
+    # Signals first: a SIGTERM during start-up must still mean "stop cleanly".
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
     app = create_app()
     logging.getLogger("worker").setLevel(app.config["LOG_LEVEL"])
     with app.app_context():
         with db.engine().connect() as c:
             db.apply_schema(c)
     worker = Worker(app)
-    signal.signal(signal.SIGTERM, worker.stop)
-    signal.signal(signal.SIGINT, worker.stop)
+    worker.stopping = stop
     return worker.run()
 
 

@@ -12,13 +12,16 @@ def pgdata(data_dir=None):
     return Path(data_dir or DATA_DIR) / "pg"
 
 
-def ensure_database_url(data_dir=None):
-    """Start (or reuse) the embedded server and return its URL. It keeps running until stop()."""
+def ensure_database_url(data_dir=None, stop_with_last_user=False):
+    """Start (or reuse) the embedded server and return its URL. With stop_with_last_user, this
+    process counts as a user of the server (pgserver keeps the list in the data directory) and
+    the server stops when the last such process exits: `make run` and `make test` side by side
+    share one server without one stopping it under the other."""
     import pgserver
 
     path = pgdata(data_dir)
     path.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(path, cleanup_mode=None)
+    server = pgserver.get_server(path, cleanup_mode="stop" if stop_with_last_user else None)
     # get_server caches its handle per directory; make sure the server behind it is (still) up.
     with server._lock:
         server.ensure_postgres_running()

@@ -16,13 +16,12 @@ PY = sys.executable
 
 
 def prepare_database(env):
-    """Set DATABASE_URL (starting the embedded server when unset); True when we started it."""
-    if env.get("DATABASE_URL"):
-        return False
-    from .embedded import ensure_database_url
+    """Set DATABASE_URL, starting the embedded server when it is unset. The embedded server stops
+    when the last launcher using it exits (pgserver counts its users)."""
+    if not env.get("DATABASE_URL"):
+        from .embedded import ensure_database_url
 
-    env["DATABASE_URL"] = ensure_database_url()
-    return True
+        env["DATABASE_URL"] = ensure_database_url(stop_with_last_user=True)
 
 
 def apply_schema(env):
@@ -85,36 +84,29 @@ def main(argv):
     env = dict(os.environ)
     env.setdefault("PYTHONUNBUFFERED", "1")
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    started_db = False
-    try:
-        if what == "test":
-            started_db = prepare_database(env)
-            env.setdefault("SECRET_KEY", "test-secret-key")
-            return subprocess.call([PY, "-m", "pytest", *argv[1:]], env=env, cwd=ROOT)
-        if what == "run":
-            port = env.setdefault("TEST_MERCHANT_PORT", "3002")
-            # The bundled receiver is on loopback, so the demo must allow private webhook targets.
-            env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
-            env.setdefault("TEST_MERCHANT_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhook")
-        if what != "test_merchant":  # the receiver needs no database
-            started_db = prepare_database(env)
-            apply_schema(env)
-        commands = {
-            "run": [gunicorn_cmd(env), [PY, "worker.py"], test_merchant_cmd(env)],
-            "api": [gunicorn_cmd(env)],
-            "worker": [[PY, "worker.py"]],
-            "test_merchant": [test_merchant_cmd(env)],
-        }[what]
-        if what == "run":
-            print(f"Gateway on http://localhost:{env.get('PORT', '8000')}  "
-                  f"(dashboard: /login, test@example.com)  test merchant on :{env['TEST_MERCHANT_PORT']}",
-                  flush=True)
-        return supervise(commands, env)
-    finally:
-        if started_db:
-            from .embedded import stop
-
-            stop()
+    if what == "test":
+        prepare_database(env)
+        env.setdefault("SECRET_KEY", "test-secret-key")
+        return subprocess.call([PY, "-m", "pytest", *argv[1:]], env=env, cwd=ROOT)
+    if what == "run":
+        port = env.setdefault("TEST_MERCHANT_PORT", "3002")
+        # The bundled receiver is on loopback, so the demo must allow private webhook targets.
+        env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+        env.setdefault("TEST_MERCHANT_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhook")
+    if what != "test_merchant":  # the receiver needs no database
+        prepare_database(env)
+        apply_schema(env)
+    commands = {
+        "run": [gunicorn_cmd(env), [PY, "worker.py"], test_merchant_cmd(env)],
+        "api": [gunicorn_cmd(env)],
+        "worker": [[PY, "worker.py"]],
+        "test_merchant": [test_merchant_cmd(env)],
+    }[what]
+    if what == "run":
+        print(f"Gateway on http://localhost:{env.get('PORT', '8000')}  "
+              f"(dashboard: /login, test@example.com)  test merchant on :{env['TEST_MERCHANT_PORT']}",
+              flush=True)
+    return supervise(commands, env)
 
 
 if __name__ == "__main__":

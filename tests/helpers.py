@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import requests
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,8 @@ class Process:
                                      start_new_session=True)
 
     def output(self):
-        self.log_file.flush()
+        if not self.log_file.closed:
+            self.log_file.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self):
@@ -91,6 +92,11 @@ class Api:
         self.process.stop()
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args, **kwargs):
+        pass
+
+
 class Receiver:
     """A real local HTTP server that records webhook deliveries. `responses` is a list of status
     codes answered in turn (then 200); `hang` makes it wait that many seconds before answering."""
@@ -102,7 +108,7 @@ class Receiver:
         self.cond = threading.Condition()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/webhook"
-        self.server = make_server("127.0.0.1", self.port, self._app, threaded=True)
+        self.server = make_server("127.0.0.1", self.port, self._app, threaded=True, request_handler=_QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

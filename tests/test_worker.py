@@ -1,0 +1,275 @@
+"""The jobs table and worker.py: lifecycles, exactly-once effects, leases, crashes, graceful stop."""
+import json
+import secrets
+import signal
+import threading
+import time
+
+import pytest
+from sqlalchemy import text
+
+from helpers import CARD, wait_until
+
+import worker as worker_module
+from app import jobs, payments
+
+
+def seed_payments(db, merchant_id, n, method="upi"):
+    """n orders with a pending payment and its settlement job each (as the API would leave them)."""
+    tag = secrets.token_hex(3)
+    db.execute(text(
+        """
+        INSERT INTO orders (id, merchant_id, amount)
+        SELECT 'order_' || :tag || lpad(i::text, 10, '0'), :m, 1000 FROM generate_series(1, :n) i;
+        """), {"tag": tag, "m": merchant_id, "n": n})
+    db.execute(text(
+        """
+        INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa)
+        SELECT 'pay_' || :tag || lpad(i::text, 10, '0'), 'order_' || :tag || lpad(i::text, 10, '0'), :m, 1000, 'INR',
+               'upi', 'shopper@upi' FROM generate_series(1, :n) i
+        """), {"tag": tag, "m": merchant_id, "n": n})
+    db.execute(text(
+        "INSERT INTO jobs (kind, payload) SELECT 'payment.settle', "
+        "jsonb_build_object('payment_id', 'pay_' || :tag || lpad(i::text, 10, '0')) FROM generate_series(1, :n) i"),
+        {"tag": tag, "n": n})
+    return f"pay_{tag}%"
+
+
+def status_counts(db, like):
+    rows = db.execute(text("SELECT status, count(*) FROM payments WHERE id LIKE :p GROUP BY status"), {"p": like})
+    return dict(rows.all())
+
+
+def events_per_payment(db, like):
+    """payment id -> number of payment.success/failed webhook rows written for it."""
+    rows = db.execute(text(
+        "SELECT payload->'data'->'payment'->>'id' AS pid, count(*) FROM webhook_logs "
+        "WHERE event IN ('payment.success', 'payment.failed') AND payload->'data'->'payment'->>'id' LIKE :p "
+        "GROUP BY 1"), {"p": like})
+    return dict(rows.all())
+
+
+@pytest.fixture
+def worker(app, clean_queue):
+    w = worker_module.Worker(app)
+    yield w
+    w.pool.shutdown(wait=True)
+    w.engine.dispose()
+
+
+def drain(w, limit=100):
+    """Run worker steps until nothing is due."""
+    for _ in range(limit):
+        if not w.step():
+            return
+    raise AssertionError("queue did not drain")
+
+
+def create_payment(client, merchant, **body):
+    order = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"]).get_json()
+    body = body or {"method": "upi", "vpa": "shopper@okbank"}
+    r = client.post("/api/v1/payments", json={"order_id": order["id"], **body}, headers=merchant["headers"])
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def test_payment_settles_to_success_and_pays_the_order(client, merchant, worker):
+    pay = create_payment(client, merchant)
+    assert pay["status"] == "pending"
+    drain(worker)
+    got = client.get(f"/api/v1/payments/{pay['id']}", headers=merchant["headers"]).get_json()
+    assert got["status"] == "success" and got["error_code"] is None
+    order = client.get(f"/api/v1/orders/{pay['order_id']}", headers=merchant["headers"]).get_json()
+    assert order["status"] == "paid"
+
+
+def test_payment_goes_through_processing_during_the_bank_delay(app, client, merchant, worker, db):
+    app.config["TEST_PROCESSING_DELAY"] = 300
+    try:
+        pay = create_payment(client, merchant, method="card", card=CARD)
+        assert worker.step()
+        assert client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "processing"
+        # The delay is the job's next_run_at, not a sleep in the worker: nothing is due right now.
+        assert not worker.step()
+        wait_until(lambda: worker.step(), timeout=5, message="settlement after the delay")
+        assert client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success"
+    finally:
+        app.config["TEST_PROCESSING_DELAY"] = 0
+
+
+def test_failing_test_mode_marks_payment_failed_with_reason(app, client, merchant, worker):
+    app.config["TEST_PAYMENT_SUCCESS"] = False
+    try:
+        pay = create_payment(client, merchant)
+        drain(worker)
+    finally:
+        app.config["TEST_PAYMENT_SUCCESS"] = True
+    got = client.get(f"/api/v1/payments/{pay['id']}", headers=merchant["headers"]).get_json()
+    assert got["status"] == "failed"
+    assert got["error_code"] == "PAYMENT_FAILED" and got["error_description"]
+    order = client.get(f"/api/v1/orders/{pay['order_id']}", headers=merchant["headers"]).get_json()
+    assert order["status"] == "created"  # still payable
+
+
+def test_refund_is_processed_with_timestamp(client, merchant, worker):
+    pay = create_payment(client, merchant)
+    drain(worker)
+    r = client.post(f"/api/v1/payments/{pay['id']}/refunds", json={"amount": 20000}, headers=merchant["headers"])
+    assert r.status_code == 201 and r.get_json()["status"] == "pending"
+    drain(worker)
+    refund = client.get(f"/api/v1/refunds/{r.get_json()['id']}", headers=merchant["headers"]).get_json()
+    assert refund["status"] == "processed" and refund["processed_at"].endswith("Z")
+
+
+def test_a_job_run_twice_settles_once_and_emits_one_event(client, make_merchant, worker, db):
+    m = make_merchant(webhook_url="http://127.0.0.1:9/unused")
+    pay = create_payment(client, m)
+    drain(worker)
+    # Run the same settlement again, as a reclaimed job would.
+    jobs.enqueue(db, payments.SETTLE, {"payment_id": pay["id"]})
+    drain(worker)
+    assert events_per_payment(db, pay["id"]) == {pay["id"]: 1}
+    assert db.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": pay["id"]}).scalar() == "success"
+
+
+def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client, merchant, worker, db):
+    order = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"]).get_json()
+    ids = [client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@bank"},
+                       headers=merchant["headers"]).get_json()["id"] for _ in range(2)]
+    drain(worker)
+    statuses = dict(db.execute(text("SELECT id, status FROM payments WHERE id = ANY(:ids)"), {"ids": ids}).all())
+    assert sorted(statuses.values()) == ["failed", "success"]
+
+
+def test_crashing_handler_retries_with_backoff_then_dies_keeping_the_error(worker, db, monkeypatch):
+    def crash(c, batch, settings, emit):
+        raise RuntimeError("bank adapter exploded")
+
+    monkeypatch.setitem(worker_module.HANDLERS, "test.crash", crash)
+    job_id = jobs.enqueue(db, "test.crash", {})
+    db.execute(text("UPDATE jobs SET max_attempts = 2 WHERE id = :id"), {"id": job_id})
+    assert worker.step()
+    row = db.execute(text("SELECT status, attempts, last_error, next_run_at > now() AS later FROM jobs "
+                          "WHERE id = :id"), {"id": job_id}).one()
+    assert row.status == "pending" and row.attempts == 1 and row.later and "exploded" in row.last_error
+    db.execute(text("UPDATE jobs SET next_run_at = now() WHERE id = :id"), {"id": job_id})  # skip the backoff
+    assert worker.step()
+    row = db.execute(text("SELECT status, last_error FROM jobs WHERE id = :id"), {"id": job_id}).one()
+    assert row.status == "dead" and "bank adapter exploded" in row.last_error
+
+
+def test_one_bad_job_does_not_hold_back_its_batch(client, merchant, worker, db, monkeypatch):
+    good = create_payment(client, merchant)
+    bad_job = jobs.enqueue(db, payments.SETTLE, {"payment_id": None})  # a malformed payload
+    real = worker_module.HANDLERS[payments.SETTLE]
+
+    def picky(c, batch, settings, emit):
+        if any(j["payload"]["payment_id"] is None for j in batch):
+            raise ValueError("payment_id missing")
+        return real(c, batch, settings, emit)
+
+    monkeypatch.setitem(worker_module.HANDLERS, payments.SETTLE, picky)
+    assert worker.step()
+    assert db.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": good["id"]}).scalar() == "success"
+    assert db.execute(text("SELECT last_error FROM jobs WHERE id = :id"), {"id": bad_job}).scalar()
+
+
+def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(db, clean_queue):
+    job_id = jobs.enqueue(db, "test.noop", {})
+    [claimed] = jobs.claim(db, "00000000-0000-0000-0000-000000000001", 10, 30)
+    assert claimed["id"] == job_id
+    db.execute(text("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = :id"), {"id": job_id})
+    assert jobs.reclaim_expired(db) == 1
+    [again] = jobs.claim(db, "00000000-0000-0000-0000-000000000002", 10, 30)
+    assert again["id"] == job_id
+    # The first owner's lease is gone: its completion is fenced off.
+    assert jobs.complete(db, [job_id], "00000000-0000-0000-0000-000000000001") == []
+    assert jobs.complete(db, [job_id], "00000000-0000-0000-0000-000000000002") == [job_id]
+
+
+def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, db):
+    jobs.enqueue(db, "test.noop", {})
+    body = client.get("/api/v1/test/jobs/status").get_json()
+    assert body["pending"] >= 1 and set(body) == {"pending", "processing", "completed", "failed", "worker_status"}
+    worker.heartbeat()
+    assert client.get("/api/v1/test/jobs/status").get_json()["worker_status"] == "running"
+    assert client.get("/health").get_json()["worker"] == "running"
+    db.execute(text("DELETE FROM worker_heartbeats"))
+    assert client.get("/api/v1/test/jobs/status").get_json()["worker_status"] == "stopped"
+
+
+def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, clean_queue):
+    w = worker_module.Worker(app)
+    t = threading.Thread(target=w.run, daemon=True)
+    t.start()
+    try:
+        wait_until(lambda: client.get("/health").get_json()["worker"] == "running", message="worker heartbeat")
+        t0 = time.monotonic()
+        pay = create_payment(client, merchant)
+        wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
+                   interval=0.005, message="settlement")
+        # The poll fallback is 1 s; a NOTIFY wake-up is far below it.
+        assert time.monotonic() - t0 < 0.5
+    finally:
+        w.stop()
+        t.join(15)
+    assert not t.is_alive()
+
+
+@pytest.mark.slow
+def test_two_worker_processes_drain_2000_jobs_each_exactly_once(start_worker, make_merchant, receiver, db,
+                                                                 clean_queue):
+    rx = receiver()
+    m = make_merchant(webhook_url=rx.url)
+    like = seed_payments(db, m["id"], 2000)
+    workers = [start_worker(), start_worker()]
+    wait_until(lambda: status_counts(db, like).get("success") == 2000, timeout=120, interval=0.2,
+               message="2,000 settlements")
+    counts = events_per_payment(db, like)
+    assert len(counts) == 2000 and set(counts.values()) == {1}
+    deliveries = rx.wait_for(2000, timeout=120)
+    assert len({d["headers"]["Webhook-Id"] for d in deliveries}) == 2000
+    for w in workers:
+        assert w.stop() == 0, w.output()
+    # Both took part (SKIP LOCKED shares the work) and neither crashed.
+    assert all("completed" in w.output() for w in workers)
+
+
+@pytest.mark.slow
+def test_sigkilled_worker_loses_nothing_and_duplicates_no_event(start_worker, make_merchant, receiver, db,
+                                                               clean_queue):
+    rx = receiver()
+    m = make_merchant(webhook_url=rx.url)
+    like = seed_payments(db, m["id"], 1000)
+    first = start_worker(JOB_BATCH_SIZE="50")
+    wait_until(lambda: status_counts(db, like).get("success", 0) >= 100, timeout=60, message="some settled")
+    first.kill()
+    assert status_counts(db, like).get("success", 0) < 1000, "drained before the kill: nothing was tested"
+    start_worker(JOB_BATCH_SIZE="50")  # leases of the killed worker expire (JOB_LEASE_SECONDS=5) and come back
+    wait_until(lambda: status_counts(db, like).get("success") == 1000, timeout=120, interval=0.2,
+               message="all 1,000 settled after restart")
+    counts = events_per_payment(db, like)
+    assert len(counts) == 1000 and set(counts.values()) == {1}
+    wait_until(lambda: db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND "
+                                       "status = 'success'"), {"m": m["id"]}).scalar() == 1000,
+               timeout=120, interval=0.2, message="every event delivered")
+    delivered_ids = {d["headers"]["Webhook-Id"] for d in rx.requests}
+    assert len(delivered_ids) == 1000
+
+
+def test_sigterm_stops_gracefully_within_10_seconds(start_worker, db, clean_queue):
+    w = start_worker()
+    wait_until(lambda: db.execute(text("SELECT count(*) FROM worker_heartbeats WHERE pid = :pid"),
+                                  {"pid": w.proc.pid}).scalar() == 1, message="worker heartbeat")
+    t0 = time.monotonic()
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(10) == 0
+    assert time.monotonic() - t0 < 10
+    assert "stopped" in w.output()
+    assert db.execute(text("SELECT count(*) FROM jobs WHERE status = 'processing'")).scalar() == 0
+
+
+def test_job_payloads_never_hold_card_data(client, merchant, db):
+    create_payment(client, merchant, method="card", card=dict(CARD, number="5555 5555 5555 4444", cvv="987"))
+    dump = json.dumps(db.execute(text("SELECT payload FROM jobs")).scalars().all())
+    assert "5555555555554444" not in dump and "5555 5555 5555 4444" not in dump and "987" not in dump
