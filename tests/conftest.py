@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
 from helpers import Api, Process, Receiver, api_headers  # noqa: E402
 
-from app import create_app, db as app_db  # noqa: E402
+from app import create_app, db as app_db, webhooks  # noqa: E402
 
 BASE_CONFIG = {
     "TESTING": True,
@@ -78,7 +78,8 @@ def db(app):
 def make_merchant(db):
     """Create an isolated merchant (own key, secret, webhook URL); returns its row + auth headers."""
 
-    def make(webhook_url=None, webhook_secret="whsec_" + secrets.token_urlsafe(24)):
+    def make(webhook_url=None, webhook_secret=None):
+        webhook_secret = webhook_secret or webhooks.new_secret()
         mid = str(uuid.uuid4())
         key, secret = "key_" + secrets.token_hex(8), "secret_" + secrets.token_hex(12)
         db.execute(text(
