@@ -1,0 +1,275 @@
+"""The merchant dashboard: /login, /logout and /dashboard/... (server-rendered, no JavaScript).
+Every form carries a Flask-WTF CSRF token; the session cookie is HttpOnly and SameSite=Lax."""
+import functools
+import logging
+import math
+from urllib.parse import urlsplit
+
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from . import dashboard_data as data
+from . import dashboard_docs, db, payments, refunds, webhooks
+from .auth import login_required
+from .errors import ApiError, NotFound, error_response, wants_json
+from .health import worker_running
+from .timefmt import iso
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("dashboard", __name__)
+
+PAGE_SIZE = 20
+PAYMENT_STATUSES = ("pending", "processing", "success", "failed")
+
+
+# ---- sign in / out ----------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _dummy_hash():
+    # Checked against when the email is unknown, so both failures cost one password hash.
+    return generate_password_hash("not-a-password")
+
+
+def _safe_next(target):
+    """Only a local dashboard path: ?next= must not send a signed-in merchant elsewhere."""
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not parts.path.startswith("/dashboard"):
+        return url_for("dashboard.overview")
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    if request.method == "GET":
+        if session.get("merchant_id"):
+            return redirect(url_for("dashboard.overview"))
+        return render_template("login.html", email="", next=request.args.get("next", ""))
+    email = request.form.get("email", "").strip()
+    password = request.form.get("password", "")
+    merchant = data.find_login(db.conn(), email) if email else None
+    stored = (merchant or {}).get("password_hash") or _dummy_hash()
+    ok = check_password_hash(stored, password) and bool(merchant and merchant["password_hash"])
+    if not ok:
+        log.info("dashboard login refused")
+        return render_template("login.html", email=email, next=request.form.get("next", ""),
+                               error="Invalid email or password."), 401
+    # A fresh session on sign-in: nothing from before (a planted session id included) survives.
+    session.clear()
+    session["merchant_id"] = str(merchant["id"])
+    log.info("dashboard login", extra={"merchant_id": str(merchant["id"])})
+    return redirect(_safe_next(request.form.get("next")))
+
+
+@bp.post("/logout")
+def logout():
+    session.clear()
+    flash("You have been signed out.", "info")
+    return redirect(url_for("dashboard.login"))
+
+
+# ---- pages ------------------------------------------------------------------------------------
+
+def _page():
+    page = request.args.get("page", "1")
+    return max(int(page), 1) if page.isdigit() else 1
+
+
+def _pages(total, page):
+    return {"page": page, "pages": max(math.ceil(total / PAGE_SIZE), 1), "total": total,
+            "first": (page - 1) * PAGE_SIZE + 1 if total else 0, "last": min(page * PAGE_SIZE, total)}
+
+
+@bp.get("/dashboard")
+@login_required
+def overview():
+    c = db.conn()
+    days = data.payments_per_day(c, g.merchant["id"])
+    return render_template("dashboard/overview.html", stats=data.stats(c, g.merchant["id"]),
+                           chart=data.chart(days), days=days)
+
+
+@bp.get("/dashboard/transactions")
+@login_required
+def transactions():
+    status = request.args.get("status", "")
+    status = status if status in PAYMENT_STATUSES else ""
+    page = _page()
+    rows, total = payments.list_(db.conn(), g.merchant["id"], PAGE_SIZE, (page - 1) * PAGE_SIZE, status or None)
+    return render_template("dashboard/transactions.html", rows=rows, status=status, statuses=PAYMENT_STATUSES,
+                           paging=_pages(total, page))
+
+
+@bp.get("/dashboard/transactions/<payment_id>")
+@login_required
+def transaction(payment_id):
+    c = db.conn()
+    try:
+        payment = payments.get(c, g.merchant["id"], payment_id)
+    except NotFound:
+        return render_template("dashboard/not_found.html", what="Payment"), 404
+    refund_rows, _ = refunds.list_for_payment(c, g.merchant["id"], payment_id, 100, 0)
+    return render_template("dashboard/transaction.html", payment=payment, refunds=refund_rows,
+                           refunded=sum(r["amount"] for r in refund_rows),
+                           events=data.webhook_events_for_payment(c, g.merchant["id"], payment_id))
+
+
+def _webhooks_page(url_value=None, url_error=None, status=200):
+    c = db.conn()
+    page = _page()
+    logs, total = webhooks.list_logs(c, g.merchant["id"], PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    config = webhooks.get_config(c, g.merchant["id"])
+    return render_template("dashboard/webhooks.html", config=config, logs=logs, paging=_pages(total, page),
+                           url_value=config["webhook_url"] if url_value is None else url_value,
+                           url_error=url_error), status
+
+
+@bp.get("/dashboard/webhooks")
+@login_required
+def webhooks_page():
+    return _webhooks_page()
+
+
+@bp.post("/dashboard/webhooks")
+@login_required
+def save_webhook_url():
+    url = request.form.get("webhook_url", "")
+    c = db.conn()
+    try:
+        config = webhooks.set_url(c, g.merchant["id"], url, current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+    except ApiError as e:
+        # Shown next to the field, with what was typed kept; nothing was written.
+        return _webhooks_page(url_value=url, url_error=e.description, status=400)
+    c.commit()
+    flash(f"Webhook URL saved: {config['webhook_url']}" if config["webhook_url"] else "Webhook URL cleared.",
+          "success")
+    return redirect(url_for("dashboard.webhooks_page"))
+
+
+@bp.post("/dashboard/webhooks/secret")
+@login_required
+def regenerate_webhook_secret():
+    c = db.conn()
+    webhooks.regenerate_secret(c, g.merchant["id"])
+    c.commit()
+    flash("A new webhook secret was generated; deliveries are signed with it from now on.", "success")
+    return redirect(url_for("dashboard.webhooks_page"))
+
+
+@bp.post("/dashboard/webhooks/test")
+@login_required
+def send_test_webhook():
+    c = db.conn()
+    try:
+        webhooks.send_test(c, g.merchant)
+    except ApiError as e:
+        flash(e.description, "error")
+        return redirect(url_for("dashboard.webhooks_page"))
+    c.commit()
+    flash(f"Test webhook queued for {g.merchant['webhook_url']}.", "success")
+    return redirect(url_for("dashboard.webhooks_page"))
+
+
+@bp.post("/dashboard/webhooks/<log_id>/retry")
+@login_required
+def retry_webhook(log_id):
+    c = db.conn()
+    try:
+        result = webhooks.retry(c, g.merchant["id"], log_id)
+    except ApiError as e:  # not found, or an attempt is on the wire right now (409)
+        flash(e.description, "error")
+    else:
+        c.commit()
+        flash(f"{result['message']} ({log_id}).", "success")
+    return redirect(_safe_next(request.form.get("next")) if request.form.get("next")
+                    else url_for("dashboard.webhooks_page"))
+
+
+@bp.get("/dashboard/docs")
+@login_required
+def docs():
+    spec = dashboard_docs.load_spec()
+    values = {"base_url": request.host_url.rstrip("/"), "api_key": g.merchant["api_key"],
+              "api_secret": g.merchant["api_secret"],
+              "webhook_secret": g.merchant["webhook_secret"] or "whsec_your_webhook_secret"}
+    # Plain-text templates (not autoescaped); docs.html escapes them once when it shows them.
+    snippets = {name: render_template(f"dashboard/snippets/{name}.txt", **values)
+                for name in ("create_order.sh", "sdk.html", "webhook.py", "webhook.js")}
+    return render_template("dashboard/docs.html", snippets=snippets, spec=spec,
+                           reference=dashboard_docs.reference(spec),
+                           retry_intervals=current_app.config["WEBHOOK_RETRY_INTERVALS"], **values)
+
+
+@bp.get("/dashboard/jobs")
+@login_required
+def jobs_page():
+    c = db.conn()
+    return render_template("dashboard/jobs.html", queue=data.queue_overview(c), running=worker_running(c),
+                           workers=data.workers(c), dead=data.dead_jobs(c, g.merchant["id"]))
+
+
+# ---- formatting (money and time are formatted here, for the templates only) ---------------------
+
+def indian_digits(n):
+    """1234567 -> '12,34,567': the last three digits, then groups of two."""
+    s = str(abs(int(n)))
+    head, tail = s[:-3], s[-3:]
+    groups = []
+    while len(head) > 2:
+        groups.insert(0, head[-2:])
+        head = head[:-2]
+    return ("-" if n < 0 else "") + ",".join(([head] if head else []) + groups + [tail])
+
+
+def money(paise, currency="INR"):
+    """Integer paise -> '₹5,00,000.00' (other currencies: 'USD 12.50')."""
+    rupees, rest = divmod(int(paise), 100)
+    amount = f"{indian_digits(rupees)}.{rest:02d}" if currency == "INR" else f"{rupees:,}.{rest:02d}"
+    return f"₹{amount}" if currency == "INR" else f"{currency} {amount}"
+
+
+def money_whole(paise, currency="INR"):
+    """Integer paise -> '₹5,00,000' (rounded to the rupee, for headline totals)."""
+    rupees = (int(paise) + 50) // 100
+    return f"₹{indian_digits(rupees)}" if currency == "INR" else f"{currency} {rupees:,}"
+
+
+def duration(seconds):
+    """42 -> '42 s', 125 -> '2 min 5 s', 7300 -> '2 h 1 min'."""
+    if seconds is None:
+        return "—"
+    s = max(int(seconds), 0)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
+
+
+# ---- wiring -----------------------------------------------------------------------------------
+
+def _csrf_error(e):
+    if wants_json():
+        return error_response(ApiError(f"CSRF check failed: {e.description}"))
+    return render_template("dashboard/csrf_error.html", reason=e.description), 400
+
+
+def init_app(app):
+    """Register the blueprint, template filters and CSRF protection for every HTML form."""
+    csrf = CSRFProtect(app)
+    # CSRFProtect checks every POST of the app; the JSON API authenticates each call with key and
+    # secret headers (no cookies), and the checkout posts JSON to the API, so both are exempt.
+    for name in ("api", "checkout"):
+        if app.blueprints.get(name) is not None:
+            csrf.exempt(app.blueprints[name])
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_blueprint(bp)
+    app.add_template_filter(money)
+    app.add_template_filter(money_whole)
+    app.add_template_filter(indian_digits)
+    app.add_template_filter(duration)
+    app.add_template_filter(iso)
+    app.add_template_filter(dashboard_docs.inline_code)

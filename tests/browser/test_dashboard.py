@@ -1,0 +1,570 @@
+"""The merchant dashboard in real Chromium against the real app (gunicorn), worker and PostgreSQL:
+sign-in, every SPEC §7 test id, transactions from API payments, webhook configuration, test
+deliveries to a real receiver, retries, the integration guide's snippets and CSRF protection."""
+import json
+import os
+import re
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import expect
+from requests.structures import CaseInsensitiveDict
+from sqlalchemy import text
+from standardwebhooks import Webhook
+from werkzeug.security import generate_password_hash
+
+from helpers import CARD, TEST_MERCHANT_ID, api_headers, wait_until
+
+from app import webhooks
+from app.dashboard import indian_digits, money, money_whole
+
+pytestmark = pytest.mark.browser
+
+EMAIL, PASSWORD = "test@example.com", "password"
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+# Every data-test-id of SPEC §7 that a page shows without any data (rows are checked with data).
+PAGE_IDS = {
+    "/dashboard": ["dashboard", "api-credentials", "api-key", "api-secret", "stats-container",
+                   "total-transactions", "total-amount", "success-rate"],
+    "/dashboard/transactions": ["transactions-table"],
+    "/dashboard/webhooks": ["webhook-config", "webhook-config-form", "webhook-url-input", "webhook-secret",
+                            "regenerate-secret-button", "save-webhook-button", "test-webhook-button",
+                            "webhook-logs-table"],
+    "/dashboard/docs": ["api-docs", "section-create-order", "code-snippet-create-order", "section-sdk-integration",
+                        "code-snippet-sdk", "section-webhook-verification", "code-snippet-webhook"],
+    "/dashboard/jobs": ["jobs-dashboard", "worker-status", "oldest-pending-age", "job-counts-table",
+                        "dead-jobs-table"],
+}
+ROW_IDS = {
+    "transaction-row": ["payment-id", "order-id", "amount", "method", "status", "created-at"],
+    "webhook-log-item": ["webhook-event", "webhook-status", "webhook-attempts", "webhook-last-attempt",
+                         "webhook-response-code", "retry-webhook-button"],
+}
+
+
+def tid(name):
+    return f'[data-test-id="{name}"]'
+
+
+def indian(n):
+    """Expected grouping, written independently of the app: 5,00,000 / 1,23,45,678."""
+    return re.sub(r"(\d)(?=(\d\d)+\d$)", r"\1,", str(n))
+
+
+# ---- fixtures and steps -----------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def restore_test_merchant(db):
+    """The seeded merchant is shared with other tests: start each test without a webhook URL and
+    put its URL and secret back afterwards, whatever the test changed."""
+    before = db.execute(text("SELECT webhook_url, webhook_secret FROM merchants WHERE id = :id"),
+                        {"id": TEST_MERCHANT_ID}).one()
+    db.execute(text("UPDATE merchants SET webhook_url = NULL WHERE id = :id"), {"id": TEST_MERCHANT_ID})
+    yield
+    db.execute(text("UPDATE merchants SET webhook_url = :u, webhook_secret = :s WHERE id = :id"),
+               {"u": before.webhook_url, "s": before.webhook_secret, "id": TEST_MERCHANT_ID})
+
+
+def sign_in(page, base, email=EMAIL, password=PASSWORD, path="/login"):
+    page.goto(base + path)
+    page.fill(tid("email-input"), email)
+    page.fill(tid("password-input"), password)
+    page.click(tid("login-button"))
+    return page
+
+
+def merchant_row(db, merchant_id=TEST_MERCHANT_ID):
+    return db.execute(text("SELECT * FROM merchants WHERE id = :id"), {"id": merchant_id}).mappings().one()
+
+
+def create_payment(base, headers, amount=50000, method="upi"):
+    """An order and a payment through the JSON API, as a merchant's server does it."""
+    r = requests.post(f"{base}/api/v1/orders", json={"amount": amount, "receipt": "dash"}, headers=headers, timeout=10)
+    assert r.status_code == 201, r.text
+    body = {"order_id": r.json()["id"], "method": method}
+    body.update({"vpa": "shopper@okbank"} if method == "upi" else {"card": dict(CARD)})
+    r = requests.post(f"{base}/api/v1/payments", json=body, headers=headers, timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait_for_status(db, table, object_id, status, timeout=15):
+    def reached():
+        return db.execute(text(f"SELECT status FROM {table} WHERE id = :id"), {"id": object_id}).scalar() == status
+
+    wait_until(reached, timeout=timeout, message=f"{object_id} {status}")
+
+
+def log_by_event_id(db, event_id):
+    return db.execute(text("SELECT * FROM webhook_logs WHERE event_id = :e"), {"e": event_id}).mappings().one()
+
+
+@pytest.fixture
+def dashboard_merchant(make_merchant, db):
+    """A merchant of its own with a dashboard password, for exact numbers."""
+    m = make_merchant()
+    db.execute(text("UPDATE merchants SET password_hash = :h WHERE id = :id"),
+               {"h": generate_password_hash("shop-pass-1"), "id": m["id"]})
+    m["email"], m["password"] = f"{m['id']}@example.com", "shop-pass-1"
+    return m
+
+
+# ---- formatting (pure) --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n,expected", [(0, "0"), (7, "7"), (999, "999"), (1000, "1,000"), (99999, "99,999"),
+                                        (100000, "1,00,000"), (500000, "5,00,000"), (12345678, "1,23,45,678"),
+                                        (1000000000, "1,00,00,00,000")])
+def test_indian_digit_grouping(n, expected):
+    assert indian_digits(n) == expected == indian(n)
+
+
+@pytest.mark.parametrize("paise,currency,exact,whole", [
+    (50000, "INR", "₹500.00", "₹500"),
+    (50000000, "INR", "₹5,00,000.00", "₹5,00,000"),
+    (123456, "INR", "₹1,234.56", "₹1,235"),
+    (149, "INR", "₹1.49", "₹1"),
+    (0, "INR", "₹0.00", "₹0"),
+    (123456, "USD", "USD 1,234.56", "USD 1,235"),
+])
+def test_money_formats_integer_paise(paise, currency, exact, whole):
+    assert money(paise, currency) == exact and money_whole(paise, currency) == whole
+
+
+# ---- sign-in ------------------------------------------------------------------------------------
+
+def test_bad_login_shows_an_error_and_signs_nobody_in(page, live_api):
+    for email, password in [(EMAIL, "wrong-password"), ("nobody@example.com", PASSWORD), (EMAIL, PASSWORD + " ")]:
+        sign_in(page, live_api.url, email, password)
+        expect(page.locator(tid("login-error"))).to_have_text("Invalid email or password.")
+        expect(page).to_have_url(re.compile(r"/login$"))
+        expect(page.locator(tid("email-input"))).to_have_value(email)
+    page.goto(live_api.url + "/dashboard")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+def test_signed_out_pages_redirect_to_login_and_sign_out_works(page, context, live_api):
+    for path in PAGE_IDS:
+        page.goto(live_api.url + path)
+        expect(page).to_have_url(re.compile(r"/login\?next=" + re.escape(path).replace("/", "(/|%2F)") + "$"))
+        expect(page.locator(tid("login-form"))).to_be_visible()
+    # After signing in, the page that was asked for opens.
+    page.fill(tid("email-input"), EMAIL)
+    page.fill(tid("password-input"), PASSWORD)
+    page.click(tid("login-button"))
+    expect(page).to_have_url(live_api.url + "/dashboard/jobs")
+    cookie = next(c for c in context.cookies() if c["name"] == "session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    page.click(tid("logout-button"))
+    expect(page).to_have_url(re.compile(r"/login$"))
+    expect(page.locator(tid("flash-message"))).to_have_text("You have been signed out.")
+    page.goto(live_api.url + "/dashboard")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+
+
+def test_login_shows_every_dashboard_test_id(page, live_api):
+    page.goto(live_api.url + "/login")
+    for name in ("login-form", "email-input", "password-input", "login-button"):
+        expect(page.locator(tid(name))).to_be_visible()
+    page.fill(tid("email-input"), EMAIL.upper())  # emails are matched case-insensitively
+    page.fill(tid("password-input"), PASSWORD)
+    page.click(tid("login-button"))
+    expect(page).to_have_url(live_api.url + "/dashboard")
+    for path, names in PAGE_IDS.items():
+        page.goto(live_api.url + path)
+        for name in names:
+            expect(page.locator(tid(name)).first).to_be_visible()
+    page.goto(live_api.url + "/dashboard")
+    expect(page.locator(tid("api-key"))).to_have_text("key_test_abc123")
+    expect(page.locator(tid("api-secret"))).to_have_text("secret_test_xyz789")
+    expect(page.locator(tid("total-amount"))).to_have_text(re.compile(r"^₹\d{1,2}(,\d\d)*,\d{3}$|^₹\d{1,3}$"))
+    expect(page.locator(tid("success-rate"))).to_have_text(re.compile(r"^\d{1,3}%$"))
+    expect(page.locator(tid("total-transactions"))).to_have_text(re.compile(r"^[\d,]+$"))
+
+
+# ---- transactions and stats -----------------------------------------------------------------------
+
+def test_api_payment_appears_in_transactions_with_amount_and_status(page, live_api, live_worker, db):
+    headers = api_headers()
+    upi = create_payment(live_api.url, headers, amount=123456)
+    card = create_payment(live_api.url, headers, amount=50000, method="card")
+    for p in (upi, card):
+        wait_for_status(db, "payments", p["id"], "success")
+
+    sign_in(page, live_api.url)
+    page.goto(live_api.url + "/dashboard/transactions")
+    row = page.locator(f'{tid("transaction-row")}[data-payment-id="{upi["id"]}"]')
+    expect(row.locator(tid("payment-id"))).to_have_text(upi["id"])
+    expect(row.locator(tid("order-id"))).to_have_text(upi["order_id"])
+    expect(row.locator(tid("amount"))).to_have_text("₹1,234.56")
+    expect(row.locator(tid("method"))).to_have_text("upi")
+    expect(row.locator(tid("status"))).to_have_text("success")
+    expect(row.locator(tid("created-at"))).to_have_text(ISO_Z)
+    card_row = page.locator(f'{tid("transaction-row")}[data-payment-id="{card["id"]}"]')
+    expect(card_row.locator(tid("amount"))).to_have_text("₹500.00")
+    expect(card_row.locator(tid("method"))).to_have_text("card")
+    for name in ROW_IDS["transaction-row"]:
+        expect(card_row.locator(tid(name))).to_have_count(1)
+
+    # The status filter keeps or drops the row.
+    page.select_option(tid("status-filter"), "failed")
+    page.click(tid("filter-button"))
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    expect(row).to_have_count(0)
+    page.select_option(tid("status-filter"), "success")
+    page.click(tid("filter-button"))
+    expect(row).to_have_count(1)
+
+    # The row links to the payment's page.
+    row.locator(f'{tid("payment-id")} a').click()
+    expect(page).to_have_url(f"{live_api.url}/dashboard/transactions/{upi['id']}")
+    detail = page.locator(tid("transaction-detail"))
+    expect(detail.locator(tid("status")).first).to_have_text("success")
+    expect(detail.locator(tid("amount")).first).to_have_text("₹1,234.56")
+    expect(detail.locator(tid("method"))).to_contain_text("shopper@okbank")
+    page.goto(f"{live_api.url}/dashboard/transactions/pay_doesnotexist0000")
+    expect(page.locator("h1")).to_have_text("Payment not found")
+
+
+def test_stats_chart_and_paging_come_from_real_data(page, live_api, live_worker, db, dashboard_merchant):
+    m = dashboard_merchant
+    # 21 successful payments through the API: 20 × ₹20,000 + ₹1,00,000 = ₹5,00,000 …
+    made = [create_payment(live_api.url, m["headers"], amount=2_000_000) for _ in range(20)]
+    made.append(create_payment(live_api.url, m["headers"], amount=10_000_000, method="card"))
+    wait_until(lambda: db.execute(text("SELECT count(*) FROM payments WHERE merchant_id = :m AND status = 'success'"),
+                                  {"m": m["id"]}).scalar() == 21, timeout=20, message="21 payments settled")
+    # … and one that the bank declined (the live worker settles every payment as a success in test
+    # mode, so this row is written as settlement would have left it).
+    order_id, pay_id = "order_" + uuid.uuid4().hex[:16], "pay_" + uuid.uuid4().hex[:16]
+    db.execute(text("INSERT INTO orders (id, merchant_id, amount) VALUES (:o, :m, 70000)"), {"o": order_id, "m": m["id"]})
+    db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, error_code, "
+                    "error_description) VALUES (:p, :o, :m, 70000, 'INR', 'upi', 'x@okbank', 'failed', 'PAYMENT_FAILED', "
+                    "'declined')"), {"p": pay_id, "o": order_id, "m": m["id"]})
+
+    sign_in(page, live_api.url, m["email"], m["password"])
+    expect(page.locator(tid("api-key"))).to_have_text(m["api_key"])
+    expect(page.locator(tid("api-secret"))).to_have_text(m["api_secret"])
+    expect(page.locator(tid("total-transactions"))).to_have_text("22")
+    expect(page.locator(tid("total-amount"))).to_have_text("₹" + indian(500000))
+    expect(page.locator(tid("success-rate"))).to_have_text("95%")  # 21 of 22, rounded down
+    bars = page.locator(tid("chart-day"))
+    expect(bars).to_have_count(14)
+    assert sum(int(bars.nth(i).get_attribute("data-count")) for i in range(14)) == 22
+
+    # Paging: newest first, 20 a page; only this merchant's payments.
+    page.goto(live_api.url + "/dashboard/transactions")
+    rows = page.locator(tid("transaction-row"))
+    expect(rows).to_have_count(20)
+    expect(rows.first).to_have_attribute("data-payment-id", pay_id)
+    expect(page.locator(tid("page-info"))).to_have_text("1–20 of 22")
+    page.click(tid("next-page"))
+    expect(rows).to_have_count(2)
+    shown = {rows.nth(i).get_attribute("data-payment-id") for i in range(2)}
+    assert shown == {made[0]["id"], made[1]["id"]}
+    page.goto(live_api.url + "/dashboard/transactions?status=failed")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator(tid("status"))).to_have_text("failed")
+
+
+# ---- webhooks -----------------------------------------------------------------------------------
+
+def test_save_url_regenerate_secret_and_test_webhook_arrives(page, live_api, live_worker, receiver, db):
+    rx = receiver()
+    sign_in(page, live_api.url, path="/login?next=/dashboard/webhooks")
+    expect(page).to_have_url(live_api.url + "/dashboard/webhooks")
+
+    # A URL the gateway refuses is a form error, with what was typed kept; nothing is saved.
+    page.fill(tid("webhook-url-input"), "ftp://example.com/hook")
+    page.click(tid("save-webhook-button"))
+    expect(page.locator(tid("webhook-url-error"))).to_contain_text("http(s)")
+    expect(page.locator(tid("webhook-url-input"))).to_have_value("ftp://example.com/hook")
+    assert merchant_row(db)["webhook_url"] is None
+
+    page.fill(tid("webhook-url-input"), rx.url)
+    page.click(tid("save-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_have_text(f"Webhook URL saved: {rx.url}")
+    expect(page.locator(tid("webhook-url-input"))).to_have_value(rx.url)
+    assert merchant_row(db)["webhook_url"] == rx.url
+
+    secret = page.locator(tid("webhook-secret"))
+    old = secret.inner_text()
+    assert old == merchant_row(db)["webhook_secret"]
+    page.click(tid("regenerate-secret-button"))
+    expect(secret).not_to_have_text(old)
+    expect(secret).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{40,}$"))
+    new = secret.inner_text()
+    assert merchant_row(db)["webhook_secret"] == new
+
+    page.click(tid("test-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_have_text(f"Test webhook queued for {rx.url}.")
+    delivery = rx.wait_for(1, event="webhook.test")[0]
+    headers = CaseInsensitiveDict(delivery["headers"])
+    # Signed with the secret the page shows now (both schemes), not the old one.
+    assert headers["X-Webhook-Signature"] == webhooks.sign_hex(new, delivery["body"].decode())
+    assert headers["X-Webhook-Signature"] != webhooks.sign_hex(old, delivery["body"].decode())
+    assert Webhook(new).verify(delivery["body"], dict(headers))["event"] == "webhook.test"
+
+    log = log_by_event_id(db, headers["webhook-id"])
+    wait_for_status(db, "webhook_logs", log["id"], "success")
+    page.reload()
+    item = page.locator(f'{tid("webhook-log-item")}[data-webhook-id="{log["id"]}"]')
+    expect(item.locator(tid("webhook-event"))).to_have_text("webhook.test")
+    expect(item.locator(tid("webhook-status"))).to_have_text("success")
+    expect(item.locator(tid("webhook-attempts"))).to_have_text("1")
+    expect(item.locator(tid("webhook-response-code"))).to_have_text("200")
+    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(ISO_Z)
+    for name in ROW_IDS["webhook-log-item"]:
+        expect(item.locator(tid(name))).to_have_count(1)
+
+    # Clearing the URL stops webhooks; the test button then explains why nothing was sent.
+    page.fill(tid("webhook-url-input"), "")
+    page.click(tid("save-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_have_text("Webhook URL cleared.")
+    assert merchant_row(db)["webhook_url"] is None
+    page.click(tid("test-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_have_text("Configure a webhook URL first.")
+
+
+def test_retry_a_failed_webhook_from_the_logs_table(page, live_api, live_worker, receiver, db):
+    rx = receiver(responses=[500] * 5)  # every scheduled attempt fails; the manual retry succeeds
+    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": rx.url, "id": TEST_MERCHANT_ID})
+    sign_in(page, live_api.url, path="/login?next=/dashboard/webhooks")
+    page.click(tid("test-webhook-button"))
+    event_id = CaseInsensitiveDict(rx.wait_for(1)[0]["headers"])["webhook-id"]
+    log = log_by_event_id(db, event_id)
+    wait_for_status(db, "webhook_logs", log["id"], "failed", timeout=30)  # 5 attempts, 1 s apart
+
+    page.reload()
+    item = page.locator(f'{tid("webhook-log-item")}[data-webhook-id="{log["id"]}"]')
+    expect(item.locator(tid("webhook-status"))).to_have_text("failed")
+    expect(item.locator(tid("webhook-attempts"))).to_have_text("5")
+    expect(item.locator(tid("webhook-response-code"))).to_have_text("500")
+
+    item.locator(tid("retry-webhook-button")).click()
+    expect(page.locator(tid("flash-message"))).to_have_text(f"Webhook retry scheduled ({log['id']}).")
+    deliveries = rx.wait_for(6)
+    assert {CaseInsensitiveDict(d["headers"])["webhook-id"] for d in deliveries} == {event_id}  # the same event
+    assert deliveries[-1]["status"] == 200 and deliveries[-1]["body"] == deliveries[0]["body"]
+    wait_for_status(db, "webhook_logs", log["id"], "success")
+    page.reload()
+    expect(item.locator(tid("webhook-status"))).to_have_text("success")
+    expect(item.locator(tid("webhook-attempts"))).to_have_text("1")
+    expect(item.locator(tid("webhook-response-code"))).to_have_text("200")
+
+
+def test_payment_page_shows_its_refunds_and_webhook_events(page, live_api, live_worker, receiver, db):
+    rx = receiver()
+    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": rx.url, "id": TEST_MERCHANT_ID})
+    payment = create_payment(live_api.url, api_headers(), amount=80000)
+    wait_for_status(db, "payments", payment["id"], "success")
+    r = requests.post(f"{live_api.url}/api/v1/payments/{payment['id']}/refunds", json={"amount": 30000, "reason": "size"},
+                      headers=api_headers(), timeout=10)
+    assert r.status_code == 201, r.text
+    refund = r.json()
+    wait_for_status(db, "refunds", refund["id"], "processed")
+    rx.wait_for(1, event="refund.processed")
+
+    sign_in(page, live_api.url)
+    page.goto(f"{live_api.url}/dashboard/transactions/{payment['id']}")
+    refund_row = page.locator(f'{tid("refund-row")}[data-refund-id="{refund["id"]}"]')
+    expect(refund_row.locator(tid("refund-amount"))).to_have_text("₹300.00")
+    expect(refund_row.locator(tid("refund-status"))).to_have_text("processed")
+    expect(page.locator(tid("refunded-amount"))).to_have_text("₹300.00")
+    events = page.locator(f'{tid("payment-webhook-item")} {tid("webhook-event")}')
+    expect(events).to_have_text(["payment.created", "payment.success", "refund.created", "refund.processed"])
+
+
+# ---- integration guide ----------------------------------------------------------------------------
+
+def test_docs_snippets_verify_a_real_delivery(page, live_api, live_worker, receiver, db, tmp_path):
+    rx = receiver()
+    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": rx.url, "id": TEST_MERCHANT_ID})
+    secret = merchant_row(db)["webhook_secret"]
+    sign_in(page, live_api.url)
+    page.goto(live_api.url + "/dashboard/docs")
+    curl = page.locator(tid("code-snippet-create-order")).inner_text()
+    assert f"curl -X POST {live_api.url}/api/v1/orders" in curl and "X-Api-Key: key_test_abc123" in curl
+    sdk = page.locator(tid("code-snippet-sdk")).inner_text()
+    assert f'<script src="{live_api.url}/checkout.js"></script>' in sdk and "new PaymentGateway({" in sdk
+    python_code = page.locator(tid("code-snippet-webhook-python")).inner_text()
+    node_code = page.locator(tid("code-snippet-webhook-node")).inner_text()
+    assert f'WEBHOOK_SECRET = "{secret}"' in python_code
+
+    # The API reference is the app's OpenAPI document.
+    spec = requests.get(live_api.url + "/openapi.json", timeout=10)
+    if spec.status_code == 200:
+        for path, item in spec.json()["paths"].items():
+            for method in item:
+                if method in ("get", "post", "put", "patch", "delete"):
+                    expect(page.locator(f'{tid("api-operation")}[data-method="{method.upper()}"][data-path="{path}"]')
+                           ).to_have_count(1)
+    else:
+        expect(page.locator(tid("api-reference-unavailable"))).to_be_visible()
+
+    # A real delivery (signed by the worker with the seeded secret) passes the snippets' checks …
+    r = requests.post(f"{live_api.url}/api/v1/webhooks/test", headers=api_headers(), timeout=10)
+    assert r.status_code in (200, 202), r.text
+    delivery = rx.wait_for(1, event="webhook.test")[0]
+    # … and so does one signed locally with a freshly generated (standard base64) secret.
+    other_secret, body = webhooks.new_secret(), b'{"id":"evt_local","event":"webhook.test","data":{}}'
+    samples = [(delivery["body"], dict(CaseInsensitiveDict(delivery["headers"])), secret),
+               (body, webhooks.headers_for(other_secret, "evt_local", body.decode()), other_secret)]
+
+    ns = {"__name__": "merchant_snippet"}
+    exec(compile(python_code, "webhook_snippet.py", "exec"), ns)  # noqa: S102 - the page's own example code
+    client = ns["app"].test_client()
+    for raw, hdrs, key in samples:
+        hdrs = CaseInsensitiveDict(hdrs)
+        assert ns["verify_hex_signature"](raw, hdrs["X-Webhook-Signature"], key)
+        assert not ns["verify_hex_signature"](raw + b" ", hdrs["X-Webhook-Signature"], key)
+        assert ns["verify_standard_webhook"](raw, hdrs, key)
+        assert not ns["verify_standard_webhook"](raw.replace(b"test", b"tEst"), hdrs, key)
+    hdrs = CaseInsensitiveDict(samples[0][1])
+    wire = {"X-Webhook-Signature": hdrs["X-Webhook-Signature"], "Content-Type": "application/json"}
+    assert client.post("/webhook", data=samples[0][0], headers=wire).status_code == 200
+    assert client.post("/webhook", data=samples[0][0] + b" ", headers=wire).status_code == 401
+
+    # The Node.js functions, run by node (the Express part needs the express package: left out).
+    harness = node_code.split("// Express")[0] + """
+const samples = JSON.parse(require("fs").readFileSync(process.argv[2], "utf8"));
+console.log(JSON.stringify(samples.map((s) => {
+  const body = Buffer.from(s.body, "utf8");
+  const h = s.headers;
+  return [verifyHexSignature(body, h["x-webhook-signature"], s.secret),
+          verifyStandardWebhook(body, h, s.secret),
+          verifyHexSignature(Buffer.concat([body, Buffer.from(" ")]), h["x-webhook-signature"], s.secret),
+          verifyStandardWebhook(Buffer.concat([body, Buffer.from(" ")]), h, s.secret)];
+})));
+"""
+    (tmp_path / "verify.js").write_text(harness)
+    (tmp_path / "samples.json").write_text(json.dumps(
+        [{"body": raw.decode(), "secret": key, "headers": {k.lower(): v for k, v in hdrs.items()}}
+         for raw, hdrs, key in samples]))
+    node = subprocess.run(["node", str(tmp_path / "verify.js"), str(tmp_path / "samples.json")],
+                          capture_output=True, text=True, timeout=30)
+    assert node.returncode == 0, node.stderr
+    assert json.loads(node.stdout) == [[True, True, False, False]] * len(samples)
+
+
+# ---- jobs -----------------------------------------------------------------------------------------
+
+def test_jobs_page_shows_queue_worker_and_dead_jobs(page, live_api, live_worker, db, dashboard_merchant):
+    payment = create_payment(live_api.url, api_headers(), amount=10000)
+    wait_for_status(db, "payments", payment["id"], "success")
+    wait_until(lambda: db.execute(text("SELECT count(*) FROM worker_heartbeats WHERE beat_at > now() - interval '5 s'"))
+               .scalar(), timeout=15, message="a worker heartbeat")
+    other = create_payment(live_api.url, dashboard_merchant["headers"], amount=10000)
+    ids = db.execute(text(
+        """
+        INSERT INTO jobs (kind, payload, status, attempts, last_error, created_at, next_run_at) VALUES
+          ('payment.settle', jsonb_build_object('payment_id', CAST(:mine AS text)), 'dead', 10, 'boom: the bank timed out', now(), now()),
+          ('payment.settle', jsonb_build_object('payment_id', CAST(:theirs AS text)), 'dead', 10, 'another merchant''s', now(), now()),
+          ('dashboard.probe', '{}', 'pending', 0, NULL, now() - interval '2 hours', now() + interval '1 hour')
+        RETURNING id
+        """), {"mine": payment["id"], "theirs": other["id"]}).scalars().all()
+    try:
+        sign_in(page, live_api.url, path="/login?next=/dashboard/jobs")
+        expect(page.locator(tid("worker-status"))).to_have_text("running")
+        expect(page.locator(tid("oldest-pending-age"))).to_have_text(re.compile(r"^2 h \d+ min$"))
+        settle_row = page.locator(f'{tid("job-kind-row")}[data-kind="payment.settle"]')
+        expect(settle_row.locator(tid("job-count-dead"))).to_have_text(re.compile(r"^[1-9]\d*$"))
+        expect(page.locator(f'{tid("job-kind-row")}[data-kind="dashboard.probe"] {tid("job-count-pending")}')
+               ).to_have_text("1")
+        mine = page.locator(f'{tid("dead-job-row")}[data-job-id="{ids[0]}"]')
+        expect(mine.locator(tid("dead-job-error"))).to_have_text("boom: the bank timed out")
+        expect(page.locator(f'{tid("dead-job-row")}[data-job-id="{ids[1]}"]')).to_have_count(0)  # not ours
+    finally:
+        db.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": ids})
+
+
+# ---- CSRF -----------------------------------------------------------------------------------------
+
+def _token(html):
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def test_form_posts_without_the_csrf_token_are_refused(live_api, db):
+    s = requests.Session()
+    base = live_api.url
+    # Signing in needs the token too (login CSRF).
+    assert s.post(f"{base}/login", data={"email": EMAIL, "password": PASSWORD}, allow_redirects=False,
+                  timeout=10).status_code == 400
+    r = s.post(f"{base}/login", data={"email": EMAIL, "password": PASSWORD, "csrf_token": _token(s.get(f"{base}/login").text)},
+               allow_redirects=False, timeout=10)
+    assert r.status_code == 302 and r.headers["Location"] == "/dashboard"
+    before = merchant_row(db)
+
+    for path, data in [("/dashboard/webhooks", {"webhook_url": "http://127.0.0.1:9/hook"}),
+                       ("/dashboard/webhooks/secret", {}), ("/dashboard/webhooks/test", {}), ("/logout", {})]:
+        for token in (None, "forged-token"):
+            r = s.post(base + path, data=dict(data, **({"csrf_token": token} if token else {})),
+                       allow_redirects=False, timeout=10)
+            assert r.status_code == 400, (path, r.status_code)
+            assert "could not be accepted" in r.text
+    after = merchant_row(db)
+    assert (after["webhook_url"], after["webhook_secret"]) == (before["webhook_url"], before["webhook_secret"])
+    assert s.get(f"{base}/dashboard", allow_redirects=False, timeout=10).status_code == 200  # still signed in
+
+    # The same form with its token goes through.
+    token = _token(s.get(f"{base}/dashboard/webhooks", timeout=10).text)
+    r = s.post(f"{base}/dashboard/webhooks", data={"webhook_url": "http://127.0.0.1:9/hook", "csrf_token": token},
+               allow_redirects=False, timeout=10)
+    assert r.status_code == 302
+    assert merchant_row(db)["webhook_url"] == "http://127.0.0.1:9/hook"
+
+    # The JSON API (key and secret, no cookies) is not subject to the form token.
+    r = requests.post(f"{base}/api/v1/orders", json={"amount": 10000}, headers=api_headers(), timeout=10)
+    assert r.status_code == 201
+
+
+# ---- screenshots for the README (DASHBOARD_SCREENSHOTS=docs to refresh them) ----------------------
+
+@pytest.mark.skipif(not os.environ.get("DASHBOARD_SCREENSHOTS"), reason="set DASHBOARD_SCREENSHOTS=<dir> to refresh")
+def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_merchant):
+    out = Path(os.environ["DASHBOARD_SCREENSHOTS"])
+    out.mkdir(parents=True, exist_ok=True)
+    m = dashboard_merchant
+    db.execute(text("UPDATE merchants SET name = 'Chai & Co.' WHERE id = :id"), {"id": m["id"]})
+    # Two weeks of history, written as settlement leaves it, so the chart has something to show.
+    for day in range(13, 0, -1):
+        for i in range((day * 7) % 5 + 2):
+            order_id, pay_id = "order_" + uuid.uuid4().hex[:16], "pay_" + uuid.uuid4().hex[:16]
+            amount = 25_000 + ((day * 31 + i * 17) % 40) * 5_000
+            status = "failed" if (day + i) % 9 == 0 else "success"
+            db.execute(text("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
+                            "(:o, :m, :a, :s, now() - make_interval(days => :d))"),
+                       {"o": order_id, "m": m["id"], "a": amount, "d": day, "s": "paid" if status == "success" else "created"})
+            db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, "
+                            "created_at, updated_at) VALUES (:p, :o, :m, :a, 'INR', 'upi', 'asha@okbank', :s, "
+                            "now() - make_interval(days => :d, mins => :i), now() - make_interval(days => :d))"),
+                       {"p": pay_id, "o": order_id, "m": m["id"], "a": amount, "s": status, "d": day, "i": i * 37})
+    ok, flaky = receiver(), receiver(responses=[500] * 5)
+    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": ok.url, "id": m["id"]})
+    paid = [create_payment(live_api.url, m["headers"], amount=a, method=meth)
+            for a, meth in [(49_900, "upi"), (1_25_000_00, "card"), (2_999_00, "upi")]]
+    for p in paid:
+        wait_for_status(db, "payments", p["id"], "success")
+    requests.post(f"{live_api.url}/api/v1/payments/{paid[1]['id']}/refunds", json={"amount": 25_000_00, "reason": "returned"},
+                  headers=m["headers"], timeout=10).raise_for_status()
+    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": flaky.url, "id": m["id"]})
+    create_payment(live_api.url, m["headers"], amount=75_000)
+    flaky.wait_for(5, timeout=30)
+
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = ctx.new_page()
+    try:
+        page.goto(live_api.url + "/login")
+        page.screenshot(path=out / "dashboard-login.png")
+        sign_in(page, live_api.url, m["email"], m["password"])
+        shots = [("dashboard-overview.png", "/dashboard"), ("dashboard-transactions.png", "/dashboard/transactions"),
+                 ("dashboard-payment.png", f"/dashboard/transactions/{paid[1]['id']}"),
+                 ("dashboard-webhooks.png", "/dashboard/webhooks"), ("dashboard-docs.png", "/dashboard/docs"),
+                 ("dashboard-jobs.png", "/dashboard/jobs")]
+        for name, path in shots:
+            page.goto(live_api.url + path)
+            page.screenshot(path=out / name, full_page=name not in ("dashboard-docs.png",))
+    finally:
+        ctx.close()
