@@ -1,0 +1,155 @@
+"""Idempotency (SPEC §3): one object per (merchant, key), the stored response replayed byte-for-byte
+for 24 h, 409 for another body, nothing stored on failure, and one payment under concurrent duplicates."""
+import json
+import threading
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from helpers import CARD
+from api_support import api_worker, count, create_order, headers, paid_payment  # noqa: F401
+
+
+def post(client, merchant, path, body, key, header="Idempotency-Key"):
+    data = body if isinstance(body, str) else json.dumps(body)
+    return client.post(path, data=data, headers=headers(merchant, **{header: key}))
+
+
+def test_order_replay_is_byte_for_byte(client, db, merchant):
+    first = post(client, merchant, "/api/v1/orders", {"amount": 50000, "receipt": "r1"}, "order-key-1")
+    again = post(client, merchant, "/api/v1/orders", {"amount": 50000, "receipt": "r1"}, "order-key-1")
+    assert first.status_code == again.status_code == 201
+    assert first.get_data() == again.get_data()
+    assert again.headers["Content-Type"] == "application/json"
+    assert count(db, "orders", merchant["id"]) == 1
+
+
+def test_payment_replay_is_byte_for_byte_even_after_it_settled(client, db, api_worker, merchant):
+    order = create_order(client, merchant)
+    body = {"order_id": order["id"], "method": "card", "card": CARD}
+    first = post(client, merchant, "/api/v1/payments", body, "pay-key-1")
+    assert first.status_code == 201
+    from api_support import settle
+    assert settle(api_worker, db, first.get_json()["id"]) == "success"
+    again = post(client, merchant, "/api/v1/payments", body, "pay-key-1")
+    assert again.status_code == 201 and again.get_data() == first.get_data()  # the stored response, not a new read
+    assert count(db, "payments", merchant["id"]) == 1
+
+
+def test_same_key_other_body_is_409(client, db, merchant):
+    assert post(client, merchant, "/api/v1/orders", {"amount": 50000}, "k-409").status_code == 201
+    r = post(client, merchant, "/api/v1/orders", {"amount": 50001}, "k-409")
+    assert r.status_code == 409
+    err = r.get_json()["error"]
+    assert err["code"] == "BAD_REQUEST_ERROR" and "different request" in err["description"]
+    assert count(db, "orders", merchant["id"]) == 1
+
+
+def test_same_key_on_another_endpoint_is_409(client, db, api_worker, merchant):
+    order = create_order(client, merchant)
+    assert post(client, merchant, "/api/v1/orders", {"amount": 50000}, "shared").status_code == 201
+    r = post(client, merchant, "/api/v1/payments", {"order_id": order["id"], "method": "upi", "vpa": "a@b"}, "shared")
+    assert r.status_code == 409 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "payments", merchant["id"]) == 0
+
+
+@pytest.mark.parametrize("bad", [
+    {"amount": 99}, {"amount": 500.0}, {"amount": 500, "x": 1}, "{not json",
+])
+def test_failed_validation_stores_nothing_and_the_key_stays_usable(client, db, merchant, bad):
+    r = post(client, merchant, "/api/v1/orders", bad, "retry-me")
+    assert r.status_code == 400
+    assert db.execute(text("SELECT count(*) FROM idempotency_keys WHERE merchant_id = :m"), {"m": merchant["id"]}).scalar() == 0
+    r = post(client, merchant, "/api/v1/orders", {"amount": 50000}, "retry-me")
+    assert r.status_code == 201
+    assert count(db, "orders", merchant["id"]) == 1
+
+
+def test_failed_payment_request_keeps_the_key_usable(client, db, merchant):
+    order = create_order(client, merchant)
+    r = post(client, merchant, "/api/v1/payments", {"order_id": order["id"], "method": "upi", "vpa": "bad"}, "pk")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "INVALID_VPA"
+    r = post(client, merchant, "/api/v1/payments", {"order_id": order["id"], "method": "upi", "vpa": "good@bank"}, "pk")
+    assert r.status_code == 201
+    assert count(db, "payments", merchant["id"]) == 1
+
+
+def test_expired_key_is_free_again(client, db, merchant):
+    first = post(client, merchant, "/api/v1/orders", {"amount": 50000}, "old-key")
+    row = db.execute(text("SELECT created_at, expires_at FROM idempotency_keys WHERE merchant_id = :m AND key = 'old-key'"),
+                     {"m": merchant["id"]}).one()
+    assert (row.expires_at - row.created_at).total_seconds() == 24 * 3600
+    db.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' "
+                    "WHERE merchant_id = :m AND key = 'old-key'"), {"m": merchant["id"]})
+    second = post(client, merchant, "/api/v1/orders", {"amount": 60000}, "old-key")  # another body: no 409
+    assert second.status_code == 201 and second.get_json()["id"] != first.get_json()["id"]
+    third = post(client, merchant, "/api/v1/orders", {"amount": 60000}, "old-key")  # and it is stored anew
+    assert third.get_data() == second.get_data()
+    assert count(db, "orders", merchant["id"]) == 2
+
+
+def test_keys_are_scoped_per_merchant(client, db, merchant, make_merchant):
+    other = make_merchant()
+    a = post(client, merchant, "/api/v1/orders", {"amount": 50000}, "same-key")
+    b = post(client, other, "/api/v1/orders", {"amount": 50000}, "same-key")
+    assert a.status_code == b.status_code == 201
+    assert a.get_json()["id"] != b.get_json()["id"]
+    assert b.get_json()["merchant_id"] == other["id"]
+    assert count(db, "orders", merchant["id"]) == count(db, "orders", other["id"]) == 1
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Refund-Idempotency"])
+def test_refund_keys(client, db, api_worker, merchant, header):
+    _, p = paid_payment(client, db, api_worker, merchant, 10000)
+    path = f"/api/v1/payments/{p['id']}/refunds"
+    first = post(client, merchant, path, {"amount": 4000}, "rk-1", header)
+    again = post(client, merchant, path, {"amount": 4000}, "rk-1", header)
+    assert first.status_code == again.status_code == 201 and first.get_data() == again.get_data()
+    assert post(client, merchant, path, {"amount": 4001}, "rk-1", header).status_code == 409
+    assert db.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == 1
+    # a refund over the available amount stores nothing; the key works afterwards
+    assert post(client, merchant, path, {"amount": 7000}, "rk-2", header).status_code == 400
+    assert post(client, merchant, path, {"amount": 6000}, "rk-2", header).status_code == 201
+
+
+def test_key_limits(client, db, merchant):
+    r = post(client, merchant, "/api/v1/orders", {"amount": 500}, "k" * 256)
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    r = post(client, merchant, "/api/v1/orders", {"amount": 500}, "tab\there")
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "orders", merchant["id"]) == 0
+    assert post(client, merchant, "/api/v1/orders", {"amount": 500}, "k" * 255).status_code == 201
+
+
+def test_concurrent_duplicate_payments_make_one_payment(client, db, merchant, live_api):
+    """20 requests with one key at once over real HTTP: exactly one payment; every answer is the
+    stored 201 (the same payment) or a 409 while the first is in flight."""
+    order = create_order(client, merchant)
+    body = json.dumps({"order_id": order["id"], "method": "upi", "vpa": "race@bank"})
+    start = threading.Barrier(20)
+    results = [None] * 20
+
+    def one(i):
+        with requests.Session() as s:
+            start.wait()
+            r = s.post(f"{live_api.url}/api/v1/payments", data=body, timeout=30,
+                       headers=headers(merchant, **{"Idempotency-Key": "race-key"}))
+            results[i] = (r.status_code, r.content)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert count(db, "payments", merchant["id"]) == 1
+    pid = db.execute(text("SELECT id FROM payments WHERE merchant_id = :m"), {"m": merchant["id"]}).scalar()
+    created = [content for code, content in results if code == 201]
+    assert created and all(code in (201, 409) for code, _ in results), [code for code, _ in results]
+    assert all(content == created[0] for content in created)  # byte-for-byte the same response
+    assert json.loads(created[0])["id"] == pid
+    for code, content in results:
+        if code == 409:
+            assert json.loads(content)["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = :p"),
+                      {"p": pid}).scalar() == 1

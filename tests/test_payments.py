@@ -1,0 +1,325 @@
+"""Payments: create (private and public), get, public poll view, lists, capture; card data never stored."""
+import json
+import logging
+import re
+
+import pytest
+from sqlalchemy import text
+
+from helpers import CARD
+from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
+                         payment_status, settle)
+
+PAY_ID = re.compile(r"^pay_[A-Za-z0-9]{16}$")
+PUBLIC_FIELDS = {"id", "order_id", "status", "amount", "currency", "method"}
+
+
+def test_upi_payment_is_accepted_pending(client, merchant):
+    order = create_order(client, merchant, 50000)
+    r = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "asha@okhdfc"},
+                    headers=merchant["headers"])
+    assert r.status_code == 201
+    p = r.get_json()
+    assert PAY_ID.match(p["id"])
+    assert (p["order_id"], p["merchant_id"], p["amount"], p["currency"], p["method"], p["status"], p["vpa"]) == (
+        order["id"], merchant["id"], 50000, "INR", "upi", "pending", "asha@okhdfc")
+    assert p["card_network"] is None and p["card_last4"] is None
+    assert TIME_RE.match(p["created_at"])
+
+
+@pytest.mark.parametrize("number,network,last4", [
+    ("4111111111111111", "visa", "1111"),
+    ("5555 5555 5555 4444", "mastercard", "4444"),
+    ("3782-822463-10005", "amex", "0005"),
+    ("6011111111111117", "rupay", "1117"),
+    ("2221000000000009", "mastercard", "0009"),
+])
+def test_card_payment_shows_network_and_last4_only(client, merchant, number, network, last4):
+    order = create_order(client, merchant)
+    p = pay(client, merchant, order["id"], "card", card=dict(CARD, number=number, cvv="4321"))
+    assert (p["method"], p["status"], p["card_network"], p["card_last4"], p["vpa"]) == ("card", "pending", network, last4, None)
+    digits = number.replace(" ", "").replace("-", "")
+    assert not {"card", "number", "cvv", "expiry_month", "expiry_year"} & set(p)
+    assert digits not in json.dumps(p) and "4321" not in (p["card_last4"], p["vpa"])
+
+
+@pytest.mark.parametrize("card_fields", [
+    {"expiry_month": "01", "expiry_year": "99"},        # strings, YY
+    {"expiry_month": 12, "expiry_year": 2099},
+    {"cvv": 123},
+    {"cvv": "1234"},
+    {"holder_name": None},
+])
+def test_card_payment_accepts_spec_variants(client, merchant, card_fields):
+    order = create_order(client, merchant)
+    pay(client, merchant, order["id"], "card", card=dict(CARD, **card_fields))
+
+
+def _payment_body(order_id, over):
+    body = {"order_id": order_id, "method": "card", "card": dict(CARD)}
+    body.update(over)
+    return body
+
+
+@pytest.mark.parametrize("over,status,code,field", [
+    ({"method": "upi", "vpa": "no-at-sign"}, 400, "INVALID_VPA", "vpa"),
+    ({"method": "upi", "vpa": "a@b.c"}, 400, "INVALID_VPA", "vpa"),
+    ({"method": "upi", "vpa": ""}, 400, "INVALID_VPA", "vpa"),
+    ({"card": dict(CARD, number="1234567890123456")}, 400, "INVALID_CARD", "card.number"),
+    ({"card": dict(CARD, number="4111")}, 400, "INVALID_CARD", "card.number"),
+    ({"card": dict(CARD, number="4111 1111 1111 111x")}, 400, "INVALID_CARD", "card.number"),
+    ({"card": dict(CARD, cvv="12")}, 400, "INVALID_CARD", "card.cvv"),
+    ({"card": dict(CARD, cvv="12345")}, 400, "INVALID_CARD", "card.cvv"),
+    ({"card": dict(CARD, cvv=None)}, 400, "INVALID_CARD", "card.cvv"),
+    ({"card": dict(CARD, expiry_month=1, expiry_year=2020)}, 400, "EXPIRED_CARD", None),
+    ({"card": dict(CARD, expiry_month=13, expiry_year=2030)}, 400, "EXPIRED_CARD", None),
+    ({"card": dict(CARD, expiry_month=0, expiry_year=2030)}, 400, "EXPIRED_CARD", None),
+    ({"card": dict(CARD, expiry_month=12, expiry_year="20")}, 400, "EXPIRED_CARD", None),
+    ({"method": "netbanking"}, 400, "BAD_REQUEST_ERROR", "method"),
+    ({"method": "UPI", "vpa": "a@b"}, 400, "BAD_REQUEST_ERROR", "method"),
+    ({"method": None}, 400, "BAD_REQUEST_ERROR", "method"),
+    ({"method": "upi", "card": None}, 400, "BAD_REQUEST_ERROR", None),     # upi without vpa (card: null is bad too)
+    ({"method": "upi"}, 400, "BAD_REQUEST_ERROR", "vpa"),
+    ({"card": None}, 400, "BAD_REQUEST_ERROR", "card"),
+    ({"card": "4111111111111111"}, 400, "BAD_REQUEST_ERROR", None),
+    ({"card": {"number": "4111111111111111"}}, 400, "BAD_REQUEST_ERROR", None),        # expiry and cvv missing
+    ({"card": dict(CARD, number=4111111111111111)}, 400, "BAD_REQUEST_ERROR", "card.number"),
+    ({"card": dict(CARD, pin="1234")}, 400, "BAD_REQUEST_ERROR", "card.pin"),           # unknown field
+    ({"amount": 49999}, 400, "BAD_REQUEST_ERROR", "amount"),                             # differs from the order
+    ({"amount": 50000.0}, 400, "BAD_REQUEST_ERROR", "amount"),
+    ({"amount": "50000"}, 400, "BAD_REQUEST_ERROR", "amount"),
+    ({"currency": "USD"}, 400, "BAD_REQUEST_ERROR", "currency"),
+    ({"notes": ["x"]}, 400, "BAD_REQUEST_ERROR", "notes"),
+    ({"tip": 10}, 400, "BAD_REQUEST_ERROR", "tip"),
+    ({"order_id": "order_AAAAAAAAAAAAAAAA"}, 404, "NOT_FOUND_ERROR", "order_id"),
+    ({"order_id": "order_\u0000"}, 400, "BAD_REQUEST_ERROR", "order_id"),
+    ({"order_id": 12}, 400, "BAD_REQUEST_ERROR", "order_id"),
+    ({"order_id": None}, 400, "BAD_REQUEST_ERROR", "order_id"),
+])
+@pytest.mark.parametrize("path", ["/api/v1/payments", "/api/v1/payments/public"])
+def test_bad_payment_is_refused_and_writes_nothing(client, db, merchant, path, over, status, code, field):
+    order = create_order(client, merchant, 50000)
+    body = _payment_body(order["id"], over)
+    r = client.post(path, json=body, headers=merchant["headers"] if "public" not in path else {})
+    assert r.status_code == status, r.get_json()
+    err = r.get_json()["error"]
+    assert err["code"] == code and err["description"]
+    if field:
+        assert err.get("field") == field
+    assert count(db, "payments", merchant["id"]) == 0
+    assert "4111111111111111" not in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("body", ["", "{", "[]", "null", '{"order_id": NaN}', "[" * 20000 + "]" * 20000])
+@pytest.mark.parametrize("path", ["/api/v1/payments", "/api/v1/payments/public"])
+def test_malformed_payment_body_is_400(client, db, merchant, path, body):
+    r = client.post(path, data=body, headers=headers(merchant))
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "payments", merchant["id"]) == 0
+
+
+@pytest.mark.parametrize("path", ["/api/v1/payments", "/api/v1/payments/public"])
+def test_payment_with_wrong_content_type_or_huge_body(client, db, merchant, path):
+    order = create_order(client, merchant)
+    body = json.dumps({"order_id": order["id"], "method": "upi", "vpa": "a@b"})
+    r = client.post(path, data=body, headers=dict(merchant["headers"], **{"Content-Type": "text/plain"}))
+    assert r.status_code == 415 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    big = json.dumps({"order_id": order["id"], "method": "upi", "vpa": "a" * (1 << 20) + "@b"})
+    r = client.post(path, data=big, headers=headers(merchant))
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "payments", merchant["id"]) == 0
+
+
+def test_amount_equal_to_the_order_is_accepted(client, merchant):
+    order = create_order(client, merchant, 777)
+    assert pay(client, merchant, order["id"], amount=777, currency="INR")["amount"] == 777
+
+
+def test_payment_and_its_settlement_commit_together(client, db, api_worker, merchant):
+    """Accepted at once as pending; the worker's job (written with it) settles it and pays the order."""
+    order = create_order(client, merchant)
+    p = pay(client, merchant, order["id"])
+    assert p["status"] == "pending"
+    job = db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = :id"),
+                     {"id": p["id"]}).scalar()
+    assert job == 1
+    assert settle(api_worker, db, p["id"]) == "success"
+    got = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
+    assert got["status"] == "success" and got["error_code"] is None
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=merchant["headers"]).get_json()["status"] == "paid"
+
+
+def test_paying_a_paid_order_is_400(client, db, api_worker, merchant):
+    order, _ = paid_payment(client, db, api_worker, merchant)
+    for path, h in [("/api/v1/payments", merchant["headers"]), ("/api/v1/payments/public", {})]:
+        r = client.post(path, json={"order_id": order["id"], "method": "upi", "vpa": "a@b"}, headers=h)
+        assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "payments", merchant["id"]) == 1
+
+
+def test_get_payment(client, merchant):
+    order = create_order(client, merchant)
+    p = pay(client, merchant, order["id"], "card")
+    r = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"])
+    assert r.status_code == 200
+    got = r.get_json()
+    for key in ("updated_at", "captured", "error_code", "error_description"):
+        assert key in got
+    assert got["captured"] is False and got["error_code"] is None and got["error_description"] is None
+    assert TIME_RE.match(got["updated_at"]) and got == p
+
+
+@pytest.mark.parametrize("payment_id", ["pay_AAAAAAAAAAAAAAAA", "pay_%00", "nope"])
+def test_unknown_payment_is_404(client, merchant, payment_id):
+    for path, h in [(f"/api/v1/payments/{payment_id}", merchant["headers"]), (f"/api/v1/payments/{payment_id}/public", {})]:
+        r = client.get(path, headers=h)
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+def test_public_poll_view_has_exactly_the_spec_fields(client, db, api_worker, merchant):
+    order = create_order(client, merchant, 2500)
+    p = pay(client, merchant, order["id"], "card")
+    r = client.get(f"/api/v1/payments/{p['id']}/public")  # no credentials
+    assert r.status_code == 200
+    assert r.get_json() == {"id": p["id"], "order_id": order["id"], "status": "pending", "amount": 2500,
+                            "currency": "INR", "method": "card"}
+    settle(api_worker, db, p["id"])
+    assert client.get(f"/api/v1/payments/{p['id']}/public").get_json()["status"] == "success"
+
+
+def test_public_payment_create(client, db, api_worker, merchant):
+    """The checkout's call: no credentials, the merchant is the order's."""
+    order = create_order(client, merchant, 4200)
+    r = client.post("/api/v1/payments/public", json={"order_id": order["id"], "method": "upi", "vpa": "x@ybl"})
+    assert r.status_code == 201
+    p = r.get_json()
+    assert set(p) == PUBLIC_FIELDS
+    assert (p["order_id"], p["amount"], p["currency"], p["method"], p["status"]) == (order["id"], 4200, "INR", "upi", "pending")
+    full = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
+    assert full["merchant_id"] == merchant["id"] and full["vpa"] == "x@ybl"
+    assert settle(api_worker, db, p["id"]) == "success"
+
+
+def test_public_payment_of_unknown_order_is_404(client):
+    r = client.post("/api/v1/payments/public", json={"order_id": "order_AAAAAAAAAAAAAAAA", "method": "upi", "vpa": "a@b"})
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+def test_payment_endpoints_need_credentials(client, merchant):
+    order = create_order(client, merchant)
+    p = pay(client, merchant, order["id"])
+    for method, path in [("POST", "/api/v1/payments"), ("GET", "/api/v1/payments"), ("GET", f"/api/v1/payments/{p['id']}"),
+                         ("POST", f"/api/v1/payments/{p['id']}/capture")]:
+        r = client.open(path, method=method, json={"order_id": order["id"], "method": "upi", "vpa": "a@b", "amount": 50000})
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "AUTHENTICATION_ERROR", path
+
+
+# ---- lists -------------------------------------------------------------------------------------
+
+def test_list_payments(client, merchant, make_merchant):
+    order = create_order(client, merchant)
+    made = [pay(client, merchant, order["id"]) for _ in range(12)]
+    pay(client, (other := make_merchant()), create_order(client, other)["id"])
+    r = client.get("/api/v1/payments", headers=merchant["headers"])
+    body = r.get_json()
+    assert list(body) == ["data", "total", "limit", "offset"]
+    assert (body["total"], body["limit"], body["offset"]) == (12, 10, 0)
+    assert [p["id"] for p in body["data"]] == [p["id"] for p in reversed(made)][:10]
+    body = client.get("/api/v1/payments?count=5&skip=10", headers=merchant["headers"]).get_json()
+    assert (body["limit"], body["offset"]) == (5, 10)
+    assert [p["id"] for p in body["data"]] == [made[1]["id"], made[0]["id"]]
+    assert client.get("/api/v1/payments?limit=500", headers=merchant["headers"]).get_json()["limit"] == 100
+    assert client.get("/api/v1/payments?offset=-1", headers=merchant["headers"]).status_code == 400
+
+
+# ---- capture -------------------------------------------------------------------------------------
+
+def test_capture_needs_a_successful_payment(client, db, api_worker, merchant):
+    order = create_order(client, merchant, 9900)
+    p = pay(client, merchant, order["id"])
+    r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
+    assert r.status_code == 400
+    assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "description": "Payment not in capturable state"}
+    settle(api_worker, db, p["id"])
+    r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
+    assert r.status_code == 200
+    got = r.get_json()
+    assert got["captured"] is True and got["status"] == "success" and got["id"] == p["id"]
+    assert client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()["captured"] is True
+    # a second capture is refused and changes nothing
+    r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+
+
+def test_failed_payment_is_not_capturable(client, db, merchant):
+    order = create_order(client, merchant, 9900)
+    p = pay(client, merchant, order["id"])
+    db.execute(text("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
+                    "error_description = 'declined' WHERE id = :id"), {"id": p["id"]})
+    r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
+    assert r.status_code == 400 and r.get_json()["error"]["description"] == "Payment not in capturable state"
+    got = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
+    assert (got["status"], got["error_code"], got["error_description"]) == ("failed", "PAYMENT_FAILED", "declined")
+
+
+@pytest.mark.parametrize("body", [{}, {"amount": 9899}, {"amount": 9900.0}, {"amount": "9900"}, {"amount": True},
+                                  {"amount": 9900, "extra": 1}, {"amount": -9900}])
+def test_bad_capture_is_400_and_leaves_it_uncaptured(client, db, api_worker, merchant, body):
+    _, p = paid_payment(client, db, api_worker, merchant, 9900)
+    r = client.post(f"/api/v1/payments/{p['id']}/capture", json=body, headers=merchant["headers"])
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()["captured"] is False
+
+
+def test_capture_of_unknown_payment_is_404(client, merchant):
+    r = client.post("/api/v1/payments/pay_AAAAAAAAAAAAAAAA/capture", json={"amount": 100}, headers=merchant["headers"])
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+# ---- card data never stored ------------------------------------------------------------------
+
+CARDS = [("4111111111111111", "737"), ("5555555555554444", "8812"), ("378282246310005", "9431"),
+         ("6011111111111117", "5207")]
+
+
+def test_database_holds_neither_card_number_nor_cvv(client, db, api_worker, make_merchant, receiver, caplog):
+    """After card payments (private and public, accepted, settled, replayed, refunded, and refused),
+    no column of any table holds a full card number or a CVV; the webhooks and logs do not either."""
+    caplog.set_level(logging.DEBUG)
+    hook = receiver()
+    merchant = make_merchant(webhook_url=hook.url)  # so the events' payloads are stored and sent too
+    for i, (number, cvv) in enumerate(CARDS):
+        order = create_order(client, merchant, 10000 + i)
+        card = dict(CARD, number=number, cvv=cvv)
+        # refused first: the spaced number with a bad CVV, then with an expired date
+        spaced = " ".join(number[j:j + 4] for j in range(0, len(number), 4))
+        for bad in (dict(card, number=spaced, cvv=cvv + "00"), dict(card, number=spaced, expiry_year=2001)):
+            assert client.post("/api/v1/payments", json={"order_id": order["id"], "method": "card", "card": bad},
+                               headers=merchant["headers"]).status_code == 400
+        path, h = ("/api/v1/payments", headers(merchant, **{"Idempotency-Key": f"card-{i}"})) if i % 2 else \
+                  ("/api/v1/payments/public", JSON)
+        body = json.dumps({"order_id": order["id"], "method": "card", "card": card})
+        r = client.post(path, data=body, headers=h)
+        assert r.status_code == 201
+        if i % 2:
+            assert client.post(path, data=body, headers=h).status_code == 201  # replayed
+        assert settle(api_worker, db, r.get_json()["id"]) == "success"
+        assert client.post(f"/api/v1/payments/{r.get_json()['id']}/refunds", json={"amount": 100},
+                           headers=merchant["headers"]).status_code == 201
+    hook.wait_for(4, event="payment.success")
+    for _ in range(10):  # process the refunds and the deliveries emitted so far
+        if not api_worker.step():
+            break
+
+    tables = db.execute(text("SELECT table_name FROM information_schema.tables "
+                             "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")).scalars().all()
+    assert {"payments", "jobs", "webhook_logs", "idempotency_keys", "refunds"} <= set(tables)
+    dump = "\n".join(row for t in tables for row in db.execute(
+        text(f'SELECT row_to_json(t)::text FROM "{t}" t')).scalars())
+    assert "1111" in dump  # the scan sees the payments (last four digits are kept)
+    sent = "\n".join(r["body"].decode() for r in hook.requests)
+    logged = "\n".join(rec.getMessage() + str(rec.__dict__) for rec in caplog.records)
+    for number, cvv in CARDS:
+        for haystack, where in [(dump, "database"), (sent, "webhooks"), (logged, "logs")]:
+            assert number not in haystack, f"card number in the {where}"
+            assert f'"{cvv}"' not in haystack and f":{cvv}," not in haystack, f"CVV in the {where}"

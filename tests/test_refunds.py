@@ -1,0 +1,198 @@
+"""Refunds: create (/refunds and the /refund alias), the amount rules, get, list; the concurrent race."""
+import re
+import threading
+
+import pytest
+import requests
+from sqlalchemy import text
+
+from api_support import TIME_RE, api_worker, count, create_order, headers, paid_payment, pay  # noqa: F401
+
+RFND_ID = re.compile(r"^rfnd_[A-Za-z0-9]{16}$")
+
+
+def refund(client, merchant, payment_id, body=None, alias=False, **extra):
+    path = f"/api/v1/payments/{payment_id}/{'refund' if alias else 'refunds'}"
+    if body is None:
+        return client.post(path, headers=dict(merchant["headers"], **extra))
+    return client.post(path, json=body, headers=dict(merchant["headers"], **extra))
+
+
+def refunded(db, payment_id):
+    return db.execute(text("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = :p"), {"p": payment_id}).scalar()
+
+
+@pytest.mark.parametrize("alias", [False, True], ids=["refunds", "refund"])
+def test_create_refund(client, db, api_worker, merchant, alias):
+    _, p = paid_payment(client, db, api_worker, merchant, 50000)
+    r = refund(client, merchant, p["id"], {"amount": 20000, "reason": "damaged"}, alias=alias)
+    assert r.status_code == 201
+    body = r.get_json()
+    assert RFND_ID.match(body["id"])
+    assert {k: body[k] for k in ("payment_id", "amount", "reason", "status")} == {
+        "payment_id": p["id"], "amount": 20000, "reason": "damaged", "status": "pending"}
+    assert TIME_RE.match(body["created_at"])
+
+
+def test_amount_defaults_to_what_is_left(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 50000)
+    assert refund(client, merchant, p["id"], {"amount": 15000}).status_code == 201
+    r = refund(client, merchant, p["id"], {"reason": "rest"})
+    assert r.status_code == 201 and r.get_json()["amount"] == 35000
+    r = refund(client, merchant, p["id"])  # empty body, as Razorpay's client may send it: nothing is left
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert refunded(db, p["id"]) == 50000
+
+
+def test_empty_body_refunds_everything(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 7000)
+    r = refund(client, merchant, p["id"], alias=True)
+    assert r.status_code == 201 and r.get_json()["amount"] == 7000 and r.get_json()["reason"] is None
+
+
+def test_refund_exceeding_available_amount_is_400(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 10000)
+    r = refund(client, merchant, p["id"], {"amount": 10001})
+    assert r.status_code == 400
+    assert r.get_json()["error"]["description"] == "Refund amount exceeds available amount"
+    assert refund(client, merchant, p["id"], {"amount": 6000}).status_code == 201
+    # pending refunds count against the payment too
+    r = refund(client, merchant, p["id"], {"amount": 4001})
+    assert r.status_code == 400 and r.get_json()["error"]["description"] == "Refund amount exceeds available amount"
+    # ... and so do processed ones
+    for _ in range(5):
+        if not api_worker.step():
+            break
+    assert db.execute(text("SELECT status FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == "processed"
+    r = refund(client, merchant, p["id"], {"amount": 4001})
+    assert r.status_code == 400 and r.get_json()["error"]["description"] == "Refund amount exceeds available amount"
+    assert refund(client, merchant, p["id"], {"amount": 4000}).status_code == 201
+    assert refunded(db, p["id"]) == 10000
+
+
+@pytest.mark.parametrize("status", ["pending", "processing", "failed"])
+def test_refund_of_unsuccessful_payment_is_400(client, db, merchant, status):
+    order = create_order(client, merchant, 5000)
+    p = pay(client, merchant, order["id"])
+    db.execute(text("UPDATE payments SET status = :s WHERE id = :id"), {"s": status, "id": p["id"]})
+    r = refund(client, merchant, p["id"], {"amount": 100})
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "refunds", merchant["id"]) == 0
+
+
+def test_refund_of_unknown_payment_is_404(client, merchant):
+    for pid in ("pay_AAAAAAAAAAAAAAAA", "pay_%00"):
+        r = refund(client, merchant, pid, {"amount": 100})
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+@pytest.mark.parametrize("body,content_type,status", [
+    ('{"amount": 0}', "application/json", 400),
+    ('{"amount": -100}', "application/json", 400),
+    ('{"amount": 100.0}', "application/json", 400),
+    ('{"amount": "100"}', "application/json", 400),
+    ('{"amount": true}', "application/json", 400),
+    ('{"amount": 1000000000000000000000000000000}', "application/json", 400),
+    ('{"amount": 100, "why": "x"}', "application/json", 400),
+    ('{"reason": 5}', "application/json", 400),
+    ('{"reason": "a\\u0000b"}', "application/json", 400),
+    ('{"notes": "x"}', "application/json", 400),
+    ("{nope", "application/json", 400),
+    ("[100]", "application/json", 400),
+    ('{"amount": NaN}', "application/json", 400),
+    ('{"amount": 100}', "text/plain", 415),
+])
+def test_bad_refund_body_is_4xx_and_writes_nothing(client, db, api_worker, merchant, body, content_type, status):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    r = client.post(f"/api/v1/payments/{p['id']}/refunds", data=body,
+                    headers=dict(merchant["headers"], **{"Content-Type": content_type}))
+    assert r.status_code == status, r.get_json()
+    assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "refunds", merchant["id"]) == 0
+
+
+def test_huge_refund_body_is_413(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    r = client.post(f"/api/v1/payments/{p['id']}/refunds", data='{"reason": "' + "x" * (1 << 20) + '"}',
+                    headers=headers(merchant))
+    assert r.status_code == 413 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "refunds", merchant["id"]) == 0
+
+
+def test_get_refund_until_processed(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    created = refund(client, merchant, p["id"], {"amount": 1000}).get_json()
+    r = client.get(f"/api/v1/refunds/{created['id']}", headers=merchant["headers"])
+    assert r.status_code == 200
+    got = r.get_json()
+    assert got["processed_at"] is None and {k: got[k] for k in created} == created
+
+    def processed():
+        api_worker.step()
+        return client.get(f"/api/v1/refunds/{created['id']}", headers=merchant["headers"]).get_json()["status"] == "processed"
+
+    from helpers import wait_until
+    wait_until(processed, timeout=10, message="refund processed")
+    got = client.get(f"/api/v1/refunds/{created['id']}", headers=merchant["headers"]).get_json()
+    assert TIME_RE.match(got["processed_at"]) and got["amount"] == 1000 and got["payment_id"] == p["id"]
+
+
+def test_unknown_refund_is_404(client, merchant):
+    for rid in ("rfnd_AAAAAAAAAAAAAAAA", "rfnd_%00", "x"):
+        r = client.get(f"/api/v1/refunds/{rid}", headers=merchant["headers"])
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+def test_list_refunds_of_a_payment(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 50000)
+    _, other = paid_payment(client, db, api_worker, merchant, 50000)
+    made = [refund(client, merchant, p["id"], {"amount": 100 + i}).get_json() for i in range(12)]
+    refund(client, merchant, other["id"], {"amount": 100})
+    body = client.get(f"/api/v1/payments/{p['id']}/refunds", headers=merchant["headers"]).get_json()
+    assert list(body) == ["data", "total", "limit", "offset"]
+    assert (body["total"], body["limit"], body["offset"]) == (12, 10, 0)
+    assert [x["id"] for x in body["data"]] == [x["id"] for x in reversed(made)][:10]
+    body = client.get(f"/api/v1/payments/{p['id']}/refunds?limit=5&offset=10", headers=merchant["headers"]).get_json()
+    assert [x["amount"] for x in body["data"]] == [101, 100]
+    body = client.get(f"/api/v1/payments/{p['id']}/refunds?count=2&skip=1", headers=merchant["headers"]).get_json()
+    assert (body["limit"], body["offset"], [x["amount"] for x in body["data"]]) == (2, 1, [110, 109])
+    assert client.get(f"/api/v1/payments/{p['id']}/refunds?limit=101",
+                      headers=merchant["headers"]).get_json()["limit"] == 100
+
+
+def test_refund_endpoints_need_credentials(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    rid = refund(client, merchant, p["id"], {"amount": 100}).get_json()["id"]
+    for method, path in [("POST", f"/api/v1/payments/{p['id']}/refunds"), ("POST", f"/api/v1/payments/{p['id']}/refund"),
+                         ("GET", f"/api/v1/payments/{p['id']}/refunds"), ("GET", f"/api/v1/refunds/{rid}")]:
+        r = client.open(path, method=method, json={"amount": 100})
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "AUTHENTICATION_ERROR"
+    assert refunded(db, p["id"]) == 100
+
+
+def test_concurrent_refunds_never_exceed_the_amount(client, db, api_worker, merchant, live_api):
+    """20 refunds of 30 % each at once over real HTTP: exactly 3 succeed, and the total stays within
+    the payment (the payment row is locked while the available amount is computed)."""
+    _, p = paid_payment(client, db, api_worker, merchant, 10000)
+    url = f"{live_api.url}/api/v1/payments/{p['id']}/refunds"
+    start = threading.Barrier(20)
+    results = [None] * 20
+
+    def one(i):
+        with requests.Session() as s:
+            start.wait()
+            r = s.post(url, json={"amount": 3000}, headers=merchant["headers"], timeout=30)
+            results[i] = (r.status_code, r.json())
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = sorted(code for code, _ in results)
+    assert statuses == [201] * 3 + [400] * 17, statuses
+    for code, body in results:
+        if code == 400:
+            assert body["error"]["description"] == "Refund amount exceeds available amount"
+    assert refunded(db, p["id"]) == 9000
+    assert db.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == 3
