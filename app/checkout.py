@@ -108,22 +108,28 @@ def checkout_page():
     return render_template("checkout.html", order=order, embedded=embedded, parent_origin=parent_origin)
 
 
-@bp.get("/checkout/payments/<payment_id>/signature")
-def payment_signature_view(payment_id):
-    """{paymentId, orderId, status, signature} for a successful payment, for the embedded page's
-    payment_success message. The signature only attests what is true (this payment of this order
-    succeeded), so it may be public, as Razorpay hands it to the browser too."""
+@bp.get("/checkout/payments/<payment_id>/result")
+def payment_result(payment_id):
+    """How a settled payment ended, for the page's success and failure states: {paymentId,
+    orderId, status} plus `signature` when it succeeded (for the payment_success message) or
+    `errorCode`/`errorDescription` when it failed; 409 while it is still pending or processing.
+    The signature only attests what is true (this payment of this order succeeded), so it may be
+    public, as Razorpay hands it to the browser too."""
     c = db.conn()
     try:
         payment = payments.get_public(c, payment_id[:64])
     except NotFound:
         return _json_error(404, "NOT_FOUND_ERROR", "Payment not found.")
-    if payment["status"] != "success":
-        return _json_error(409, "BAD_REQUEST_ERROR", "The payment has not succeeded.")
-    # The view reads the one secret it needs, as api/payments.py reads the order's merchant.
-    secret = db.scalar("SELECT api_secret FROM merchants WHERE id = :id", c, id=payment["merchant_id"])
-    resp = jsonify(paymentId=payment["id"], orderId=payment["order_id"], status=payment["status"],
-                   signature=payment_signature(secret, payment["order_id"], payment["id"]))
+    body = {"paymentId": payment["id"], "orderId": payment["order_id"], "status": payment["status"]}
+    if payment["status"] == "success":
+        # The view reads the one secret it needs, as api/payments.py reads the order's merchant.
+        secret = db.scalar("SELECT api_secret FROM merchants WHERE id = :id", c, id=payment["merchant_id"])
+        body["signature"] = payment_signature(secret, payment["order_id"], payment["id"])
+    elif payment["status"] == "failed":
+        body.update(errorCode=payment["error_code"], errorDescription=payment["error_description"])
+    else:
+        return _json_error(409, "BAD_REQUEST_ERROR", "The payment has not been settled yet.")
+    resp = jsonify(body)
     resp.headers["Cache-Control"] = "no-store"
     return resp
 

@@ -307,9 +307,9 @@
       function again() {
         // Network hiccups are retried; only a payment that never settles ends the wait.
         if (Date.now() - startedAt > POLL_GIVE_UP_MS) {
-          failed({id: paymentId, status: current.status,
-                  error_description: "The payment is taking longer than expected. It will be settled " +
-                                     "automatically; check with the merchant before paying again."});
+          failed({id: paymentId, status: current.status},
+                 "The payment is taking longer than expected. It will be settled automatically; " +
+                 "check with the merchant before paying again.");
         } else {
           poll(paymentId, startedAt);
         }
@@ -321,35 +321,41 @@
     byTestId("payment-id").textContent = payment.id;
     show("success");
     if (!embedded) return;
-    fetchSignature(payment.id, 3).then(function (signature) {
+    fetchResult(payment.id, 3).then(function (result) {
       var data = {paymentId: payment.id, orderId: payment.order_id, status: "success"};
-      if (signature) data.signature = signature;
+      if (result && result.signature) data.signature = result.signature;
       notifyParent("payment_success", data);
     });
   }
 
-  function fetchSignature(paymentId, tries) {
-    return fetch("/checkout/payments/" + encodeURIComponent(paymentId) + "/signature",
+  // The settled payment's details the polling endpoint does not carry: the success signature for
+  // the merchant, the failure reason for the shopper.
+  function fetchResult(paymentId, tries) {
+    return fetch("/checkout/payments/" + encodeURIComponent(paymentId) + "/result",
                  {headers: {"Accept": "application/json"}, cache: "no-store"})
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
         return response.json();
       })
-      .then(function (body) { return body.signature; })
       .catch(function () {
         if (tries <= 1) return null;
         return new Promise(function (resolve) { window.setTimeout(resolve, 1000); }).then(function () {
-          return fetchSignature(paymentId, tries - 1);
+          return fetchResult(paymentId, tries - 1);
         });
       });
   }
 
-  function failed(payment) {
-    byTestId("error-message").textContent =
-      payment.error_description || "The payment could not be completed. No money was taken.";
-    show("failure");
-    notifyParent("payment_failed", {paymentId: payment.id, orderId: payment.order_id || orderId,
-                                    status: payment.status || "failed"});
+  function failed(payment, reason) {
+    var known = reason ? Promise.resolve({errorDescription: reason}) : fetchResult(payment.id, 2);
+    known.then(function (result) {
+      var why = result && result.errorDescription;
+      byTestId("error-message").textContent = why
+        ? why + (reason ? "" : ". No money was taken.")
+        : "The payment could not be completed. No money was taken.";
+      show("failure");
+      notifyParent("payment_failed", {paymentId: payment.id, orderId: payment.order_id || orderId,
+                                      status: payment.status || "failed"});
+    });
   }
 
   byTestId("retry-button").addEventListener("click", function () {

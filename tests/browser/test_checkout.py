@@ -1,0 +1,585 @@
+"""The checkout page and the checkout.js SDK (SPEC §6) in real Chromium, against the real API under
+gunicorn, a real worker.py and a merchant page served from a different origin.
+
+Order matters in this module: the tests that need payments to FAIL run their own worker with
+TEST_PAYMENT_SUCCESS=false and come before the first test that starts `live_worker` (module scoped,
+payments succeed), so no succeeding worker can claim their settlement jobs.
+"""
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import threading
+from datetime import date
+from pathlib import Path
+
+import pytest
+import razorpay
+import requests
+from playwright.sync_api import expect
+from sqlalchemy import text
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from helpers import free_port
+
+pytestmark = pytest.mark.browser
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+CARD_NUMBER = "4111111111111111"
+FUTURE_EXPIRY = f"12/{(date.today().year + 3) % 100:02d}"
+PAY_ID = re.compile(r"^pay_[A-Za-z0-9]{16}$")
+
+
+def tid(name):
+    return f'[data-test-id="{name}"]'
+
+
+# ---- a merchant's shop on another origin --------------------------------------------------------
+
+SHOP_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Merchant shop</title></head>
+<body>
+  <h1>Shop</h1>
+  <button id="pay" type="button">Pay now</button>
+  <ul id="events"></ul>
+  <script src="GATEWAY/checkout.js"></script>
+  <script src="/shop.js"></script>
+</body></html>
+"""
+
+# The merchant's own script: records every callback, and every message the page receives at all
+# (so a test can tell "the forged message arrived and was ignored" from "it never arrived").
+SHOP_JS = """
+window.events = [];
+window.received = [];
+window.addEventListener("message", function (e) { window.received.push({origin: e.origin, data: e.data}); });
+function record(kind, data) {
+  window.events.push({kind: kind, data: data || null});
+  var li = document.createElement("li");
+  li.setAttribute("data-kind", kind);
+  li.textContent = kind + " " + JSON.stringify(data || null);
+  document.getElementById("events").appendChild(li);
+}
+var params = new URLSearchParams(location.search);
+document.getElementById("pay").addEventListener("click", function () {
+  window.gateway = new PaymentGateway({
+    key: params.get("key"),
+    orderId: params.get("order_id"),
+    onSuccess: function (data) { record("success", data); },
+    onFailure: function (data) { record("failure", data); },
+    onClose: function () { record("close"); }
+  });
+  window.gateway.open();
+});
+"""
+
+
+class MerchantSite:
+    """A real HTTP server on its own port (another origin than the gateway) with a strict CSP of
+    its own: the SDK must work without 'unsafe-inline' on the merchant's page."""
+
+    def __init__(self, gateway):
+        self.gateway = gateway
+        self.port = free_port()
+        self.origin = f"http://127.0.0.1:{self.port}"
+        self.server = make_server("127.0.0.1", self.port, self._app, threaded=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @Request.application
+    def _app(self, request):
+        if request.path == "/shop.js":
+            return Response(SHOP_JS, mimetype="text/javascript")
+        resp = Response(SHOP_HTML.replace("GATEWAY", self.gateway), mimetype="text/html")
+        resp.headers["Content-Security-Policy"] = (f"default-src 'self'; script-src 'self' {self.gateway}; "
+                                                   f"frame-src {self.gateway}; style-src 'self'")
+        return resp
+
+    def url(self, order_id, key):
+        return f"{self.origin}/?order_id={order_id}&key={key}"
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def merchant_site():
+    made = []
+
+    def make(gateway):
+        site = MerchantSite(gateway)
+        made.append(site)
+        return site
+
+    yield make
+    for site in made:
+        site.close()
+
+
+# ---- helpers ------------------------------------------------------------------------------------
+
+def create_order(api, merchant, amount=50000):
+    r = requests.post(f"{api.url}/api/v1/orders", json={"amount": amount}, headers=merchant["headers"], timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def payments_of(db, order_id):
+    return [dict(r) for r in db.execute(text(
+        "SELECT id, method, status, vpa, card_network, card_last4, error_code, error_description "
+        "FROM payments WHERE order_id = :o ORDER BY created_at"), {"o": order_id}).mappings()]
+
+
+def watch(page):
+    """Collect console errors, page errors and every request URL of a page."""
+    seen = {"errors": [], "urls": [], "posts": []}
+    page.on("console", lambda m: seen["errors"].append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: seen["errors"].append(str(e)))
+
+    def on_request(r):
+        seen["urls"].append(r.url)
+        if r.method == "POST":
+            seen["posts"].append(r.url)
+
+    page.on("request", on_request)
+    return seen
+
+
+def pay_upi(scope, vpa="asha@okbank"):
+    scope.locator(tid("method-upi")).click()
+    expect(scope.locator(tid("upi-form"))).to_be_visible()
+    scope.locator(tid("vpa-input")).fill(vpa)
+    scope.locator(tid("pay-button")).click()
+
+
+def fill_card(scope, number=CARD_NUMBER, expiry=FUTURE_EXPIRY, cvv="123", name="Asha Rao"):
+    scope.locator(tid("method-card")).click()
+    expect(scope.locator(tid("card-form"))).to_be_visible()
+    scope.locator(tid("card-number-input")).fill(number)
+    scope.locator(tid("expiry-input")).fill(expiry)
+    scope.locator(tid("cvv-input")).fill(cvv)
+    scope.locator(tid("cardholder-name-input")).fill(name)
+
+
+def expect_signature(merchant, data):
+    """The success signature verifies with razorpay's own utility and with a plain HMAC."""
+    client = razorpay.Client(auth=(merchant["api_key"], merchant["api_secret"]))
+    assert client.utility.verify_payment_signature({
+        "razorpay_order_id": data["orderId"], "razorpay_payment_id": data["paymentId"],
+        "razorpay_signature": data["signature"]})
+    expected = hmac.new(merchant["api_secret"].encode(), f"{data['orderId']}|{data['paymentId']}".encode(),
+                        hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(expected, data["signature"])
+
+
+# ---- headers, error pages (no worker needed) ----------------------------------------------------
+
+def test_checkout_security_headers_and_sdk_served(live_api, make_merchant):
+    order_id = create_order(live_api, make_merchant())
+    r = requests.get(f"{live_api.url}/checkout", params={"order_id": order_id}, timeout=10)
+    assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
+    csp = r.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp and "frame-ancestors" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+    assert r.headers["Referrer-Policy"] == "no-referrer"
+    assert "<script>" not in r.text  # no inline script: the CSP can stay strict
+
+    embedded = requests.get(f"{live_api.url}/checkout", timeout=10, params={
+        "order_id": order_id, "embedded": "true", "parent_origin": "http://shop.example:8080"})
+    assert embedded.status_code == 200
+    assert embedded.headers["Content-Security-Policy"].endswith("frame-ancestors http://shop.example:8080")
+    assert 'data-parent-origin="http://shop.example:8080"' in embedded.text
+
+    sdk = requests.get(f"{live_api.url}/checkout.js", timeout=10)
+    assert sdk.status_code == 200
+    assert sdk.headers["Content-Type"].startswith("text/javascript")
+    assert "max-age=" in sdk.headers["Cache-Control"] and sdk.headers["X-Content-Type-Options"] == "nosniff"
+    assert "window.PaymentGateway" in sdk.text
+
+
+@pytest.mark.parametrize("origin", ["http://shop.example/path", "javascript:alert(1)", "null", "*",
+                                    "http://a.example; script-src *", "ftp://shop.example", "http://user@shop.example"])
+def test_embedded_checkout_refuses_a_malformed_parent_origin(live_api, make_merchant, origin):
+    order_id = create_order(live_api, make_merchant())
+    r = requests.get(f"{live_api.url}/checkout", timeout=10,
+                     params={"order_id": order_id, "embedded": "true", "parent_origin": origin})
+    assert r.status_code == 400 and "parent_origin" in r.text
+    assert r.headers["Content-Security-Policy"].endswith("frame-ancestors *")  # the setting, not the value
+
+
+def test_unknown_order_is_a_clear_page(page, live_api):
+    resp = page.goto(f"{live_api.url}/checkout?order_id=order_doesnotexist00")
+    assert resp.status == 404 and resp.headers["content-type"].startswith("text/html")
+    expect(page.locator(tid("error-message"))).to_contain_text("could not find this order")
+    expect(page.locator(tid("pay-button"))).to_have_count(0)
+
+
+def test_paid_order_is_a_clear_page(page, live_api, make_merchant, db):
+    order_id = create_order(live_api, make_merchant())
+    db.execute(text("UPDATE orders SET status = 'paid' WHERE id = :id"), {"id": order_id})
+    resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    assert resp.status == 409
+    expect(page.locator(tid("error-message"))).to_contain_text("already been paid")
+    expect(page.locator(tid("pay-button"))).to_have_count(0)
+
+
+def test_key_of_another_merchant_is_refused(page, live_api, make_merchant):
+    owner, other = make_merchant(), make_merchant()
+    order_id = create_order(live_api, owner)
+    resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}&key={other['api_key']}")
+    assert resp.status == 403
+    expect(page.locator(tid("error-message"))).to_contain_text("different merchant")
+    expect(page.locator(tid("order-amount"))).to_have_count(0)
+    # The owner's own key opens it.
+    resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}&key={owner['api_key']}")
+    assert resp.status == 200
+    expect(page.locator(tid("order-amount"))).to_have_text("₹500.00")
+
+
+def test_result_endpoint_signs_only_a_successful_payment(live_api, make_merchant, db):
+    merchant = make_merchant()
+    order_id = create_order(live_api, merchant)
+    r = requests.post(f"{live_api.url}/api/v1/payments/public", timeout=10,
+                      json={"order_id": order_id, "method": "upi", "vpa": "asha@okbank"})
+    assert r.status_code == 201
+    pay_id = r.json()["id"]
+    url = f"{live_api.url}/checkout/payments/{pay_id}/result"
+    assert requests.get(url, timeout=10).status_code == 409  # no worker here: still pending
+    assert requests.get(f"{live_api.url}/checkout/payments/pay_unknown000000000/result",
+                        timeout=10).status_code == 404
+    db.execute(text("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
+                    "error_description = 'Declined' WHERE id = :id"), {"id": pay_id})
+    assert requests.get(url, timeout=10).json() == {"paymentId": pay_id, "orderId": order_id, "status": "failed",
+                                                     "errorCode": "PAYMENT_FAILED", "errorDescription": "Declined"}
+    db.execute(text("UPDATE payments SET status = 'success', error_code = NULL, error_description = NULL "
+                    "WHERE id = :id"), {"id": pay_id})
+    body = requests.get(url, timeout=10).json()
+    assert body["paymentId"] == pay_id and body["orderId"] == order_id and body["status"] == "success"
+    assert set(body) == {"paymentId", "orderId", "status", "signature"}
+    expect_signature(merchant, body)
+
+
+# ---- client-side checks: caught before anything is sent -----------------------------------------
+
+def test_invalid_vpa_is_caught_before_submit(page, live_api, make_merchant, db):
+    order_id = create_order(live_api, make_merchant())
+    seen = watch(page)
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    for bad in ["not-a-vpa", "asha@ok-bank", "@okbank", "asha@"]:
+        pay_upi(page, bad)
+        expect(page.locator("#vpa-error")).to_be_visible()
+        expect(page.locator("#vpa-error")).to_contain_text("valid UPI ID")
+        expect(page.locator(tid("vpa-input"))).to_have_attribute("aria-invalid", "true")
+        expect(page.locator(tid("vpa-input"))).to_be_focused()
+    expect(page.locator(tid("processing-state"))).to_be_hidden()
+    assert seen["posts"] == []
+    assert payments_of(db, order_id) == []
+
+
+@pytest.mark.parametrize("card,field,message", [
+    ({"number": "1234567890123456"}, "#card-number-error", "not valid"),          # fails Luhn
+    ({"number": "411111111111"}, "#card-number-error", "13 to 19 digits"),        # 12 digits
+    ({"number": "4111 1111 1111 111x"}, "#card-number-error", "13 to 19 digits"),
+    ({"expiry": "01/20"}, "#expiry-error", "expired"),
+    ({"expiry": "13/30"}, "#expiry-error", "MM/YY"),
+    ({"expiry": "1230x"}, "#expiry-error", "MM/YY"),
+    ({"cvv": "12"}, "#cvv-error", "3 or 4 digits"),
+    ({"cvv": "12345"}, "#cvv-error", "3 or 4 digits"),
+])
+def test_invalid_card_is_caught_before_submit(page, live_api, make_merchant, db, card, field, message):
+    order_id = create_order(live_api, make_merchant())
+    seen = watch(page)
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    fill_card(page, **card)
+    page.locator(tid("pay-button")).click()
+    expect(page.locator(field)).to_be_visible()
+    expect(page.locator(field)).to_contain_text(message)
+    expect(page.locator(tid("card-form"))).to_be_visible()
+    expect(page.locator(tid("processing-state"))).to_be_hidden()
+    assert seen["posts"] == []
+    assert payments_of(db, order_id) == []
+
+
+# ---- failing payments (their own API and worker; before live_worker starts) ---------------------
+
+@pytest.fixture
+def failing_gateway(live_api, start_worker):
+    """The gateway with a worker whose every payment fails. The worker alone decides the outcome
+    (the API only accepts payments), so the shared API serves and only the worker is special."""
+    start_worker(TEST_PAYMENT_SUCCESS="false")
+    return live_api
+
+
+def test_failed_payment_shows_error_then_retry_returns_to_the_form(page, failing_gateway, make_merchant, db):
+    order_id = create_order(failing_gateway, make_merchant())
+    page.goto(f"{failing_gateway.url}/checkout?order_id={order_id}")
+    pay_upi(page)
+    expect(page.locator(tid("processing-state"))).to_be_visible()
+    expect(page.locator(tid("processing-message"))).to_contain_text("Processing")
+    expect(page.locator(tid("error-state"))).to_be_visible()
+    expect(page.locator(tid("error-message"))).to_contain_text("declined")
+    expect(page.locator(tid("success-state"))).to_be_hidden()
+    [payment] = payments_of(db, order_id)
+    assert payment["status"] == "failed" and payment["error_code"] == "PAYMENT_FAILED"
+
+    page.locator(tid("retry-button")).click()
+    expect(page.locator(tid("error-state"))).to_be_hidden()
+    expect(page.locator(tid("upi-form"))).to_be_visible()
+    expect(page.locator(tid("pay-button"))).to_be_enabled()
+    # The shopper can try again (with a card this time); it is a new payment of the same order.
+    fill_card(page)
+    page.locator(tid("pay-button")).click()
+    expect(page.locator(tid("error-state"))).to_be_visible()
+    assert [p["method"] for p in payments_of(db, order_id)] == ["upi", "card"]
+
+
+def test_sdk_reports_a_failure_and_stays_open(page, failing_gateway, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order(failing_gateway, merchant)
+    site = merchant_site(failing_gateway.url)
+    page.goto(site.url(order_id, merchant["api_key"]))
+    page.locator("#pay").click()
+    frame = page.frame_locator(tid("payment-iframe"))
+    pay_upi(frame)
+    expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
+    expect(page.locator(tid("payment-modal"))).to_be_visible()
+    expect(frame.locator(tid("retry-button"))).to_be_visible()
+    [event] = page.evaluate("window.events")
+    [payment] = payments_of(db, order_id)
+    assert event["data"] == {"paymentId": payment["id"], "orderId": order_id, "status": "failed"}
+
+
+# ---- successful payments (live_worker: payments settle at once) ---------------------------------
+
+def test_upi_payment_succeeds_on_the_standalone_page(page, live_api, live_worker, make_merchant, db):
+    order_id = create_order(live_api, make_merchant())
+    seen = watch(page)
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    expect(page.locator(tid("checkout-container"))).to_be_visible()
+    expect(page.locator(tid("order-summary"))).to_be_visible()
+    expect(page.locator(tid("order-amount"))).to_have_text("₹500.00")
+    expect(page.locator(tid("order-id"))).to_have_text(order_id)
+    expect(page.locator(tid("payment-methods"))).to_be_visible()
+    pay_upi(page)
+    expect(page.locator(tid("processing-state"))).to_be_visible()
+    expect(page.locator(tid("success-state"))).to_be_visible()
+    expect(page.locator(tid("success-message"))).to_contain_text("successful")
+    pay_id = page.locator(tid("payment-id")).inner_text()
+    assert PAY_ID.match(pay_id), pay_id
+    assert payments_of(db, order_id) == [{"id": pay_id, "method": "upi", "status": "success", "vpa": "asha@okbank",
+                                          "card_network": None, "card_last4": None, "error_code": None,
+                                          "error_description": None}]
+    assert db.execute(text("SELECT status FROM orders WHERE id = :id"), {"id": order_id}).scalar() == "paid"
+    assert seen["posts"] == [f"{live_api.url}/api/v1/payments/public"]
+    assert seen["errors"] == []
+
+
+def test_card_payment_succeeds_by_keyboard_alone(page, live_api, live_worker, make_merchant, db):
+    order_id = create_order(live_api, make_merchant(), amount=123456)
+    seen = watch(page)
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    expect(page.locator(tid("order-amount"))).to_have_text("₹1,234.56")
+    page.keyboard.press("Tab")
+    expect(page.locator(tid("method-upi"))).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.locator(tid("method-card"))).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.locator(tid("card-form"))).to_be_visible()
+    for name, value in [("card-number-input", CARD_NUMBER), ("expiry-input", FUTURE_EXPIRY.replace("/", "")),
+                        ("cvv-input", "123"), ("cardholder-name-input", "Asha Rao")]:
+        page.keyboard.press("Tab")
+        expect(page.locator(tid(name))).to_be_focused()
+        page.keyboard.type(value)
+    expect(page.locator(tid("card-number-input"))).to_have_value("4111 1111 1111 1111")
+    expect(page.locator(tid("expiry-input"))).to_have_value(FUTURE_EXPIRY)
+    page.keyboard.press("Enter")  # submits the form
+    expect(page.locator(tid("processing-state"))).to_be_visible()
+    expect(page.locator(tid("success-state"))).to_be_visible()
+    pay_id = page.locator(tid("payment-id")).inner_text()
+    [payment] = payments_of(db, order_id)
+    assert payment["id"] == pay_id and payment["status"] == "success"
+    assert (payment["method"], payment["card_network"], payment["card_last4"]) == ("card", "visa", "1111")
+    # Card data went out only in a POST body: never in a URL, never in the API's log.
+    digits = re.compile(r"4111.?1111.?1111.?1111")
+    assert not any(digits.search(u) for u in seen["urls"])
+    assert not digits.search(live_api.process.output())
+    expect(page.locator(tid("card-number-input"))).to_have_value("")
+    expect(page.locator(tid("cvv-input"))).to_have_value("")
+    assert seen["errors"] == []
+
+
+def test_sdk_pays_inside_the_iframe_on_another_origin(page, live_api, live_worker, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order(live_api, merchant)
+    site = merchant_site(live_api.url)
+    assert site.origin != live_api.url
+    seen = watch(page)
+    page.goto(site.url(order_id, merchant["api_key"]))
+    assert page.evaluate("typeof window.PaymentGateway") == "function"
+    page.locator("#pay").click()
+
+    modal = page.locator(tid("payment-modal"))
+    expect(modal).to_be_visible()
+    expect(modal).to_have_attribute("id", "payment-gateway-modal")
+    expect(page.locator(tid("close-modal-button"))).to_be_visible()
+    iframe_src = page.locator(tid("payment-iframe")).get_attribute("src")
+    assert iframe_src.startswith(f"{live_api.url}/checkout?") and "embedded=true" in iframe_src
+    assert f"order_id={order_id}" in iframe_src and f"key={merchant['api_key']}" in iframe_src
+
+    frame = page.frame_locator(tid("payment-iframe"))
+    expect(frame.locator(tid("order-amount"))).to_have_text("₹500.00")
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    expect(modal).to_have_count(0)  # onSuccess, then closed
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["success", "close"]
+    data = events[0]["data"]
+    [payment] = payments_of(db, order_id)
+    assert data["paymentId"] == payment["id"] and PAY_ID.match(data["paymentId"])
+    assert data["orderId"] == order_id and data["status"] == "success" and payment["status"] == "success"
+    expect_signature(merchant, data)
+    assert seen["errors"] == []  # nothing refused by either page's CSP
+
+
+def test_sdk_close_button_and_escape_close_the_modal(page, live_api, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order_id = create_order(live_api, merchant)
+    site = merchant_site(live_api.url)
+    page.goto(site.url(order_id, merchant["api_key"]))
+    modal, closes = page.locator(tid("payment-modal")), page.locator('#events li[data-kind="close"]')
+
+    page.locator("#pay").click()
+    expect(modal).to_be_visible()
+    page.locator(tid("close-modal-button")).click()
+    expect(modal).to_have_count(0)
+    expect(closes).to_have_count(1)
+
+    page.locator("#pay").click()
+    expect(modal).to_be_visible()
+    page.keyboard.press("Escape")  # focus is on the merchant page (the modal's close button)
+    expect(modal).to_have_count(0)
+    expect(closes).to_have_count(2)
+
+    page.locator("#pay").click()
+    frame = page.frame_locator(tid("payment-iframe"))
+    frame.locator(tid("vpa-input")).click()
+    page.keyboard.press("Escape")  # focus is inside the iframe: it asks the SDK with close_modal
+    expect(modal).to_have_count(0)
+    expect(closes).to_have_count(3)
+    assert "success" not in [e["kind"] for e in page.evaluate("window.events")]
+    expect(page.locator("#pay")).to_be_focused()  # focus returns where it was
+
+
+def test_sdk_ignores_forged_messages(page, live_api, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order_id = create_order(live_api, merchant)
+    site = merchant_site(live_api.url)
+    page.goto(site.url(order_id, merchant["api_key"]))
+    page.locator("#pay").click()
+    expect(page.locator(tid("payment-modal"))).to_be_visible()
+    forged = {"type": "payment_success",
+              "data": {"paymentId": "pay_forged0000000000", "orderId": order_id, "status": "success",
+                       "signature": "0" * 64}}
+
+    # 1. From the merchant page itself (another script on it, an extension): wrong origin and source.
+    page.evaluate("m => window.postMessage(m, '*')", forged)
+    page.wait_for_function("window.received.length >= 1")
+
+    # 2. From a real gateway page in ANOTHER frame: the right origin, but not the SDK's own iframe.
+    page.evaluate("""([src]) => { const f = document.createElement('iframe'); f.id = 'other';
+                     f.src = src; document.body.appendChild(f); }""",
+                  [f"{live_api.url}/checkout?order_id={order_id}&embedded=true&parent_origin={site.origin}"])
+    other = page.frame_locator("#other")
+    expect(other.locator(tid("order-amount"))).to_be_visible()
+    other_frame = page.locator("#other").element_handle().content_frame()
+    other_frame.evaluate("m => window.parent.postMessage(m, '*')", forged)
+    page.wait_for_function(f"window.received.some(r => r.origin === {live_api.url!r})")
+
+    expect(page.locator(tid("payment-modal"))).to_be_visible()
+    assert page.evaluate("window.events") == []
+    # A close_modal from the other frame is ignored too.
+    other_frame.evaluate("() => window.parent.postMessage({type: 'close_modal', data: {}}, '*')")
+    page.wait_for_function(f"window.received.filter(r => r.origin === {live_api.url!r}).length >= 2")
+    expect(page.locator(tid("payment-modal"))).to_be_visible()
+    assert page.evaluate("window.events") == []
+
+
+def test_sdk_with_another_merchants_key_is_refused_in_the_modal(page, live_api, make_merchant, merchant_site):
+    owner, other = make_merchant(), make_merchant()
+    order_id = create_order(live_api, owner)
+    site = merchant_site(live_api.url)
+    page.goto(site.url(order_id, other["api_key"]))
+    page.locator("#pay").click()
+    frame = page.frame_locator(tid("payment-iframe"))
+    expect(frame.locator(tid("error-message"))).to_contain_text("different merchant")
+    expect(frame.locator(tid("pay-button"))).to_have_count(0)
+    frame.get_by_role("button", name="Close").click()  # posts close_modal
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+
+
+def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker, make_merchant, merchant_site):
+    context = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        order_id = create_order(live_api, make_merchant(), amount=10_000_000)  # ₹1,00,000.00
+        page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+        expect(page.locator(tid("order-amount"))).to_have_text("₹1,00,000.00")
+
+        def fits():
+            return page.evaluate("document.documentElement.scrollWidth") <= 360
+
+        assert fits()
+        fill_card(page, number="1234567890123456", expiry="01/20", cvv="1")
+        page.locator(tid("pay-button")).click()
+        expect(page.locator("#card-number-error")).to_be_visible()
+        assert fits()
+        # Every input has a label.
+        assert page.evaluate("[...document.querySelectorAll('input')].every(i => i.labels.length > 0)")
+        fill_card(page)
+        page.locator(tid("pay-button")).click()
+        expect(page.locator(tid("success-state"))).to_be_visible()
+        assert fits()
+
+        merchant = make_merchant()
+        order_id = create_order(live_api, merchant)
+        site = merchant_site(live_api.url)
+        page.goto(site.url(order_id, merchant["api_key"]))
+        page.locator("#pay").click()
+        frame = page.frame_locator(tid("payment-iframe"))
+        expect(frame.locator(tid("vpa-input"))).to_be_visible()
+        assert fits()
+        box = page.locator(tid("payment-iframe")).bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 360
+        assert frame.locator("html").evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        context.close()
+
+
+def test_screenshots(browser, live_api, make_merchant, tmp_path):
+    """Render the checkout at desktop and phone sizes. With UPDATE_SCREENSHOTS=1 the pictures are
+    written to docs/ (the README shows them); otherwise to a temporary directory."""
+    order_id = create_order(live_api, make_merchant(), amount=50000)
+    out = DOCS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else tmp_path
+    for name, viewport, method in [("checkout-desktop.png", {"width": 1280, "height": 800}, "upi"),
+                                   ("checkout-phone.png", {"width": 360, "height": 740}, "card")]:
+        context = browser.new_context(viewport=viewport, device_scale_factor=1)
+        try:
+            page = context.new_page()
+            page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+            page.locator(tid(f"method-{method}")).click()
+            expect(page.locator(tid(f"{method}-form"))).to_be_visible()
+            page.locator("body").click(position={"x": 1, "y": 1})  # no focus ring in the picture
+            tmp = tmp_path / name
+            page.screenshot(path=str(tmp), full_page=True)
+            assert tmp.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            if out != tmp_path:
+                shutil.copyfile(tmp, out / name)
+        finally:
+            context.close()
