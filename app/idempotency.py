@@ -25,51 +25,56 @@ def idempotent(*header_names):
     def decorator(view):
         @functools.wraps(view)
         def wrapped(*args, **kwargs):
-            key = next((request.headers[h] for h in header_names if request.headers.get(h)), None)
-            c = db.conn()
-            if key is None:
-                body, status = view(*args, **kwargs)
-                text_body = current_app.json.dumps(body)
-                c.commit()
-                return _respond(text_body, status)
-            if len(key) > MAX_KEY_LENGTH:
-                raise ApiError(f"Idempotency key may be at most {MAX_KEY_LENGTH} characters.")
-            if any(ch < " " or ch == "\x7f" for ch in key):  # a NUL would make PostgreSQL raise (500)
-                raise ApiError("Idempotency key must not contain control characters.")
-            digest = request_digest()
-            merchant_id = g.merchant["id"]
-            # The primary key decides, not a check-then-insert: a concurrent request with the same
-            # key blocks here until the first commits (then it replays) or rolls back (then it
-            # goes ahead). An expired key is taken over in the same statement.
-            claimed = c.execute(text(
-                """
-                INSERT INTO idempotency_keys (key, merchant_id, request_hash) VALUES (:k, :m, :h)
-                ON CONFLICT (merchant_id, key) DO UPDATE
-                   SET request_hash = EXCLUDED.request_hash, response = NULL,
-                       created_at = now(), expires_at = now() + interval '24 hours'
-                 WHERE idempotency_keys.expires_at <= now()
-                RETURNING 1
-                """), {"k": key, "m": merchant_id, "h": digest}).scalar()
-            if not claimed:
-                stored = c.execute(text("SELECT request_hash, response FROM idempotency_keys "
-                                        "WHERE merchant_id = :m AND key = :k"), {"m": merchant_id, "k": key}).first()
-                c.rollback()
-                if stored.request_hash != digest:
-                    raise Conflict("Idempotency key was already used with a different request.",
-                                   field="Idempotency-Key")
-                if stored.response is None:
-                    raise Conflict("A request with this idempotency key is still in progress.")
-                return _respond(stored.response["body"], stored.response["status"])
-            body, status = view(*args, **kwargs)
-            text_body = current_app.json.dumps(body)
-            c.execute(text("UPDATE idempotency_keys SET response = CAST(:r AS jsonb) WHERE merchant_id = :m AND key = :k"),
-                      {"r": json.dumps({"status": status, "body": text_body}), "m": merchant_id, "k": key})
-            c.commit()
-            return _respond(text_body, status)
+            return once(g.merchant["id"], lambda: view(*args, **kwargs), header_names)
 
         return wrapped
 
     return decorator
+
+
+def once(merchant_id, produce, header_names=("Idempotency-Key",)):
+    """Run produce() -> (dict, status) and commit, at most once per (merchant, key) when the request
+    carries a key; a repeat gets the stored response. For views whose merchant is known only after
+    reading the body (the checkout's public payment), which cannot use the decorator."""
+    key = next((request.headers[h] for h in header_names if request.headers.get(h)), None)
+    c = db.conn()
+    if key is None:
+        body, status = produce()
+        text_body = current_app.json.dumps(body)
+        c.commit()
+        return _respond(text_body, status)
+    if len(key) > MAX_KEY_LENGTH:
+        raise ApiError(f"Idempotency key may be at most {MAX_KEY_LENGTH} characters.")
+    if any(ch < " " or ch == "\x7f" for ch in key):  # a NUL would make PostgreSQL raise (500)
+        raise ApiError("Idempotency key must not contain control characters.")
+    digest = request_digest()
+    # The primary key decides, not a check-then-insert: a concurrent request with the same key
+    # blocks here until the first commits (then it replays) or rolls back (then it goes ahead).
+    # An expired key is taken over in the same statement.
+    claimed = c.execute(text(
+        """
+        INSERT INTO idempotency_keys (key, merchant_id, request_hash) VALUES (:k, :m, :h)
+        ON CONFLICT (merchant_id, key) DO UPDATE
+           SET request_hash = EXCLUDED.request_hash, response = NULL,
+               created_at = now(), expires_at = now() + interval '24 hours'
+         WHERE idempotency_keys.expires_at <= now()
+        RETURNING 1
+        """), {"k": key, "m": merchant_id, "h": digest}).scalar()
+    if not claimed:
+        stored = c.execute(text("SELECT request_hash, response FROM idempotency_keys "
+                                "WHERE merchant_id = :m AND key = :k"), {"m": merchant_id, "k": key}).first()
+        c.rollback()
+        if stored.request_hash != digest:
+            raise Conflict("Idempotency key was already used with a different request.", field="Idempotency-Key")
+        if stored.response is None:
+            raise Conflict("A request with this idempotency key is still in progress.")
+        return _respond(stored.response["body"], stored.response["status"])
+    body, status = produce()
+    text_body = current_app.json.dumps(body)
+    c.execute(text("UPDATE idempotency_keys SET response = CAST(:r AS jsonb) WHERE merchant_id = :m AND key = :k"),
+              {"r": json.dumps({"status": status, "body": text_body}), "m": merchant_id, "k": key})
+    c.commit()
+    return _respond(text_body, status)
 
 
 def request_digest():

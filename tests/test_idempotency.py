@@ -153,3 +153,21 @@ def test_concurrent_duplicate_payments_make_one_payment(client, db, merchant, li
             assert json.loads(content)["error"]["code"] == "BAD_REQUEST_ERROR"
     assert db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = :p"),
                       {"p": pid}).scalar() == 1
+
+
+def test_checkout_payment_with_a_key_makes_one_payment(client, db, merchant, make_merchant):
+    """The public (checkout) endpoint honours Idempotency-Key too, scoped to the order's merchant."""
+    order = create_order(client, merchant)
+    body = json.dumps({"order_id": order["id"], "method": "upi", "vpa": "tap@bank"})
+    h = {"Content-Type": "application/json", "Idempotency-Key": "double-click"}
+    first = client.post("/api/v1/payments/public", data=body, headers=h)
+    again = client.post("/api/v1/payments/public", data=body, headers=h)
+    assert first.status_code == again.status_code == 201 and first.get_data() == again.get_data()
+    assert count(db, "payments", merchant["id"]) == 1
+    other = json.dumps({"order_id": order["id"], "method": "upi", "vpa": "other@bank"})
+    assert client.post("/api/v1/payments/public", data=other, headers=h).status_code == 409
+    # another merchant's order with the same key is a different scope
+    theirs = create_order(client, (m2 := make_merchant()))
+    body2 = json.dumps({"order_id": theirs["id"], "method": "upi", "vpa": "tap@bank"})
+    assert client.post("/api/v1/payments/public", data=body2, headers=h).status_code == 201
+    assert count(db, "payments", m2["id"]) == 1

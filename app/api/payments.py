@@ -4,7 +4,7 @@ from flask import g
 from .. import db, orders, payments
 from ..auth import api_auth
 from ..schemas import PAYMENT, PAYMENT_PUBLIC, CaptureIn, PaymentCreate, load
-from ..idempotency import idempotent
+from ..idempotency import idempotent, once
 from . import bp
 from .common import json_body, listing, paging, settings
 
@@ -24,9 +24,9 @@ def create_payment_public():
     c = db.conn()
     order = orders.get_public(c, data["order_id"])
     merchant = db.one("SELECT id, webhook_url FROM merchants WHERE id = :id", c, id=order["merchant_id"])
-    payment = payments.create(c, merchant, data, settings())
-    c.commit()
-    return PAYMENT_PUBLIC.dump(payment), 201
+    # An Idempotency-Key here is scoped to the order's merchant: a double-clicked Pay button that
+    # sends one key makes one payment.
+    return once(merchant["id"], lambda: (PAYMENT_PUBLIC.dump(payments.create(c, merchant, data, settings())), 201))
 
 
 @bp.get("/payments")
