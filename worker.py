@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -31,13 +31,15 @@ HANDLERS = {
     refunds.PROCESS: refunds.process_batch,
 }
 POLL_SECONDS = 1.0
+MAX_WAITING_PER_MERCHANT = 200
 
 
 class Worker:
     def __init__(self, app):
         self.app = app
         self.settings = app.config
-        self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4)
+        self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4,
+                                     pre_ping=False)
         self.batch = app.config["JOB_BATCH_SIZE"]
         self.lease_s = app.config["JOB_LEASE_SECONDS"]
         self.threads = app.config["WEBHOOK_THREADS"]
@@ -47,7 +49,8 @@ class Worker:
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="deliver")
         self.lock = threading.Lock()
         self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
-        self.per_merchant_count = Counter()
+        self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
+        self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
         self.local = threading.local()
 
     # ---- main loop ----------------------------------------------------------------------------
@@ -100,7 +103,7 @@ class Worker:
     def step(self):
         """Claim one batch and run it; False when nothing was due."""
         with self.lock:
-            room = self.threads * 2 - len(self.in_flight)
+            room = self.threads * 2 - sum(self.per_merchant_count.values())
         lease = str(uuid.uuid4())
         with self.engine.connect() as c:
             claimed = jobs.claim(c, lease, self.batch, self.lease_s,
@@ -172,22 +175,46 @@ class Worker:
     # ---- webhook deliveries --------------------------------------------------------------------
 
     def submit_deliveries(self, items, lease):
-        """Queue leased delivery jobs on the pool, at most per_merchant at once per merchant; the
-        rest go back to the queue for a moment."""
+        """Start leased delivery jobs on the pool, at most per_merchant at once per merchant; the
+        next ones of that merchant wait here (still leased) and start as soon as one finishes.
+        A merchant with a long local backlog (a hanging endpoint) gets the excess back in the
+        queue for a moment instead, so it cannot fill the worker's memory."""
         deferred = []
         with self.lock:
             for job_id, payload in items:
                 merchant = payload.get("merchant_id")
-                if self.per_merchant_count[merchant] >= self.per_merchant:
+                if self.per_merchant_count[merchant] < self.per_merchant:
+                    self._start(job_id, payload, lease, merchant)
+                elif len(self.waiting[merchant]) < MAX_WAITING_PER_MERCHANT:
+                    self.waiting[merchant].append((job_id, payload, lease))
+                    self.in_flight[job_id] = (lease, merchant)
+                else:
                     deferred.append(job_id)
-                    continue
-                self.per_merchant_count[merchant] += 1
-                self.in_flight[job_id] = (lease, merchant)
-                self.pool.submit(self.deliver, job_id, payload, lease)
         if deferred:
             with self.engine.connect() as c:
-                jobs.release(c, deferred, lease, delay_seconds=0.5)
+                jobs.release(c, deferred, lease, delay_seconds=1.0)
                 c.commit()
+
+    def _start(self, job_id, payload, lease, merchant):
+        # Caller holds self.lock.
+        self.per_merchant_count[merchant] += 1
+        self.in_flight[job_id] = (lease, merchant)
+        self.pool.submit(self.deliver, job_id, payload, lease)
+
+    def _finished(self, job_id):
+        """A delivery ended: hand its merchant's slot to that merchant's next delivery, if any."""
+        with self.lock:
+            _, merchant = self.in_flight.pop(job_id, (None, None))
+            queue = self.waiting.get(merchant)
+            if queue and not self.stopping.is_set():
+                next_id, payload, lease = queue.popleft()
+                self.pool.submit(self.deliver, next_id, payload, lease)
+            else:
+                self.per_merchant_count[merchant] -= 1
+                if self.per_merchant_count[merchant] <= 0:
+                    del self.per_merchant_count[merchant]
+            if not queue:
+                self.waiting.pop(merchant, None)
 
     def _session(self):
         s = getattr(self.local, "session", None)
@@ -228,11 +255,7 @@ class Worker:
             self._fail({"id": job_id, "kind": webhooks.DELIVER}, lease, f"{type(e).__name__}: {e}",
                        time.perf_counter() - t0)
         finally:
-            with self.lock:
-                _, merchant = self.in_flight.pop(job_id, (None, None))
-                self.per_merchant_count[merchant] -= 1
-                if self.per_merchant_count[merchant] <= 0:
-                    del self.per_merchant_count[merchant]
+            self._finished(job_id)
             log.info("job %s %s %s %s in %.1fms", job_id, webhooks.DELIVER, log_id, outcome,
                      (time.perf_counter() - t0) * 1000, extra={"job_id": job_id, "kind": webhooks.DELIVER})
 

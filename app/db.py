@@ -24,13 +24,15 @@ def libpq_url(url):
     return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_engine(url, pool_size=10):
-    """An engine whose pool survives a database restart (pre-ping) and never hangs on connect."""
+def make_engine(url, pool_size=10, pre_ping=True):
+    """An engine whose pool survives a database restart and never hangs on connect. Pre-ping (one
+    extra round trip per checkout) spares API requests a dead pooled connection; the worker turns
+    it off and retries instead, since it checks connections out several times per job."""
     return create_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_pre_ping=pre_ping,
         pool_timeout=5,
         pool_recycle=1800,
         connect_args={"connect_timeout": 3, "options": "-c timezone=UTC -c statement_timeout=15000"},
