@@ -61,20 +61,21 @@ def payments_per_day(c, merchant_id, days=CHART_DAYS):
     return [dict(r) for r in rows]
 
 
-def chart(days_rows, width=560, height=160, label_height=18):
-    """Geometry of a bar chart (in SVG user units) for the template: no JavaScript, no library."""
+def chart(days_rows, width=560, height=170, top=16, label_height=18):
+    """Geometry of a bar chart (in SVG user units) for the template: no JavaScript, no library.
+    `top` leaves room for the count above the tallest bar."""
     peak = max([r["total"] for r in days_rows] + [1])
     slot = width / max(len(days_rows), 1)
-    plot = height - label_height
+    plot = height - label_height  # the baseline
+    scale = (plot - top) / peak
     bars = []
     for i, r in enumerate(days_rows):
-        h = round(plot * r["total"] / peak, 1) if r["total"] else 0
-        hs = round(plot * r["succeeded"] / peak, 1) if r["succeeded"] else 0
+        h, hs = round(r["total"] * scale, 1), round(r["succeeded"] * scale, 1)
         bars.append({"x": round(i * slot + slot * 0.15, 1), "w": round(slot * 0.7, 1),
                      "y": round(plot - h, 1), "h": h, "ys": round(plot - hs, 1), "hs": hs,
                      "cx": round(i * slot + slot / 2, 1), "day": r["day"], "total": r["total"],
                      "succeeded": r["succeeded"]})
-    return {"width": width, "height": height, "plot": plot, "peak": peak, "bars": bars}
+    return {"width": width, "height": height, "plot": plot, "top": top, "peak": peak, "bars": bars}
 
 
 def webhook_events_for_payment(c, merchant_id, payment_id):

@@ -5,7 +5,6 @@ import json
 import os
 import re
 import subprocess
-import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from werkzeug.security import generate_password_hash
 from helpers import CARD, TEST_MERCHANT_ID, api_headers, wait_until
 
 from app import webhooks
+from app.ids import new_id
 from app.dashboard import indian_digits, money, money_whole
 
 pytestmark = pytest.mark.browser
@@ -238,7 +238,7 @@ def test_stats_chart_and_paging_come_from_real_data(page, live_api, live_worker,
                                   {"m": m["id"]}).scalar() == 21, timeout=20, message="21 payments settled")
     # … and one that the bank declined (the live worker settles every payment as a success in test
     # mode, so this row is written as settlement would have left it).
-    order_id, pay_id = "order_" + uuid.uuid4().hex[:16], "pay_" + uuid.uuid4().hex[:16]
+    order_id, pay_id = new_id("order_"), new_id("pay_")
     db.execute(text("INSERT INTO orders (id, merchant_id, amount) VALUES (:o, :m, 70000)"), {"o": order_id, "m": m["id"]})
     db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, error_code, "
                     "error_description) VALUES (:p, :o, :m, 70000, 'INR', 'upi', 'x@okbank', 'failed', 'PAYMENT_FAILED', "
@@ -531,17 +531,22 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
     # Two weeks of history, written as settlement leaves it, so the chart has something to show.
     for day in range(13, 0, -1):
         for i in range((day * 7) % 5 + 2):
-            order_id, pay_id = "order_" + uuid.uuid4().hex[:16], "pay_" + uuid.uuid4().hex[:16]
+            order_id, pay_id = new_id("order_"), new_id("pay_")
             amount = 25_000 + ((day * 31 + i * 17) % 40) * 5_000
             status = "failed" if (day + i) % 9 == 0 else "success"
+            card = (day + i) % 3 == 0
             db.execute(text("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
                             "(:o, :m, :a, :s, now() - make_interval(days => :d))"),
                        {"o": order_id, "m": m["id"], "a": amount, "d": day, "s": "paid" if status == "success" else "created"})
-            db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, "
-                            "created_at, updated_at) VALUES (:p, :o, :m, :a, 'INR', 'upi', 'asha@okbank', :s, "
-                            "now() - make_interval(days => :d, mins => :i), now() - make_interval(days => :d))"),
-                       {"p": pay_id, "o": order_id, "m": m["id"], "a": amount, "s": status, "d": day, "i": i * 37})
-    ok, flaky = receiver(), receiver(responses=[500] * 5)
+            db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, "
+                            "card_last4, status, error_code, created_at, updated_at) VALUES (:p, :o, :m, :a, 'INR', :method, "
+                            ":vpa, :net, :last4, :s, :err, now() - make_interval(days => :d, mins => :i), "
+                            "now() - make_interval(days => :d))"),
+                       {"p": pay_id, "o": order_id, "m": m["id"], "a": amount, "s": status, "d": day, "i": i * 37,
+                        "method": "card" if card else "upi", "vpa": None if card else "asha@okbank",
+                        "net": "visa" if card else None, "last4": "1111" if card else None,
+                        "err": "PAYMENT_FAILED" if status == "failed" else None})
+    ok, flaky = receiver(), receiver(responses=[500] * 10)
     db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": ok.url, "id": m["id"]})
     paid = [create_payment(live_api.url, m["headers"], amount=a, method=meth)
             for a, meth in [(49_900, "upi"), (1_25_000_00, "card"), (2_999_00, "upi")]]
@@ -549,9 +554,14 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
         wait_for_status(db, "payments", p["id"], "success")
     requests.post(f"{live_api.url}/api/v1/payments/{paid[1]['id']}/refunds", json={"amount": 25_000_00, "reason": "returned"},
                   headers=m["headers"], timeout=10).raise_for_status()
+    ok.wait_for(1, event="refund.processed")
+    wait_until(lambda: not db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND status <> 'success'"),
+                                      {"m": m["id"]}).scalar(), timeout=20, message="deliveries done")
+    # Then the merchant's endpoint starts failing: the next payment's events end up failed.
     db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": flaky.url, "id": m["id"]})
     create_payment(live_api.url, m["headers"], amount=75_000)
-    flaky.wait_for(5, timeout=30)
+    wait_until(lambda: db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND status = 'failed'"),
+                                  {"m": m["id"]}).scalar() == 2, timeout=40, message="two failed deliveries")
 
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
