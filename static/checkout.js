@@ -233,6 +233,19 @@
   var SERVER_FIELDS = {vpa: "vpa", "card.number": "number", "card.cvv": "cvv",
                        "card.expiry_month": "expiry", "card.expiry_year": "expiry", "card.holder_name": "holder"};
 
+  // One Idempotency-Key per attempt: resending the same details after a lost answer reuses it,
+  // so the server makes at most one payment of them; any answer ends the attempt.
+  var attempt = null;
+
+  function idempotencyKey(body) {
+    if (attempt && attempt.body === body) return attempt.key;
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    var key = "chk_" + Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+    attempt = {body: body, key: key};
+    return key;
+  }
+
   function setBusy(on) {
     busy = on;
     payButton.disabled = on;
@@ -249,10 +262,12 @@
       return;
     }
     setBusy(true);
+    var body = JSON.stringify(payload());
     fetch("/api/v1/payments/public", {
       method: "POST",
-      headers: {"Content-Type": "application/json", "Accept": "application/json"},
-      body: JSON.stringify(payload()),
+      headers: {"Content-Type": "application/json", "Accept": "application/json",
+                "Idempotency-Key": idempotencyKey(body)},
+      body: body,
       credentials: "same-origin",
       cache: "no-store"
     }).then(function (response) {
@@ -261,6 +276,7 @@
       });
     }).then(function (result) {
       setBusy(false);
+      attempt = null;
       if (!result.ok) {
         var err = (result.body && result.body.error) || {};
         var field = SERVER_FIELDS[err.field];
