@@ -67,10 +67,47 @@ QUERY_DESCRIPTIONS = {
     "skip": "Alias of `offset`.",
     "status": "Only payments with this status.",
 }
+
+
+def _link(operation_id, description, body=None, **parameters):
+    """An OpenAPI link: how a response's fields feed a following call (clients and stateful fuzzers)."""
+    link = {"operationId": operation_id, "description": description}
+    if parameters:
+        link["parameters"] = parameters
+    if body:
+        link["requestBody"] = body
+    return link
+
+
+NEW_ID = "$response.body#/id"
+ORDER_LINKS = {
+    "GetOrder": _link("getOrder", "Fetch the new order.", order_id=NEW_ID),
+    "GetOrderPublic": _link("getOrderPublic", "The checkout's view of the order.", order_id=NEW_ID),
+    "PayOrder": _link("createPayment", "Pay the order.", body={"order_id": NEW_ID}),
+    "PayOrderAtCheckout": _link("createPaymentPublic", "Pay the order from the checkout.", body={"order_id": NEW_ID}),
+}
+PAYMENT_LINKS = {
+    "GetPayment": _link("getPayment", "Fetch the payment.", payment_id=NEW_ID),
+    "GetPaymentPublic": _link("getPaymentPublic", "Poll the payment's status.", payment_id=NEW_ID),
+    "CapturePayment": _link("capturePayment", "Capture the payment once it succeeded.",
+                            body={"amount": "$response.body#/amount"}, payment_id=NEW_ID),
+    "RefundPayment": _link("createRefund", "Refund the payment once it succeeded.", payment_id=NEW_ID),
+    "RefundPaymentAlias": _link("createRefundAlias", "Refund the payment (alias).", payment_id=NEW_ID),
+    "ListRefunds": _link("listRefunds", "The payment's refunds.", payment_id=NEW_ID),
+}
+REFUND_LINKS = {
+    "GetRefund": _link("getRefund", "Fetch the refund.", refund_id=NEW_ID),
+    "GetPayment": _link("getPayment", "The refunded payment.", payment_id="$response.body#/payment_id"),
+}
+LOG_LINKS = {
+    "RetryWebhook": _link("retryWebhook", "Deliver the newest webhook again.", log_id="$response.body#/data/0/id"),
+}
+
 LIST = "Newest first. `limit` defaults to 10; values above 100 are capped to 100."
 
 # Every operation of SPEC §3. `ok` maps the success status (and, for /health, 503) to its schema;
-# `errors` lists the error statuses, each answered with the ErrorOut envelope. 401 is implied by
+# `errors` lists the error statuses, each answered with the ErrorOut envelope; `links` says which
+# later calls take ids from a success response. 401 is implied by
 # auth, 503 (database down) by every operation but /health, which reports it in its own body.
 OPERATIONS = [
     dict(method="get", path="/health", id="getHealth", tag="Health", auth=NO_AUTH,
@@ -83,7 +120,7 @@ OPERATIONS = [
 
     dict(method="post", path="/api/v1/orders", id="createOrder", tag="Orders", auth=AUTH,
          summary="Create an order.", body=s.OrderCreate, params=[IDEMPOTENCY_KEY],
-         ok={201: s.OrderOut}, errors=[400, 409, 413, 415]),
+         ok={201: s.OrderOut}, errors=[400, 409, 413, 415], links={201: ORDER_LINKS}),
     dict(method="get", path="/api/v1/orders", id="listOrders", tag="Orders", auth=AUTH,
          summary="List the merchant's orders.", description=LIST, params=[PAGING],
          ok={200: s.list_of(s.OrderOut)}, errors=[400]),
@@ -97,10 +134,12 @@ OPERATIONS = [
          summary="Pay an order by UPI (`vpa`) or card (`card`); answered at once with status `pending`.",
          description="Amount and currency come from the order; an `amount` or `currency` that differs is a 400. "
                      "`vpa` is required for `upi`, `card` for `card`.",
-         body=s.PaymentCreate, params=[IDEMPOTENCY_KEY], ok={201: s.PaymentOut}, errors=[400, 404, 409, 413, 415]),
+         body=s.PaymentCreate, params=[IDEMPOTENCY_KEY], ok={201: s.PaymentOut}, errors=[400, 404, 409, 413, 415],
+         links={201: PAYMENT_LINKS}),
     dict(method="post", path="/api/v1/payments/public", id="createPaymentPublic", tag="Checkout", auth=NO_AUTH,
          summary="The checkout page's payment: the merchant is the order's.", body=s.PaymentCreate,
-         ok={201: s.PaymentPublicOut}, errors=[400, 404, 413, 415]),
+         ok={201: s.PaymentPublicOut}, errors=[400, 404, 413, 415],
+         links={201: {"GetPaymentPublic": PAYMENT_LINKS["GetPaymentPublic"]}}),
     dict(method="get", path="/api/v1/payments", id="listPayments", tag="Payments", auth=AUTH,
          summary="List the merchant's payments.", description=LIST + " `status` filters by payment status.",
          params=[PAGING_WITH_STATUS], ok={200: s.list_of(s.PaymentOut)}, errors=[400]),
@@ -112,7 +151,8 @@ OPERATIONS = [
     dict(method="post", path="/api/v1/payments/{payment_id}/capture", id="capturePayment", tag="Payments",
          auth=AUTH, summary="Capture a successful payment (the amount must be the payment's).",
          description="400 `Payment not in capturable state` unless the payment's status is `success`.",
-         params=[PAYMENT_ID], body=s.CaptureIn, ok={200: s.PaymentOut}, errors=[400, 404, 413, 415]),
+         params=[PAYMENT_ID], body=s.CaptureIn, ok={200: s.PaymentOut}, errors=[400, 404, 413, 415],
+         links={200: {"RefundPayment": PAYMENT_LINKS["RefundPayment"]}}),
 
     dict(method="post", path="/api/v1/payments/{payment_id}/refunds", id="createRefund", tag="Refunds", auth=AUTH,
          summary="Refund a successful payment, wholly or in part.",
@@ -120,11 +160,11 @@ OPERATIONS = [
                      "`Refund amount exceeds available amount` when the amount is more than the payment's amount "
                      "less its pending and processed refunds.",
          params=[PAYMENT_ID, IDEMPOTENCY_KEY, REFUND_IDEMPOTENCY], body=s.RefundCreate, body_required=False,
-         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415]),
+         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415], links={201: REFUND_LINKS}),
     dict(method="post", path="/api/v1/payments/{payment_id}/refund", id="createRefundAlias", tag="Refunds",
          auth=AUTH, summary="Alias of `POST /api/v1/payments/{payment_id}/refunds`.",
          params=[PAYMENT_ID, IDEMPOTENCY_KEY, REFUND_IDEMPOTENCY], body=s.RefundCreate, body_required=False,
-         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415]),
+         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415], links={201: REFUND_LINKS}),
     dict(method="get", path="/api/v1/payments/{payment_id}/refunds", id="listRefunds", tag="Refunds", auth=AUTH,
          summary="List a payment's refunds.", description=LIST, params=[PAYMENT_ID, PAGING],
          ok={200: s.list_of(s.RefundOut)}, errors=[400, 404]),
@@ -133,7 +173,7 @@ OPERATIONS = [
 
     dict(method="get", path="/api/v1/webhooks", id="listWebhookLogs", tag="Webhooks", auth=AUTH,
          summary="The merchant's webhook deliveries.", description=LIST, params=[PAGING],
-         ok={200: s.list_of(s.WebhookLogOut)}, errors=[400]),
+         ok={200: s.list_of(s.WebhookLogOut)}, errors=[400], links={200: LOG_LINKS}),
     dict(method="post", path="/api/v1/webhooks/{log_id}/retry", id="retryWebhook", tag="Webhooks", auth=AUTH,
          summary="Deliver a webhook again now, with attempts reset to 0.", params=[LOG_ID],
          ok={200: s.WebhookRetryOut}, errors=[404, 409]),
@@ -195,6 +235,8 @@ def _responses(op):
         schema, description = target if isinstance(target, tuple) else (target, "OK." if status < 300 else "")
         out[str(status)] = {"description": description or "OK.",
                             "content": {"application/json": {"schema": schema}}}
+        if status in op.get("links", {}):
+            out[str(status)]["links"] = op["links"][status]
     errors = sorted(set(op["errors"]) | ({401} if op["auth"] else set()) | ({503} if op["path"] != "/health" else set()))
     for status in errors:
         out[str(status)] = {"description": ERRORS[status], "content": {"application/json": {"schema": s.ErrorOut}}}
