@@ -7,6 +7,7 @@ loop within milliseconds; it polls at least every second as the fallback.
 """
 import logging
 import os
+import queue as queue_module
 import signal
 import socket
 import sys
@@ -20,6 +21,7 @@ import psycopg
 import requests
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from app import create_app, db, idempotency, jobs, payments, refunds, webhooks
 
@@ -40,6 +42,7 @@ class Worker:
         self.settings = app.config
         self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4,
                                      pre_ping=False)
+        self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK
         self.batch = app.config["JOB_BATCH_SIZE"]
         self.lease_s = app.config["JOB_LEASE_SECONDS"]
         self.threads = app.config["WEBHOOK_THREADS"]
@@ -52,6 +55,9 @@ class Worker:
         self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
         self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
         self.local = threading.local()
+        self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
+        self.recorder = threading.Thread(target=self.record_results, name="recorder", daemon=True)
+        self.recorder.start()
 
     # ---- main loop ----------------------------------------------------------------------------
 
@@ -67,7 +73,7 @@ class Worker:
                     if self.step():
                         continue
                     listener = self._wait(listener)
-                except (psycopg.OperationalError, OSError) as e:
+                except (psycopg.OperationalError, DBAPIError, OSError) as e:
                     log.warning("database unavailable (%s); retrying", type(e).__name__)
                     self.stopping.wait(1.0)
                     listener = self._reconnect(listener)
@@ -179,15 +185,26 @@ class Worker:
         next ones of that merchant wait here (still leased) and start as soon as one finishes.
         A merchant with a long local backlog (a hanging endpoint) gets the excess back in the
         queue for a moment instead, so it cannot fill the worker's memory."""
+        if not items:
+            return
+        # One read for the whole batch: bodies, attempts, and the merchants' URL and secret now.
+        with self.read_engine.connect() as c:
+            attempts = webhooks.load_attempts(c, [p["log_id"] for _, p in items])
         deferred = []
         with self.lock:
             for job_id, payload in items:
-                merchant = payload.get("merchant_id")
-                if self.per_merchant_count[merchant] < self.per_merchant:
-                    self._start(job_id, payload, lease, merchant)
-                elif len(self.waiting[merchant]) < MAX_WAITING_PER_MERCHANT:
-                    self.waiting[merchant].append((job_id, payload, lease))
-                    self.in_flight[job_id] = (lease, merchant)
+                attempt = attempts.get(payload["log_id"])
+                if attempt is None:  # delivered or given up meanwhile: just finish the job
+                    self.results.put({"job_id": job_id, "lease": lease, "log_id": payload["log_id"], "status": None,
+                                      "wait": None, "code": None, "body": None, "ms": 0.0})
+                    continue
+                task = (job_id, lease, attempt, payload.get("merchant_id"))
+                if self.per_merchant_count[task[3]] < self.per_merchant:
+                    self.per_merchant_count[task[3]] += 1
+                    self._start(task)
+                elif len(self.waiting[task[3]]) < MAX_WAITING_PER_MERCHANT:
+                    self.waiting[task[3]].append(task)
+                    self.in_flight[job_id] = (lease, task[3])
                 else:
                     deferred.append(job_id)
         if deferred:
@@ -195,11 +212,10 @@ class Worker:
                 jobs.release(c, deferred, lease, delay_seconds=1.0)
                 c.commit()
 
-    def _start(self, job_id, payload, lease, merchant):
-        # Caller holds self.lock.
-        self.per_merchant_count[merchant] += 1
-        self.in_flight[job_id] = (lease, merchant)
-        self.pool.submit(self.deliver, job_id, payload, lease)
+    def _start(self, task):
+        # Caller holds self.lock and has counted the task in per_merchant_count.
+        self.in_flight[task[0]] = (task[1], task[3])
+        self.pool.submit(self.deliver, task)
 
     def _finished(self, job_id):
         """A delivery ended: hand its merchant's slot to that merchant's next delivery, if any."""
@@ -207,8 +223,7 @@ class Worker:
             _, merchant = self.in_flight.pop(job_id, (None, None))
             queue = self.waiting.get(merchant)
             if queue and not self.stopping.is_set():
-                next_id, payload, lease = queue.popleft()
-                self.pool.submit(self.deliver, next_id, payload, lease)
+                self._start(queue.popleft())
             else:
                 self.per_merchant_count[merchant] -= 1
                 if self.per_merchant_count[merchant] <= 0:
@@ -222,42 +237,54 @@ class Worker:
             s = self.local.session = requests.Session()
         return s
 
-    def deliver(self, job_id, payload, lease):
+    def deliver(self, task):
+        """One HTTP attempt on a pool thread; the recorder thread writes its outcome."""
+        job_id, lease, attempt, _ = task
         t0 = time.perf_counter()
-        log_id = payload["log_id"]
-        outcome = "error"
         try:
-            if self.stopping.is_set():
-                outcome = "released"
-                with self.engine.connect() as c:
-                    jobs.release(c, [job_id], lease)
-                    c.commit()
-                return
-            with self.engine.connect() as c:
-                attempt = webhooks.start_attempt(c, log_id)
-                if attempt is None:  # delivered or given up meanwhile: nothing to send
-                    jobs.complete(c, [job_id], lease)
-                    c.commit()
-                    outcome = "skipped"
-                    return
             ok, code, body = webhooks.post(self._session(), attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
-            with self.engine.connect() as c:
-                wait = webhooks.record_attempt(c, log_id, ok, code, body, self.settings["WEBHOOK_RETRY_INTERVALS"])
-                held = jobs.complete(c, [job_id], lease) if wait is None else jobs.reschedule(c, [job_id], lease, [wait])
-                if held:
-                    c.commit()
-                    outcome = ("delivered" if ok else "failed, final" if wait is None else
-                               f"failed, retry in {wait:.0f}s") + f" (HTTP {code})"
-                else:
-                    c.rollback()
-                    outcome = "lease lost"
-        except Exception as e:  # noqa: BLE001
-            self._fail({"id": job_id, "kind": webhooks.DELIVER}, lease, f"{type(e).__name__}: {e}",
-                       time.perf_counter() - t0)
+            status, wait = webhooks.outcome(attempt["attempts"], ok, self.settings["WEBHOOK_RETRY_INTERVALS"])
+            self.results.put({"job_id": job_id, "lease": lease, "log_id": str(attempt["id"]), "status": status,
+                              "wait": wait, "code": code, "body": body, "ms": (time.perf_counter() - t0) * 1000})
         finally:
             self._finished(job_id)
-            log.info("job %s %s %s %s in %.1fms", job_id, webhooks.DELIVER, log_id, outcome,
-                     (time.perf_counter() - t0) * 1000, extra={"job_id": job_id, "kind": webhooks.DELIVER})
+
+    def record_results(self):
+        """Recorder thread: write delivery outcomes in batches (one statement and one commit for
+        everything that finished meanwhile), until the None sentinel."""
+        while True:
+            batch = [self.results.get()]
+            while batch[-1] is not None and len(batch) < 500:
+                try:
+                    batch.append(self.results.get_nowait())
+                except queue_module.Empty:
+                    break
+            done = batch[-1] is None
+            batch = [r for r in batch if r is not None]
+            if batch:
+                self._record(batch)
+            if done:
+                return
+
+    def _record(self, batch):
+        try:
+            with self.engine.connect() as c:
+                held = set(webhooks.record_attempts(c, batch))
+                c.commit()
+        except Exception:  # noqa: BLE001 - the leases expire and the attempts run again
+            log.exception("could not record %d delivery outcomes", len(batch))
+            return
+        for r in batch:
+            if r["job_id"] not in held:
+                outcome = "lease lost"
+            elif r["status"] is None:
+                outcome = "skipped (already final)"
+            elif r["status"] == "pending":
+                outcome = f"failed, retry in {r['wait']:.0f}s (HTTP {r['code']})"
+            else:
+                outcome = f"{'delivered' if r['status'] == 'success' else 'failed, final'} (HTTP {r['code']})"
+            log.info("job %s %s %s %s in %.1fms", r["job_id"], webhooks.DELIVER, r["log_id"], outcome, r["ms"],
+                     extra={"job_id": r["job_id"], "kind": webhooks.DELIVER})
 
     # ---- periodic duties (APScheduler) ---------------------------------------------------------
 
@@ -300,6 +327,17 @@ class Worker:
 
     # ---- stopping ------------------------------------------------------------------------------
 
+    def close(self):
+        """For callers that drive step() themselves (tests): finish deliveries and record them."""
+        self.pool.shutdown(wait=True)
+        self.close_recorder()
+        self.engine.dispose()
+
+    def close_recorder(self):
+        """Write the outcomes still queued, then end the recorder thread."""
+        self.results.put(None)
+        self.recorder.join(10)
+
     def stop(self, *_):
         self.stopping.set()
 
@@ -308,6 +346,7 @@ class Worker:
         ones are given back to the queue; then say goodbye in worker_heartbeats."""
         scheduler.shutdown(wait=False)
         self.pool.shutdown(wait=True, cancel_futures=True)
+        self.close_recorder()
         with self.lock:
             left = {}
             for job_id, (lease, _) in self.in_flight.items():

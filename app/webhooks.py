@@ -149,15 +149,17 @@ def check_url(url, allow_private):
 
 # ---- delivery (worker side) ---------------------------------------------------------------------
 
-def start_attempt(c, log_id):
-    """Load what an attempt needs, reading URL and secret now (they may have changed since emit).
-    None when the log is no longer pending (delivered, or given up)."""
-    return c.execute(text(
+def load_attempts(c, log_ids):
+    """What the next attempt of each pending log needs, with the merchant's URL and secret as they
+    are now (they may have changed since the event was emitted). Logs no longer pending
+    (delivered, or given up) are absent."""
+    rows = c.execute(text(
         """
         SELECT w.id, w.event_id, w.body, w.attempts, m.webhook_url, m.webhook_secret
           FROM webhook_logs w JOIN merchants m ON m.id = w.merchant_id
-         WHERE w.id = :id AND w.status = 'pending'
-        """), {"id": log_id}).mappings().first()
+         WHERE w.id = ANY(CAST(:ids AS uuid[])) AND w.status = 'pending'
+        """), {"ids": list(log_ids)}).mappings().all()
+    return {str(r["id"]): dict(r) for r in rows}
 
 
 def post(session, attempt, allow_private):
@@ -178,22 +180,48 @@ def post(session, attempt, allow_private):
         return False, None, f"{type(e).__name__}: {str(e)[:200]}"
 
 
-def record_attempt(c, log_id, ok, code, body, intervals):
-    """Write the attempt's outcome; returns seconds until the next attempt, or None when final."""
-    row = c.execute(text(
+def outcome(attempts_before, ok, intervals):
+    """(status, seconds until the next attempt or None) after one more attempt (SPEC §5)."""
+    n = attempts_before + 1
+    if ok:
+        return "success", None
+    if n >= MAX_ATTEMPTS:
+        return "failed", None
+    return "pending", float(intervals[min(n, len(intervals)) - 1])
+
+
+def record_attempts(c, results):
+    """Write many attempts' outcomes in one statement, each fenced on its job's lease: the job is
+    completed (or rescheduled for the retry) and its log updated only while we still hold the
+    lease. results: dicts with job_id, lease, log_id, status, wait, code, body. Returns the job
+    ids recorded."""
+    if not results:
+        return []
+    cols = {k: [r[k] for r in results] for k in ("job_id", "lease", "log_id", "status", "wait", "code", "body")}
+    return c.execute(text(
         """
-        UPDATE webhook_logs
-           SET attempts = attempts + 1, last_attempt_at = now(), response_code = :code, response_body = :body,
-               status = CASE WHEN :ok THEN 'success' WHEN attempts + 1 >= :max THEN 'failed' ELSE 'pending' END,
-               next_retry_at = CASE WHEN :ok OR attempts + 1 >= :max THEN NULL
-                               ELSE now() + make_interval(secs => (CAST(:intervals AS float8[]))[least(attempts + 1, :n)]) END
-         WHERE id = :id AND status = 'pending'
-        RETURNING status, extract(epoch FROM next_retry_at - now()) AS wait
-        """), {"id": log_id, "ok": ok, "code": code, "body": body, "max": MAX_ATTEMPTS,
-               "intervals": [float(x) for x in intervals], "n": len(intervals)}).first()
-    if row is None or row.status != "pending":
-        return None
-    return max(0.0, float(row.wait))
+        WITH t AS (
+            SELECT * FROM unnest(CAST(:job_id AS bigint[]), CAST(:lease AS uuid[]), CAST(:log_id AS uuid[]),
+                                 CAST(:status AS text[]), CAST(:wait AS float8[]), CAST(:code AS int[]),
+                                 CAST(:body AS text[]))
+                     AS t(job_id, lease, log_id, status, wait, code, body)),
+        held AS (
+            UPDATE jobs j
+               SET status = CASE WHEN t.wait IS NULL THEN 'completed' ELSE 'pending' END,
+                   next_run_at = CASE WHEN t.wait IS NULL THEN j.next_run_at
+                                      ELSE now() + make_interval(secs => t.wait) END,
+                   attempts = 0, lease_id = NULL, locked_until = NULL, updated_at = now()
+              FROM t WHERE j.id = t.job_id AND j.lease_id = t.lease
+            RETURNING j.id),
+        logged AS (
+            UPDATE webhook_logs w
+               SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
+                   response_code = t.code, response_body = t.body,
+                   next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
+              FROM t JOIN held ON held.id = t.job_id
+             WHERE w.id = t.log_id AND w.status = 'pending' AND t.status IS NOT NULL)
+        SELECT id FROM held
+        """), cols).scalars().all()
 
 
 # ---- merchant-facing operations -------------------------------------------------------------

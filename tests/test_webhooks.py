@@ -211,8 +211,7 @@ def test_secret_and_url_are_read_at_send_time(client, make_merchant, receiver, d
         w.step()
         d = rx.wait_for(1)[0]
     finally:
-        w.pool.shutdown(wait=True)
-        w.engine.dispose()
+        w.close()
     verify_both(d, "whsec_rotated")
 
 

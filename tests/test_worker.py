@@ -53,8 +53,7 @@ def events_per_payment(db, like):
 def worker(app, clean_queue):
     w = worker_module.Worker(app)
     yield w
-    w.pool.shutdown(wait=True)
-    w.engine.dispose()
+    w.close()
 
 
 def drain(w, limit=100):
