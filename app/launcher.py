@@ -44,9 +44,18 @@ def test_merchant_cmd(env):
             "--workers", "1", "--threads", "8", "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket"]
 
 
+def die_with_parent():
+    """preexec_fn for children: SIGTERM them if their parent dies, even by SIGKILL (Linux), so a
+    killed launcher or test run never leaves a gunicorn or a worker behind."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def supervise(commands, env):
     """Run the commands together; on SIGINT/SIGTERM or any child exiting, stop them all."""
-    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT) for cmd in commands]
+    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, preexec_fn=die_with_parent) for cmd in commands]
     stopping = False
 
     def stop(signum, frame):
@@ -87,7 +96,7 @@ def main(argv):
     if what == "test":
         prepare_database(env)
         env.setdefault("SECRET_KEY", "test-secret-key")
-        return subprocess.call([PY, "-m", "pytest", *argv[1:]], env=env, cwd=ROOT)
+        return subprocess.call([PY, "-m", "pytest", *argv[1:]], env=env, cwd=ROOT, preexec_fn=die_with_parent)
     if what == "run":
         port = env.setdefault("TEST_MERCHANT_PORT", "3002")
         # The bundled receiver is on loopback, so the demo must allow private webhook targets.

@@ -98,7 +98,7 @@ def main():
     peers = [p for p in args.peers.split(",") if p]
     run_peer = None
     if peers:
-        from queue_peers import run_peer  # noqa: F811 - optional: needs bench/requirements.txt
+        from queue_peers import run_peer  # noqa: F811 - needs bench/requirements.txt
 
     results = {"ours_noop": [], "ours_settle": [], **{p: [] for p in peers}}
     for i in range(args.runs):
@@ -124,13 +124,17 @@ def main():
         json.dump(summary, f, indent=2, default=str)
     med = summary["median_jobs_per_s"]
     print(json.dumps(med, indent=2))
-    lines = [f"| contender | median jobs/s | runs (jobs/s) | commits/job | peak worker RSS |",
-             "|---|---|---|---|---|"]
+    ref = med.get("pgqueuer")
+    lines = [f"{args.jobs} jobs queued before the drain starts; {args.runs} runs alternating; worker.py batch "
+             f"{args.batch}, lease 30 s; peers at their defaults (bench/queue_peers.py).", "",
+             "| contender | median jobs/s | vs pgqueuer | runs (jobs/s) | commits/job | peak worker RSS |",
+             "|---|---|---|---|---|---|"]
     for k, v in results.items():
         runs = ", ".join(f"{r['jobs_per_s']:.0f}" for r in v)
         cpj = common.median([r["commits_per_job"] for r in v if "commits_per_job" in r]) if k.startswith("ours") else None
         rss = max(r.get("peak_rss_mb", 0) for r in v) if k.startswith("ours") else None
-        lines.append(f"| {k} | {med[k]:.0f} | {runs} | {'' if cpj is None else f'{cpj:.4f}'} | "
+        ratio = f"{med[k] / ref:.1f}×" if ref else ""
+        lines.append(f"| {k} | {med[k]:.0f} | {ratio} | {runs} | {'' if cpj is None else f'{cpj:.4f}'} | "
                      f"{'' if rss is None else f'{rss:.0f} MB'} |")
     print("\n".join(lines))
     common.write_result("queue.md", "\n".join(lines) + "\n")

@@ -13,6 +13,8 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from app.launcher import die_with_parent
+
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
 TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"
@@ -44,8 +46,10 @@ class Process:
         self.name = name
         self.log_path = Path(log_dir) / f"{name}-{int(time.time() * 1000)}.log"
         self.log_file = open(self.log_path, "wb")
+        # Own process group (a signal to it reaches gunicorn's workers too), and SIGTERM when the
+        # test run dies, so a killed run leaves no server behind.
         self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
 
     def output(self):
         if not self.log_file.closed:
