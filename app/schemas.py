@@ -143,7 +143,8 @@ class ListQuery(Schema):
     count = fields.Integer(validate=validate.Range(min=0))
     offset = fields.Integer(validate=validate.Range(min=0, max=INT32_MAX))
     skip = fields.Integer(validate=validate.Range(min=0, max=INT32_MAX))
-    status = fields.String()
+    # Only real statuses: anything else could only list nothing, and a NUL in it was a 500.
+    status = Text(validate=validate.OneOf(["pending", "processing", "success", "failed"]))
 
 
 def load(schema, data):

@@ -323,3 +323,15 @@ def test_database_holds_neither_card_number_nor_cvv(client, db, api_worker, make
         for haystack, where in [(dump, "database"), (sent, "webhooks"), (logged, "logs")]:
             assert number not in haystack, f"card number in the {where}"
             assert f'"{cvv}"' not in haystack and f":{cvv}," not in haystack, f"CVV in the {where}"
+
+
+def test_list_payments_by_status(client, db, api_worker, merchant):
+    _, done = paid_payment(client, db, api_worker, merchant)
+    pending = pay(client, merchant, create_order(client, merchant)["id"])  # after the worker's step
+    pending_list = client.get("/api/v1/payments?status=pending", headers=merchant["headers"]).get_json()
+    assert [p["id"] for p in pending_list["data"]] == [pending["id"]] and pending_list["total"] == 1
+    success_list = client.get("/api/v1/payments?status=success", headers=merchant["headers"]).get_json()
+    assert [p["id"] for p in success_list["data"]] == [done["id"]]
+    for bad in ("paid", "%00", "SUCCESS"):
+        r = client.get(f"/api/v1/payments?status={bad}", headers=merchant["headers"])
+        assert r.status_code == 400 and r.get_json()["error"]["field"] == "status"
