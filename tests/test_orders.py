@@ -221,3 +221,12 @@ def test_charset_parameter_is_accepted(client, merchant):
 def test_unknown_method_on_orders_is_405_json(client, merchant):
     r = client.delete("/api/v1/orders", headers=merchant["headers"])
     assert r.status_code == 405 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+
+
+def test_one_megabyte_over_real_http_is_413_json(live_api, db, merchant):
+    import requests
+
+    body = json.dumps({"amount": 500, "receipt": "x" * (1 << 20)})
+    r = requests.post(live_api.url + "/api/v1/orders", data=body, headers=headers(merchant), timeout=10)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "orders", merchant["id"]) == 0
