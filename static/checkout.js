@@ -241,7 +241,8 @@
     if (attempt && attempt.body === body) return attempt.key;
     var bytes = new Uint8Array(16);
     window.crypto.getRandomValues(bytes);
-    var key = "chk_" + Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); }).join("");
+    var hex = Array.prototype.map.call(bytes, function (b) { return (b + 256).toString(16).slice(1); });
+    var key = "chk_" + hex.join("");
     attempt = {body: body, key: key};
     return key;
   }
