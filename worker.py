@@ -381,9 +381,17 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     app = create_app()
     logging.getLogger("worker").setLevel(app.config["LOG_LEVEL"])
-    with app.app_context():
-        with db.engine().connect() as c:
-            db.apply_schema(c)
+    # The database may not be up yet (compose, a restart): wait for it rather than exit.
+    while not stop.is_set():
+        try:
+            with app.app_context(), db.engine().connect() as c:
+                db.apply_schema(c)
+            break
+        except DBAPIError as e:
+            log.warning("database not reachable (%s); retrying", type(e.orig).__name__)
+            stop.wait(1.0)
+    if stop.is_set():
+        return 0
     worker = Worker(app)
     worker.stopping = stop
     return worker.run()

@@ -7,7 +7,6 @@ postMessage, only ever to the parent's origin, which the SDK passes as `parent_o
 import hashlib
 import hmac
 import logging
-import os
 import re
 from urllib.parse import urlsplit
 
@@ -195,7 +194,6 @@ def format_money(amount, currency):
 def init_app(app):
     """Register the blueprint, the checkout's security headers and its money filter."""
     # Which sites may frame the checkout: '*' or a space/comma separated list of origins.
-    app.config.setdefault("CHECKOUT_FRAME_ANCESTORS", os.environ.get("CHECKOUT_FRAME_ANCESTORS", "*"))
     app.register_blueprint(bp)
     app.after_request(_security_headers)
     app.add_template_filter(format_money, "checkout_money")

@@ -98,9 +98,18 @@ def merchant(make_merchant):
     return make_merchant()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def log_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("process-logs")
+    """Where every log of the run goes: child processes' output, and this process's records
+    (tests/test_zz_log_scan.py reads them all for card data and secrets)."""
+    import logging
+
+    path = tmp_path_factory.mktemp("process-logs")
+    handler = logging.FileHandler(path / "in-process.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    yield path
+    logging.getLogger().removeHandler(handler)
 
 
 @pytest.fixture(scope="session")

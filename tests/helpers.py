@@ -83,13 +83,17 @@ class Api:
         self.process = Process([sys.executable, "-m", "gunicorn", "app:create_app()", "--bind",
                                 f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
                                 "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket"], env, "api", log_dir)
-        wait_until(self._up, timeout=30, message=f"API on {self.url}\n{self.process.output()}")
+        try:
+            wait_until(self._up, timeout=60, message=f"API on {self.url}")
+        except AssertionError:
+            self.process.stop()
+            raise AssertionError(f"API did not come up on {self.url}:\n{self.process.output()[-3000:]}") from None
 
     def _up(self):
         assert self.process.alive(), self.process.output()
         try:
-            return requests.get(self.url + "/health", timeout=1).status_code in (200, 503)
-        except requests.ConnectionError:
+            return requests.get(self.url + "/health", timeout=2).status_code in (200, 503)
+        except requests.RequestException:
             return False
 
     def stop(self):
@@ -105,12 +109,12 @@ class Receiver:
     """A real local HTTP server that records webhook deliveries. `responses` is a list of status
     codes answered in turn (then 200); `hang` makes it wait that many seconds before answering."""
 
-    def __init__(self, responses=(), hang=0.0):
+    def __init__(self, responses=(), hang=0.0, port=None):
         self.responses = list(responses)
         self.hang = hang
         self.requests = []
         self.cond = threading.Condition()
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/webhook"
         self.server = make_server("127.0.0.1", self.port, self._app, threaded=True, request_handler=_QuietHandler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
