@@ -35,6 +35,7 @@ def make_engine(url, pool_size=10, pre_ping=True):
         pool_pre_ping=pre_ping,
         pool_timeout=5,
         pool_recycle=1800,
+        hide_parameters=True,  # SQL parameters never reach error messages or logs
         connect_args={"connect_timeout": 3, "options": "-c timezone=UTC -c statement_timeout=15000"},
     )
 

@@ -2,7 +2,9 @@
 server), the app, a test client, a db connection, merchants, real processes and a real receiver."""
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -14,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
 from helpers import Api, Process, Receiver, api_headers  # noqa: E402
 
-from app import create_app, db as app_db, webhooks  # noqa: E402
+from app import create_app, db as app_db, embedded as embedded_pg, webhooks  # noqa: E402
 
 BASE_CONFIG = {
     "TESTING": True,
@@ -181,3 +183,19 @@ def clean_queue(db):
     """Start from an empty jobs table (for tests that count jobs)."""
     db.execute(text("DELETE FROM jobs"))
     yield
+
+
+@pytest.fixture
+def private_server():
+    """An embedded PostgreSQL of this test's own, which it may stop and start (whatever
+    DATABASE_URL the suite runs on), with the schema applied. Its own short directory: socket
+    paths are limited in length, and pytest prunes old tmp_path trees of other runs."""
+    tmp_path = Path(tempfile.mkdtemp(prefix="gw-pg-"))
+    url = embedded_pg.ensure_database_url(tmp_path)
+    private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
+    with private.app_context(), private.extensions["engine"].connect() as c:
+        app_db.apply_schema(c)
+    private.extensions["engine"].dispose()
+    yield tmp_path, url
+    embedded_pg.stop(tmp_path)
+    shutil.rmtree(tmp_path, ignore_errors=True)

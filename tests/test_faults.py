@@ -10,20 +10,7 @@ import requests
 
 from helpers import Api, Process, Receiver, api_headers, free_port, wait_until
 
-from app import create_app, db as app_db, embedded
-
-
-@pytest.fixture
-def private_server(tmp_path):
-    """An embedded PostgreSQL of this test's own, which it may stop and start (whatever
-    DATABASE_URL the suite runs on), with the schema applied."""
-    url = embedded.ensure_database_url(tmp_path)
-    app = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
-    with app.app_context(), app.extensions["engine"].connect() as c:
-        app_db.apply_schema(c)
-    app.extensions["engine"].dispose()
-    yield tmp_path, url
-    embedded.stop(tmp_path)
+from app import embedded
 
 
 class Load(threading.Thread):

@@ -106,31 +106,24 @@ def test_forced_exception_is_500_json_without_details(database_url):
 
 
 @pytest.mark.slow
-def test_health_is_503_while_database_is_down_and_recovers(tmp_path, process_env, log_dir):
+def test_health_is_503_while_database_is_down_and_recovers(private_server, process_env, log_dir):
     """A private embedded server we can stop and start under a running gunicorn API."""
     from app import embedded
 
-    url = embedded.ensure_database_url(tmp_path)
+    tmp_path, url = private_server
+    api = Api(dict(process_env, DATABASE_URL=url), log_dir)
     try:
-        private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
-        with private.app_context(), private.extensions["engine"].connect() as c:
-            app_db.apply_schema(c)
-        private.extensions["engine"].dispose()
-        api = Api(dict(process_env, DATABASE_URL=url), log_dir)
-        try:
-            assert requests.get(api.url + "/health").status_code == 200
-            embedded.stop(tmp_path, mode="immediate")
-            r = requests.get(api.url + "/health", timeout=10)
-            assert r.status_code == 503
-            assert r.json()["database"] == "disconnected" and r.json()["status"] == "unhealthy"
-            r = requests.get(api.url + "/api/v1/test/merchant", timeout=10)
-            assert r.status_code == 503 and r.json()["error"]["code"] == "SERVER_ERROR"
-            embedded.start(tmp_path)
-            back = time.monotonic()
-            wait_until(lambda: requests.get(api.url + "/health", timeout=5).status_code == 200, timeout=5,
-                       message="API healthy again")
-            assert time.monotonic() - back < 5
-        finally:
-            api.stop()
+        assert requests.get(api.url + "/health").status_code == 200
+        embedded.stop(tmp_path, mode="immediate")
+        r = requests.get(api.url + "/health", timeout=10)
+        assert r.status_code == 503
+        assert r.json()["database"] == "disconnected" and r.json()["status"] == "unhealthy"
+        r = requests.get(api.url + "/api/v1/test/merchant", timeout=10)
+        assert r.status_code == 503 and r.json()["error"]["code"] == "SERVER_ERROR"
+        embedded.start(tmp_path)
+        back = time.monotonic()
+        wait_until(lambda: requests.get(api.url + "/health", timeout=5).status_code == 200, timeout=5,
+                   message="API healthy again")
+        assert time.monotonic() - back < 5
     finally:
-        embedded.stop(tmp_path)
+        api.stop()

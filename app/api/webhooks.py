@@ -4,8 +4,8 @@ from flask import g
 from .. import db, webhooks
 from ..auth import api_auth
 from ..schemas import WEBHOOK_LOG, WebhookConfigIn, load
-from . import bp, json_body
-from .common import listing, paging, settings
+from . import bp
+from .common import json_body, listing, paging, settings
 
 
 @bp.get("/webhooks")
