@@ -13,6 +13,7 @@ from marshmallow import fields
 
 from . import schemas as s
 from .idempotency import MAX_KEY_LENGTH
+from .validation import VPA_RE
 
 OPENAPI_VERSION = "3.1.0"
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
@@ -44,8 +45,10 @@ def _path_param(name, what):
 
 
 def _header(name, description):
-    return {"in": "header", "name": name, "required": False,
-            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}, "description": description}
+    # No control characters (idempotency.once refuses them), at most MAX_KEY_LENGTH characters.
+    return {"in": "header", "name": name, "required": False, "description": description,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH,
+                       "pattern": r"^[^\u0000-\u001f\u007f]+$"}}
 
 
 IDEMPOTENCY_KEY = _header(
@@ -80,11 +83,13 @@ def _link(operation_id, description, body=None, **parameters):
 
 
 NEW_ID = "$response.body#/id"
+PAY_BY_UPI = {"order_id": NEW_ID, "amount": "$response.body#/amount", "currency": "$response.body#/currency",
+              "method": "upi"}
 ORDER_LINKS = {
     "GetOrder": _link("getOrder", "Fetch the new order.", order_id=NEW_ID),
     "GetOrderPublic": _link("getOrderPublic", "The checkout's view of the order.", order_id=NEW_ID),
-    "PayOrder": _link("createPayment", "Pay the order.", body={"order_id": NEW_ID}),
-    "PayOrderAtCheckout": _link("createPaymentPublic", "Pay the order from the checkout.", body={"order_id": NEW_ID}),
+    "PayOrder": _link("createPayment", "Pay the order (by UPI here; any method works).", body=PAY_BY_UPI),
+    "PayOrderAtCheckout": _link("createPaymentPublic", "Pay the order from the checkout.", body=PAY_BY_UPI),
 }
 PAYMENT_LINKS = {
     "GetPayment": _link("getPayment", "Fetch the payment.", payment_id=NEW_ID),
@@ -138,7 +143,8 @@ OPERATIONS = [
          links={201: PAYMENT_LINKS}),
     dict(method="post", path="/api/v1/payments/public", id="createPaymentPublic", tag="Checkout", auth=NO_AUTH,
          summary="The checkout page's payment: the merchant is the order's.", body=s.PaymentCreate,
-         ok={201: s.PaymentPublicOut}, errors=[400, 404, 413, 415],
+         description="An `Idempotency-Key` is scoped to the order's merchant.", params=[IDEMPOTENCY_KEY],
+         ok={201: s.PaymentPublicOut}, errors=[400, 404, 409, 413, 415],
          links={201: {"GetPaymentPublic": PAYMENT_LINKS["GetPaymentPublic"]}}),
     dict(method="get", path="/api/v1/payments", id="listPayments", tag="Payments", auth=AUTH,
          summary="List the merchant's payments.", description=LIST + " `status` filters by payment status.",
@@ -204,6 +210,14 @@ REFINEMENTS = {
     ("PaymentOut", "card_network"): {"enum": ["visa", "mastercard", "amex", "rupay", "unknown", None]},
     ("PaymentPublicOut", "method"): {"enum": ["upi", "card"]},
     ("WebhookRetryOut", "status"): {"enum": ["pending"]},
+    ("PaymentCreate", "vpa"): {"pattern": VPA_RE.pattern,
+                               "description": "The UPI address, for `upi`; else 400 `INVALID_VPA`."},
+}
+# PaymentCreate's @validates_schema: the method decides which details are required.
+SCHEMA_REFINEMENTS = {
+    "PaymentCreate": {"allOf": [
+        {"if": {"properties": {"method": {"const": method}}, "required": ["method"]}, "then": {"required": [details]}}
+        for method, details in (("upi", "vpa"), ("card", "card"))]},
 }
 
 
@@ -299,6 +313,8 @@ def _refine(doc):
     schemas = doc["components"]["schemas"]
     for (name, prop), extra in REFINEMENTS.items():
         schemas[name]["properties"][prop].update(extra)
+    for name, extra in SCHEMA_REFINEMENTS.items():
+        schemas[name].update(extra)
     for item in doc["paths"].values():
         for op in item.values():
             for param in op.get("parameters", ()):

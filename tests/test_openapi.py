@@ -360,6 +360,8 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
         ("/api/v1/orders", {"amount": 100}, {"amount": 200}),
         ("/api/v1/payments", {"order_id": unpaid["id"], "method": "upi", "vpa": "a@b"},
          {"order_id": unpaid["id"], "method": "upi", "vpa": "c@d"}),
+        ("/api/v1/payments/public", {"order_id": unpaid["id"], "method": "upi", "vpa": "e@f"},
+         {"order_id": unpaid["id"], "method": "upi", "vpa": "g@h"}),
         ("/api/v1/payments/{payment_id}/refunds", {"amount": 100}, {"amount": 200}),
         ("/api/v1/payments/{payment_id}/refund", {"amount": 100}, {"amount": 200}),
     ]:
