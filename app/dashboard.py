@@ -73,7 +73,7 @@ def logout():
 
 def _page():
     page = request.args.get("page", "1")
-    return max(int(page), 1) if page.isdigit() else 1
+    return min(max(int(page), 1), 100_000) if page.isdigit() and len(page) < 7 else 1
 
 
 def _pages(total, page):
