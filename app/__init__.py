@@ -36,12 +36,11 @@ def create_app(test_config=None):
     from .api import bp as api_bp
     from .health import bp as health_bp
 
+    _request_log(app)  # first, so its start time is set before any other hook can answer
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     for name in ("openapi", "checkout", "dashboard"):
         _register_optional(app, name)
-
-    _request_log(app)
     return app
 
 
