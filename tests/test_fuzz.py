@@ -74,6 +74,59 @@ def test_operation(case, live_api, restore_test_merchant):
     case.call_and_validate(base_url=live_api.url, checks=CHECKS)
 
 
+def _inconsistent_replay(exc):
+    """Hypothesis's data tree objecting that a replay drew differently (Flaky, or its assertion)."""
+    if isinstance(exc, hypothesis.errors.Flaky):
+        return True
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(exc, AssertionError) and tb is not None and \
+        tb.tb_frame.f_globals.get("__name__") == "hypothesis.internal.conjecture.datatree"
+
+
+def run_flows(flows, base_url):
+    """Run schemathesis' state machine over `flows` against base_url; raise the first failed check."""
+    failures, scenarios = [], []
+
+    class Flow(flows.as_state_machine()):
+        def setup(self):
+            scenarios.append(1)
+
+        def get_call_kwargs(self, case):
+            _fresh_idempotency_key(case)
+            if isinstance(case.body, dict) and isinstance(case.body.get("amount"), float):
+                # JSON Schema counts 500.0 as an integer; the API refuses it (SPEC §3: no floats).
+                # Flows should get past that (the stateless run above covers the refusal).
+                case.body["amount"] = int(case.body["amount"])
+            return {"base_url": base_url}
+
+        def validate_response(self, response, case, additional_checks=None, **kwargs):
+            try:
+                case.validate_response(response, checks=CHECKS)
+            except Exception as e:  # a check failed: keep it, whatever Hypothesis makes of it next
+                failures.append(e)
+                raise
+
+    for attempt in range(3):
+        try:
+            Flow.run(settings=hypothesis.settings(
+                max_examples=STATEFUL_SCENARIOS, stateful_step_count=10, deadline=None, database=None,
+                derandomize=attempt == 0, phases=[hypothesis.Phase.generate],
+                suppress_health_check=list(hypothesis.HealthCheck)))
+            break
+        except Exception as e:
+            if failures:
+                raise failures[0] from e
+            if not _inconsistent_replay(e):
+                raise
+            # The API's state moves on between runs of one generated sequence (payments settle,
+            # orders get paid), so Hypothesis may find a replayed prefix behaving differently. That
+            # is not a finding; run again until the scenario budget is spent.
+            if len(scenarios) >= STATEFUL_SCENARIOS:
+                break
+
+
 def test_stateful_links(live_api, start_worker, restore_test_merchant):
     """Orders -> payments -> capture/refunds -> fetches, following the document's links, while a
     real worker settles the payments (so capture and refunds succeed as well as fail)."""
@@ -83,21 +136,6 @@ def test_stateful_links(live_api, start_worker, restore_test_merchant):
                == "running", timeout=15, message="worker heartbeat")
     # Valid inputs only (and no NUL characters, which no text column stores), so the flows get
     # far: orders are paid, captured and refunded.
-    flows = _load(mode="positive", **{"allow-x00": False}).include(path_regex=r"^/api/v1/(orders|payments|refunds)")
-
-    class Flow(flows.as_state_machine()):
-        def get_call_kwargs(self, case):
-            _fresh_idempotency_key(case)
-            if isinstance(case.body, dict) and isinstance(case.body.get("amount"), float):
-                # JSON Schema counts 500.0 as an integer; the API refuses it (SPEC §3: no floats).
-                # Flows should get past that (the stateless run above covers the refusal).
-                case.body["amount"] = int(case.body["amount"])
-            return {"base_url": live_api.url}
-
-        def validate_response(self, response, case, additional_checks=None, **kwargs):
-            case.validate_response(response, checks=CHECKS)
-
-    Flow.run(settings=hypothesis.settings(max_examples=STATEFUL_SCENARIOS, stateful_step_count=10, deadline=None,
-                                          database=None, derandomize=True,
-                                          suppress_health_check=list(hypothesis.HealthCheck)))
+    run_flows(_load(mode="positive", **{"allow-x00": False}).include(path_regex=r"^/api/v1/(orders|payments|refunds)"),
+              live_api.url)
     assert worker.alive(), worker.output()
