@@ -20,10 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 import requests
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from app import create_app, db, idempotency, jobs, payments, refunds, webhooks
+from app.pg import text
 
 log = logging.getLogger("worker")
 
@@ -40,8 +39,7 @@ class Worker:
     def __init__(self, app):
         self.app = app
         self.settings = app.config
-        self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4,
-                                     pre_ping=False)
+        self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4)
         self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK
         self.batch = app.config["JOB_BATCH_SIZE"]
         self.lease_s = app.config["JOB_LEASE_SECONDS"]
@@ -73,7 +71,7 @@ class Worker:
                     if self.step():
                         continue
                     listener = self._wait(listener)
-                except (psycopg.OperationalError, DBAPIError, OSError) as e:
+                except (psycopg.OperationalError, OSError) as e:
                     log.warning("database unavailable (%s); retrying", type(e).__name__)
                     self.stopping.wait(1.0)
                     listener = self._reconnect(listener)
@@ -387,8 +385,8 @@ def main():
             with app.app_context(), db.engine().connect() as c:
                 db.apply_schema(c)
             break
-        except DBAPIError as e:
-            log.warning("database not reachable (%s); retrying", type(e.orig).__name__)
+        except psycopg.OperationalError as e:
+            log.warning("database not reachable (%s); retrying", type(e).__name__)
             stop.wait(1.0)
     if stop.is_set():
         return 0

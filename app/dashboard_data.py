@@ -1,8 +1,8 @@
 """What the dashboard reads: stats, the payments chart, a payment's webhook events, the queue.
 Plain functions over parameterised SQL that never commit (the dashboard only reads here)."""
-from sqlalchemy import text
 
 from .health import HEARTBEAT_FRESH_SECONDS
+from .pg import text
 
 CHART_DAYS = 14
 JOB_STATUSES = ("pending", "processing", "completed", "dead")

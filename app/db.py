@@ -1,13 +1,13 @@
-"""The database: one SQLAlchemy engine per app, a connection per request, text() SQL helpers."""
+"""The database: one connection pool per app (app/pg.py), a connection per request, SQL helpers."""
 import logging
 from pathlib import Path
 
 import click
 from flask import current_app, g
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from .config import ROOT, TEST_MERCHANT
+from .pg import Pool, text
 
 log = logging.getLogger(__name__)
 SCHEMA_LOCK = 7240001  # advisory lock id: processes starting together apply the schema one at a time
@@ -24,20 +24,11 @@ def libpq_url(url):
     return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def make_engine(url, pool_size=10, pre_ping=True):
-    """An engine whose pool survives a database restart and never hangs on connect. Pre-ping (one
-    extra round trip per checkout) spares API requests a dead pooled connection; the worker turns
-    it off and retries instead, since it checks connections out several times per job."""
-    return create_engine(
-        sqlalchemy_url(url),
-        pool_size=pool_size,
-        max_overflow=pool_size,
-        pool_pre_ping=pre_ping,
-        pool_timeout=5,
-        pool_recycle=1800,
-        hide_parameters=True,  # SQL parameters never reach error messages or logs
-        connect_args={"connect_timeout": 3, "options": "-c timezone=UTC -c statement_timeout=15000"},
-    )
+def make_engine(url, pool_size=10):
+    """The connection pool: never hangs on connect (3 s), UTC sessions, a statement timeout, and
+    after a database restart it reconnects by itself (see pg.Pool.invalidate)."""
+    return Pool(libpq_url(url), size=pool_size, connect_timeout=3,
+                options="-c timezone=UTC -c statement_timeout=15000")
 
 
 def engine():

@@ -2,7 +2,7 @@
 import logging
 
 from flask import jsonify, request
-from sqlalchemy.exc import DBAPIError, OperationalError
+import psycopg
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ def _http_error(e):
 
 
 def _db_error(e):
-    # A lost or refused connection is an outage, not a bug: 503, and the pool pre-ping recovers.
-    if isinstance(e, OperationalError) or getattr(e, "connection_invalidated", False):
-        log.warning("database unavailable: %s", type(e.orig).__name__ if hasattr(e, "orig") else e)
+    # A lost or refused connection is an outage, not a bug: 503; the pool reconnects by itself.
+    if isinstance(e, psycopg.OperationalError):
+        log.warning("database unavailable: %s", type(e).__name__)
         return error_response(ServiceUnavailable())
     return _unexpected(e)
 
@@ -130,5 +130,5 @@ def _unexpected(e):
 def init_app(app):
     app.register_error_handler(ApiError, error_response)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(DBAPIError, _db_error)
+    app.register_error_handler(psycopg.Error, _db_error)
     app.register_error_handler(Exception, _unexpected)

@@ -2,9 +2,9 @@
 from datetime import datetime, timezone
 
 from flask import Blueprint, current_app, jsonify
-from sqlalchemy import text
 
 from .config import TEST_MERCHANT
+from .pg import text
 from .timefmt import iso
 
 bp = Blueprint("health", __name__)

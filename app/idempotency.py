@@ -5,10 +5,10 @@ import hmac
 import json
 
 from flask import current_app, g, request
-from sqlalchemy import text
 
 from . import db
 from .errors import ApiError, Conflict
+from .pg import text
 
 MAX_KEY_LENGTH = 255
 

@@ -2,7 +2,8 @@
 fenced on the lease. It knows kinds only as strings (the worker maps kinds to handlers)."""
 import json
 
-from sqlalchemy import text
+from .pg import text
+
 
 # The trigger jobs_notify (schema.sql) sends NOTIFY jobs when a due job is inserted; PostgreSQL
 # folds the notifications of one transaction into one.

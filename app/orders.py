@@ -2,10 +2,10 @@
 import json
 import re
 
-from sqlalchemy import text
 
 from .errors import NotFound
 from .ids import new_id
+from .pg import text
 
 COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at"
 ID_RE = re.compile(r"order_[A-Za-z0-9]{16}")

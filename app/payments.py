@@ -3,12 +3,12 @@ import json
 import random
 import re
 
-from sqlalchemy import text
 
 from . import jobs, orders, validation, webhooks
 from .errors import ApiError, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .ids import new_id
 from .schemas import PAYMENT
+from .pg import text
 
 SETTLE = "payment.settle"
 COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "

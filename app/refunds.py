@@ -2,12 +2,12 @@
 import random
 import re
 
-from sqlalchemy import text
 
 from . import jobs, payments, webhooks
 from .errors import ApiError, NotFound
 from .ids import new_id
 from .schemas import PAYMENT, REFUND
+from .pg import text
 
 PROCESS = "refund.process"
 COLUMNS = "id, payment_id, merchant_id, amount, reason, status, created_at, processed_at"

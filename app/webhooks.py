@@ -11,11 +11,11 @@ import socket
 import time
 from urllib.parse import urlsplit
 
-from sqlalchemy import text
 
 from . import jobs
 from .errors import ApiError, Conflict, NotFound
 from .ids import new_id
+from .pg import text
 
 log = logging.getLogger(__name__)
 

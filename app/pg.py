@@ -1,0 +1,218 @@
+"""A small psycopg 3 connection pool with the slice of SQLAlchemy's Connection API the project uses
+(`execute(text(sql), {...})` with `:named` binds, `.mappings().first()`, `.scalar()`, `commit()`).
+
+Why not SQLAlchemy's engine: profiling POST /api/v1/orders under load showed SQLAlchemy's
+per-statement work (compiling text(), processing parameters and rows) costing 3–4× the driver's
+own time per query, about a third of the request's CPU (bench/results/api.md). The domain code
+keeps its SQL and its calls; only what executes them changed.
+"""
+import collections
+import contextlib
+import re
+import threading
+
+import psycopg
+
+_BIND = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_converted = {}
+
+
+def to_psycopg(sql):
+    """`:name` binds -> `%(name)s` (psycopg's style), `::casts` untouched, `%` escaped. Cached."""
+    out = _converted.get(sql)
+    if out is None:
+        out = _converted[sql] = _BIND.sub(r"%(\1)s", sql.replace("%", "%%"))
+    return out
+
+
+def text(sql):
+    """Marks a SQL string, as sqlalchemy.text does (kept so the SQL reads the same everywhere)."""
+    return sql
+
+
+_row_classes = {}
+
+
+def _row_class(names):
+    cls = _row_classes.get(names)
+    if cls is None:
+        cls = _row_classes[names] = collections.namedtuple("Row", names, rename=True)
+    return cls
+
+
+class Result:
+    """Rows fetched eagerly, viewable as tuples with attribute access, mappings or scalars."""
+
+    def __init__(self, cursor):
+        self.rowcount = cursor.rowcount
+        if cursor.description is None:
+            self._names, self._rows = (), []
+        else:
+            self._names = tuple(d.name for d in cursor.description)
+            self._rows = cursor.fetchall()
+
+    # tuples (namedtuples: row.status, row[0], unpacking)
+    def all(self):
+        cls = _row_class(self._names)
+        return [cls._make(r) for r in self._rows]
+
+    def __iter__(self):
+        return iter(self.all())
+
+    def first(self):
+        return _row_class(self._names)._make(self._rows[0]) if self._rows else None
+
+    def one(self):
+        if len(self._rows) != 1:
+            raise LookupError(f"expected one row, got {len(self._rows)}")
+        return self.first()
+
+    def scalar(self):
+        return self._rows[0][0] if self._rows else None
+
+    def scalars(self):
+        return _Values([r[0] for r in self._rows])
+
+    def mappings(self):
+        return _Values([dict(zip(self._names, r)) for r in self._rows])
+
+
+class _Values(list):
+    def all(self):
+        return list(self)
+
+    def first(self):
+        return self[0] if self else None
+
+    def one(self):
+        if len(self) != 1:
+            raise LookupError(f"expected one row, got {len(self)}")
+        return self[0]
+
+
+class Connection:
+    """A pooled psycopg connection. Statements run in a transaction that commit()/rollback()
+    end (or autocommit, for execution_options(isolation_level="AUTOCOMMIT")); close() returns it."""
+
+    def __init__(self, pool, raw):
+        self._pool = pool
+        self._raw = raw
+        self.connection = self  # SQLAlchemy's c.connection.driver_connection, for scripts
+        self.driver_connection = raw
+
+    def execute(self, sql, params=None):
+        try:
+            with self._raw.cursor() as cur:
+                cur.execute(to_psycopg(str(sql)), params or None)
+                return Result(cur)
+        except psycopg.OperationalError:
+            self._pool.invalidate()
+            raise
+
+    def exec_driver_sql(self, sql, params=None):
+        """SQL in psycopg's own style (%s / %(name)s)."""
+        with self._raw.cursor() as cur:
+            cur.execute(sql, params)
+            return Result(cur)
+
+    def execution_options(self, isolation_level=None):
+        if isolation_level == "AUTOCOMMIT":
+            self._raw.autocommit = True
+        return self
+
+    def commit(self):
+        self._raw.commit()
+
+    def rollback(self):
+        if not self._raw.closed:
+            self._raw.rollback()
+
+    def close(self):
+        if self._raw is not None:
+            self._pool.put(self._raw)
+            self._raw = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Pool:
+    """Up to `size` idle connections kept, more opened on demand (never blocks waiting). A
+    connection that saw the server go away invalidates every idle one: after a database restart
+    the next checkouts connect afresh instead of failing one stale connection at a time."""
+
+    def __init__(self, conninfo, size=10, autocommit=False, **connect_kwargs):
+        self.conninfo = conninfo
+        self.size = size
+        self.autocommit = autocommit
+        self.connect_kwargs = connect_kwargs
+        self._idle = []
+        self._lock = threading.Lock()
+        self._generation = 0
+
+    def connect(self):
+        with self._lock:
+            raw = self._idle.pop() if self._idle else None
+        if raw is None:
+            raw = psycopg.connect(self.conninfo, **self.connect_kwargs)
+            raw._gateway_generation = self._generation
+        raw.autocommit = self.autocommit
+        return Connection(self, raw)
+
+    @contextlib.contextmanager
+    def begin(self):
+        """A connection whose transaction commits when the block ends without an error."""
+        c = self.connect()
+        try:
+            yield c
+            c.commit()
+        finally:
+            c.close()
+
+    def execution_options(self, isolation_level=None):
+        """A view of the same pool whose connections autocommit (reads without BEGIN/ROLLBACK)."""
+        view = _AutocommitView(self)
+        return view if isolation_level == "AUTOCOMMIT" else self
+
+    def put(self, raw):
+        if raw.closed or raw.broken or getattr(raw, "_gateway_generation", -1) != self._generation:
+            raw.close()
+            return
+        try:
+            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                raw.rollback()
+        except psycopg.Error:
+            raw.close()
+            return
+        with self._lock:
+            if len(self._idle) < self.size:
+                self._idle.append(raw)
+                return
+        raw.close()
+
+    def invalidate(self):
+        """Forget every idle connection (the server went away); busy ones close when returned."""
+        with self._lock:
+            self._generation += 1
+            idle, self._idle = self._idle, []
+        for raw in idle:
+            try:
+                raw.close()
+            except psycopg.Error:
+                pass
+
+    def dispose(self):
+        self.invalidate()
+
+
+class _AutocommitView:
+    def __init__(self, pool):
+        self._pool = pool
+
+    def connect(self):
+        c = self._pool.connect()
+        c._raw.autocommit = True
+        return c
