@@ -1,6 +1,7 @@
 """Who is calling: API key + secret (headers or HTTP Basic) -> g.merchant; dashboard login_required."""
 import functools
 import hmac
+import time
 
 from flask import g, redirect, request, session, url_for
 
@@ -11,6 +12,14 @@ from .errors import AuthenticationError
 _DUMMY_SECRET = "secret_" + "x" * 24
 
 MERCHANT_COLUMNS = "id, name, email, api_key, api_secret, webhook_url, webhook_secret, is_active"
+
+# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active}).
+# Saves a query on every API call; a deactivated merchant is refused within AUTH_CACHE_SECONDS.
+# Only identity is cached: anything else (webhook URL, secret) is read in the request's own
+# transaction where it matters. Unknown keys are not cached, so guessing cannot fill it.
+AUTH_CACHE_SECONDS = 5.0
+AUTH_CACHE_MAX = 10_000
+_auth_cache = {}
 
 
 def _credentials():
@@ -29,12 +38,25 @@ def authenticate():
         raise AuthenticationError()
     if "\x00" in key:  # no key contains it, and PostgreSQL refuses it in a query (a 500, not a 401)
         raise AuthenticationError("Invalid API key or secret.")
-    merchant = db.one(f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE api_key = :key", key=key)
+    merchant = _lookup(key)
     expected = merchant["api_secret"] if merchant else _DUMMY_SECRET
     ok = hmac.compare_digest(expected.encode(), secret.encode())
     if not (merchant and ok and merchant["is_active"]):
         raise AuthenticationError("Invalid API key or secret.")
     g.merchant = merchant
+    return merchant
+
+
+def _lookup(key):
+    now = time.monotonic()
+    hit = _auth_cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    merchant = db.one("SELECT id, name, api_secret, is_active FROM merchants WHERE api_key = :key", key=key)
+    if merchant is not None:
+        if len(_auth_cache) >= AUTH_CACHE_MAX:
+            _auth_cache.clear()
+        _auth_cache[key] = (now + AUTH_CACHE_SECONDS, merchant)
     return merchant
 
 

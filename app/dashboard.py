@@ -162,7 +162,7 @@ def regenerate_webhook_secret():
 def send_test_webhook():
     c = db.conn()
     try:
-        webhooks.send_test(c, g.merchant)
+        webhooks.send_test(c, g.merchant["id"])
     except ApiError as e:
         flash(e.description, "error")
         return redirect(url_for("dashboard.webhooks_page"))

@@ -60,7 +60,7 @@ def create(c, merchant, data, settings):
                    currency=order["currency"], method=data["method"], notes=json.dumps(data["notes"]))
     ).mappings().one())
     jobs.enqueue(c, SETTLE, {"payment_id": row["id"]})
-    webhooks.emit_event(c, merchant, "payment.created", {"payment": PAYMENT.dump(row)})
+    webhooks.emit_event(c, merchant["id"], "payment.created", {"payment": PAYMENT.dump(row)})
     return row
 
 

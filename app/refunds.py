@@ -40,7 +40,7 @@ def create(c, merchant, payment_id, data, settings):
     delay = settings["TEST_PROCESSING_DELAY"] / 1000.0 if settings["TEST_MODE"] else random.uniform(3, 5)
     jobs.enqueue(c, PROCESS, {"refund_id": refund["id"]}, delay_seconds=delay)
     refund = _with_currency(refund, payment)
-    webhooks.emit_event(c, merchant, "refund.created", {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})
+    webhooks.emit_event(c, merchant["id"], "refund.created", {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})
     return refund
 
 

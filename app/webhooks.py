@@ -70,7 +70,7 @@ def new_secret():
 
 def emit_events(c, events, lease=None):
     """Write one webhook_logs row and one delivery job per (merchant_id, event, data), in the
-    caller's transaction. Callers pass only merchants that have a webhook URL. The body is
+    caller's transaction, for the merchants that have a webhook URL (others get nothing). The body is
     serialised here, once; every attempt sends these exact bytes. Returns [(job_id, payload)]."""
     if not events:
         return []
@@ -91,8 +91,10 @@ def emit_events(c, events, lease=None):
         """
         WITH logs AS (
             INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, next_retry_at, job_id)
-            SELECT m, e, i, b::jsonb, b, now(), nextval('jobs_id_seq')
+            SELECT t.m, t.e, t.i, t.b::jsonb, t.b, now(), nextval('jobs_id_seq')
               FROM unnest(CAST(:m AS uuid[]), CAST(:e AS text[]), CAST(:i AS text[]), CAST(:b AS text[])) AS t(m, e, i, b)
+              -- no URL, no log row: decided here, inside the transaction, from the merchant row as it is now
+              JOIN merchants ON merchants.id = t.m AND merchants.webhook_url IS NOT NULL
             RETURNING id, merchant_id, job_id)
         INSERT INTO jobs (id, kind, payload, status, lease_id, locked_until, attempts)
         SELECT job_id, :kind, jsonb_build_object('log_id', id, 'merchant_id', merchant_id),
@@ -106,11 +108,9 @@ def emit_events(c, events, lease=None):
     return [(job_id, payload) for job_id, payload in rows]
 
 
-def emit_event(c, merchant, event, data):
-    """One event for a merchant row; nothing at all when the merchant has no webhook URL."""
-    if not merchant.get("webhook_url"):
-        return []
-    return emit_events(c, [(merchant["id"], event, data)])
+def emit_event(c, merchant_id, event, data):
+    """One event for a merchant; nothing at all when the merchant has no webhook URL."""
+    return emit_events(c, [(merchant_id, event, data)])
 
 
 # ---- SSRF guard -------------------------------------------------------------------------------
@@ -281,9 +281,10 @@ def regenerate_secret(c, merchant_id):
     return get_config(c, merchant_id)
 
 
-def send_test(c, merchant):
-    """Queue a webhook.test event; 400 when no URL is configured."""
-    if not merchant.get("webhook_url"):
+def send_test(c, merchant_id):
+    """Queue a webhook.test event; 400 when no URL is configured. Returns the URL."""
+    url = get_config(c, merchant_id)["webhook_url"]
+    if not url:
         raise ApiError("Configure a webhook URL first.", field="webhook_url")
-    emit_event(c, merchant, "webhook.test", {"message": "This is a test webhook.",
-                                             "merchant_id": str(merchant["id"])})
+    emit_event(c, merchant_id, "webhook.test", {"message": "This is a test webhook.", "merchant_id": str(merchant_id)})
+    return url

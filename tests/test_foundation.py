@@ -127,3 +127,15 @@ def test_health_is_503_while_database_is_down_and_recovers(private_server, proce
         assert time.monotonic() - back < 5
     finally:
         api.stop()
+
+
+def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, merchant, db, monkeypatch):
+    from sqlalchemy import text
+
+    from app import auth
+
+    monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.3)
+    assert client.get("/api/v1/orders", headers=merchant["headers"]).status_code == 200
+    db.execute(text("UPDATE merchants SET is_active = false WHERE id = :m"), {"m": merchant["id"]})
+    wait_until(lambda: client.get("/api/v1/orders", headers=merchant["headers"]).status_code == 401, timeout=3,
+               message="401 after deactivation")

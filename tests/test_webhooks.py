@@ -233,3 +233,14 @@ def test_sign_functions_match_reference_implementations():
     headers = webhooks.headers_for(secret, "evt_1", body)
     Webhook(secret).verify(body, headers)
     assert headers["X-Webhook-Signature"] == hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
+
+
+def test_url_set_a_moment_ago_gets_the_very_next_event(client, merchant, receiver, running_worker):
+    """Whether an event gets a log row is decided in the event's own transaction, not from
+    anything cached at authentication."""
+    assert client.get("/api/v1/orders", headers=merchant["headers"]).status_code == 200  # auth cached now
+    rx = receiver()
+    assert client.put("/api/v1/webhooks/config", json={"webhook_url": rx.url},
+                      headers=merchant["headers"]).status_code == 200
+    pay(client, merchant)
+    rx.wait_for(1, event="payment.created")

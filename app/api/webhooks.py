@@ -55,6 +55,6 @@ def regenerate_webhook_secret():
 @api_auth
 def send_test_webhook():
     c = db.conn()
-    webhooks.send_test(c, g.merchant)
+    url = webhooks.send_test(c, g.merchant["id"])
     c.commit()
-    return {"status": "queued", "message": "Test webhook queued", "webhook_url": g.merchant["webhook_url"]}, 202
+    return {"status": "queued", "message": "Test webhook queued", "webhook_url": url}, 202
