@@ -109,23 +109,25 @@ class Worker:
         with self.lock:
             room = self.threads * 2 - sum(self.per_merchant_count.values())
         lease = str(uuid.uuid4())
-        with self.engine.connect() as c:
+        # One statement in autocommit: the lease is durable before any work starts.
+        with self.read_engine.connect() as c:
             claimed = jobs.claim(c, lease, self.batch, self.lease_s,
                                  exclude_kinds=() if room > 0 else (webhooks.DELIVER,))
-            c.commit()  # the lease is durable before any work starts
         if not claimed:
             return False
         by_kind = {}
         for j in claimed:
             by_kind.setdefault(j["kind"], []).append(j)
+        # Database work first: a settlement's own webhook goes out right after it, not after the
+        # HTTP of older deliveries claimed in the same batch.
         for kind, batch in by_kind.items():
-            if kind == webhooks.DELIVER:
-                self.submit_deliveries([(j["id"], j["payload"]) for j in batch], lease)
-            elif kind in HANDLERS:
+            if kind in HANDLERS:
                 self.run_batch(kind, batch, lease)
-            else:
+            elif kind != webhooks.DELIVER:
                 for j in batch:
                     self._fail(j, lease, f"no handler for job kind {kind!r}", 0.0)
+        if webhooks.DELIVER in by_kind:
+            self.submit_deliveries([(j["id"], j["payload"]) for j in by_kind[webhooks.DELIVER]], lease)
         return True
 
     # ---- database jobs -------------------------------------------------------------------------
@@ -163,7 +165,9 @@ class Worker:
         for j in batch:
             log.info("job %s %s %s in %.1fms", j["id"], kind, "rescheduled" if j["id"] in again else "completed",
                      ms, extra={"job_id": j["id"], "kind": kind})
-        self.submit_deliveries(emitted, lease)
+        # Just written in our transaction, URL and secret included: no need to read them back.
+        self.submit_deliveries([(job_id, payload) for job_id, payload, _ in emitted], lease,
+                               attempts={payload["log_id"]: attempt for _, payload, attempt in emitted})
 
     def _fail(self, job, lease, error, seconds):
         try:
@@ -178,16 +182,17 @@ class Worker:
 
     # ---- webhook deliveries --------------------------------------------------------------------
 
-    def submit_deliveries(self, items, lease):
+    def submit_deliveries(self, items, lease, attempts=None):
         """Start leased delivery jobs on the pool, at most per_merchant at once per merchant; the
         next ones of that merchant wait here (still leased) and start as soon as one finishes.
         A merchant with a long local backlog (a hanging endpoint) gets the excess back in the
         queue for a moment instead, so it cannot fill the worker's memory."""
         if not items:
             return
-        # One read for the whole batch: bodies, attempts, and the merchants' URL and secret now.
-        with self.read_engine.connect() as c:
-            attempts = webhooks.load_attempts(c, [p["log_id"] for _, p in items])
+        if attempts is None:
+            # One read for the whole batch: bodies, attempts, and the merchants' URL and secret now.
+            with self.read_engine.connect() as c:
+                attempts = webhooks.load_attempts(c, [p["log_id"] for _, p in items])
         deferred = []
         with self.lock:
             for job_id, payload in items:

@@ -71,7 +71,9 @@ def new_secret():
 def emit_events(c, events, lease=None):
     """Write one webhook_logs row and one delivery job per (merchant_id, event, data), in the
     caller's transaction, for the merchants that have a webhook URL (others get nothing). The body is
-    serialised here, once; every attempt sends these exact bytes. Returns [(job_id, payload)]."""
+    serialised here, once; every attempt sends these exact bytes. Returns, per row written,
+    (job_id, job payload, attempt): the attempt is what load_attempts() would read, so a worker
+    that emits can send at once without reading it back."""
     if not events:
         return []
     now = int(time.time())
@@ -95,17 +97,21 @@ def emit_events(c, events, lease=None):
               FROM unnest(CAST(:m AS uuid[]), CAST(:e AS text[]), CAST(:i AS text[]), CAST(:b AS text[])) AS t(m, e, i, b)
               -- no URL, no log row: decided here, inside the transaction, from the merchant row as it is now
               JOIN merchants ON merchants.id = t.m AND merchants.webhook_url IS NOT NULL
-            RETURNING id, merchant_id, job_id)
-        INSERT INTO jobs (id, kind, payload, status, lease_id, locked_until, attempts)
-        SELECT job_id, :kind, jsonb_build_object('log_id', id, 'merchant_id', merchant_id),
-               CASE WHEN CAST(:lease AS uuid) IS NULL THEN 'pending' ELSE 'processing' END, CAST(:lease AS uuid),
-               CASE WHEN CAST(:lease AS uuid) IS NULL THEN NULL ELSE now() + make_interval(secs => :lease_s) END,
-               CASE WHEN CAST(:lease AS uuid) IS NULL THEN 0 ELSE 1 END
-          FROM logs
-        RETURNING id, payload
+            RETURNING id, merchant_id, job_id, event_id, body),
+        queued AS (
+            INSERT INTO jobs (id, kind, payload, status, lease_id, locked_until, attempts)
+            SELECT job_id, :kind, jsonb_build_object('log_id', id, 'merchant_id', merchant_id),
+                   CASE WHEN CAST(:lease AS uuid) IS NULL THEN 'pending' ELSE 'processing' END, CAST(:lease AS uuid),
+                   CASE WHEN CAST(:lease AS uuid) IS NULL THEN NULL ELSE now() + make_interval(secs => :lease_s) END,
+                   CASE WHEN CAST(:lease AS uuid) IS NULL THEN 0 ELSE 1 END
+              FROM logs
+            RETURNING id, payload)
+        SELECT queued.id AS job_id, queued.payload, logs.id, logs.event_id, logs.body, 0 AS attempts,
+               merchants.webhook_url, merchants.webhook_secret
+          FROM queued JOIN logs ON logs.job_id = queued.id JOIN merchants ON merchants.id = logs.merchant_id
         """), {"m": merchants, "e": names, "i": ids, "b": bodies, "kind": DELIVER,
-               "lease": lease_id, "lease_s": float(lease_s)}).all()
-    return [(job_id, payload) for job_id, payload in rows]
+               "lease": lease_id, "lease_s": float(lease_s)}).mappings().all()
+    return [(r["job_id"], r["payload"], {k: r[k] for k in ATTEMPT_FIELDS}) for r in rows]
 
 
 def emit_event(c, merchant_id, event, data):
@@ -149,13 +155,16 @@ def check_url(url, allow_private):
 
 # ---- delivery (worker side) ---------------------------------------------------------------------
 
+ATTEMPT_FIELDS = ("id", "event_id", "body", "attempts", "webhook_url", "webhook_secret")
+
+
 def load_attempts(c, log_ids):
     """What the next attempt of each pending log needs, with the merchant's URL and secret as they
     are now (they may have changed since the event was emitted). Logs no longer pending
     (delivered, or given up) are absent."""
     rows = c.execute(text(
         """
-        SELECT w.id, w.event_id, w.body, w.attempts, m.webhook_url, m.webhook_secret
+        SELECT w.id, w.event_id, w.body, w.attempts, m.webhook_url, m.webhook_secret  -- ATTEMPT_FIELDS
           FROM webhook_logs w JOIN merchants m ON m.id = w.merchant_id
          WHERE w.id = ANY(CAST(:ids AS uuid[])) AND w.status = 'pending'
         """), {"ids": list(log_ids)}).mappings().all()
