@@ -152,6 +152,8 @@ class Worker:
                                 len(batch) - len(kept), len(batch), kind)
                     return
                 c.commit()
+        except psycopg.OperationalError:
+            raise  # the database is away, not the job's fault: the loop waits; the leases expire
         except Exception as e:  # noqa: BLE001
             if len(batch) > 1:
                 # Find the job that fails: run each alone so the others are not held back.
