@@ -12,6 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psutil
 import psycopg
 import requests
 
@@ -102,7 +103,11 @@ def one_run(args, log_dir):
             arrived = arrivals.wait(pid)
             assert arrived, f"no webhook for {pid}"
             rated.append((arrived - t) * 1000)
-        return {"sequential_ms": seq, "rated_ms": rated}
+        # Memory after the load: each gunicorn worker process and the worker.
+        api_workers = psutil.Process(api.process.proc.pid).children()
+        return {"sequential_ms": seq, "rated_ms": rated,
+                "api_worker_rss_mb": max(p.memory_info().rss for p in api_workers) / 2**20,
+                "worker_rss_mb": psutil.Process(worker.proc.pid).memory_info().rss / 2**20}
     finally:
         worker.stop()
         api.stop()
@@ -121,7 +126,8 @@ def main():
     for i in range(args.runs):
         r = one_run(args, log_dir)
         row = {"seq_p50": common.percentile(r["sequential_ms"], 50), "seq_p99": common.percentile(r["sequential_ms"], 99),
-               "rate_p50": common.percentile(r["rated_ms"], 50), "rate_p99": common.percentile(r["rated_ms"], 99)}
+               "rate_p50": common.percentile(r["rated_ms"], 50), "rate_p99": common.percentile(r["rated_ms"], 99),
+               "api_rss": r["api_worker_rss_mb"], "worker_rss": r["worker_rss_mb"]}
         runs.append(row)
         print(f"run {i + 1}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in row.items()), flush=True)
     med = {k: common.median([r[k] for r in runs]) for k in runs[0]}
@@ -130,6 +136,10 @@ def main():
              + "; ".join(f"{r['seq_p50']:.1f}/{r['seq_p99']:.1f}" for r in runs) + " |",
              f"| payments at {args.rate:.0f}/s for {args.seconds:.0f} s | {med['rate_p50']:.1f} ms | {med['rate_p99']:.1f} ms"
              f" | ≤ 6 / ≤ 20 ms | " + "; ".join(f"{r['rate_p50']:.1f}/{r['rate_p99']:.1f}" for r in runs) + " |"]
+    lines += ["", f"Set-up: gunicorn 2 workers × 4 threads (gthread), one worker.py (batch 200, 16 delivery threads), "
+              f"TEST_MODE with TEST_PROCESSING_DELAY=0, the receiver in the benchmark process; the test merchant "
+              f"also gets its payment.created events. Memory after the run: largest gunicorn worker "
+              f"{max(r['api_rss'] for r in runs):.0f} MB RSS, worker.py {max(r['worker_rss'] for r in runs):.0f} MB RSS."]
     print("\n".join(lines))
     common.write_result("latency.md", "\n".join(lines) + "\n")
     common.RESULTS.mkdir(parents=True, exist_ok=True)

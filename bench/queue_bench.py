@@ -46,6 +46,11 @@ class RssSampler(threading.Thread):
             self.done.wait(0.05)
 
 
+def db_commits(c):
+    c.execute("SELECT pg_stat_clear_snapshot()")
+    return c.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()").fetchone()[0]
+
+
 def drain_ours(kind, jobs, batch, log_dir):
     """Start worker.py, wait until it is idle, queue `jobs` in one transaction, time the drain."""
     url = common.fresh_database("bench_queue")
@@ -56,11 +61,11 @@ def drain_ours(kind, jobs, batch, log_dir):
         sampler = RssSampler(worker.proc.pid)
         sampler.start()
         with psycopg.connect(url, autocommit=True) as c:
+            commits0 = db_commits(c)
             with c.transaction():
                 for statement in (SEED_NOOP if kind == "noop" else SEED_SETTLEMENTS).split(";"):
                     if statement.strip():
                         c.execute(statement, {"n": jobs})
-            xid0 = int(c.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
             t0 = common.now()  # the jobs are committed: the NOTIFY is on its way
             polls = 0
             while c.execute("SELECT EXISTS (SELECT 1 FROM jobs WHERE status IN ('pending', 'processing'))"
@@ -70,7 +75,6 @@ def drain_ours(kind, jobs, batch, log_dir):
                 assert worker_alive, worker.output()
                 threading.Event().wait(0.01)
             seconds = common.now() - t0
-            xid1 = int(c.execute("SELECT pg_current_xact_id()::text").fetchone()[0])
             done = c.execute("SELECT count(*) FROM jobs WHERE status = 'completed'").fetchone()[0]
             if kind == "settle":
                 settled = c.execute("SELECT count(*) FROM payments WHERE status = 'success'").fetchone()[0]
@@ -78,9 +82,15 @@ def drain_ours(kind, jobs, batch, log_dir):
         assert done == jobs, f"{done} of {jobs} completed"
         sampler.done.set()
         sampler.join()
-        # Write transactions between the seed and the end (each takes a transaction id): claims,
-        # batch commits, heartbeats. The two pg_current_xact_id() calls take one each.
-        return {"seconds": seconds, "jobs_per_s": jobs / seconds, "commits_per_job": (xid1 - xid0 - 1) / jobs,
+        # Transactions committed in this database during the drain, from pg_stat_database once the
+        # worker's backends have exited (they flush their statistics then), less this script's own
+        # (the seed, the polls and the reads above). Other databases on the server do not count.
+        worker.stop()
+        with psycopg.connect(url, autocommit=True) as c:
+            common.wait_until(lambda: c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                                "current_database()").fetchone()[0] == 1, message="worker gone")
+            commits = db_commits(c) - commits0 - (polls + 4)
+        return {"seconds": seconds, "jobs_per_s": jobs / seconds, "commits_per_job": commits / jobs,
                 "peak_rss_mb": sampler.peak / 2**20}
     finally:
         worker.stop()

@@ -9,6 +9,21 @@ SECTIONS = [
 ]
 
 
+def _api_summary(text):
+    """The headline tables of results/api.md (the full report, raw rounds and profile stay there)."""
+    keep, on = [], False
+    for line in text.splitlines():
+        if line.startswith("## ") and line[3:].startswith(("Results", "Alternative")):
+            keep += ["", "#" + line, ""]
+            on = False
+            continue
+        if line.startswith("### "):
+            on = line.startswith("### Throughput") or line.startswith("### Latency at half")
+        if on:
+            keep.append("#" + line if line.startswith("### ") else line)
+    return "\n".join(keep) + "\n\nFull report with set-up, raw rounds and the py-spy profile: [results/api.md](results/api.md)."
+
+
 def main():
     m = common.machine()
     pg = common.pg_settings(common.fresh_database("bench_report"))
@@ -21,7 +36,10 @@ def main():
            f"{pg['shared_buffers']}, synchronous_commit {pg['synchronous_commit']}, fsync {pg['fsync']}).", ""]
     for name, title in SECTIONS:
         path = common.RESULTS / name
-        out += [f"## {title}", "", path.read_text().strip() if path.exists() else "_not run_", ""]
+        text = path.read_text().strip() if path.exists() else "_not run_"
+        if name == "api.md" and path.exists():
+            text = _api_summary(text)
+        out += [f"## {title}", "", text, ""]
     (common.ROOT / "bench" / "README.md").write_text("\n".join(out))
 
 

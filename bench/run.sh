@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 $PY -m pip install --quiet -r bench/requirements.txt
 command -v wrk >/dev/null || { echo "bench: wrk is needed (apt-get install wrk)"; exit 1; }
-export DATABASE_URL=${DATABASE_URL:-$($PY -c 'from app.embedded import ensure_database_url as e; print(e())')}
+# Without DATABASE_URL each script starts (and counts itself a user of) the embedded server.
 RUNS=${RUNS:-3}
 $PY bench/api_bench.py --rounds "$RUNS" --seconds 10
 $PY bench/queue_bench.py --jobs 20000 --runs "$RUNS"
