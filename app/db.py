@@ -48,17 +48,8 @@ def one(sql, c=None, **params):
     return dict(row) if row is not None else None
 
 
-def all_(sql, c=None, **params):
-    return [dict(r) for r in (c or conn()).execute(text(sql), params).mappings()]
-
-
 def scalar(sql, c=None, **params):
     return (c or conn()).execute(text(sql), params).scalar()
-
-
-def commit():
-    if "db_conn" in g:
-        g.db_conn.commit()
 
 
 def close_conn(exc=None):

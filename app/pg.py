@@ -101,19 +101,17 @@ class Connection:
         self.driver_connection = raw
 
     def execute(self, sql, params=None):
-        try:
-            with self._raw.cursor() as cur:
-                cur.execute(to_psycopg(str(sql)), params or None)
-                return Result(cur)
-        except psycopg.OperationalError:
-            self._pool.invalidate()
-            raise
+        return self.exec_driver_sql(to_psycopg(str(sql)), params or None)
 
     def exec_driver_sql(self, sql, params=None):
         """SQL in psycopg's own style (%s / %(name)s)."""
-        with self._raw.cursor() as cur:
-            cur.execute(sql, params)
-            return Result(cur)
+        try:
+            with self._raw.cursor() as cur:
+                cur.execute(sql, params)
+                return Result(cur)
+        except psycopg.OperationalError:
+            self._pool.invalidate()  # the server went away: no idle connection is worth keeping
+            raise
 
     def execution_options(self, isolation_level=None):
         if isolation_level == "AUTOCOMMIT":

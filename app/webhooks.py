@@ -9,6 +9,7 @@ import logging
 import secrets
 import socket
 import time
+import uuid
 from urllib.parse import urlsplit
 
 
@@ -248,10 +249,11 @@ def retry(c, merchant_id, log_id):
     """Reset attempts and deliver now. The log's own job is reused when it is still queued, so
     there is never more than one delivery job per log."""
     try:
-        row = c.execute(text("SELECT id, job_id FROM webhook_logs WHERE id = CAST(:id AS uuid) AND merchant_id = :m "
-                             "FOR UPDATE"), {"id": log_id, "m": merchant_id}).mappings().first()
-    except Exception:  # noqa: BLE001 - a malformed uuid is simply "not found"
-        row = None
+        log_id = str(uuid.UUID(log_id))
+    except ValueError:
+        raise NotFound("Webhook log not found.") from None  # not even an id: checked here, not by a failed query
+    row = c.execute(text("SELECT id, job_id FROM webhook_logs WHERE id = CAST(:id AS uuid) AND merchant_id = :m "
+                         "FOR UPDATE"), {"id": log_id, "m": merchant_id}).mappings().first()
     if row is None:
         raise NotFound("Webhook log not found.")
     job = c.execute(text("SELECT status FROM jobs WHERE id = :id"), {"id": row["job_id"]}).scalar()

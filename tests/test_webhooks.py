@@ -244,3 +244,9 @@ def test_url_set_a_moment_ago_gets_the_very_next_event(client, merchant, receive
                       headers=merchant["headers"]).status_code == 200
     pay(client, merchant)
     rx.wait_for(1, event="payment.created")
+
+
+@pytest.mark.parametrize("log_id", ["not-a-uuid", "00000000-0000-0000-0000-000000000000"])
+def test_retry_of_an_unknown_or_malformed_log_id_is_404(client, merchant, log_id):
+    r = client.post(f"/api/v1/webhooks/{log_id}/retry", headers=merchant["headers"])
+    assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"

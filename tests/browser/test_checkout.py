@@ -38,23 +38,10 @@ def tid(name):
 
 # ---- the gateway ----------------------------------------------------------------------------------
 
-class _PatientApi(Api):
-    """helpers.Api, except that a /health answer slower than its 1 s timeout while gunicorn's
-    workers are still importing the app (a busy machine) means "not up yet" instead of an error.
-    helpers.Api._up catches only ConnectionError, so a ReadTimeout aborts the start and leaks the
-    gunicorn process; drop this class once it also catches requests.Timeout."""
-
-    def _up(self):
-        try:
-            return super()._up()
-        except requests.Timeout:
-            return False
-
-
 @pytest.fixture(scope="module")
 def live_api(process_env, log_dir, app):
-    """This module's running gateway (conftest's live_api, started by _PatientApi)."""
-    api = _PatientApi(process_env, log_dir, workers=2, threads=8)
+    """This module's own running gateway, so its failing-worker tests share it with nobody."""
+    api = Api(process_env, log_dir, workers=2, threads=8)
     yield api
     api.stop()
 
