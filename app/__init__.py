@@ -3,6 +3,7 @@ import logging
 import time
 
 from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
 
 from . import config as config_module
 
@@ -25,6 +26,7 @@ def create_app(test_config=None):
         JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
+    app.session_interface = _SessionInterface()
     app.json.compact = True
     _configure_logging(app)
 
@@ -44,6 +46,16 @@ def create_app(test_config=None):
     checkout.init_app(app)
     dashboard.init_app(app)  # last: its CSRF protection exempts the API and checkout blueprints
     return app
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """The API authenticates by key, never by cookie: its requests get no session (opening one
+    builds a signing serializer on every request)."""
+
+    def open_session(self, app, request):
+        if request.path.startswith("/api/"):
+            return self.make_null_session(app)
+        return super().open_session(app, request)
 
 
 def _configure_logging(app):

@@ -15,8 +15,9 @@ MERCHANT_COLUMNS = "id, name, email, api_key, api_secret, webhook_url, webhook_s
 
 # API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active}).
 # Saves a query on every API call; a deactivated merchant is refused within AUTH_CACHE_SECONDS.
-# Only identity is cached: anything else (webhook URL, secret) is read in the request's own
-# transaction where it matters. Unknown keys are not cached, so guessing cannot fill it.
+# Only identity is cached, and whether the merchant has a webhook URL as a hint (payments.create
+# uses it to pick a path; the statement itself decides). Anything else (the URL, the secret) is
+# read in the request's own transaction where it matters. Unknown keys are not cached, so guessing cannot fill it.
 AUTH_CACHE_SECONDS = 5.0
 AUTH_CACHE_MAX = 10_000
 _auth_cache = {}
@@ -52,7 +53,8 @@ def _lookup(key):
     hit = _auth_cache.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
-    merchant = db.one("SELECT id, name, api_secret, is_active FROM merchants WHERE api_key = :key", key=key)
+    merchant = db.one("SELECT id, name, api_secret, is_active, webhook_url IS NOT NULL AS has_webhook_url "
+                      "FROM merchants WHERE api_key = :key", key=key)
     if merchant is not None:
         if len(_auth_cache) >= AUTH_CACHE_MAX:
             _auth_cache.clear()

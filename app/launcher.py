@@ -35,7 +35,9 @@ def gunicorn_cmd(env):
             "--workers", env.get("WEB_CONCURRENCY", "2"),
             "--threads", env.get("GUNICORN_THREADS", "4"),
             "--worker-class", "gthread",
-            "--graceful-timeout", "10", "--no-control-socket", "--access-logfile", "-" if env.get("ACCESS_LOG") else "/dev/null"]
+            "--graceful-timeout", "10", "--no-control-socket",
+            # gunicorn formats no access line at all without the flag
+            *(["--access-logfile", "-"] if env.get("ACCESS_LOG") else [])]
 
 
 def test_merchant_cmd(env):

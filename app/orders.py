@@ -11,15 +11,16 @@ COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at
 ID_RE = re.compile(r"order_[A-Za-z0-9]{16}")
 
 
-def _check_id(order_id):
+def check_id(order_id):
     # Anything else cannot exist; and a NUL byte in a path or body would make PostgreSQL raise (500).
     if not (isinstance(order_id, str) and ID_RE.fullmatch(order_id)):
         raise NotFound("Order not found.", field="order_id")
 
 
 def create(c, merchant_id, data):
-    """Insert an order (validated by schemas.OrderCreate)."""
-    return dict(c.execute(text(
+    """Insert an order (validated by schemas.OrderCreate): one statement, committed by itself
+    unless the caller has a transaction open (an Idempotency-Key's)."""
+    return dict(c.execute_alone(text(
         f"INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes) "
         f"VALUES (:id, :m, :amount, :currency, :receipt, CAST(:notes AS jsonb)) RETURNING {COLUMNS}"),
         {"id": new_id("order_"), "m": merchant_id, "amount": data["amount"], "currency": data["currency"].upper(),
@@ -28,7 +29,7 @@ def create(c, merchant_id, data):
 
 def get(c, merchant_id, order_id, lock=False):
     """The merchant's order or 404 (another merchant's order is 404 too)."""
-    _check_id(order_id)
+    check_id(order_id)
     row = c.execute(text(f"SELECT {COLUMNS} FROM orders WHERE id = :id AND merchant_id = :m"
                          + (" FOR UPDATE" if lock else "")),
                     {"id": order_id, "m": merchant_id}).mappings().first()
@@ -39,7 +40,7 @@ def get(c, merchant_id, order_id, lock=False):
 
 def get_public(c, order_id):
     """What the checkout shows: amount, currency, status and the merchant's name."""
-    _check_id(order_id)
+    check_id(order_id)
     row = c.execute(text(
         "SELECT o.id, o.amount, o.currency, o.status, o.merchant_id, m.name AS merchant_name, m.api_key "
         "FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.id = :id AND m.is_active"),

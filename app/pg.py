@@ -45,10 +45,13 @@ class Result:
 
     def __init__(self, cursor):
         self.rowcount = cursor.rowcount
-        if cursor.description is None:
+        res = cursor.pgresult
+        if res is None or res.status != psycopg.pq.ExecStatus.TUPLES_OK:
             self._names, self._rows = (), []
         else:
-            self._names = tuple(d.name for d in cursor.description)
+            # The names straight from the result: cursor.description builds a Column object per
+            # column on every access (measured: a tenth of POST /payments' CPU).
+            self._names = tuple(res.fname(i).decode() for i in range(res.nfields))
             self._rows = cursor.fetchall()
 
     # tuples (namedtuples: row.status, row[0], unpacking)
@@ -112,6 +115,22 @@ class Connection:
         except psycopg.OperationalError:
             self._pool.invalidate()  # the server went away: no idle connection is worth keeping
             raise
+
+    def in_transaction(self):
+        return self._raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+    def execute_alone(self, sql, params=None):
+        """One statement that is a transaction of its own when none is open (PostgreSQL runs a
+        single statement atomically: no BEGIN and COMMIT round trips needed); inside an open
+        transaction it is simply part of it."""
+        if self.in_transaction() or self._raw.autocommit:
+            return self.execute(sql, params)
+        self._raw.autocommit = True
+        try:
+            return self.execute(sql, params)
+        finally:
+            if not self.in_transaction():  # not when the connection broke: it is discarded anyway
+                self._raw.autocommit = False
 
     def execution_options(self, isolation_level=None):
         if isolation_level == "AUTOCOMMIT":

@@ -1,5 +1,7 @@
 """Marshmallow schemas: request validation at the edge and the dump of every resource.
 The same classes feed /openapi.json, so the documentation cannot drift from the views."""
+import functools
+
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .errors import ApiError
@@ -147,10 +149,16 @@ class ListQuery(Schema):
     status = Text(validate=validate.OneOf(["pending", "processing", "success", "failed"]))
 
 
-def load(schema, data):
-    """Validate with a schema; a ValidationError becomes one 400 naming the first bad field."""
+@functools.cache
+def _instance(schema_class):
+    return schema_class()
+
+
+def load(schema_class, data):
+    """Validate with a schema; a ValidationError becomes one 400 naming the first bad field. One
+    instance per schema class serves every request (building one copies all its fields)."""
     try:
-        return schema.load(data)
+        return _instance(schema_class).load(data)
     except ValidationError as e:
         field, message = _first_error(e.messages)
         raise ApiError(f"{field}: {message}" if field else message, field=field) from None

@@ -16,8 +16,9 @@ does everything and rewrites bench/results/api.md:
    bare, orders, payments (and the extras) `--seconds` each, alternating, for every gunicorn
    configuration of `--configs` (all servers up, all alternated); medians and ratios, with the CPU
    the server processes and the PostgreSQL backends used per request;
-5. latency: a constant-rate generator (Python threads + http.client, open loop: latency counts
-   from the request's scheduled time, so a stalled server is not hidden) at half the bare median;
+5. latency: a constant-rate generator (asyncio on raw keep-alive sockets, open loop: latency
+   counts from the request's scheduled time, so a stalled server is not hidden) at half the bare
+   median;
 6. profile: py-spy on the gateway's workers under wrk load on POST /orders (flame graph
    bench/results/orders-profile.svg, CPU and wall-clock breakdowns) and POST /payments.
 
@@ -25,9 +26,11 @@ Needs wrk (Debian: apt-get install -y wrk; installed when missing and root) and 
 (pip; installed into this Python when missing; without it the profile is skipped).
 """
 import argparse
+import asyncio
 import collections
 import datetime
 import http.client
+import importlib.util
 import itertools
 import json
 import os
@@ -206,7 +209,9 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: see {self.logfile.name}")
+                self.logfile.flush()
+                tail = Path(self.logfile.name).read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{self.name} exited:\n{tail}")
             try:
                 c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
                 c.request("GET", "/")
@@ -341,49 +346,82 @@ def sanity_checks(ours, bare, bench_url, order_ids):
 
 # ---- constant-rate latency --------------------------------------------------------------------
 
-def constant_rate(target, rate, seconds, order_ids, nthreads=24):
+GENERATOR_CONNECTIONS = 32
+
+
+def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS):
     """Open loop: request i is due at t0 + i/rate; its latency runs from that moment to the end of
-    the response (so queueing behind a slow request counts). Also reports the plain service time."""
+    the response (so queueing behind a slow request, or for a free connection, counts). Also
+    reports the plain service time. asyncio on raw keep-alive sockets with the requests built
+    beforehand: the generator shares the two cores with the servers, so it must cost little."""
+    try:
+        import uvloop
+        new_loop = uvloop.new_event_loop
+    except ImportError:
+        new_loop = asyncio.new_event_loop
     n_total = int(rate * seconds)
-    counter = itertools.count()
-    t0 = time.perf_counter() + 0.3
-    samples = []
-    headers = {"Content-Type": "application/json", **(AUTH_HEADERS if target.auth else {})}
     offset = int(time.time()) % max(len(order_ids), 1)
+    head = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json",
+                                                 **(AUTH_HEADERS if target.auth else {})}.items())
 
-    def body(i):
+    def request(i):
+        body = target.body
         if target.orders_file:
-            return target.body.replace("%ORDER%", order_ids[(offset + i) % len(order_ids)])
-        return target.body
+            body = body.replace("%ORDER%", order_ids[(offset + i) % len(order_ids)])
+        return (f"POST {target.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
+                f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
 
-    def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", target.server.port, timeout=10)
+    requests = [request(i) for i in range(n_total)]
+    samples = []
+
+    async def connection(queue, t0):
+        reader = writer = None
         while True:
-            i = next(counter)
-            if i >= n_total:
+            i = await queue.get()
+            if i is None:
                 break
             due = t0 + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
             start = time.perf_counter()
             try:
-                conn.request("POST", target.path, body=body(i), headers=headers)
-                resp = conn.getresponse()
-                resp.read()
-                status = resp.status
-            except (OSError, http.client.HTTPException):
+                if writer is None:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", target.server.port)
+                writer.write(requests[i])
+                status_line = await reader.readuntil(b"\r\n")
+                headers = await reader.readuntil(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", headers).group(1))
+                await reader.readexactly(length)
+                status = int(status_line.split()[1])
+                if re.search(rb"(?i)connection:\s*close", headers):
+                    writer.close()
+                    reader = writer = None
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, AttributeError, ValueError):
                 status = -1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", target.server.port, timeout=10)
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
             end = time.perf_counter()
             samples.append((end - due, end - start, status, start - due, end - t0))
+        if writer is not None:
+            writer.close()
 
-    threads = [threading.Thread(target=worker, daemon=True) for _ in range(nthreads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    async def run():
+        queue = asyncio.Queue()
+        t0 = time.perf_counter() + 0.3
+        conns = [asyncio.create_task(connection(queue, t0)) for _ in range(nconn)]
+        for i in range(n_total):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            queue.put_nowait(i)
+        for _ in conns:
+            queue.put_nowait(None)
+        await asyncio.gather(*conns)
+
+    loop = new_loop()
+    try:
+        loop.run_until_complete(run())
+    finally:
+        loop.close()
     elapsed = max(s[4] for s in samples) if samples else seconds
     return {"samples": samples, "achieved": len(samples) / elapsed, "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
 
@@ -769,7 +807,8 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
         if cfg["latency"]:
             rate = cfg["latency_rate"]
             w(f"### Latency at half the bare rate: {rate} req/s, constant rate\n")
-            w(f"Open-loop generator in api_bench.py (24 threads with keep-alive http.client connections; request i is "
+            w(f"Open-loop generator in api_bench.py (asyncio{' + uvloop' if importlib.util.find_spec('uvloop') else ''}, "
+              f"{GENERATOR_CONNECTIONS} keep-alive connections, requests built beforehand; request i is "
               f"due at t0 + i/rate and its latency counts from then, so queueing behind a slow request is not hidden), "
               f"{args.latency_rounds} × {args.latency_seconds} s per target, alternated, all samples pooled. "
               "Service time = from the actual send to the end of the response. The generator runs on the same "

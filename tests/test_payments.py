@@ -6,6 +6,7 @@ import re
 import pytest
 from sqlalchemy import text
 
+from app import webhooks
 from helpers import CARD
 from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
                          payment_status, settle)
@@ -147,6 +148,43 @@ def test_payment_and_its_settlement_commit_together(client, db, api_worker, merc
     got = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
     assert got["status"] == "success" and got["error_code"] is None
     assert client.get(f"/api/v1/orders/{order['id']}", headers=merchant["headers"]).get_json()["status"] == "paid"
+
+
+def test_payment_created_event_commits_with_the_payment(client, db, make_merchant):
+    """No URL, no event; a URL set a moment ago (while the API still has the merchant cached as
+    having none) gets the next payment's payment.created, written with the payment."""
+    m = make_merchant()
+    first = pay(client, m, create_order(client, m)["id"])
+    db.execute(text("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = :id"), {"id": m["id"]})
+    second = pay(client, m, create_order(client, m)["id"])
+    events = db.execute(text("SELECT payload->'data'->'payment'->>'id' FROM webhook_logs "
+                             "WHERE merchant_id = :m AND event = 'payment.created'"), {"m": m["id"]}).scalars().all()
+    assert events == [second["id"]]
+    jobs = db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = ANY(:ids)"),
+                      {"ids": [first["id"], second["id"]]}).scalar()
+    assert jobs == 2
+
+
+@pytest.mark.parametrize("url_set", ["before", "after the merchant was cached"])
+def test_no_payment_without_its_event(client, db, make_merchant, monkeypatch, url_set):
+    """The payment.created event is part of the payment's transaction: when it cannot be written,
+    neither the payment nor its settlement job exists."""
+    m = make_merchant(webhook_url="http://127.0.0.1:9/hook" if url_set == "before" else None)
+    order = create_order(client, m)
+    if url_set != "before":
+        db.execute(text("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = :id"), {"id": m["id"]})
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("webhook_logs unavailable")
+
+    monkeypatch.setattr(webhooks, "emit_events", unavailable)
+    jobs = "SELECT count(*) FROM jobs WHERE kind = 'payment.settle'"
+    before = db.execute(text(jobs)).scalar()
+    r = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@b"},
+                    headers=m["headers"])
+    assert r.status_code == 500 and r.get_json()["error"]["code"] == "SERVER_ERROR"
+    assert count(db, "payments", m["id"]) == 0
+    assert db.execute(text(jobs)).scalar() == before
 
 
 def test_paying_a_paid_order_is_400(client, db, api_worker, merchant):

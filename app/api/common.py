@@ -43,7 +43,7 @@ def json_body():
 
 def paging():
     """limit/offset (aliases count/skip): limit defaults to 10 and is capped at 100."""
-    q = load(ListQuery(), request.args.to_dict())
+    q = load(ListQuery, request.args.to_dict())
     limit = q.get("limit", q.get("count", DEFAULT_LIMIT))
     offset = q.get("offset", q.get("skip", 0))
     return min(limit, MAX_LIMIT), offset, q.get("status")

@@ -13,7 +13,7 @@ from .common import json_body, listing, paging
 @api_auth
 @idempotent()
 def create_order():
-    data = load(OrderCreate(), json_body())
+    data = load(OrderCreate, json_body())
     return ORDER.dump(orders.create(db.conn(), g.merchant["id"], data)), 201
 
 

@@ -13,14 +13,14 @@ from .common import json_body, listing, paging, settings
 @api_auth
 @idempotent()
 def create_payment():
-    data = load(PaymentCreate(), json_body())
+    data = load(PaymentCreate, json_body())
     return PAYMENT.dump(payments.create(db.conn(), g.merchant, data, settings())), 201
 
 
 @bp.post("/payments/public")
 def create_payment_public():
     """The checkout page's call: no credentials, the merchant is the order's."""
-    data = load(PaymentCreate(), json_body())
+    data = load(PaymentCreate, json_body())
     c = db.conn()
     order = orders.get_public(c, data["order_id"])
     merchant = db.one("SELECT id, webhook_url FROM merchants WHERE id = :id", c, id=order["merchant_id"])
@@ -51,7 +51,7 @@ def get_payment_public(payment_id):
 @bp.post("/payments/<payment_id>/capture")
 @api_auth
 def capture_payment(payment_id):
-    data = load(CaptureIn(), json_body())
+    data = load(CaptureIn, json_body())
     c = db.conn()
     payment = payments.capture(c, g.merchant["id"], payment_id, data["amount"])
     c.commit()

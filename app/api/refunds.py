@@ -15,7 +15,7 @@ from .common import json_body, listing, paging, settings
 @idempotent("Idempotency-Key", "X-Refund-Idempotency")
 def create_refund(payment_id):
     # An empty body means "refund the rest", as Razorpay's client sends it.
-    data = load(RefundCreate(), json_body() if request.get_data(cache=True).strip() else {})
+    data = load(RefundCreate, json_body() if request.get_data(cache=True).strip() else {})
     return REFUND.dump(refunds.create(db.conn(), g.merchant, payment_id, data, settings())), 201
 
 

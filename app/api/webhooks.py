@@ -35,7 +35,7 @@ def get_webhook_config():
 @bp.post("/webhooks/config")
 @api_auth
 def set_webhook_config():
-    data = load(WebhookConfigIn(), json_body())
+    data = load(WebhookConfigIn, json_body())
     c = db.conn()
     config = webhooks.set_url(c, g.merchant["id"], data["webhook_url"], settings()["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
     c.commit()
