@@ -18,7 +18,6 @@ from collections import Counter, defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-import requests
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app import create_app, db, idempotency, jobs, payments, refunds, webhooks
@@ -52,7 +51,7 @@ class Worker:
         self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
         self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
         self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
-        self.local = threading.local()
+        self.http = webhooks.http_pool(self.per_merchant)
         self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
         self.recorder = threading.Thread(target=self.record_results, name="recorder", daemon=True)
         self.recorder.start()
@@ -236,18 +235,12 @@ class Worker:
             if not queue:
                 self.waiting.pop(merchant, None)
 
-    def _session(self):
-        s = getattr(self.local, "session", None)
-        if s is None:
-            s = self.local.session = requests.Session()
-        return s
-
     def deliver(self, task):
         """One HTTP attempt on a pool thread; the recorder thread writes its outcome."""
         job_id, lease, attempt, _ = task
         t0 = time.perf_counter()
         try:
-            ok, code, body = webhooks.post(self._session(), attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+            ok, code, body = webhooks.post(self.http, attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
             status, wait = webhooks.outcome(attempt["attempts"], ok, self.settings["WEBHOOK_RETRY_INTERVALS"])
             self.results.put({"job_id": job_id, "lease": lease, "log_id": str(attempt["id"]), "status": status,
                               "wait": wait, "code": code, "body": body, "ms": (time.perf_counter() - t0) * 1000})

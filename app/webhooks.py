@@ -12,6 +12,8 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+import urllib3
+
 
 from . import jobs
 from .errors import ApiError, Conflict, NotFound
@@ -172,7 +174,14 @@ def load_attempts(c, log_ids):
     return {str(r["id"]): dict(r) for r in rows}
 
 
-def post(session, attempt, allow_private):
+def http_pool(connections_per_host):
+    """The worker's HTTP client, shared by its delivery threads: keep-alive connections per
+    endpoint, no retries or redirects of its own (a retry is a new attempt, on our schedule), and
+    no proxy from the environment: the SSRF check vets the address we actually connect to."""
+    return urllib3.PoolManager(num_pools=256, maxsize=connections_per_host, block=False, retries=False)
+
+
+def post(http, attempt, allow_private):
     """One HTTP attempt. Returns (ok, response_code, response_body); never raises."""
     url = attempt["webhook_url"]
     if not url:
@@ -183,9 +192,19 @@ def post(session, attempt, allow_private):
         return False, None, e.description
     headers = headers_for(attempt["webhook_secret"] or "", attempt["event_id"], attempt["body"])
     try:
-        r = session.post(url, data=attempt["body"].encode(), headers=headers, timeout=TIMEOUT_SECONDS,
-                         allow_redirects=False)
-        return 200 <= r.status_code < 300, r.status_code, r.text[:RESPONSE_BODY_LIMIT]
+        r = http.request("POST", url, body=attempt["body"].encode(), headers=headers, redirect=False,
+                         timeout=urllib3.Timeout(connect=TIMEOUT_SECONDS, read=TIMEOUT_SECONDS),
+                         preload_content=False)
+        try:
+            # Only the start of the answer is kept: a huge or endless body costs us nothing more.
+            raw = r.read(RESPONSE_BODY_LIMIT * 4)
+        finally:
+            if r.length_remaining == 0:
+                r.release_conn()  # read to the end: the connection is reusable
+            else:
+                r.close()
+        body = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:RESPONSE_BODY_LIMIT]
+        return 200 <= r.status < 300, r.status, body
     except Exception as e:  # noqa: BLE001 - timeouts, refused connections, TLS errors: all a failed attempt
         return False, None, f"{type(e).__name__}: {str(e)[:200]}"
 

@@ -129,7 +129,8 @@ def main():
                "rate_p50": common.percentile(r["rated_ms"], 50), "rate_p99": common.percentile(r["rated_ms"], 99),
                "api_rss": r["api_worker_rss_mb"], "worker_rss": r["worker_rss_mb"]}
         runs.append(row)
-        print(f"run {i + 1}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in row.items()), flush=True)
+        print(f"run {i + 1}: " + ", ".join(f"{k} {v:.1f} {'MB' if k.endswith('rss') else 'ms'}" for k, v in row.items()),
+              flush=True)
     med = {k: common.median([r[k] for r in runs]) for k in runs[0]}
     lines = ["| case | p50 (median of runs) | p99 (median of runs) | target | runs (p50/p99 ms) |", "|---|---|---|---|---|",
              f"| 50 sequential payments | {med['seq_p50']:.1f} ms | {med['seq_p99']:.1f} ms | ≤ 6 / ≤ 15 ms | "

@@ -250,3 +250,84 @@ def test_url_set_a_moment_ago_gets_the_very_next_event(client, merchant, receive
 def test_retry_of_an_unknown_or_malformed_log_id_is_404(client, merchant, log_id):
     r = client.post(f"/api/v1/webhooks/{log_id}/retry", headers=merchant["headers"])
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+class _Endpoint:
+    """A merchant endpoint answering with a chosen raw response; counts the connections it saw."""
+
+    def __init__(self, response):
+        import socketserver
+
+        self.response, self.connections = response, 0
+        endpoint = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                endpoint.connections += 1
+                while True:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        line = self.rfile.readline()
+                        if not line:
+                            return
+                        head += line
+                    length = int(next(h.split(b":")[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")))
+                    self.rfile.read(length)
+                    try:
+                        for chunk in endpoint.response():
+                            self.wfile.write(chunk)
+                    except OSError:  # the client stopped reading: expected for the endless body
+                        return
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _attempt(url):
+    return {"webhook_url": url, "webhook_secret": webhooks.new_secret(), "event_id": "evt_x", "body": '{"a":1}',
+            "attempts": 0}
+
+
+def test_delivery_keeps_only_the_start_of_a_response():
+    """A merchant's huge, NUL-laden or endless answer is cut to 1,000 characters that PostgreSQL can
+    store, and the attempt ends without reading the rest."""
+    def huge():
+        body = b"ok\x00" + b"x" * 1_000_000
+        yield b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+    def endless():
+        yield b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\n\r\n"
+        while True:
+            yield b"1000\r\n" + b"y" * 4096 + b"\r\n"
+
+    http = webhooks.http_pool(2)
+    for response, ok, code, start in [(huge, True, 200, "ok\ufffdxx"), (endless, False, 500, "yyy")]:
+        ep = _Endpoint(response)
+        try:
+            got_ok, got_code, body = webhooks.post(http, _attempt(ep.url), allow_private=True)
+        finally:
+            ep.close()
+        assert (got_ok, got_code) == (ok, code)
+        assert body.startswith(start) and len(body) == webhooks.RESPONSE_BODY_LIMIT and "\x00" not in body
+
+
+def test_delivery_reuses_the_connection_and_does_not_follow_redirects():
+    """Keep-alive to the merchant's endpoint across attempts; a 3xx is a failed attempt, not a hop
+    to wherever it points (which the SSRF check never saw)."""
+    def answer():
+        yield b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 2\r\n\r\nno"
+
+    ep = _Endpoint(answer)
+    http = webhooks.http_pool(2)
+    try:
+        results = [webhooks.post(http, _attempt(ep.url), allow_private=True) for _ in range(3)]
+    finally:
+        ep.close()
+    assert results == [(False, 302, "no")] * 3
+    assert ep.connections == 1
