@@ -71,6 +71,8 @@ KEY, SECRET = TEST_MERCHANT["api_key"], TEST_MERCHANT["api_secret"]
 ORDER_BODY = '{"amount":50000,"currency":"INR","receipt":"bench"}'
 PAYMENT_BODY = '{"order_id":"%ORDER%","method":"upi","vpa":"bench@okbank"}'
 AUTH_HEADERS = {"X-Api-Key": KEY, "X-Api-Secret": SECRET}
+HOOK_MERCHANT = {"id": "6f0c1d2e-3b4a-4c5d-8e9f-0a1b2c3d4e5f", "api_key": "key_bench_hooks",
+                 "api_secret": "secret_bench_hooks_0123456789"}
 
 
 def log(*a):
@@ -154,12 +156,34 @@ def pg_settings(url):
         return {n: c.execute(f"SHOW {n}").fetchone()[0] for n in names}
 
 
-def make_orders(url, n):
+def make_orders(url, n, merchant_id=TEST_MERCHANT["id"]):
     ids = [new_id("order_") for _ in range(n)]
     with psycopg.connect(url) as c:
         c.execute("INSERT INTO orders (id, merchant_id, amount, currency, receipt) "
-                  "SELECT unnest(%s::text[]), %s, 50000, 'INR', 'bench-pool'", (ids, TEST_MERCHANT["id"]))
+                  "SELECT unnest(%s::text[]), %s, 50000, 'INR', 'bench-pool'", (ids, merchant_id))
     return ids
+
+
+def make_hook_merchant(url):
+    """A second merchant, with a webhook URL: its payments also write the payment.created event
+    (a webhook_logs row and a delivery job) in the payment's transaction. Nothing listens there and
+    no worker runs: the rows just stay pending."""
+    with psycopg.connect(url) as c:
+        c.execute("INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
+                  "VALUES (%s, 'Bench hooks', 'hooks@bench.invalid', %s, %s, 'http://127.0.0.1:9/bench-hook', %s)",
+                  (HOOK_MERCHANT["id"], HOOK_MERCHANT["api_key"], HOOK_MERCHANT["api_secret"],
+                   "whsec_" + "A" * 43 + "="))
+
+
+def settle_database(url):
+    """Before the latency runs: pay off the throughput rounds' debt (autovacuum of the tables they
+    filled, dirty buffers), so that it does not land on whichever target runs first. Every target
+    then starts from the same state."""
+    t0 = time.monotonic()
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("VACUUM (ANALYZE)")
+        c.execute("CHECKPOINT")
+    log(f"database settled (VACUUM ANALYZE, CHECKPOINT) in {time.monotonic() - t0:.1f} s")
 
 
 def db_counts(url):
@@ -277,14 +301,16 @@ def _children_cpu():
 # ---- targets ----------------------------------------------------------------------------------
 
 class Target:
-    def __init__(self, name, server, path, body, auth=False, orders_file=None, idem=False, note=""):
+    def __init__(self, name, server, path, body, auth=False, orders_file=None, idem=False, note="", key=KEY,
+                 secret=SECRET):
         self.name, self.server, self.path, self.body = name, server, path, body
         self.auth, self.orders_file, self.idem, self.note = auth, orders_file, idem, note
+        self.key, self.secret = key, secret
 
     def wrk_env(self):
         env = dict(os.environ, BENCH_PATH=self.path, BENCH_BODY=self.body, BENCH_AUTH="1" if self.auth else "0",
                    BENCH_IDEM="1" if self.idem else "0", BENCH_NONCE=f"{os.getpid()}{time.time_ns()}",
-                   BENCH_KEY=KEY, BENCH_SECRET=SECRET)
+                   BENCH_KEY=self.key, BENCH_SECRET=self.secret)
         if self.orders_file:
             env["BENCH_ORDERS_FILE"] = str(self.orders_file)
         return env
@@ -310,9 +336,9 @@ def run_wrk(wrk, target, seconds, connections, threads):
     return r
 
 
-def check(c_port, method, path, body=None, auth=True, expect=201):
+def check(c_port, method, path, body=None, auth=True, expect=201, auth_headers=AUTH_HEADERS):
     c = http.client.HTTPConnection("127.0.0.1", c_port, timeout=10)
-    headers = {"Content-Type": "application/json", **(AUTH_HEADERS if auth else {})}
+    headers = {"Content-Type": "application/json", **(auth_headers if auth else {})}
     c.request(method, path, body=body, headers=headers)
     resp = c.getresponse()
     data = resp.read()
@@ -322,7 +348,7 @@ def check(c_port, method, path, body=None, auth=True, expect=201):
     return json.loads(data)
 
 
-def sanity_checks(ours, bare, bench_url, order_ids):
+def sanity_checks(ours, bare, bench_url, order_ids, hook_orders_file):
     """Every target answers 201; pending payments do not use up an order; a paid order is refused."""
     notes = []
     check(bare.port, "POST", "/bare", ORDER_BODY, auth=False)
@@ -341,6 +367,15 @@ def sanity_checks(ours, bare, bench_url, order_ids):
     notes.append(f"a payment for an order set to `paid` is refused: 400 `{err['error']['code']}` "
                  f"\"{err['error']['description']}\" (that order is removed from the pool)")
     order_ids.pop()
+    hook_order = Path(hook_orders_file).read_text().split()[0]
+    p3 = check(ours.port, "POST", "/api/v1/payments", PAYMENT_BODY.replace("%ORDER%", hook_order),
+               auth_headers={"X-Api-Key": HOOK_MERCHANT["api_key"], "X-Api-Secret": HOOK_MERCHANT["api_secret"]})
+    with psycopg.connect(bench_url) as c:
+        events = c.execute("SELECT event FROM webhook_logs WHERE payload->'data'->'payment'->>'id' = %s",
+                           (p3["id"],)).fetchall()
+    assert events == [("payment.created",)], events
+    notes.append(f"a payment of the merchant with a webhook URL ({p3['id']}) wrote its payment.created event "
+                 "(one webhook_logs row) in its transaction")
     return notes
 
 
@@ -472,7 +507,7 @@ BUCKETS = [
     ("auth (merchant lookup, cached or SELECT)", [r"^authenticate \(app/auth\.py"]),
     ("marshmallow load (validation)", [r"^load \(app/schemas\.py"]),
     ("orders.create (INSERT … RETURNING)", [r"^create \(app/orders\.py"]),
-    ("payments.create (order SELECT, INSERT payment, job, webhook event)", [r"^create \(app/payments\.py"]),
+    ("payments.create (one statement: order check, payment, job)", [r"^create \(app/payments\.py"]),
     ("marshmallow dump (response)", [r"^Schema\.dump \(marshmallow/"]),
     ("json body parse", [r"^json_body \(app/api/"]),
     ("idempotency wrapper (response JSON, Response object)", [r"\(app/idempotency\.py"]),
@@ -602,6 +637,10 @@ def start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp,
                    note="extra: POST /api/v1/orders with a fresh Idempotency-Key each time"),
             Target("orders@INFO", servers["ours_info"], "/api/v1/orders", ORDER_BODY, auth=True,
                    note="extra: POST /api/v1/orders, LOG_LEVEL=INFO (one log line per request, to a file)"),
+            Target("payments+hook", servers["ours"], "/api/v1/payments", PAYMENT_BODY, auth=True,
+                   orders_file=args.hook_orders_file, key=HOOK_MERCHANT["api_key"], secret=HOOK_MERCHANT["api_secret"],
+                   note="extra: POST /api/v1/payments for a merchant with a webhook URL (the payment.created event "
+                        "is written in the payment's transaction)"),
         ]
     cfg["targets_obj"] = targets
     cfg["targets"] = [(t.name, t.note) for t in targets]
@@ -621,7 +660,8 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
                 s.wait_ready()
             log(f"config {cfg['label']}: servers up", {k: s.port for k, s in cfg["servers"].items()})
         head = cfgs[0]
-        head["checks"] = sanity_checks(head["servers"]["ours"], head["servers"]["bare"], bench_url, order_ids)
+        head["checks"] = sanity_checks(head["servers"]["ours"], head["servers"]["bare"], bench_url, order_ids,
+                                      args.hook_orders_file)
         Path(orders_file).write_text("\n".join(order_ids) + "\n")
         for cfg in cfgs:
             for t in cfg["targets_obj"]:
@@ -640,6 +680,7 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
             med = cfg["median"] = {t.name: median([row[t.name]["rps"] for row in cfg["rounds"]]) for t in targets}
             rate = cfg["latency_rate"] = args.latency_rate or max(1, round(med["bare"] / 2))
             if args.latency_seconds > 0 and (cfg["headline"] or args.alt_latency):
+                settle_database(bench_url)
                 lat_targets = targets[:3]
                 cfg["latency"] = latency_phase(args, lat_targets, {t.name: rate for t in lat_targets}, order_ids)
                 if cfg["headline"] and args.own_rate_latency:
@@ -726,22 +767,25 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
     w("# API benchmark (issue 3): POST /orders and /payments vs a bare Flask INSERT\n")
     w(f"Generated by `python bench/api_bench.py {' '.join(args.argv)}` "
       f"({started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC). Rerun the same command to refresh this file.\n")
-    w("**The machine is shared and was busy**: other agents were running test suites and benchmarks on the same "
-      f"{info['nproc']} cores during the run (1-minute load average {load_before:.1f} before the run; the load at the "
-      "end of each measurement is in the raw figures). Absolute figures move from run to run; the targets are "
-      "alternated round by round so that the ratios compare like with like, and the CPU cost per request "
-      "(measured from the processes' own CPU time) is the steadiest figure.\n")
+    bare_rps = [row["bare"]["rps"] for row in head["rounds"]]
+    w(f"**The machine is shared and noisy** ({info['nproc']} cores of a virtual machine; the 1-minute load average was "
+      f"{load_before:.1f} before the run, and the load at the end of each measurement, the benchmark's own processes "
+      f"included, is in the raw figures): the same bare endpoint ranged from {min(bare_rps):.0f} to "
+      f"{max(bare_rps):.0f} req/s across the rounds. The targets are alternated round by round so that the ratios "
+      "compare like with like, and the CPU cost per request (measured from the processes' own CPU time) is the "
+      "steadiest figure.\n")
     w("## Set-up\n")
     w(f"- machine: {info['nproc']} × {info['model']}, {info['mem_gb']} GiB, Linux {info['kernel']}, Python {info['python']}")
     w("- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + f"; {info['wrk']}")
     w(f"- PostgreSQL {pg['server_version']} ({db_source}), on the same machine over a Unix socket; settings as found: "
       + ", ".join(f"`{k}={v}`" for k, v in pg.items() if k != "server_version"))
     w(f"- database `{DB_NAME}`, created fresh for the run, schema by `flask --app app init-db` (the test merchant has no "
-      "webhook URL, so a payment writes no webhook_logs row, though the event statement still runs); no worker "
-      "runs, so jobs stay pending")
+      "webhook URL, so its payment is one statement: the payment and its settlement job; the extra target "
+      "payments+hook uses a second merchant with a URL, whose payment also writes the payment.created event, in one "
+      "transaction); no worker runs, so jobs stay pending")
     w(f"- gunicorn, identical for all servers, built by `app.launcher.gunicorn_cmd`: **{head['workers']} workers × "
-      f"{head['threads']} threads, worker class gthread**, access log to /dev/null (as the launcher does without "
-      f"ACCESS_LOG: gunicorn still formats every line, see `Logger.access` in the profile): `{head['cmd']}` "
+      f"{head['threads']} threads, worker class gthread**, no access log (as the launcher runs it without "
+      f"ACCESS_LOG): `{head['cmd']}` "
       "(the bare app's command differs only in the app argument `bench.bare_app:create_app()`)")
     w(f"- the gateway as in the work tree at {info['git']}, with `LOG_LEVEL=WARNING` (no per-request log line) and its "
       "own connection pool (`app/db.py` `make_engine`, `DB_POOL_SIZE`=10 per process); the reference: `bench/bare_app.py`, "
@@ -807,6 +851,8 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
         if cfg["latency"]:
             rate = cfg["latency_rate"]
             w(f"### Latency at half the bare rate: {rate} req/s, constant rate\n")
+            w("Before these runs the database is settled once (`VACUUM (ANALYZE)`, `CHECKPOINT`), so the autovacuum "
+              "work left by the throughput rounds does not fall on whichever target happens to run first. ")
             w(f"Open-loop generator in api_bench.py (asyncio{' + uvloop' if importlib.util.find_spec('uvloop') else ''}, "
               f"{GENERATOR_CONNECTIONS} keep-alive connections, requests built beforehand; request i is "
               f"due at t0 + i/rate and its latency counts from then, so queueing behind a slow request is not hidden), "
@@ -928,10 +974,14 @@ def main():
     bench_url = fresh_database(url)
     pg = pg_settings(bench_url)
     order_ids = make_orders(bench_url, args.orders_pool)
+    make_hook_merchant(bench_url)
+    hook_order_ids = make_orders(bench_url, args.orders_pool, HOOK_MERCHANT["id"])
     results = []
     with tempfile.TemporaryDirectory(prefix="api_bench_") as tmp:
         orders_file = Path(tmp) / "orders.txt"
         orders_file.write_text("\n".join(order_ids) + "\n")
+        args.hook_orders_file = Path(tmp) / "hook-orders.txt"
+        args.hook_orders_file.write_text("\n".join(hook_order_ids) + "\n")
         results = run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp)
     counts = db_counts(bench_url)
     finished = datetime.datetime.now(datetime.timezone.utc)
