@@ -51,7 +51,7 @@ class Worker:
         self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
         self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
         self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
-        self.http = webhooks.http_pool(self.per_merchant)
+        self.http = webhooks.http_pool(self.threads)
         self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
         self.recorder = threading.Thread(target=self.record_results, name="recorder", daemon=True)
         self.recorder.start()

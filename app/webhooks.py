@@ -12,6 +12,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
+import certifi
 import urllib3
 
 
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 DELIVER = "webhook.deliver"
 MAX_ATTEMPTS = 5
-TIMEOUT_SECONDS = 5
+TIMEOUT_SECONDS = 5   # to connect, and for each read
+ATTEMPT_SECONDS = 10  # reading the answer's body, in all
 RESPONSE_BODY_LIMIT = 1000
 
 
@@ -176,9 +178,12 @@ def load_attempts(c, log_ids):
 
 def http_pool(connections_per_host):
     """The worker's HTTP client, shared by its delivery threads: keep-alive connections per
-    endpoint, no retries or redirects of its own (a retry is a new attempt, on our schedule), and
-    no proxy from the environment: the SSRF check vets the address we actually connect to."""
-    return urllib3.PoolManager(num_pools=256, maxsize=connections_per_host, block=False, retries=False)
+    endpoint (size it to the delivery threads: many merchants may share one receiving host), no
+    retries or redirects of its own (a retry is a new attempt, on our schedule), certifi's CA
+    bundle (as requests uses), and no proxy from the environment: the SSRF check vets the address
+    we actually connect to."""
+    return urllib3.PoolManager(num_pools=256, maxsize=connections_per_host, block=False, retries=False,
+                               ca_certs=certifi.where())
 
 
 def post(http, attempt, allow_private):
@@ -196,8 +201,14 @@ def post(http, attempt, allow_private):
                          timeout=urllib3.Timeout(connect=TIMEOUT_SECONDS, read=TIMEOUT_SECONDS),
                          preload_content=False)
         try:
-            # Only the start of the answer is kept: a huge or endless body costs us nothing more.
-            raw = r.read(RESPONSE_BODY_LIMIT * 4)
+            # Only the start of the answer is kept, read for ATTEMPT_SECONDS at most: a huge,
+            # endless or trickling body costs us nothing more (read1: one socket read at a time).
+            raw, deadline = b"", time.monotonic() + ATTEMPT_SECONDS
+            while len(raw) < RESPONSE_BODY_LIMIT * 4 and time.monotonic() < deadline:
+                chunk = r.read1(RESPONSE_BODY_LIMIT * 4 - len(raw))
+                if not chunk:
+                    break
+                raw += chunk
         finally:
             if r.length_remaining == 0:
                 r.release_conn()  # read to the end: the connection is reusable

@@ -6,7 +6,7 @@ import re
 import pytest
 from sqlalchemy import text
 
-from app import webhooks
+from app import auth, webhooks
 from helpers import CARD
 from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
                          payment_status, settle)
@@ -156,6 +156,7 @@ def test_payment_created_event_commits_with_the_payment(client, db, make_merchan
     m = make_merchant()
     first = pay(client, m, create_order(client, m)["id"])
     db.execute(text("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = :id"), {"id": m["id"]})
+    assert auth._auth_cache[m["api_key"]][1]["has_webhook_url"] is False  # the API still thinks: no URL
     second = pay(client, m, create_order(client, m)["id"])
     events = db.execute(text("SELECT payload->'data'->'payment'->>'id' FROM webhook_logs "
                              "WHERE merchant_id = :m AND event = 'payment.created'"), {"m": m["id"]}).scalars().all()
@@ -193,6 +194,23 @@ def test_paying_a_paid_order_is_400(client, db, api_worker, merchant):
         r = client.post(path, json={"order_id": order["id"], "method": "upi", "vpa": "a@b"}, headers=h)
         assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
     assert count(db, "payments", merchant["id"]) == 1
+
+
+@pytest.mark.parametrize("webhook_url", [None, "http://127.0.0.1:9/hook"], ids=["no URL", "URL"])
+def test_an_orders_error_comes_before_a_bad_method(client, db, api_worker, make_merchant, webhook_url):
+    """A payment with both a bad VPA and an order that cannot be paid names the order's problem,
+    whichever way the payment would have been written."""
+    m = make_merchant(webhook_url=webhook_url)
+    order, _ = paid_payment(client, db, api_worker, m)
+    other = create_order(client, m, 5000)
+    cases = [({"order_id": order["id"]}, "Order is already paid."),
+             ({"order_id": other["id"], "amount": 4000}, "Payment amount must equal the order amount."),
+             ({"order_id": "order_AAAAAAAAAAAAAAAA"}, "Order not found.")]
+    for fields, message in cases:
+        for vpa in ("no-at-sign", "ok@bank"):
+            r = client.post("/api/v1/payments", json={"method": "upi", "vpa": vpa, **fields}, headers=m["headers"])
+            assert r.status_code in (400, 404) and r.get_json()["error"]["description"] == message, (vpa, r.get_json())
+    assert count(db, "payments", m["id"]) == 1
 
 
 def test_get_payment(client, merchant):

@@ -317,17 +317,42 @@ def test_delivery_keeps_only_the_start_of_a_response():
         assert body.startswith(start) and len(body) == webhooks.RESPONSE_BODY_LIMIT and "\x00" not in body
 
 
-def test_delivery_reuses_the_connection_and_does_not_follow_redirects():
-    """Keep-alive to the merchant's endpoint across attempts; a 3xx is a failed attempt, not a hop
-    to wherever it points (which the SSRF check never saw)."""
-    def answer():
-        yield b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 2\r\n\r\nno"
-
-    ep = _Endpoint(answer)
+@pytest.mark.parametrize("answer, expected", [
+    (b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/\r\nContent-Length: 2\r\n\r\nno", (False, 302, "no")),
+    (b"HTTP/1.1 204 No Content\r\n\r\n", (True, 204, "")),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n", (True, 200, "ok")),
+], ids=["redirect", "no content", "chunked"])
+def test_delivery_reuses_the_connection_and_does_not_follow_redirects(answer, expected):
+    """Keep-alive to the merchant's endpoint across attempts, whatever the shape of its answer; a
+    3xx is a failed attempt, not a hop to wherever it points (which the SSRF check never saw)."""
+    ep = _Endpoint(lambda: iter([answer]))
     http = webhooks.http_pool(2)
     try:
         results = [webhooks.post(http, _attempt(ep.url), allow_private=True) for _ in range(3)]
     finally:
         ep.close()
-    assert results == [(False, 302, "no")] * 3
+    assert results == [expected] * 3
     assert ep.connections == 1
+
+
+def test_a_trickling_answer_ends_the_attempt_in_time(monkeypatch):
+    """An endpoint that answers a byte at a time cannot hold a delivery thread: the body is read
+    for ATTEMPT_SECONDS in all, then the attempt ends with what arrived."""
+    import time
+
+    def trickle():
+        yield b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n"
+        while True:
+            time.sleep(0.05)  # the endpoint is slow by design, not synchronisation
+            yield b"z"
+
+    monkeypatch.setattr(webhooks, "ATTEMPT_SECONDS", 0.5)
+    ep = _Endpoint(trickle)
+    try:
+        started = time.monotonic()
+        ok, code, body = webhooks.post(webhooks.http_pool(2), _attempt(ep.url), allow_private=True)
+        took = time.monotonic() - started
+    finally:
+        ep.close()
+    assert (ok, code) == (True, 200) and body and set(body) == {"z"}
+    assert took < 3, took

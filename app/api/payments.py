@@ -25,7 +25,8 @@ def create_payment_public():
     order = orders.get_public(c, data["order_id"])
     merchant = db.one("SELECT id, webhook_url FROM merchants WHERE id = :id", c, id=order["merchant_id"])
     # An Idempotency-Key here is scoped to the order's merchant: a double-clicked Pay button that
-    # sends one key makes one payment.
+    # sends one key makes one payment. The reads above opened the transaction, so payments.create
+    # writes the payment and its payment.created event in it (this merchant dict has no URL hint).
     return once(merchant["id"], lambda: (PAYMENT_PUBLIC.dump(payments.create(c, merchant, data, settings())), 201))
 
 
