@@ -391,3 +391,26 @@ def test_list_payments_by_status(client, db, api_worker, merchant):
     for bad in ("paid", "%00", "SUCCESS"):
         r = client.get(f"/api/v1/payments?status={bad}", headers=merchant["headers"])
         assert r.status_code == 400 and r.get_json()["error"]["field"] == "status"
+
+
+def test_an_order_is_paid_once_however_many_payments_settle(client, db, api_worker, merchant):
+    """Payments of one order that settle together, and one that settles later: exactly one
+    succeeds, the others fail with the reason, and the order is paid once (the shopper is never
+    charged twice)."""
+    order = create_order(client, merchant)
+    together = [pay(client, merchant, order["id"]) for _ in range(3)]
+    later = pay(client, merchant, order["id"])
+    db.execute(text("UPDATE jobs SET next_run_at = now() + interval '1 hour' "
+                    "WHERE kind = 'payment.settle' AND payload->>'payment_id' = :id"), {"id": later["id"]})
+    for p in together:
+        settle(api_worker, db, p["id"])
+    db.execute(text("UPDATE jobs SET next_run_at = now() WHERE kind = 'payment.settle' AND payload->>'payment_id' = :id"),
+               {"id": later["id"]})
+    assert settle(api_worker, db, later["id"]) == "failed"
+    rows = db.execute(text("SELECT id, status, error_code, error_description FROM payments WHERE order_id = :o"),
+                      {"o": order["id"]}).all()
+    assert sorted(r.status for r in rows) == ["failed", "failed", "failed", "success"]
+    assert next(r.id for r in rows if r.status == "success") in {p["id"] for p in together}
+    assert {(r.error_code, r.error_description) for r in rows if r.status == "failed"} == {
+        ("PAYMENT_FAILED", "Order is already paid by another payment")}
+    assert client.get(f"/api/v1/orders/{order['id']}", headers=merchant["headers"]).get_json()["status"] == "paid"
