@@ -13,11 +13,11 @@ _DUMMY_SECRET = "secret_" + "x" * 24
 
 MERCHANT_COLUMNS = "id, name, email, api_key, api_secret, webhook_url, webhook_secret, is_active"
 
-# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active}).
-# Saves a query on every API call; a deactivated merchant is refused within AUTH_CACHE_SECONDS.
-# Only identity is cached, and whether the merchant has a webhook URL as a hint (payments.create
-# uses it to pick a path; the statement itself decides). Anything else (the URL, the secret) is
-# read in the request's own transaction where it matters. Unknown keys are not cached, so guessing cannot fill it.
+# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active,
+# has_webhook_url}). Saves a query on every API call; a deactivated merchant is refused within
+# AUTH_CACHE_SECONDS. has_webhook_url is only a hint (payments.create picks its path by it; its
+# statement decides); the URL and secret themselves are read in the request's transaction where
+# they matter. Unknown keys are not cached, so guessing cannot fill it.
 AUTH_CACHE_SECONDS = 5.0
 AUTH_CACHE_MAX = 10_000
 _auth_cache = {}

@@ -71,7 +71,7 @@ SELECT o.status AS order_status, o.amount AS order_amount, o.currency AS order_c
 """
 
 
-def create(c, merchant, data, settings):
+def create(c, merchant, data):
     """Accept a payment for one of the merchant's orders: the payment row, its settlement job and
     the payment.created event commit together, or not at all."""
     try:
@@ -83,13 +83,13 @@ def create(c, merchant, data, settings):
     params = dict(method, id=new_id("pay_"), order_id=data["order_id"], m=merchant["id"], method=data["method"],
                   amount=data.get("amount"), currency=data["currency"].upper() if "currency" in data else None,
                   notes=json.dumps(data["notes"]))
-    alone = not c.in_transaction() and not merchant.get("has_webhook_url")
-    if alone:
-        row = c.execute_alone(text(_CREATE), dict(params, alone=True)).mappings().first()
-        # Refused with a URL: one was set lately (the hint is cached); again, with the event.
-        alone = not (row is not None and row["id"] is None and row["has_url"])
-    if not alone:
+    if c.in_transaction() or merchant.get("has_webhook_url"):
         row = c.execute(text(_CREATE), dict(params, alone=False)).mappings().first()
+    else:
+        row = c.execute_alone(text(_CREATE), dict(params, alone=True)).mappings().first()
+        if row is not None and row["id"] is None and row["has_url"]:
+            # Refused for its URL, set lately (the hint is cached): again, in a transaction with the event.
+            row = c.execute(text(_CREATE), dict(params, alone=False)).mappings().first()
     if row is None:
         raise NotFound("Order not found.", field="order_id")
     if row["id"] is None:

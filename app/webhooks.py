@@ -15,7 +15,6 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 
-
 from . import jobs
 from .errors import ApiError, Conflict, NotFound
 from .ids import new_id
@@ -27,7 +26,8 @@ DELIVER = "webhook.deliver"
 MAX_ATTEMPTS = 5
 TIMEOUT_SECONDS = 5   # to connect, and for each read
 ATTEMPT_SECONDS = 10  # reading the answer's body, in all
-RESPONSE_BODY_LIMIT = 1000
+RESPONSE_BODY_LIMIT = 1000  # characters of an answer stored
+RESPONSE_READ_LIMIT = 4 * RESPONSE_BODY_LIMIT  # bytes of it read (UTF-8: at most 4 bytes a character)
 
 
 # ---- signing ----------------------------------------------------------------------------------
@@ -204,8 +204,8 @@ def post(http, attempt, allow_private):
             # Only the start of the answer is kept, read for ATTEMPT_SECONDS at most: a huge,
             # endless or trickling body costs us nothing more (read1: one socket read at a time).
             raw, deadline = b"", time.monotonic() + ATTEMPT_SECONDS
-            while len(raw) < RESPONSE_BODY_LIMIT * 4 and time.monotonic() < deadline:
-                chunk = r.read1(RESPONSE_BODY_LIMIT * 4 - len(raw))
+            while len(raw) < RESPONSE_READ_LIMIT and time.monotonic() < deadline:
+                chunk = r.read1(RESPONSE_READ_LIMIT - len(raw))
                 if not chunk:
                     break
                 raw += chunk

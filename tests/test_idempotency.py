@@ -66,6 +66,28 @@ def test_failed_validation_stores_nothing_and_the_key_stays_usable(client, db, m
     assert count(db, "orders", merchant["id"]) == 1
 
 
+@pytest.mark.parametrize("path, body", [("/api/v1/orders", {"amount": 50000}), ("/api/v1/payments", None)],
+                         ids=["order", "payment"])
+def test_object_and_key_commit_together(client, db, merchant, monkeypatch, path, body):
+    """With a key, the new object joins the key's transaction (it does not commit on its own):
+    when storing the response fails, there is neither the object nor a claimed key."""
+    from app import idempotency
+
+    body = body or {"order_id": create_order(client, merchant)["id"], "method": "upi", "vpa": "a@b"}
+    table = path.rsplit("/", 1)[1]
+    before = count(db, table, merchant["id"])
+
+    def unavailable(*args, **kwargs):
+        raise RuntimeError("cannot store the response")
+
+    with monkeypatch.context() as m:
+        m.setattr(idempotency, "json", type("NoJson", (), {"dumps": staticmethod(unavailable)}))
+        assert post(client, merchant, path, body, "commit-together").status_code == 500
+    assert count(db, table, merchant["id"]) == before
+    assert post(client, merchant, path, body, "commit-together").status_code == 201
+    assert count(db, table, merchant["id"]) == before + 1
+
+
 def test_failed_payment_request_keeps_the_key_usable(client, db, merchant):
     order = create_order(client, merchant)
     r = post(client, merchant, "/api/v1/payments", {"order_id": order["id"], "method": "upi", "vpa": "bad"}, "pk")

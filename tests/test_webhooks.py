@@ -356,3 +356,18 @@ def test_a_trickling_answer_ends_the_attempt_in_time(monkeypatch):
         ep.close()
     assert (ok, code) == (True, 200) and body and set(body) == {"z"}
     assert took < 3, took
+
+
+def test_delivery_ignores_proxies_from_the_environment(monkeypatch):
+    """The SSRF check vets the merchant's own address, so the worker connects there itself: an
+    HTTP(S)_PROXY in its environment is not used (here it points nowhere)."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    ep = _Endpoint(lambda: iter([b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"]))
+    try:
+        assert webhooks.post(webhooks.http_pool(2), _attempt(ep.url), allow_private=True) == (True, 200, "ok")
+    finally:
+        ep.close()
+    assert ep.connections == 1
