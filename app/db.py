@@ -1,10 +1,11 @@
 """The database: one connection pool per app (app/pg.py), a connection per request, SQL helpers."""
 import logging
+import re
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import click
 from flask import current_app, g
-from sqlalchemy.engine import make_url
 
 from .config import ROOT, TEST_MERCHANT
 from .pg import Pool, text
@@ -13,15 +14,14 @@ log = logging.getLogger(__name__)
 SCHEMA_LOCK = 7240001  # advisory lock id: processes starting together apply the schema one at a time
 
 
-def sqlalchemy_url(url):
-    """Accept postgres:// and postgresql:// URLs and use the psycopg 3 driver."""
-    u = make_url(url.replace("postgres://", "postgresql://", 1))
-    return u.set(drivername="postgresql+psycopg")
-
-
-def libpq_url(url):
-    """The same URL as plain libpq understands it (for psycopg.connect, psql)."""
-    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def libpq_url(url, database=None):
+    """The URL as libpq understands it (postgres://, postgresql:// and SQLAlchemy-style
+    postgresql+driver:// are accepted), for psycopg.connect and psql; with `database`, the same
+    server and role but that database (a socket path stays in ?host=)."""
+    parts = urlsplit(re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url))
+    if database is not None:
+        parts = parts._replace(path="/" + quote(database))
+    return urlunsplit(parts)
 
 
 def make_engine(url, pool_size=10):
@@ -66,7 +66,7 @@ def apply_schema(c):
     from werkzeug.security import check_password_hash, generate_password_hash
 
     cfg = current_app.config
-    raw = c.connection.driver_connection
+    raw = c.driver_connection
     with raw.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         cur.execute(Path(ROOT / "schema.sql").read_text())

@@ -3,8 +3,8 @@
 
 Why not SQLAlchemy's engine: profiling POST /api/v1/orders under load showed SQLAlchemy's
 per-statement work (compiling text(), processing parameters and rows) costing 3–4× the driver's
-own time per query, about a third of the request's CPU (bench/results/api.md). The domain code
-keeps its SQL and its calls; only what executes them changed.
+own time per query, about a third of the request's CPU (bench/results/api.md as of commit
+6338f10). The domain code kept its SQL and its calls; SQLAlchemy is no longer a dependency.
 """
 import collections
 import contextlib
@@ -100,11 +100,10 @@ class Connection:
     def __init__(self, pool, raw):
         self._pool = pool
         self._raw = raw
-        self.connection = self  # SQLAlchemy's c.connection.driver_connection, for scripts
-        self.driver_connection = raw
+        self.driver_connection = raw  # the psycopg connection, for what this API does not cover
 
     def execute(self, sql, params=None):
-        return self.exec_driver_sql(to_psycopg(str(sql)), params or None)
+        return self.exec_driver_sql(to_psycopg(sql), params or None)
 
     def exec_driver_sql(self, sql, params=None):
         """SQL in psycopg's own style (%s / %(name)s)."""

@@ -56,7 +56,6 @@ sys.path.insert(0, str(ROOT))
 
 import psutil  # noqa: E402  (a pgserver dependency)
 import psycopg  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
 
 from app import launcher  # noqa: E402
 from app.config import TEST_MERCHANT  # noqa: E402
@@ -123,10 +122,6 @@ def server_url():
     return libpq_url(ensure_database_url(stop_with_last_user=True)), "embedded (app.embedded, .data/pg)"
 
 
-def with_database(url, name):
-    return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
 RUN_LOCK = 7240888  # advisory lock on the admin database: one api_bench run at a time per server
 
 
@@ -142,7 +137,7 @@ def fresh_database(url):
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         c.execute(f"CREATE DATABASE {DB_NAME}")
-    bench_url = with_database(url, DB_NAME)
+    bench_url = libpq_url(url, database=DB_NAME)
     env = base_env(bench_url)
     subprocess.run([PY, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
@@ -498,11 +493,8 @@ def pct(values, p):
 # Buckets for a request's stack: the first bucket with a matching frame wins, so the specific ones
 # come first. py-spy writes a frame as "Class.function (package/module.py:line)".
 BUCKETS = [
-    # app/pg.py (the project's own pool) or SQLAlchemy's engine, whichever app/db.py uses
-    ("commit (COMMIT round trip)", [r"^Connection\.commit \((sqlalchemy/engine/base|app/pg)\.py"]),
-    ("connection checkout (+ pre-ping where the pool does one)",
-     [r"^Engine\.connect \(sqlalchemy/engine/base\.py", r"^_ConnectionFairy\._checkout \(sqlalchemy/pool/",
-      r"^Pool\.connect \(app/pg\.py", r"^conn \(app/db\.py"]),
+    ("commit (COMMIT round trip)", [r"^Connection\.commit \(app/pg\.py"]),
+    ("connection checkout", [r"^Pool\.connect \(app/pg\.py", r"^conn \(app/db\.py"]),
     ("teardown: rollback + return to pool", [r"^close_conn \(app/db\.py"]),
     ("auth (merchant lookup, cached or SELECT)", [r"^authenticate \(app/auth\.py"]),
     ("marshmallow load (validation)", [r"^load \(app/schemas\.py"]),
@@ -732,7 +724,7 @@ def machine_info():
             break
     mem = psutil.virtual_memory().total / 2**30
     versions = {}
-    for mod in ("flask", "werkzeug", "sqlalchemy", "psycopg", "psycopg_pool", "marshmallow", "gunicorn"):
+    for mod in ("flask", "werkzeug", "psycopg", "psycopg_pool", "marshmallow", "gunicorn"):
         try:
             from importlib.metadata import version
 

@@ -35,8 +35,7 @@ def fresh_database(name, url=None):
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
-    db_url = app_db.sqlalchemy_url(url or server_url()).set(database=name, drivername="postgresql")
-    db_url = db_url.render_as_string(hide_password=False)
+    db_url = app_db.libpq_url(url or server_url(), database=name)
     env = dict(os.environ, DATABASE_URL=db_url)
     subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)

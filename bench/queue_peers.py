@@ -25,12 +25,15 @@ import time
 from collections import Counter
 from importlib.metadata import version as dist_version
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from app.db import libpq_url  # noqa: E402
+
 PEERS = ("pgqueuer", "procrastinate")
 
 # The libraries' own defaults, stated so the results say what ran. enqueue_chunk: jobs per batch
@@ -67,22 +70,15 @@ def default_url():
     url = os.environ.get("DATABASE_URL")
     if url:
         return url
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from app.embedded import ensure_database_url
 
     return ensure_database_url()
 
 
-def with_database(url, dbname):
-    """The same server and role, another database; a libpq URL (socket paths stay in ?host=)."""
-    u = make_url(url.replace("postgres://", "postgresql://", 1)).set(drivername="postgresql", database=dbname)
-    return u.render_as_string(hide_password=False)
-
-
 def admin_url(url):
     """The URL's own database (postgres when it names none), as a libpq URL."""
-    return with_database(url, make_url(url.replace("postgres://", "postgresql://", 1)).database or "postgres")
+    url = libpq_url(url)
+    return url if urlsplit(url).path.strip("/") else libpq_url(url, database="postgres")
 
 
 def fresh_database(url, dbname):
@@ -90,7 +86,7 @@ def fresh_database(url, dbname):
     with psycopg.connect(admin_url(url), autocommit=True) as c:
         c.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(dbname)))
         c.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-    return with_database(url, dbname)
+    return libpq_url(url, database=dbname)
 
 
 def database_settings(url):

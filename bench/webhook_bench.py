@@ -11,10 +11,10 @@ import time
 import uuid
 
 import psycopg
-from sqlalchemy import text
 
 import common
 from app import db as app_db, webhooks
+from app.pg import text
 
 
 def start_receiver(log_dir):

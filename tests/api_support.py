@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from sqlalchemy import text
+from app.pg import text
 
 from helpers import CARD, wait_until
 

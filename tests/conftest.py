@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from app.pg import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
@@ -48,8 +48,7 @@ def database_url(server_url):
     admin = app_db.libpq_url(server_url)
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    url = app_db.sqlalchemy_url(server_url).set(database=name).set(drivername="postgresql")
-    yield url.render_as_string(hide_password=False)
+    yield app_db.libpq_url(server_url, database=name)
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

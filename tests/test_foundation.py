@@ -130,7 +130,7 @@ def test_health_is_503_while_database_is_down_and_recovers(private_server, proce
 
 
 def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, merchant, db, monkeypatch):
-    from sqlalchemy import text
+    from app.pg import text
 
     from app import auth
 

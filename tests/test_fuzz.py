@@ -14,7 +14,7 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
-from sqlalchemy import text
+from app.pg import text
 
 from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, wait_until
 

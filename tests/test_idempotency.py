@@ -5,7 +5,7 @@ import threading
 
 import pytest
 import requests
-from sqlalchemy import text
+from app.pg import text
 
 from helpers import CARD
 from api_support import api_worker, count, create_order, headers, paid_payment  # noqa: F401

@@ -1,6 +1,6 @@
 """Merchants are isolated: another merchant's order, payment and refund ids are 404 everywhere."""
 import pytest
-from sqlalchemy import text
+from app.pg import text
 
 from api_support import api_worker, create_order, paid_payment, pay  # noqa: F401
 

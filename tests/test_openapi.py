@@ -7,7 +7,7 @@ import pytest
 import requests
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
-from sqlalchemy import text
+from app.pg import text
 
 from helpers import CARD, TEST_KEY, wait_until
 

@@ -4,7 +4,7 @@ import logging
 import re
 
 import pytest
-from sqlalchemy import text
+from app.pg import text
 
 from app import auth, webhooks
 from helpers import CARD

@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import text
+from app.pg import text
 
 from helpers import api_headers, wait_until
 

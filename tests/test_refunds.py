@@ -4,7 +4,7 @@ import threading
 
 import pytest
 import requests
-from sqlalchemy import text
+from app.pg import text
 
 from api_support import TIME_RE, api_worker, count, create_order, headers, paid_payment, pay  # noqa: F401
 

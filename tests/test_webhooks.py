@@ -6,7 +6,7 @@ import threading
 
 import pytest
 import razorpay
-from sqlalchemy import text
+from app.pg import text
 from standardwebhooks import Webhook
 
 from helpers import wait_until

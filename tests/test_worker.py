@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import text
+from app.pg import text
 
 from helpers import CARD, wait_until
 

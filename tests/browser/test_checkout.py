@@ -18,7 +18,7 @@ import pytest
 import razorpay
 import requests
 from playwright.sync_api import expect
-from sqlalchemy import text
+from app.pg import text
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 

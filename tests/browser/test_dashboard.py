@@ -11,7 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import expect
 from requests.structures import CaseInsensitiveDict
-from sqlalchemy import text
+from app.pg import text
 from standardwebhooks import Webhook
 from werkzeug.security import generate_password_hash
 
