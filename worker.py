@@ -38,8 +38,8 @@ class Worker:
     def __init__(self, app):
         self.app = app
         self.settings = app.config
-        self.engine = db.make_engine(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4)
-        self.read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK
+        self.db = db.make_pool(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4)
+        self.read_db = self.db.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK
         self.batch = app.config["JOB_BATCH_SIZE"]
         self.lease_s = app.config["JOB_LEASE_SECONDS"]
         self.threads = app.config["WEBHOOK_THREADS"]
@@ -83,7 +83,7 @@ class Worker:
 
     def _wait(self, listener):
         """Sleep until NOTIFY, the next scheduled job, or the poll interval, whichever is first."""
-        with self.engine.connect() as c:
+        with self.db.connect() as c:
             due_in = jobs.seconds_until_next(c)
         timeout = POLL_SECONDS if due_in is None else max(0.0, min(POLL_SECONDS, float(due_in)))
         if timeout > 0:
@@ -109,7 +109,7 @@ class Worker:
             room = self.threads * 2 - sum(self.per_merchant_count.values())
         lease = str(uuid.uuid4())
         # One statement in autocommit: the lease is durable before any work starts.
-        with self.read_engine.connect() as c:
+        with self.read_db.connect() as c:
             claimed = jobs.claim(c, lease, self.batch, self.lease_s,
                                  exclude_kinds=() if room > 0 else (webhooks.DELIVER,))
         if not claimed:
@@ -137,7 +137,7 @@ class Worker:
         t0 = time.perf_counter()
         emitted = []
         try:
-            with self.engine.connect() as c:
+            with self.db.connect() as c:
                 def emit(events):
                     emitted.extend(webhooks.emit_events(c, events, lease=(lease, self.lease_s)))
 
@@ -172,7 +172,7 @@ class Worker:
 
     def _fail(self, job, lease, error, seconds):
         try:
-            with self.engine.connect() as c:
+            with self.db.connect() as c:
                 status = jobs.fail(c, job["id"], lease, error)
                 c.commit()
         except Exception:  # noqa: BLE001 - the lease will expire and the job come back
@@ -192,7 +192,7 @@ class Worker:
             return
         if attempts is None:
             # One read for the whole batch: bodies, attempts, and the merchants' URL and secret now.
-            with self.read_engine.connect() as c:
+            with self.read_db.connect() as c:
                 attempts = webhooks.load_attempts(c, [p["log_id"] for _, p in items])
         deferred = []
         with self.lock:
@@ -212,7 +212,7 @@ class Worker:
                 else:
                     deferred.append(job_id)
         if deferred:
-            with self.engine.connect() as c:
+            with self.db.connect() as c:
                 jobs.release(c, deferred, lease, delay_seconds=1.0)
                 c.commit()
 
@@ -266,7 +266,7 @@ class Worker:
 
     def _record(self, batch):
         try:
-            with self.engine.connect() as c:
+            with self.db.connect() as c:
                 held = set(webhooks.record_attempts(c, batch))
                 c.commit()
         except Exception:  # noqa: BLE001 - the leases expire and the attempts run again
@@ -315,7 +315,7 @@ class Worker:
 
     def _duty(self, name, fn, quiet=False):
         try:
-            with self.engine.connect() as c:
+            with self.db.connect() as c:
                 n = fn(c)
                 c.commit()
             if not quiet and n:
@@ -329,7 +329,7 @@ class Worker:
         """For callers that drive step() themselves (tests): finish deliveries and record them."""
         self.pool.shutdown(wait=True)
         self.close_recorder()
-        self.engine.dispose()
+        self.db.dispose()
 
     def close_recorder(self):
         """Write the outcomes still queued, then end the recorder thread."""
@@ -351,7 +351,7 @@ class Worker:
                 left.setdefault(lease, []).append(job_id)
             self.in_flight.clear()
         try:
-            with self.engine.connect() as c:
+            with self.db.connect() as c:
                 for lease, ids in left.items():
                     jobs.release(c, ids, lease)
                 c.execute(text("DELETE FROM worker_heartbeats WHERE worker_id = :id"), {"id": self.id})
@@ -362,7 +362,7 @@ class Worker:
             listener.close()
         except Exception:  # noqa: BLE001
             pass
-        self.engine.dispose()
+        self.db.dispose()
         log.info("worker %s stopped", self.id)
 
 
@@ -382,7 +382,7 @@ def main():
     # The database may not be up yet (compose, a restart): wait for it rather than exit.
     while not stop.is_set():
         try:
-            with app.app_context(), db.engine().connect() as c:
+            with app.app_context(), db.pool().connect() as c:
                 db.apply_schema(c)
             break
         except psycopg.OperationalError as e:

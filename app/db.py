@@ -24,21 +24,21 @@ def libpq_url(url, database=None):
     return urlunsplit(parts)
 
 
-def make_engine(url, pool_size=10):
+def make_pool(url, pool_size=10):
     """The connection pool: never hangs on connect (3 s), UTC sessions, a statement timeout, and
     after a database restart it reconnects by itself (see pg.Pool.invalidate)."""
     return Pool(libpq_url(url), size=pool_size, connect_timeout=3,
                 options="-c timezone=UTC -c statement_timeout=15000")
 
 
-def engine():
-    return current_app.extensions["engine"]
+def pool():
+    return current_app.extensions["db_pool"]
 
 
 def conn():
     """The request's connection, in a transaction that the view commits (or teardown rolls back)."""
     if "db_conn" not in g:
-        g.db_conn = engine().connect()
+        g.db_conn = pool().connect()
     return g.db_conn
 
 
@@ -94,7 +94,7 @@ def apply_schema(c):
 
 
 def init_app(app):
-    app.extensions["engine"] = make_engine(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
+    app.extensions["db_pool"] = make_pool(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
     app.teardown_appcontext(close_conn)
     app.cli.add_command(init_db_command)
 
@@ -102,6 +102,6 @@ def init_app(app):
 @click.command("init-db")
 def init_db_command():
     """Apply schema.sql and seed the test merchant (safe to run again)."""
-    with engine().connect() as c:
+    with pool().connect() as c:
         apply_schema(c)
     click.echo("Schema applied, test merchant seeded.")

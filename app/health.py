@@ -23,7 +23,7 @@ def worker_running(c):
 def health():
     now = iso(datetime.now(timezone.utc))
     try:
-        with current_app.extensions["engine"].connect() as c:
+        with current_app.extensions["db_pool"].connect() as c:
             running = worker_running(c)
     except Exception:  # noqa: BLE001 - any failure to reach the database is "disconnected"
         current_app.logger.warning("health: database unreachable")

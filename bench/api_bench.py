@@ -780,7 +780,7 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
       f"ACCESS_LOG): `{head['cmd']}` "
       "(the bare app's command differs only in the app argument `bench.bare_app:create_app()`)")
     w(f"- the gateway as in the work tree at {info['git']}, with `LOG_LEVEL=WARNING` (no per-request log line) and its "
-      "own connection pool (`app/db.py` `make_engine`, `DB_POOL_SIZE`=10 per process); the reference: `bench/bare_app.py`, "
+      "own connection pool (`app/db.py` `make_pool`, `DB_POOL_SIZE`=10 per process); the reference: `bench/bare_app.py`, "
       "psycopg_pool.ConnectionPool(max_size=10) per process, parses the JSON body, one `INSERT … RETURNING`, commit, "
       "201 JSON")
     w(f"- load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s -s bench/wrk/post.lua` "

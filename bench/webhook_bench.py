@@ -35,9 +35,9 @@ def _up(requests, port):
         return False
 
 
-def add_merchants(engine, urls):
+def add_merchants(pool, urls):
     ids = []
-    with engine.begin() as c:
+    with pool.begin() as c:
         for url in urls:
             mid = str(uuid.uuid4())
             c.execute(text("INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
@@ -47,16 +47,16 @@ def add_merchants(engine, urls):
     return ids
 
 
-def emit(engine, merchant_ids, per_merchant):
-    with engine.begin() as c:
+def emit(pool, merchant_ids, per_merchant):
+    with pool.begin() as c:
         webhooks.emit_events(c, [(m, "webhook.test", {"n": i}) for i in range(per_merchant) for m in merchant_ids])
 
 
 def throughput(args, log_dir, receiver_url):
     url = common.fresh_database("bench_webhooks")
-    engine = app_db.make_engine(url)
-    merchants = add_merchants(engine, [receiver_url + "/webhook"] * args.merchants)
-    emit(engine, merchants, args.events // args.merchants)
+    pool = app_db.make_pool(url)
+    merchants = add_merchants(pool, [receiver_url + "/webhook"] * args.merchants)
+    emit(pool, merchants, args.events // args.merchants)
     n = (args.events // args.merchants) * args.merchants
     worker = common.start_worker(common.worker_env(url), log_dir)
     try:
@@ -74,20 +74,20 @@ def throughput(args, log_dir, receiver_url):
                 "per_s_db_clock": n / float(first_to_last) if first_to_last else None}
     finally:
         worker.stop()
-        engine.dispose()
+        pool.dispose()
 
 
 def lag_with_hanging_neighbour(args, log_dir, receiver_url):
     url = common.fresh_database("bench_webhooks")
-    engine = app_db.make_engine(url)
-    healthy, hanging = add_merchants(engine, [receiver_url + "/webhook", receiver_url + "/hang"])
+    pool = app_db.make_pool(url)
+    healthy, hanging = add_merchants(pool, [receiver_url + "/webhook", receiver_url + "/hang"])
     worker = common.start_worker(common.worker_env(url), log_dir)
     try:
         common.wait_for_heartbeat(url, worker.proc.pid)
         end = time.monotonic() + args.lag_seconds
         i = 0
         while time.monotonic() < end:
-            emit(engine, [hanging, healthy], 1)  # one event each, 20 times a second
+            emit(pool, [hanging, healthy], 1)  # one event each, 20 times a second
             i += 1
             time.sleep(0.05)  # pacing the event source, not synchronisation
         with psycopg.connect(url, autocommit=True) as c:
@@ -101,7 +101,7 @@ def lag_with_hanging_neighbour(args, log_dir, receiver_url):
                 "max_ms": max(lags)}
     finally:
         worker.stop()
-        engine.dispose()
+        pool.dispose()
 
 
 def main():

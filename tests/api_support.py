@@ -67,4 +67,4 @@ def api_worker(app):
     w = Worker(app)
     yield w
     w.pool.shutdown(wait=True)
-    w.engine.dispose()
+    w.db.dispose()

@@ -57,7 +57,7 @@ def database_url(server_url):
 def app(database_url):
     application = create_app(dict(BASE_CONFIG, DATABASE_URL=database_url))
     with application.app_context():
-        with app_db.engine().connect() as c:
+        with app_db.pool().connect() as c:
             app_db.apply_schema(c)
     return application
 
@@ -70,7 +70,7 @@ def client(app):
 @pytest.fixture
 def db(app):
     """A connection for assertions and set-up; each statement commits."""
-    with app.extensions["engine"].connect() as c:
+    with app.extensions["db_pool"].connect() as c:
         c = c.execution_options(isolation_level="AUTOCOMMIT")
         yield c
 
@@ -192,9 +192,9 @@ def private_server():
     tmp_path = Path(tempfile.mkdtemp(prefix="gw-pg-"))
     url = embedded_pg.ensure_database_url(tmp_path)
     private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
-    with private.app_context(), private.extensions["engine"].connect() as c:
+    with private.app_context(), private.extensions["db_pool"].connect() as c:
         app_db.apply_schema(c)
-    private.extensions["engine"].dispose()
+    private.extensions["db_pool"].dispose()
     yield tmp_path, url
     embedded_pg.stop(tmp_path)
     shutil.rmtree(tmp_path, ignore_errors=True)

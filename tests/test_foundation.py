@@ -31,7 +31,7 @@ def test_test_merchant_is_seeded(client, db):
 
 def test_seeding_twice_keeps_one_merchant(app, db):
     with app.app_context():
-        with app_db.engine().connect() as c:
+        with app_db.pool().connect() as c:
             app_db.apply_schema(c)
             app_db.apply_schema(c)
     assert db.exec_driver_sql("SELECT count(*) FROM merchants WHERE email = 'test@example.com'").scalar() == 1

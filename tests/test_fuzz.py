@@ -45,13 +45,13 @@ schema = _load(mode="all")  # valid and invalid inputs
 def restore_test_merchant(app):
     """The fuzzer sets the test merchant's webhook URL and regenerates its secret; other tests rely
     on the seeded values. Returns a function that puts them back; it also runs after the module."""
-    engine = app.extensions["engine"]
-    with engine.connect() as c:
+    pool = app.extensions["db_pool"]
+    with pool.connect() as c:
         saved = c.execute(text("SELECT webhook_url, webhook_secret FROM merchants WHERE id = :id"),
                           {"id": TEST_MERCHANT_ID}).one()
 
     def restore():
-        with engine.begin() as c:
+        with pool.begin() as c:
             c.execute(text("UPDATE merchants SET webhook_url = :u, webhook_secret = :s WHERE id = :id"),
                       {"u": saved.webhook_url, "s": saved.webhook_secret, "id": TEST_MERCHANT_ID})
 

@@ -193,16 +193,16 @@ def api(app):
     from worker import Worker
 
     mid, key, secret = str(uuid.uuid4()), "key_" + uuid.uuid4().hex[:16], "secret_" + uuid.uuid4().hex
-    with app.extensions["engine"].begin() as c:
+    with app.extensions["db_pool"].begin() as c:
         c.execute(text("INSERT INTO merchants (id, name, email, api_key, api_secret) VALUES (:id, 'Props', :e, :k, :s)"),
                   {"id": mid, "e": f"{mid}@example.com", "k": key, "s": secret})
     worker = Worker(app)
-    yield app.test_client(), api_headers(key, secret), worker, app.extensions["engine"]
+    yield app.test_client(), api_headers(key, secret), worker, app.extensions["db_pool"]
     worker.close()
 
 
 def _settled_payment(api, amount):
-    client, headers, worker, engine = api
+    client, headers, worker, pool = api
     order = client.post("/api/v1/orders", headers=headers, json={"amount": amount})
     assert order.status_code == 201, order.get_json()
     pay = client.post("/api/v1/payments", headers=headers,
@@ -212,7 +212,7 @@ def _settled_payment(api, amount):
 
     def settled():
         worker.step()
-        with engine.connect() as c:
+        with pool.connect() as c:
             return c.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": payment_id}).scalar() == "success"
 
     wait_until(settled, timeout=15, message="payment settled")
@@ -223,7 +223,7 @@ def _settled_payment(api, amount):
 @given(st.integers(100, 100_000), st.lists(st.one_of(st.none(), st.integers(1, 120_000)), min_size=1, max_size=8),
        st.data())
 def test_refunds_never_exceed_the_payment(api, amount, requests, data):
-    client, headers, worker, engine = api
+    client, headers, worker, pool = api
     payment_id = _settled_payment(api, amount)
     remaining = amount
     for i, wanted in enumerate(requests):
@@ -245,7 +245,7 @@ def test_refunds_never_exceed_the_payment(api, amount, requests, data):
 
     listed = client.get(f"/api/v1/payments/{payment_id}/refunds?limit=100", headers=headers).get_json()
     assert sum(r["amount"] for r in listed["data"]) == amount - remaining <= amount
-    with engine.connect() as c:
+    with pool.connect() as c:
         stored = c.execute(text("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = :p"),
                            {"p": payment_id}).scalar()
     assert stored == amount - remaining
