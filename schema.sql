@@ -131,11 +131,29 @@ CREATE INDEX IF NOT EXISTS jobs_due ON jobs (next_run_at) WHERE status = 'pendin
 CREATE INDEX IF NOT EXISTS jobs_leased ON jobs (locked_until) WHERE status = 'processing';
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (updated_at) WHERE status IN ('completed', 'dead');
 
--- Wake the worker (LISTEN jobs) when a job becomes due now. PostgreSQL folds identical
--- notifications of one transaction into one, so a batch insert sends a single NOTIFY.
+-- Wake the worker (LISTEN jobs) when a job becomes due now, but only when a worker is asleep:
+-- NOTIFY serialises committing transactions on one database-wide lock, through their WAL flush
+-- (measured: 22 % of a payment's PostgreSQL CPU and a quarter of its throughput). A worker about to
+-- sleep takes jobs_wakeup_gate in SHARE mode, looks at the queue once more, then waits for a
+-- NOTIFY; it releases the gate when it wakes. An enqueuing transaction takes the gate in ROW
+-- EXCLUSIVE mode without waiting:
+--   * refused: a worker is asleep (or about to be), so it sends the NOTIFY;
+--   * granted: no worker is asleep, and any worker going to sleep waits for this transaction to
+--     end before its last look, which then sees the job. No NOTIFY is needed.
+-- Once per transaction (a transaction-local setting remembers it), so a batch insert does not
+-- open a subtransaction per row; the gate lock, like a NOTIFY, holds until commit.
+CREATE TABLE IF NOT EXISTS jobs_wakeup_gate ();
+
 CREATE OR REPLACE FUNCTION jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_notify('jobs', '');
+    IF current_setting('gateway.jobs_gate_checked', true) IS DISTINCT FROM 'on' THEN
+        PERFORM set_config('gateway.jobs_gate_checked', 'on', true);
+        BEGIN
+            LOCK TABLE jobs_wakeup_gate IN ROW EXCLUSIVE MODE NOWAIT;
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_notify('jobs', '');
+        END;
+    END IF;
     RETURN NULL;
 END $$;
 DROP TRIGGER IF EXISTS jobs_notify ON jobs;

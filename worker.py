@@ -3,7 +3,8 @@
 Settlement and refund jobs run in batches inside one transaction each (state change, events and
 job completion commit together). Webhook deliveries run on a bounded thread pool, a few per
 merchant at most, so one hanging endpoint cannot hold up the others. LISTEN/NOTIFY wakes the
-loop within milliseconds; it polls at least every second as the fallback.
+loop within milliseconds (sent only while a worker sleeps: see _wait); it polls at least every
+second as the fallback.
 """
 import logging
 import os
@@ -31,6 +32,7 @@ HANDLERS = {
     refunds.PROCESS: refunds.process_batch,
 }
 POLL_SECONDS = 1.0
+GATE_WAIT_SECONDS = 1
 MAX_WAITING_PER_MERCHANT = 200
 
 
@@ -82,14 +84,22 @@ class Worker:
         return 0
 
     def _wait(self, listener):
-        """Sleep until NOTIFY, the next scheduled job, or the poll interval, whichever is first."""
-        with self.db.connect() as c:
-            due_in = jobs.seconds_until_next(c)
-        timeout = POLL_SECONDS if due_in is None else max(0.0, min(POLL_SECONDS, float(due_in)))
-        if timeout > 0:
-            for _ in listener.notifies(timeout=timeout, stop_after=1):
-                pass
-        return listener
+        """Sleep until NOTIFY, the next scheduled job, or the poll interval, whichever is first.
+        Asleep, the worker holds the wake-up gate, which tells enqueuers to send the NOTIFY
+        (schema.sql, jobs_notify). Taking it waits for the transactions that enqueued without one;
+        the look at the queue that follows sees their jobs."""
+        with self.db.connect() as gate:
+            try:
+                gate.exec_driver_sql(f"SET LOCAL lock_timeout = '{GATE_WAIT_SECONDS}s'; "
+                                     "LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
+            except psycopg.errors.LockNotAvailable:
+                return listener  # an enqueuing transaction is slow to end: look at the queue again
+            due_in = jobs.seconds_until_next(gate)
+            timeout = POLL_SECONDS if due_in is None else max(0.0, min(POLL_SECONDS, float(due_in)))
+            if timeout > 0:
+                for _ in listener.notifies(timeout=timeout, stop_after=1):
+                    pass
+        return listener  # the gate is released as the connection goes back to the pool (rollback)
 
     def _reconnect(self, listener):
         try:

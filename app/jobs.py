@@ -5,8 +5,8 @@ import json
 from .pg import text
 
 
-# The trigger jobs_notify (schema.sql) sends NOTIFY jobs when a due job is inserted; PostgreSQL
-# folds the notifications of one transaction into one.
+# The trigger jobs_notify (schema.sql) sends NOTIFY jobs when a due job is inserted while a worker
+# is asleep (it holds the wake-up gate); PostgreSQL folds the notifications of one transaction.
 
 
 def enqueue(c, kind, payload, delay_seconds=0.0):

@@ -5,13 +5,14 @@ import signal
 import threading
 import time
 
+import psycopg
 import pytest
 from app.pg import text
 
 from helpers import CARD, wait_until
 
 import worker as worker_module
-from app import jobs, payments
+from app import db as db_module, jobs, payments
 
 
 def seed_payments(db, merchant_id, n, method="upi"):
@@ -212,6 +213,36 @@ def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, 
     finally:
         w.stop()
         t.join(15)
+    assert not t.is_alive()
+
+
+def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at_once(app, merchant, db,
+                                                                                      clean_queue):
+    """The lost wake-up race of the gate (schema.sql, jobs_notify): a transaction enqueues while no
+    worker is asleep, so it sends no NOTIFY; it commits only once the worker, about to sleep, waits
+    for the gate. The worker's last look at the queue must then see the job, not the 1 s poll."""
+    listener = psycopg.connect(db_module.libpq_url(app.config["DATABASE_URL"]), autocommit=True)
+    listener.execute("LISTEN jobs")
+    w = worker_module.Worker(app)
+    t = threading.Thread(target=w.run, daemon=True)
+    try:
+        with app.extensions["db_pool"].connect() as tx:
+            like = seed_payments(tx, merchant["id"], 1)  # uncommitted: payment + due settlement job
+            t.start()
+            wait_until(lambda: db.execute(text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND NOT l.granted")).scalar(),
+                message="the worker waiting for the gate behind the enqueuing transaction")
+            tx.commit()
+            t0 = time.monotonic()
+        wait_until(lambda: status_counts(db, like).get("success") == 1, interval=0.005, message="settlement")
+        assert time.monotonic() - t0 < 0.5  # the poll fallback is 1 s
+        assert list(listener.notifies(timeout=0.2, stop_after=1)) == []
+    finally:
+        w.stop()
+        if t.is_alive():
+            t.join(15)
+        listener.close()
     assert not t.is_alive()
 
 
