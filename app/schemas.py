@@ -2,7 +2,7 @@
 The same classes feed /openapi.json, so the documentation cannot drift from the views."""
 import functools
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from .errors import ApiError
 from .timefmt import iso
@@ -179,7 +179,42 @@ def _first_error(messages, prefix=""):
 
 # ---- responses --------------------------------------------------------------------------------
 
-class OrderOut(Base):
+# Field types whose output is the stored value itself when it already has this type (or is None).
+_PASS_THROUGH = {fields.String: str, fields.Integer: int, fields.Boolean: bool}
+
+
+class Out(Base):
+    """A response schema. Its dump is marshmallow's, minus the generic per-field lookup for the
+    common case, a row as a dict: each value goes straight to the field's own conversion, or
+    through unchanged when it already is what the field outputs (a str for a String, None...).
+    Anything else (a missing key, a constant, an object) takes marshmallow's own path. Profiling
+    put marshmallow's dump at 5 % of POST /payments' CPU; tests hold every response schema's dump
+    equal to marshmallow's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._plan = [(name, field.data_key or name, field.attribute or name, _PASS_THROUGH.get(type(field)), field)
+                      for name, field in self.dump_fields.items()]
+
+    def _serialize(self, obj, *, many=False):
+        if many and obj is not None:
+            return [self._serialize(item) for item in obj]
+        if type(obj) is not dict:
+            return super()._serialize(obj)
+        out = {}
+        for name, key, attr, kind, field in self._plan:
+            value = obj.get(attr, missing)
+            if value is missing or not field._CHECK_ATTRIBUTE:
+                value = field.serialize(name, obj, accessor=self.get_attribute)
+                if value is missing:
+                    continue
+            elif value is not None and type(value) is not kind:
+                value = field._serialize(value, attr, obj)
+            out[key] = value
+        return out
+
+
+class OrderOut(Out):
     id = fields.String()
     entity = fields.Constant("order")
     merchant_id = fields.UUID()
@@ -192,7 +227,7 @@ class OrderOut(Base):
     updated_at = Time()
 
 
-class OrderPublicOut(Base):
+class OrderPublicOut(Out):
     id = fields.String()
     amount = fields.Integer()
     currency = fields.String()
@@ -200,7 +235,7 @@ class OrderPublicOut(Base):
     merchant_name = fields.String()
 
 
-class PaymentOut(Base):
+class PaymentOut(Out):
     id = fields.String()
     entity = fields.Constant("payment")
     order_id = fields.String()
@@ -220,7 +255,7 @@ class PaymentOut(Base):
     updated_at = Time()
 
 
-class PaymentPublicOut(Base):
+class PaymentPublicOut(Out):
     id = fields.String()
     order_id = fields.String()
     status = fields.String(metadata={"enum": ["pending", "processing", "success", "failed"]})
@@ -229,7 +264,7 @@ class PaymentPublicOut(Base):
     method = fields.String()
 
 
-class RefundOut(Base):
+class RefundOut(Out):
     id = fields.String()
     entity = fields.Constant("refund")
     payment_id = fields.String()
@@ -241,7 +276,7 @@ class RefundOut(Base):
     processed_at = Time(allow_none=True)
 
 
-class WebhookLogOut(Base):
+class WebhookLogOut(Out):
     id = fields.UUID()
     event = fields.String()
     status = fields.String(metadata={"enum": ["pending", "success", "failed"]})
@@ -252,18 +287,18 @@ class WebhookLogOut(Base):
     response_code = fields.Integer(allow_none=True)
 
 
-class WebhookConfigOut(Base):
+class WebhookConfigOut(Out):
     webhook_url = fields.String(allow_none=True)
     webhook_secret = fields.String(allow_none=True)
 
 
-class WebhookRetryOut(Base):
+class WebhookRetryOut(Out):
     id = fields.UUID()
     status = fields.String()
     message = fields.String()
 
 
-class JobsStatusOut(Base):
+class JobsStatusOut(Out):
     pending = fields.Integer()
     processing = fields.Integer()
     completed = fields.Integer()
@@ -271,19 +306,19 @@ class JobsStatusOut(Base):
     worker_status = fields.String(metadata={"enum": ["running", "stopped"]})
 
 
-class ErrorDetail(Base):
+class ErrorDetail(Out):
     code = fields.String()
     description = fields.String()
     field = fields.String()
 
 
-class ErrorOut(Base):
+class ErrorOut(Out):
     error = fields.Nested(ErrorDetail)
 
 
 def list_of(item_schema):
     """The list envelope {data, total, limit, offset} around an item schema."""
-    return type(f"{item_schema.__name__}List", (Base,), {
+    return type(f"{item_schema.__name__}List", (Out,), {
         "data": fields.List(fields.Nested(item_schema)),
         "total": fields.Integer(),
         "limit": fields.Integer(),
@@ -301,21 +336,21 @@ WEBHOOK_LOG = WebhookLogOut()
 
 # ---- responses built without a schema (documented in /openapi.json) ---------------------------
 
-class HealthOut(Base):
+class HealthOut(Out):
     status = fields.String(metadata={"enum": ["healthy", "unhealthy"]})
     database = fields.String(metadata={"enum": ["connected", "disconnected"]})
     worker = fields.String(metadata={"enum": ["running", "stopped", "unknown"]})
     timestamp = Time()
 
 
-class SeededMerchantOut(Base):
+class SeededMerchantOut(Out):
     id = fields.UUID()
     email = fields.String()
     api_key = fields.String()
     seeded = fields.Boolean(metadata={"enum": [True]})
 
 
-class WebhookTestOut(Base):
+class WebhookTestOut(Out):
     status = fields.String(metadata={"enum": ["queued"]})
     message = fields.String()
     webhook_url = fields.String()

@@ -249,3 +249,41 @@ def test_refunds_never_exceed_the_payment(api, amount, requests, data):
         stored = c.execute(text("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = :p"),
                            {"p": payment_id}).scalar()
     assert stored == amount - remaining
+
+
+# ---- response schemas: the shortcut dump is marshmallow's dump ---------------------------------
+
+def _out_schemas():
+    from marshmallow import Schema
+
+    from app import schemas
+
+    found = [cls for cls in vars(schemas).values()
+             if isinstance(cls, type) and issubclass(cls, schemas.Out) and cls is not schemas.Out]
+    found += [schemas.list_of(schemas.PaymentOut)]
+    return [(cls(), Schema._serialize) for cls in found]
+
+
+values = st.one_of(
+    st.none(), st.text(max_size=8), st.integers(-2**40, 2**40), st.booleans(), st.floats(allow_nan=False),
+    st.datetimes(timezones=st.just(timezone.utc)), st.uuids(), st.dictionaries(st.text(max_size=4), st.integers()),
+    st.lists(st.dictionaries(st.sampled_from(["id", "amount", "status"]), st.text(max_size=4)), max_size=2))
+
+
+def _outcome(fn):
+    try:
+        return "ok", fn()
+    except Exception as e:  # noqa: BLE001 - the same failure on both sides is what is compared
+        return "raises", type(e)
+
+
+@PURE
+@given(data=st.data())
+def test_every_response_schema_dumps_a_row_exactly_as_marshmallow_does(data):
+    for schema, marshmallow_serialize in _out_schemas():
+        names = list(schema.dump_fields)
+        row = data.draw(st.dictionaries(st.sampled_from(names + ["extra"]), values))
+        assert _outcome(lambda: schema.dump(row)) == _outcome(lambda: marshmallow_serialize(schema, row)), \
+            (type(schema).__name__, row)
+        assert _outcome(lambda: schema.dump([row, row], many=True)) == \
+            _outcome(lambda: [marshmallow_serialize(schema, row)] * 2)
