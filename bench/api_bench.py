@@ -27,6 +27,7 @@ Needs wrk (Debian: apt-get install -y wrk; installed when missing and root) and 
 """
 import argparse
 import asyncio
+import gc
 import collections
 import datetime
 import http.client
@@ -449,10 +450,16 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS)
         await asyncio.gather(*conns)
 
     loop = new_loop()
+    # No garbage collection while the clock runs: by the later rounds this process holds hundreds of
+    # thousands of pooled samples, and a full collection over them stalls the event loop for tens
+    # of milliseconds, which would be counted as the servers' latency. A run's own garbage waits.
+    gc.collect()
+    gc.disable()
     try:
         loop.run_until_complete(run())
     finally:
         loop.close()
+        gc.enable()
     elapsed = max(s[4] for s in samples) if samples else seconds
     return {"samples": samples, "achieved": len(samples) / elapsed, "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
 
@@ -741,6 +748,27 @@ def machine_info():
             "python": platform.python_version(), "versions": versions, "wrk": wrk_v[0] if wrk_v else "wrk", "git": git}
 
 
+def cpu_speed():
+    """The machine's speed at the moment: seconds for a fixed pure-Python loop (10 M additions), the
+    best of 3, and the share of time some task waited for a CPU over the last 5 minutes (Linux
+    pressure stall information; on a virtual machine it includes a busy host). The same code runs
+    several times slower on this machine on a bad hour; these two figures say which hour it was."""
+    def loop():
+        t = time.perf_counter()
+        x = 0
+        for i in range(10_000_000):
+            x += i
+        return time.perf_counter() - t
+
+    best = min(loop() for _ in range(3))
+    try:
+        some = Path("/proc/pressure/cpu").read_text().split()[3]  # "avg300=…" of the "some" line
+        pressure = float(some.split("=")[1])
+    except (OSError, IndexError, ValueError):
+        pressure = None
+    return best, pressure
+
+
 def f0(x):
     return f"{x:.0f}"
 
@@ -769,6 +797,12 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
       "steadiest figure.\n")
     w("## Set-up\n")
     w(f"- machine: {info['nproc']} × {info['model']}, {info['mem_gb']} GiB, Linux {info['kernel']}, Python {info['python']}")
+    speeds = [info[k] for k in ("speed_before", "speed_after") if k in info]
+    if speeds:
+        w("- the machine's speed (`cpu_speed()`: a fixed pure-Python loop of 10 M additions, best of 3; and the "
+          "CPU pressure, the share of time some task waited for a CPU over the last 5 minutes): "
+          + " and ".join(f"{when} the run {sec:.2f} s, pressure {'?' if p is None else f'{p:.0f} %'}"
+                         for when, (sec, p) in zip(("before", "after"), speeds)))
     w("- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()) + f"; {info['wrk']}")
     w(f"- PostgreSQL {pg['server_version']} ({db_source}), on the same machine over a Unix socket; settings as found: "
       + ", ".join(f"`{k}={v}`" for k, v in pg.items() if k != "server_version"))
@@ -961,6 +995,7 @@ def main():
     started = datetime.datetime.now(datetime.timezone.utc)
     load_before = os.getloadavg()[0]
     info = machine_info()
+    info["speed_before"] = cpu_speed()
     url, db_source = server_url()
     log("database:", db_source)
     lock = run_lock(url)  # noqa: F841  (held until exit)
@@ -977,6 +1012,7 @@ def main():
         args.hook_orders_file.write_text("\n".join(hook_order_ids) + "\n")
         results = run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp)
     counts = db_counts(bench_url)
+    info["speed_after"] = cpu_speed()
     finished = datetime.datetime.now(datetime.timezone.utc)
     text = report(args, info, pg, db_source, results, counts, started, finished, load_before)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
