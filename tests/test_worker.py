@@ -216,6 +216,31 @@ def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, 
     assert not t.is_alive()
 
 
+def test_two_sleeping_workers_share_the_gate_and_a_payment_wakes_them(app, client, merchant, db, clean_queue):
+    """Several worker processes may run: asleep, each holds the wake-up gate at once (SHARE locks
+    do not conflict), and a new payment's NOTIFY still reaches them within milliseconds."""
+    workers = [worker_module.Worker(app) for _ in range(2)]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: db.execute(text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND l.granted")).scalar() == 2,
+            message="both workers asleep, each holding the gate")
+        t0 = time.monotonic()
+        pay = create_payment(client, merchant)
+        wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
+                   interval=0.005, message="settlement")
+        assert time.monotonic() - t0 < 0.5  # the poll fallback is 1 s
+    finally:
+        for w in workers:
+            w.stop()
+        for t in threads:
+            t.join(15)
+    assert not any(t.is_alive() for t in threads)
+
+
 def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at_once(app, merchant, db,
                                                                                       clean_queue):
     """The lost wake-up race of the gate (schema.sql, jobs_notify): a transaction enqueues while no
