@@ -133,10 +133,11 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (updated_at) WHERE status IN ('
 
 -- Wake the worker (LISTEN jobs) when a job becomes due now, but only when a worker is asleep:
 -- NOTIFY serialises committing transactions on one database-wide lock, through their WAL flush
--- (measured: 22 % of a payment's PostgreSQL CPU and a quarter of its throughput). A worker about to
--- sleep takes jobs_wakeup_gate in SHARE mode, looks at the queue once more, then waits for a
--- NOTIFY; it releases the gate when it wakes. An enqueuing transaction takes the gate in ROW
--- EXCLUSIVE mode without waiting:
+-- (measured with 8 connections creating payments: about 600 µs of PostgreSQL CPU per payment with
+-- a NOTIFY, 470 µs with no trigger at all, 535 µs with this gate, and 17 % more payments per
+-- second than with the NOTIFY). A worker about to sleep takes jobs_wakeup_gate in SHARE mode,
+-- looks at the queue once more, then waits for a NOTIFY; it releases the gate when it wakes.
+-- An enqueuing transaction takes the gate in ROW EXCLUSIVE mode without waiting:
 --   * refused: a worker is asleep (or about to be), so it sends the NOTIFY;
 --   * granted: no worker is asleep, and any worker going to sleep waits for this transaction to
 --     end before its last look, which then sees the job. No NOTIFY is needed.

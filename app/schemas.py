@@ -193,8 +193,8 @@ class Out(Base):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._plan = [(name, field.data_key or name, field.attribute or name, _PASS_THROUGH.get(type(field)), field)
-                      for name, field in self.dump_fields.items()]
+        self._plan = [(name, name if field.data_key is None else field.data_key, field.attribute or name,
+                       _PASS_THROUGH.get(type(field)), field) for name, field in self.dump_fields.items()]
 
     def _serialize(self, obj, *, many=False):
         if many and obj is not None:
