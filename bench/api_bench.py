@@ -989,6 +989,8 @@ def main():
         args.latency_seconds = args.seconds
     if args.latency_rounds is None:
         args.latency_rounds = args.rounds
+    if args.latency_rounds < 1 or args.rounds < 1:
+        ap.error("--rounds and --latency-rounds must be at least 1 (the report needs both phases)")
     configs = [tuple(int(x) for x in c.lower().split("x")) for c in args.configs.split(",")]
 
     wrk = ensure_wrk()
