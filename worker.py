@@ -33,6 +33,7 @@ HANDLERS = {
 }
 POLL_SECONDS = 1.0
 GATE_WAIT_SECONDS = 1
+FULL_POOL_RECHECK_SECONDS = 0.05
 MAX_WAITING_PER_MERCHANT = 200
 
 
@@ -53,6 +54,8 @@ class Worker:
         self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
         self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
         self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
+        self.pool_full = False                # the last step could not take deliveries: no room
+        self.room_freed = threading.Event()   # set when a delivery ends and frees its slot
         self.http = webhooks.http_pool(self.threads)
         self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
         self.recorder = threading.Thread(target=self.record_results, name="recorder", daemon=True)
@@ -88,13 +91,23 @@ class Worker:
         Asleep, the worker holds the wake-up gate, which tells enqueuers to send the NOTIFY
         (schema.sql, jobs_notify). Taking it waits for the transactions that enqueued without one;
         the look at the queue that follows sees their jobs."""
+        if self.pool_full:
+            # Deliveries are due but every slot is taken: not a sleep. Look again as soon as a
+            # delivery ends, and for the other kinds (enqueued without a NOTIFY: no gate is held)
+            # within FULL_POOL_RECHECK_SECONDS.
+            self.room_freed.wait(FULL_POOL_RECHECK_SECONDS)
+            return listener
         with self.db.connect() as gate:
             try:
                 gate.exec_driver_sql(f"SET LOCAL lock_timeout = '{GATE_WAIT_SECONDS}s'; "
                                      "LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
             except psycopg.errors.LockNotAvailable:
                 return listener  # an enqueuing transaction is slow to end: look at the queue again
-            due_in = jobs.seconds_until_next(gate)
+            # The look is its own transaction, begun after the gate was granted: the gate's
+            # transaction holds no lock on jobs while the worker sleeps (a schema change would
+            # queue behind it, and every INSERT into jobs behind that).
+            with self.read_db.connect() as c:
+                due_in = jobs.seconds_until_next(c)
             timeout = POLL_SECONDS if due_in is None else max(0.0, min(POLL_SECONDS, float(due_in)))
             if timeout > 0:
                 for _ in listener.notifies(timeout=timeout, stop_after=1):
@@ -115,8 +128,10 @@ class Worker:
 
     def step(self):
         """Claim one batch and run it; False when nothing was due."""
+        self.room_freed.clear()
         with self.lock:
             room = self.threads * 2 - sum(self.per_merchant_count.values())
+        self.pool_full = room <= 0
         lease = str(uuid.uuid4())
         # One statement in autocommit: the lease is durable before any work starts.
         with self.read_db.connect() as c:
@@ -242,6 +257,7 @@ class Worker:
                 self.per_merchant_count[merchant] -= 1
                 if self.per_merchant_count[merchant] <= 0:
                     del self.per_merchant_count[merchant]
+                self.room_freed.set()
             if not queue:
                 self.waiting.pop(merchant, None)
 

@@ -112,7 +112,10 @@ class Connection:
                 cur.execute(sql, params)
                 return Result(cur)
         except psycopg.OperationalError:
-            self._pool.invalidate()  # the server went away: no idle connection is worth keeping
+            # The server went away: no idle connection is worth keeping. Not for a statement
+            # timeout or a lock timeout (OperationalErrors too), which leave the connection usable.
+            if self._raw.broken:
+                self._pool.invalidate()
             raise
 
     def in_transaction(self):

@@ -108,3 +108,18 @@ def test_receiver_down_for_a_while_then_deliveries_succeed(app, client, make_mer
     finally:
         w.stop()
         t.join(15)
+
+
+def test_a_timed_out_statement_keeps_the_pools_connections(app):
+    """A statement or lock timeout is an OperationalError too, but the connection survives it: the
+    pool must not throw its idle connections away as it does when the server is gone (the worker's
+    gate takes a lock with a timeout on every sleep)."""
+    pool = app.extensions["db_pool"]
+    with pool.connect() as a, pool.connect() as b:
+        kept = {a.driver_connection.info.backend_pid, b.driver_connection.info.backend_pid}
+    with pool.connect() as c:
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            c.exec_driver_sql("SET LOCAL statement_timeout = '10ms'; SELECT pg_sleep(1)")
+    with pool.connect() as a, pool.connect() as b:
+        pids = {a.driver_connection.info.backend_pid, b.driver_connection.info.backend_pid}
+    assert pids == kept  # the same connections, not new ones

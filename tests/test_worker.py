@@ -198,7 +198,17 @@ def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, db):
     assert client.get("/api/v1/test/jobs/status").get_json()["worker_status"] == "stopped"
 
 
-def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, clean_queue):
+def _stop(workers, threads, db):
+    for w in workers:
+        w.stop()
+    db.execute(text("NOTIFY jobs"))  # the poll is long in these tests: wake them to see the stop
+    for t in threads:
+        t.join(15)
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, db, clean_queue, monkeypatch):
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)  # only a NOTIFY can wake it in time
     w = worker_module.Worker(app)
     t = threading.Thread(target=w.run, daemon=True)
     t.start()
@@ -208,17 +218,16 @@ def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, 
         pay = create_payment(client, merchant)
         wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
                    interval=0.005, message="settlement")
-        # The poll fallback is 1 s; a NOTIFY wake-up is far below it.
         assert time.monotonic() - t0 < 0.5
     finally:
-        w.stop()
-        t.join(15)
-    assert not t.is_alive()
+        _stop([w], [t], db)
 
 
-def test_two_sleeping_workers_share_the_gate_and_a_payment_wakes_them(app, client, merchant, db, clean_queue):
+def test_two_sleeping_workers_share_the_gate_and_a_payment_wakes_them(app, client, merchant, db, clean_queue,
+                                                                     monkeypatch):
     """Several worker processes may run: asleep, each holds the wake-up gate at once (SHARE locks
     do not conflict), and a new payment's NOTIFY still reaches them within milliseconds."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)
     workers = [worker_module.Worker(app) for _ in range(2)]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for t in threads:
@@ -232,20 +241,17 @@ def test_two_sleeping_workers_share_the_gate_and_a_payment_wakes_them(app, clien
         pay = create_payment(client, merchant)
         wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
                    interval=0.005, message="settlement")
-        assert time.monotonic() - t0 < 0.5  # the poll fallback is 1 s
+        assert time.monotonic() - t0 < 0.5
     finally:
-        for w in workers:
-            w.stop()
-        for t in threads:
-            t.join(15)
-    assert not any(t.is_alive() for t in threads)
+        _stop(workers, threads, db)
 
 
 def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at_once(app, merchant, db,
-                                                                                      clean_queue):
+                                                                                      clean_queue, monkeypatch):
     """The lost wake-up race of the gate (schema.sql, jobs_notify): a transaction enqueues while no
     worker is asleep, so it sends no NOTIFY; it commits only once the worker, about to sleep, waits
     for the gate. The worker's last look at the queue must then see the job, not the 1 s poll."""
+    monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)
     listener = psycopg.connect(db_module.libpq_url(app.config["DATABASE_URL"]), autocommit=True)
     listener.execute("LISTEN jobs")
     w = worker_module.Worker(app)
@@ -261,14 +267,65 @@ def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at
             tx.commit()
             t0 = time.monotonic()
         wait_until(lambda: status_counts(db, like).get("success") == 1, interval=0.005, message="settlement")
-        assert time.monotonic() - t0 < 0.5  # the poll fallback is 1 s
+        assert time.monotonic() - t0 < 0.5
         assert list(listener.notifies(timeout=0.2, stop_after=1)) == []
     finally:
-        w.stop()
-        if t.is_alive():
-            t.join(15)
         listener.close()
-    assert not t.is_alive()
+        _stop([w], [t] if t.ident else [], db)
+
+
+def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, db, clean_queue):
+    """The trigger's side of the gate, at the SQL level: no NOTIFY while nobody holds or awaits the
+    gate; a NOTIFY while a sleeper holds it, or merely waits for it; and a savepoint rolled back
+    forgets the transaction's check together with its lock, so the next job checks again."""
+    pool = app.extensions["db_pool"]
+    listener = psycopg.connect(db_module.libpq_url(app.config["DATABASE_URL"]), autocommit=True)
+    listener.execute("LISTEN jobs")
+    insert = text("INSERT INTO jobs (kind, status, next_run_at) VALUES ('test.gate', 'completed', now())")
+    due = text("INSERT INTO jobs (kind) VALUES ('test.gate')")
+
+    def notified():
+        return bool(list(listener.notifies(timeout=0.3, stop_after=1)))
+
+    def take_gate(c):
+        c.exec_driver_sql("SET LOCAL lock_timeout = '5s'; LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
+
+    try:
+        db.execute(due)
+        assert not notified()  # every worker awake (here: none at all)
+        db.execute(insert)  # not due: no check at all
+        with pool.connect() as sleeper:
+            take_gate(sleeper)
+            db.execute(due)
+            assert notified()
+        db.execute(due)
+        assert not notified()
+
+        with pool.connect() as silent, pool.connect() as sleeper:
+            silent.execute(due)  # passes the gate without a NOTIFY, holds it until commit
+            waiter = threading.Thread(target=take_gate, args=(sleeper,))
+            waiter.start()
+            wait_until(lambda: db.execute(text(
+                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND NOT l.granted")).scalar(),
+                message="a sleeper waiting for the gate")
+            db.execute(due)  # refused behind the waiting sleeper: must notify
+            assert notified()
+            silent.commit()
+            waiter.join(10)
+            sleeper.rollback()
+
+        with pool.connect() as tx, pool.connect() as sleeper:
+            tx.execute(text("SAVEPOINT s"))
+            tx.execute(due)
+            tx.execute(text("ROLLBACK TO SAVEPOINT s"))  # the job, its gate lock and the check: gone
+            take_gate(sleeper)  # granted at once: the rolled-back lock is released
+            tx.execute(due)
+            tx.commit()
+            assert notified()
+            sleeper.rollback()
+    finally:
+        listener.close()
 
 
 @pytest.mark.slow
