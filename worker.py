@@ -54,7 +54,6 @@ class Worker:
         self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
         self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
         self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
-        self.pool_full = False                # the last step could not take deliveries: no room
         self.room_freed = threading.Event()   # set when a delivery ends and frees its slot
         self.http = webhooks.http_pool(self.threads)
         self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
@@ -74,7 +73,7 @@ class Worker:
                 try:
                     if self.step():
                         continue
-                    listener = self._wait(listener)
+                    self._wait(listener)
                 except (psycopg.OperationalError, OSError) as e:
                     log.warning("database unavailable (%s); retrying", type(e).__name__)
                     self.stopping.wait(1.0)
@@ -91,18 +90,18 @@ class Worker:
         Asleep, the worker holds the wake-up gate, which tells enqueuers to send the NOTIFY
         (schema.sql, jobs_notify). Taking it waits for the transactions that enqueued without one;
         the look at the queue that follows sees their jobs."""
-        if self.pool_full:
+        if self._room() <= 0:
             # Deliveries are due but every slot is taken: not a sleep. Look again as soon as a
             # delivery ends, and for the other kinds (enqueued without a NOTIFY: no gate is held)
             # within FULL_POOL_RECHECK_SECONDS.
             self.room_freed.wait(FULL_POOL_RECHECK_SECONDS)
-            return listener
+            return
         with self.db.connect() as gate:
             try:
                 gate.exec_driver_sql(f"SET LOCAL lock_timeout = '{GATE_WAIT_SECONDS}s'; "
                                      "LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
             except psycopg.errors.LockNotAvailable:
-                return listener  # an enqueuing transaction is slow to end: look at the queue again
+                return  # an enqueuing transaction is slow to end: look at the queue again
             # The look is its own transaction, begun after the gate was granted: the gate's
             # transaction holds no lock on jobs while the worker sleeps (a schema change would
             # queue behind it, and every INSERT into jobs behind that).
@@ -112,7 +111,7 @@ class Worker:
             if timeout > 0:
                 for _ in listener.notifies(timeout=timeout, stop_after=1):
                     pass
-        return listener  # the gate is released as the connection goes back to the pool (rollback)
+        # The gate is released as its connection goes back to the pool (rollback).
 
     def _reconnect(self, listener):
         try:
@@ -126,12 +125,15 @@ class Worker:
         except psycopg.OperationalError:
             return listener
 
+    def _room(self):
+        """How many more deliveries the pool takes (queued on it or running, two per thread)."""
+        with self.lock:
+            return self.threads * 2 - sum(self.per_merchant_count.values())
+
     def step(self):
         """Claim one batch and run it; False when nothing was due."""
-        self.room_freed.clear()
-        with self.lock:
-            room = self.threads * 2 - sum(self.per_merchant_count.values())
-        self.pool_full = room <= 0
+        self.room_freed.clear()  # before counting: a slot freed from now on wakes _wait
+        room = self._room()
         lease = str(uuid.uuid4())
         # One statement in autocommit: the lease is durable before any work starts.
         with self.read_db.connect() as c:

@@ -121,7 +121,6 @@ def counts(c):
 
 
 def seconds_until_next(c):
-    """Seconds until the earliest pending job is due (None when there is none). clock_timestamp(),
-    not now(): in a transaction that waited for a lock, now() would be that wait out of date."""
+    """Seconds until the earliest pending job is due (None when there is none)."""
     return c.execute(text(
-        "SELECT extract(epoch FROM min(next_run_at) - clock_timestamp()) FROM jobs WHERE status = 'pending'")).scalar()
+        "SELECT extract(epoch FROM min(next_run_at) - now()) FROM jobs WHERE status = 'pending'")).scalar()

@@ -93,6 +93,10 @@ class _Values(list):
         return self[0]
 
 
+def _in_transaction(raw):
+    return raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+
+
 class Connection:
     """A pooled psycopg connection. Statements run in a transaction that commit()/rollback()
     end (or autocommit, for execution_options(isolation_level="AUTOCOMMIT")); close() returns it."""
@@ -119,7 +123,7 @@ class Connection:
             raise
 
     def in_transaction(self):
-        return self._raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+        return _in_transaction(self._raw)
 
     def execute_alone(self, sql, params=None):
         """One statement that is a transaction of its own when none is open (PostgreSQL runs a
@@ -201,7 +205,7 @@ class Pool:
             raw.close()
             return
         try:
-            if raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            if _in_transaction(raw):
                 raw.rollback()
         except psycopg.Error:
             raw.close()

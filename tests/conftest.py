@@ -5,6 +5,7 @@ import secrets
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -160,6 +161,32 @@ def start_worker(process_env, log_dir, app):
     yield start
     for p in started:
         p.stop()
+
+
+@pytest.fixture
+def worker_threads(app, db):
+    """Start worker.Worker running its real loop (NOTIFY wake-ups, delivery pool) in threads of
+    this process; stopped after the test, and woken by a NOTIFY to see the stop at once, so that
+    a test may make the poll fallback long."""
+    import worker as worker_module
+
+    started = []
+
+    def start(n=1):
+        workers = [worker_module.Worker(app) for _ in range(n)]
+        for w in workers:
+            t = threading.Thread(target=w.run, daemon=True)
+            t.start()
+            started.append((w, t))
+        return workers
+
+    yield start
+    for w, _ in started:
+        w.stop()
+    db.execute(text("NOTIFY jobs"))
+    for _, t in started:
+        t.join(15)
+    assert not any(t.is_alive() for _, t in started)
 
 
 @pytest.fixture

@@ -16,14 +16,8 @@ from app import webhooks
 
 
 @pytest.fixture
-def running_worker(app, clean_queue):
-    """worker.Worker running its real loop in a thread (NOTIFY wake-ups, delivery pool)."""
-    w = worker_module.Worker(app)
-    t = threading.Thread(target=w.run, daemon=True)
-    t.start()
-    yield w
-    w.stop()
-    t.join(15)
+def running_worker(worker_threads, clean_queue):
+    return worker_threads()[0]
 
 
 def pay(client, merchant, amount=50000):

@@ -198,134 +198,110 @@ def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, db):
     assert client.get("/api/v1/test/jobs/status").get_json()["worker_status"] == "stopped"
 
 
-def _stop(workers, threads, db):
-    for w in workers:
-        w.stop()
-    db.execute(text("NOTIFY jobs"))  # the poll is long in these tests: wake them to see the stop
-    for t in threads:
-        t.join(15)
-    assert not any(t.is_alive() for t in threads)
+@pytest.fixture
+def jobs_listener(app):
+    """A connection that LISTENs on the jobs channel, as a worker does."""
+    c = psycopg.connect(db_module.libpq_url(app.config["DATABASE_URL"]), autocommit=True)
+    c.execute("LISTEN jobs")
+    yield c
+    c.close()
 
 
-def test_notify_wakes_an_idle_worker_within_milliseconds(app, client, merchant, db, clean_queue, monkeypatch):
+def gate_share_locks(db, granted):
+    """SHARE locks on the wake-up gate: held by sleeping workers (granted) or awaited."""
+    return db.execute(text(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+        "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND l.granted = :g"), {"g": granted}).scalar()
+
+
+def seconds_to_settle(client, make_payment):
+    """From creating a payment to seeing it settled."""
+    t0 = time.monotonic()
+    pay = make_payment()
+    wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
+               interval=0.005, message="settlement")
+    return time.monotonic() - t0
+
+
+def test_notify_wakes_an_idle_worker_within_milliseconds(client, merchant, clean_queue, worker_threads, monkeypatch):
     monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)  # only a NOTIFY can wake it in time
-    w = worker_module.Worker(app)
-    t = threading.Thread(target=w.run, daemon=True)
-    t.start()
-    try:
-        wait_until(lambda: client.get("/health").get_json()["worker"] == "running", message="worker heartbeat")
-        t0 = time.monotonic()
-        pay = create_payment(client, merchant)
-        wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
-                   interval=0.005, message="settlement")
-        assert time.monotonic() - t0 < 0.5
-    finally:
-        _stop([w], [t], db)
+    worker_threads()
+    wait_until(lambda: client.get("/health").get_json()["worker"] == "running", message="worker heartbeat")
+    assert seconds_to_settle(client, lambda: create_payment(client, merchant)) < 0.5
 
 
-def test_two_sleeping_workers_share_the_gate_and_a_payment_wakes_them(app, client, merchant, db, clean_queue,
-                                                                     monkeypatch):
+def test_two_sleeping_workers_share_the_gate_and_a_payment_wakes_them(client, merchant, db, clean_queue,
+                                                                     worker_threads, monkeypatch):
     """Several worker processes may run: asleep, each holds the wake-up gate at once (SHARE locks
     do not conflict), and a new payment's NOTIFY still reaches them within milliseconds."""
     monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)
-    workers = [worker_module.Worker(app) for _ in range(2)]
-    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
-    for t in threads:
-        t.start()
-    try:
-        wait_until(lambda: db.execute(text(
-            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-            "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND l.granted")).scalar() == 2,
-            message="both workers asleep, each holding the gate")
-        t0 = time.monotonic()
-        pay = create_payment(client, merchant)
-        wait_until(lambda: client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success",
-                   interval=0.005, message="settlement")
-        assert time.monotonic() - t0 < 0.5
-    finally:
-        _stop(workers, threads, db)
+    worker_threads(2)
+    wait_until(lambda: gate_share_locks(db, granted=True) == 2, message="both workers asleep, each holding the gate")
+    assert seconds_to_settle(client, lambda: create_payment(client, merchant)) < 0.5
 
 
-def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at_once(app, merchant, db,
-                                                                                      clean_queue, monkeypatch):
+def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at_once(
+        app, merchant, db, clean_queue, worker_threads, jobs_listener, monkeypatch):
     """The lost wake-up race of the gate (schema.sql, jobs_notify): a transaction enqueues while no
     worker is asleep, so it sends no NOTIFY; it commits only once the worker, about to sleep, waits
-    for the gate. The worker's last look at the queue must then see the job, not the 1 s poll."""
+    for the gate. The worker's last look at the queue must then see the job, not the poll."""
     monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)
-    listener = psycopg.connect(db_module.libpq_url(app.config["DATABASE_URL"]), autocommit=True)
-    listener.execute("LISTEN jobs")
-    w = worker_module.Worker(app)
-    t = threading.Thread(target=w.run, daemon=True)
-    try:
-        with app.extensions["db_pool"].connect() as tx:
-            like = seed_payments(tx, merchant["id"], 1)  # uncommitted: payment + due settlement job
-            t.start()
-            wait_until(lambda: db.execute(text(
-                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND NOT l.granted")).scalar(),
-                message="the worker waiting for the gate behind the enqueuing transaction")
-            tx.commit()
-            t0 = time.monotonic()
-        wait_until(lambda: status_counts(db, like).get("success") == 1, interval=0.005, message="settlement")
-        assert time.monotonic() - t0 < 0.5
-        assert list(listener.notifies(timeout=0.2, stop_after=1)) == []
-    finally:
-        listener.close()
-        _stop([w], [t] if t.ident else [], db)
+    with app.extensions["db_pool"].connect() as tx:
+        like = seed_payments(tx, merchant["id"], 1)  # uncommitted: payment + due settlement job
+        worker_threads()
+        wait_until(lambda: gate_share_locks(db, granted=False),
+                   message="the worker waiting for the gate behind the enqueuing transaction")
+        tx.commit()
+        t0 = time.monotonic()
+    wait_until(lambda: status_counts(db, like).get("success") == 1, interval=0.005, message="settlement")
+    assert time.monotonic() - t0 < 0.5
+    assert list(jobs_listener.notifies(timeout=0.2, stop_after=1)) == []
 
 
-def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, db, clean_queue):
+def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, db, clean_queue, jobs_listener):
     """The trigger's side of the gate, at the SQL level: no NOTIFY while nobody holds or awaits the
     gate; a NOTIFY while a sleeper holds it, or merely waits for it; and a savepoint rolled back
     forgets the transaction's check together with its lock, so the next job checks again."""
     pool = app.extensions["db_pool"]
-    listener = psycopg.connect(db_module.libpq_url(app.config["DATABASE_URL"]), autocommit=True)
-    listener.execute("LISTEN jobs")
     insert = text("INSERT INTO jobs (kind, status, next_run_at) VALUES ('test.gate', 'completed', now())")
     due = text("INSERT INTO jobs (kind) VALUES ('test.gate')")
 
     def notified():
-        return bool(list(listener.notifies(timeout=0.3, stop_after=1)))
+        return bool(list(jobs_listener.notifies(timeout=0.3, stop_after=1)))
 
     def take_gate(c):
         c.exec_driver_sql("SET LOCAL lock_timeout = '5s'; LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
 
-    try:
+    db.execute(due)
+    assert not notified()  # every worker awake (here: none at all)
+    db.execute(insert)  # not due: no check at all
+    with pool.connect() as sleeper:
+        take_gate(sleeper)
         db.execute(due)
-        assert not notified()  # every worker awake (here: none at all)
-        db.execute(insert)  # not due: no check at all
-        with pool.connect() as sleeper:
-            take_gate(sleeper)
-            db.execute(due)
-            assert notified()
-        db.execute(due)
-        assert not notified()
+        assert notified()
+    db.execute(due)
+    assert not notified()
 
-        with pool.connect() as silent, pool.connect() as sleeper:
-            silent.execute(due)  # passes the gate without a NOTIFY, holds it until commit
-            waiter = threading.Thread(target=take_gate, args=(sleeper,))
-            waiter.start()
-            wait_until(lambda: db.execute(text(
-                "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND NOT l.granted")).scalar(),
-                message="a sleeper waiting for the gate")
-            db.execute(due)  # refused behind the waiting sleeper: must notify
-            assert notified()
-            silent.commit()
-            waiter.join(10)
-            sleeper.rollback()
+    with pool.connect() as silent, pool.connect() as sleeper:
+        silent.execute(due)  # passes the gate without a NOTIFY, holds it until commit
+        waiter = threading.Thread(target=take_gate, args=(sleeper,))
+        waiter.start()
+        wait_until(lambda: gate_share_locks(db, granted=False), message="a sleeper waiting for the gate")
+        db.execute(due)  # refused behind the waiting sleeper: must notify
+        assert notified()
+        silent.commit()
+        waiter.join(10)
+        sleeper.rollback()
 
-        with pool.connect() as tx, pool.connect() as sleeper:
-            tx.execute(text("SAVEPOINT s"))
-            tx.execute(due)
-            tx.execute(text("ROLLBACK TO SAVEPOINT s"))  # the job, its gate lock and the check: gone
-            take_gate(sleeper)  # granted at once: the rolled-back lock is released
-            tx.execute(due)
-            tx.commit()
-            assert notified()
-            sleeper.rollback()
-    finally:
-        listener.close()
+    with pool.connect() as tx, pool.connect() as sleeper:
+        tx.execute(text("SAVEPOINT s"))
+        tx.execute(due)
+        tx.execute(text("ROLLBACK TO SAVEPOINT s"))  # the job, its gate lock and the check: gone
+        take_gate(sleeper)  # granted at once: the rolled-back lock is released
+        tx.execute(due)
+        tx.commit()
+        assert notified()
+        sleeper.rollback()
 
 
 @pytest.mark.slow
