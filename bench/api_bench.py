@@ -183,6 +183,48 @@ def settle_database(url):
     log(f"database settled (VACUUM ANALYZE) in {time.monotonic() - t0:.1f} s")
 
 
+WAL_PREP_MB = 512  # more than the measurements of a 5-round run write (410 MB measured)
+
+
+def wal_state(url):
+    """(WAL position in bytes, segment files in pg_wal or None without the right to list them)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        lsn = c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0]
+        try:
+            files = c.execute("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'").fetchone()[0]
+        except psycopg.Error:
+            files = None
+    return int(lsn), files
+
+
+def prepare_wal(url, mb=WAL_PREP_MB):
+    """Give the server the recycled WAL segments a server that has been running has. A young
+    cluster (such as the embedded one started for this run) creates each new 16 MB segment in the
+    commit path: the committing backend fills it with zeros and fsyncs it while every other
+    commit waits (seen here: commits waiting on WALInitWrite/WALInitSync through a 50 ms stall).
+    A payment writes ~1 KB of WAL, the bare INSERT 180 B, so the payments target crosses segment
+    boundaries five times as often and would take most of those stalls. A checkpoint renames used
+    segments into future ones instead, as many as its estimate of the WAL per checkpoint says: so
+    write `mb` MB of WAL into a throwaway table, drop it and CHECKPOINT. The warm-ups that follow
+    take the full-page images of the first changes after that checkpoint."""
+    t0 = time.monotonic()
+    before = wal_state(url)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE TABLE bench_wal_fill (pad text)")
+        while c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0] - before[0] < mb << 20:
+            c.execute("INSERT INTO bench_wal_fill SELECT repeat('x', 900) FROM generate_series(1, 20000)")
+        c.execute("DROP TABLE bench_wal_fill")
+        try:
+            c.execute("CHECKPOINT")
+            done = "CHECKPOINT"
+        except psycopg.Error as e:  # needs superuser or pg_checkpoint: then the next timed checkpoint does it
+            done = f"no CHECKPOINT ({e.sqlstate}: {str(e).strip()[:80]})"
+    after = wal_state(url)
+    log(f"WAL prepared: {(after[0] - before[0]) >> 20} MB written, {done}, segment files {before[1]} -> {after[1]}, "
+        f"{time.monotonic() - t0:.1f} s")
+    return {"mb": (after[0] - before[0]) >> 20, "done": done, "files": after[1]}
+
+
 def db_counts(url):
     with psycopg.connect(url) as c:
         q = lambda sql: c.execute(sql).fetchone()[0]  # noqa: E731
@@ -476,8 +518,10 @@ def latency_phase(args, targets, rates, order_ids):
             lat = [s[0] * 1000 for s in out["samples"]]
             per_round[t.name].append({"achieved": out["achieved"], "errors": out["errors"], "p50": pct(lat, 50),
                                       "p99": pct(lat, 99), "max": max(lat), "n": len(lat), "load": os.getloadavg()[0]})
+            worst = max(out["samples"], key=lambda s: s[0])
             log(f"latency round {r + 1} {t.name} @{rate}/s: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
-                f"achieved {out['achieved']:.0f}/s, errors {out['errors']}")
+                f"achieved {out['achieved']:.0f}/s, errors {out['errors']}; slowest {worst[0] * 1000:.0f} ms, due "
+                f"{worst[4] - worst[0]:.2f} s into the run, {sum(1 for s in out['samples'] if s[0] > 0.05)} over 50 ms")
     res = {}
     for name, ss in samples.items():
         lat = [s[0] * 1000 for s in ss]
@@ -663,10 +707,12 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
         head["checks"] = sanity_checks(head["servers"]["ours"], head["servers"]["bare"], bench_url, order_ids,
                                       args.hook_orders_file)
         Path(orders_file).write_text("\n".join(order_ids) + "\n")
+        head["wal_prep"] = prepare_wal(bench_url)
         for cfg in cfgs:
             for t in cfg["targets_obj"]:
                 log(f"warm-up {cfg['label']} {t.name} {args.warmup}s")
                 run_wrk(wrk, t, args.warmup, args.connections, args.wrk_threads)
+        head["wal_start"] = wal_state(bench_url)
         for r in range(args.rounds):
             for cfg in cfgs:
                 row = {}
@@ -686,6 +732,7 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
                 if cfg["headline"] and args.own_rate_latency:
                     own = {t.name: max(1, round(med[t.name] / 2)) for t in lat_targets[1:]}
                     cfg["latency_own"] = latency_phase(args, lat_targets[1:], own, order_ids)
+        head["wal_end"] = wal_state(bench_url)
         if args.profile_seconds > 0:
             head["profile"] = run_profiles(args, wrk, head["targets_obj"], tmp)
     finally:
@@ -824,6 +871,15 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
     w("- bodies: orders and bare `" + ORDER_BODY + "`; payments `" + PAYMENT_BODY.replace("%ORDER%", "order_…")
       + f"` with the test merchant's `X-Api-Key`/`X-Api-Secret`, cycling through a pool of {args.orders_pool} orders "
       "inserted by SQL before the run")
+    prep, (lsn0, files0), (lsn1, files1) = head["wal_prep"], head["wal_start"], head["wal_end"]
+    files = ("not listed (no right to pg_ls_waldir)" if files0 is None else
+             f"{files0} before the measurements and {files1} after them"
+             + (" (none created in the commit path)" if files1 <= files0 else
+                f" ({files1 - files0} new segments were created in the commit path)"))
+    w(f"- WAL: before the warm-ups, {prep['mb']} MB of WAL written to a throwaway table, then {prep['done']}, so "
+      "that the run's segments are recycled ones as on a server that has been up for a while, not created (zero-filled "
+      "and fsynced) in the commit path as on a young cluster, where every commit waits for that; "
+      f"the throughput and latency measurements wrote {(lsn1 - lsn0) >> 20} MB of WAL; segment files in pg_wal: {files}")
     for n in head["checks"]:
         w(f"- checked before measuring: {n}")
     w("")
