@@ -423,7 +423,7 @@ def sanity_checks(ours, bare, bench_url, order_ids, hook_orders_file):
 GENERATOR_CONNECTIONS = 32
 
 
-def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS):
+def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS, offset=0):
     """Open loop: request i is due at t0 + i/rate; its latency runs from that moment to the end of
     the response (so queueing behind a slow request, or for a free connection, counts). Also
     reports the plain service time. asyncio on raw keep-alive sockets with the requests built
@@ -434,7 +434,7 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS)
     except ImportError:
         new_loop = asyncio.new_event_loop
     n_total = int(rate * seconds)
-    offset = int(time.time()) % max(len(order_ids), 1)
+    offset = (int(time.time()) + offset) % max(len(order_ids), 1)
     head = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json",
                                                  **(AUTH_HEADERS if target.auth else {})}.items())
 
@@ -503,25 +503,38 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS)
         loop.close()
         gc.enable()
     elapsed = max(s[4] for s in samples) if samples else seconds
-    return {"samples": samples, "achieved": len(samples) / elapsed, "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
+    return {"samples": samples, "achieved": len(samples) / elapsed, "elapsed": elapsed,
+            "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
 
 
 def latency_phase(args, targets, rates, order_ids):
-    """Constant-rate runs, targets alternated, `--latency-rounds` rounds; samples pooled per target."""
+    """Constant-rate runs, `--latency-rounds` rounds; samples pooled per target. Within a round the
+    targets take turns in slices of `--latency-slice` seconds (the order reversed every other
+    slice), so that a slow spell of the shared machine, which lasts seconds to tens of seconds
+    here, falls on every target rather than on whichever one was running."""
     samples = {t.name: [] for t in targets}
     per_round = {t.name: [] for t in targets}
+    slices = max(1, round(args.latency_seconds / args.latency_slice))
+    seconds = args.latency_seconds / slices
+    turn = 0
     for r in range(args.latency_rounds):
+        outs = {t.name: [] for t in targets}
+        for k in range(slices):
+            for t in (targets if turn % 2 == 0 else targets[::-1]):
+                outs[t.name].append(constant_rate(t, rates[t.name], seconds, order_ids, offset=turn * 7919))
+            turn += 1
         for t in targets:
-            rate = rates[t.name]
-            out = constant_rate(t, rate, args.latency_seconds, order_ids)
-            samples[t.name] += out["samples"]
-            lat = [s[0] * 1000 for s in out["samples"]]
-            per_round[t.name].append({"achieved": out["achieved"], "errors": out["errors"], "p50": pct(lat, 50),
+            ss = [x for out in outs[t.name] for x in out["samples"]]
+            samples[t.name] += ss
+            lat = [x[0] * 1000 for x in ss]
+            achieved = len(ss) / sum(out["elapsed"] for out in outs[t.name])
+            errors = sum(out["errors"] for out in outs[t.name])
+            per_round[t.name].append({"achieved": achieved, "errors": errors, "p50": pct(lat, 50),
                                       "p99": pct(lat, 99), "max": max(lat), "n": len(lat), "load": os.getloadavg()[0]})
-            worst = max(out["samples"], key=lambda s: s[0])
-            log(f"latency round {r + 1} {t.name} @{rate}/s: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
-                f"achieved {out['achieved']:.0f}/s, errors {out['errors']}; slowest {worst[0] * 1000:.0f} ms, due "
-                f"{worst[4] - worst[0]:.2f} s into the run, {sum(1 for s in out['samples'] if s[0] > 0.05)} over 50 ms")
+            worst = max(range(slices), key=lambda i: max(x[0] for x in outs[t.name][i]["samples"]))
+            log(f"latency round {r + 1} {t.name} @{rates[t.name]}/s: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
+                f"achieved {achieved:.0f}/s, errors {errors}; slowest {max(lat):.0f} ms in slice {worst + 1} of {slices}, "
+                f"{sum(1 for v in lat if v > 50)} over 50 ms")
     res = {}
     for name, ss in samples.items():
         lat = [s[0] * 1000 for s in ss]
@@ -939,7 +952,10 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
             w(f"Open-loop generator in api_bench.py (asyncio{' + uvloop' if importlib.util.find_spec('uvloop') else ''}, "
               f"{GENERATOR_CONNECTIONS} keep-alive connections, requests built beforehand; request i is "
               f"due at t0 + i/rate and its latency counts from then, so queueing behind a slow request is not hidden), "
-              f"{args.latency_rounds} × {args.latency_seconds} s per target, alternated, all samples pooled. "
+              f"{args.latency_rounds} round(s) of {args.latency_seconds} s per target; within a round the targets take "
+              f"turns in slices of about {args.latency_slice:g} s (their order reversed every other slice, each slice on "
+              "fresh keep-alive connections), so that a slow spell of the machine falls on all of them; all samples "
+              "pooled. "
               "Service time = from the actual send to the end of the response. The generator runs on the same "
               "two cores.\n")
             latency_table(w, cfg["latency"])
@@ -1030,6 +1046,8 @@ def main():
     ap.add_argument("--configs", default="2x4", help="gunicorn WORKERSxTHREADS, comma-separated; the first is the headline")
     ap.add_argument("--latency-seconds", type=int, default=None, help="per constant-rate run (default: --seconds)")
     ap.add_argument("--latency-rounds", type=int, default=None, help="default: --rounds")
+    ap.add_argument("--latency-slice", type=float, default=2.0,
+                    help="seconds each target runs before the next takes its turn within a latency round")
     ap.add_argument("--latency-rate", type=int, default=0, help="default: half the bare median")
     ap.add_argument("--no-own-rate-latency", dest="own_rate_latency", action="store_false",
                     help="skip the latency runs at half each endpoint's own rate")
