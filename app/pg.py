@@ -97,6 +97,21 @@ def _in_transaction(raw):
     return raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
 
+def _rollback(raw):
+    """ROLLBACK that keeps the session's prepared statements. psycopg's rollback() also forgets
+    (DEALLOCATE ALL) every statement it has prepared on the connection, in case the rollback undid
+    a CREATE they depend on. This app changes no schema outside init-db, and PostgreSQL replans a
+    prepared statement by itself when a table it uses changes. With psycopg's rollback, every read
+    request (its transaction ends in a ROLLBACK) made the next statements on that connection parse
+    and plan afresh: 0.8-1.0 ms of PostgreSQL CPU for the payment statement instead of 0.25 ms."""
+    if raw.closed or not _in_transaction(raw):
+        return
+    with raw.lock:
+        res = raw.pgconn.exec_(b"ROLLBACK")
+    if res.status != psycopg.pq.ExecStatus.COMMAND_OK:
+        raise psycopg.OperationalError(f"ROLLBACK failed: {raw.pgconn.get_error_message()}")
+
+
 class Connection:
     """A pooled psycopg connection. Statements run in a transaction that commit()/rollback()
     end (or autocommit, for execution_options(isolation_level="AUTOCOMMIT")); close() returns it."""
@@ -147,8 +162,7 @@ class Connection:
         self._raw.commit()
 
     def rollback(self):
-        if not self._raw.closed:
-            self._raw.rollback()
+        _rollback(self._raw)
 
     def close(self):
         if self._raw is not None:
@@ -205,8 +219,7 @@ class Pool:
             raw.close()
             return
         try:
-            if _in_transaction(raw):
-                raw.rollback()
+            _rollback(raw)
         except psycopg.Error:
             raw.close()
             return

@@ -123,3 +123,32 @@ def test_a_timed_out_statement_keeps_the_pools_connections(app):
     with pool.connect() as a, pool.connect() as b:
         pids = {a.driver_connection.info.backend_pid, b.driver_connection.info.backend_pid}
     assert pids == kept  # the same connections, not new ones
+
+
+def test_a_rolled_back_request_keeps_the_connections_prepared_statements(app, client, merchant, db):
+    """Every read request ends its transaction with a ROLLBACK. It must discard what the
+    transaction wrote, but not the statements the connection has prepared: psycopg's own rollback
+    deallocates them all, and the next payment on that connection was parsed and planned again
+    (0.8-1.0 ms of PostgreSQL CPU instead of 0.25 ms)."""
+    pool = app.extensions["db_pool"]
+
+    def prepared():
+        with pool.connect() as c:  # the pool hands out the connection returned last
+            return c.driver_connection.info.backend_pid, c.execute(
+                "SELECT statement FROM pg_prepared_statements").scalars().all()
+
+    for _ in range(8):  # psycopg prepares a statement once it has run it 5 times
+        r = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"])
+        assert r.status_code == 201
+    pid, before = prepared()
+    assert any("INSERT INTO orders" in s for s in before)
+
+    r = client.get(f"/api/v1/orders/{r.get_json()['id']}", headers=merchant["headers"])
+    assert r.status_code == 200
+    with pool.connect() as c:
+        c.execute("INSERT INTO orders (id, merchant_id, amount, currency, receipt) "
+                  "VALUES ('order_RolledBack000001', :m, 100, 'INR', 'x')", {"m": merchant["id"]})
+        c.rollback()
+
+    assert prepared() == (pid, before)
+    assert db.execute("SELECT count(*) FROM orders WHERE id = 'order_RolledBack000001'").scalar() == 0
