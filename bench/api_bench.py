@@ -341,14 +341,14 @@ def _children_cpu():
 
 class Target:
     def __init__(self, name, server, path, body, auth=False, orders_file=None, idem=False, note="", key=KEY,
-                 secret=SECRET):
+                 secret=SECRET, reads=False):
         self.name, self.server, self.path, self.body = name, server, path, body
-        self.auth, self.orders_file, self.idem, self.note = auth, orders_file, idem, note
+        self.auth, self.orders_file, self.idem, self.note, self.reads = auth, orders_file, idem, note, reads
         self.key, self.secret = key, secret
 
     def wrk_env(self):
         env = dict(os.environ, BENCH_PATH=self.path, BENCH_BODY=self.body, BENCH_AUTH="1" if self.auth else "0",
-                   BENCH_IDEM="1" if self.idem else "0", BENCH_NONCE=f"{os.getpid()}{time.time_ns()}",
+                   BENCH_IDEM="1" if self.idem else "0", BENCH_READS="1" if self.reads else "0", BENCH_NONCE=f"{os.getpid()}{time.time_ns()}",
                    BENCH_KEY=self.key, BENCH_SECRET=self.secret)
         if self.orders_file:
             env["BENCH_ORDERS_FILE"] = str(self.orders_file)
@@ -694,6 +694,10 @@ def start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp,
                    note="extra: POST /api/v1/orders with a fresh Idempotency-Key each time"),
             Target("orders@INFO", servers["ours_info"], "/api/v1/orders", ORDER_BODY, auth=True,
                    note="extra: POST /api/v1/orders, LOG_LEVEL=INFO (one log line per request, to a file)"),
+            Target("payments+reads", servers["ours"], "/api/v1/payments", PAYMENT_BODY, auth=True,
+                   orders_file=orders_file, reads=True,
+                   note="extra: POST /api/v1/payments alternating with GET /api/v1/orders/{id} of the order just paid "
+                        "(a read: its transaction ends in a ROLLBACK); req/s counts both"),
             Target("payments+hook", servers["ours"], "/api/v1/payments", PAYMENT_BODY, auth=True,
                    orders_file=args.hook_orders_file, key=HOOK_MERCHANT["api_key"], secret=HOOK_MERCHANT["api_secret"],
                    note="extra: POST /api/v1/payments for a merchant with a webhook URL (the payment.created event "

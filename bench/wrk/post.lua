@@ -8,6 +8,7 @@
 --   BENCH_ORDERS_FILE  file with one order id per line, cycled through (payments)
 --   BENCH_IDEM         "1": a unique Idempotency-Key on every request
 --   BENCH_NONCE        makes the idempotency keys of one wrk run unique across runs
+--   BENCH_READS        "1": every other request is GET /api/v1/orders/<the order just paid>
 -- done() prints one line "BENCH_JSON {...}" with the figures api_bench.py reads.
 
 local path = os.getenv("BENCH_PATH") or "/"
@@ -16,6 +17,8 @@ local auth = os.getenv("BENCH_AUTH") == "1"
 local idem = os.getenv("BENCH_IDEM") == "1"
 local nonce = os.getenv("BENCH_NONCE") or tostring(os.time())
 local orders_file = os.getenv("BENCH_ORDERS_FILE")
+local reads = os.getenv("BENCH_READS") == "1"
+local read_next = false
 
 local headers = { ["Content-Type"] = "application/json" }
 if auth then
@@ -60,6 +63,11 @@ function request()
   if static_request then
     return static_request
   end
+  if reads and read_next then
+    read_next = false
+    return wrk.format("GET", "/api/v1/orders/" .. orders[i], headers)
+  end
+  read_next = reads
   local b = body
   if orders then
     i = i + 1
