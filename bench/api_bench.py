@@ -186,15 +186,19 @@ def settle_database(url):
 WAL_PREP_MB = 512  # more than the measurements of a 5-round run write (410 MB measured)
 
 
+def _wal_bytes(c):
+    return int(c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0])
+
+
 def wal_state(url):
     """(WAL position in bytes, segment files in pg_wal or None without the right to list them)."""
     with psycopg.connect(url, autocommit=True) as c:
-        lsn = c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0]
+        lsn = _wal_bytes(c)
         try:
             files = c.execute("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'").fetchone()[0]
         except psycopg.Error:
             files = None
-    return int(lsn), files
+    return lsn, files
 
 
 def prepare_wal(url, mb=WAL_PREP_MB):
@@ -211,7 +215,7 @@ def prepare_wal(url, mb=WAL_PREP_MB):
     before = wal_state(url)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE TABLE bench_wal_fill (pad text)")
-        while c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0] - before[0] < mb << 20:
+        while _wal_bytes(c) - before[0] < mb << 20:
             c.execute("INSERT INTO bench_wal_fill SELECT repeat('x', 900) FROM generate_series(1, 20000)")
         c.execute("DROP TABLE bench_wal_fill")
         try:
@@ -222,7 +226,7 @@ def prepare_wal(url, mb=WAL_PREP_MB):
     after = wal_state(url)
     log(f"WAL prepared: {(after[0] - before[0]) >> 20} MB written, {done}, segment files {before[1]} -> {after[1]}, "
         f"{time.monotonic() - t0:.1f} s")
-    return {"mb": (after[0] - before[0]) >> 20, "done": done, "files": after[1]}
+    return {"mb": (after[0] - before[0]) >> 20, "done": done}
 
 
 def db_counts(url):
@@ -503,8 +507,7 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS,
         loop.close()
         gc.enable()
     elapsed = max(s[4] for s in samples) if samples else seconds
-    return {"samples": samples, "achieved": len(samples) / elapsed, "elapsed": elapsed,
-            "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
+    return {"samples": samples, "elapsed": elapsed, "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
 
 
 def latency_phase(args, targets, rates, order_ids):

@@ -274,9 +274,10 @@ def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, d
 
     db.execute(due)
     assert not notified()  # every worker awake (here: none at all)
-    db.execute(insert)  # not due: no check at all
     with pool.connect() as sleeper:
         take_gate(sleeper)
+        db.execute(insert)  # not due: no check at all, so no NOTIFY even with a sleeper
+        assert not notified()
         db.execute(due)
         assert notified()
     db.execute(due)

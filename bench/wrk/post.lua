@@ -8,7 +8,7 @@
 --   BENCH_ORDERS_FILE  file with one order id per line, cycled through (payments)
 --   BENCH_IDEM         "1": a unique Idempotency-Key on every request
 --   BENCH_NONCE        makes the idempotency keys of one wrk run unique across runs
---   BENCH_READS        "1": every other request is GET /api/v1/orders/<the order just paid>
+--   BENCH_READS        "1": every other request is GET /api/v1/orders/<the order just paid> (with BENCH_ORDERS_FILE)
 -- done() prints one line "BENCH_JSON {...}" with the figures api_bench.py reads.
 
 local path = os.getenv("BENCH_PATH") or "/"
