@@ -1,6 +1,7 @@
 """Marshmallow schemas: request validation at the edge and the dump of every resource.
 The same classes feed /openapi.json, so the documentation cannot drift from the views."""
 import functools
+import re
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
@@ -35,9 +36,12 @@ class Text(fields.String):
         return value
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
 def storable(value):
     """True for a str without NUL or lone surrogates."""
-    return "\x00" not in value and not any("\ud800" <= ch <= "\udfff" for ch in value)
+    return _UNSTORABLE.search(value) is None
 
 
 class Notes(fields.Dict):

@@ -6,6 +6,7 @@ SECTIONS = [
     ("queue.md", "Queue drain: no-op jobs and settlements vs pgqueuer and procrastinate (issue 4)"),
     ("latency.md", "Payment-to-webhook latency (issue 4)"),
     ("webhooks.md", "Webhook deliveries (issue 5)"),
+    ("ids.md", "Id shape: WAL written after a checkpoint, time-first against random ids"),
 ]
 
 

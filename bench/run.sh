@@ -12,5 +12,6 @@ RUNS=${RUNS:-3}
 $PY bench/api_bench.py --rounds "$RUNS" --seconds 10
 $PY bench/queue_bench.py --jobs 20000 --runs "$RUNS"
 $PY bench/webhook_bench.py --events 5000 --merchants 10 --runs "$RUNS"
+$PY bench/ids_bench.py --rows 300000 --pairs 5000 --runs "$RUNS"
 $PY bench/latency_bench.py --sequential 50 --rate 50 --seconds 10 --runs "$RUNS"
 $PY bench/report.py

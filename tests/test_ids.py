@@ -1,0 +1,44 @@
+"""Public ids: SPEC's shape (prefix + 16 alphanumerics), creation order first, unguessable rest."""
+import random
+import re
+
+import pytest
+from app.pg import text
+
+from app.ids import BASE62, EPOCH, new_id
+
+SHAPE = re.compile(r"^(order|pay|rfnd|evt)_[0-9a-z]{5}[A-Za-z0-9]{11}$")
+
+
+@pytest.mark.parametrize("prefix", ["order_", "pay_", "rfnd_", "evt_"])
+def test_ids_have_the_spec_shape(prefix):
+    ids = [new_id(prefix) for _ in range(200)]
+    assert all(SHAPE.match(i) and i.startswith(prefix) and len(i) == len(prefix) + 16 for i in ids)
+
+
+def test_ids_made_in_one_minute_are_distinct_and_random_after_the_minute():
+    now = EPOCH + 86400 * 400 + 7
+    ids = [new_id("pay_", now) for _ in range(20000)]
+    assert len(set(ids)) == len(ids)
+    assert len({i[4:9] for i in ids}) == 1  # the minute
+    tails = "".join(i[9:] for i in ids)
+    assert set(tails) == set(BASE62)
+
+
+def test_ids_sort_in_creation_order_across_minutes_in_python_and_postgresql(db):
+    """A later minute sorts after every earlier one, in Python and under the database's collation
+    and "C": new keys go to the right end of an index, and listing by id is listing by time."""
+    made = [new_id("order_", EPOCH + minute * 60 + 30) for minute in range(0, 36 ** 3, 97)]
+    assert made == sorted(made)
+    shuffled = made[:]
+    random.Random(3).shuffle(shuffled)
+    for collate in ("", ' COLLATE "C"'):
+        got = db.execute(text(f"SELECT id FROM unnest(CAST(:ids AS text[])) AS t(id) ORDER BY id{collate}"),
+                         {"ids": shuffled}).scalars().all()
+        assert got == made
+
+
+def test_a_clock_outside_the_id_range_still_makes_valid_ids():
+    assert new_id("pay_", EPOCH - 3600)[4:9] == "00000"
+    assert new_id("pay_", EPOCH + 200 * 365 * 86400)[4:9] == "zzzzz"
+    assert new_id("pay_", EPOCH + 60)[4:9] == "00001"
