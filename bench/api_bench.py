@@ -13,9 +13,9 @@ does everything and rewrites bench/results/api.md:
 3. checks: every target answers 201; two payments for one "created" order are both accepted
    (pending payments do not change the order), a payment for a "paid" order is refused;
 4. throughput: wrk (bench/wrk/post.lua), a warm-up per target, then `--rounds` rounds of
-   bare, orders, payments (and the extras) `--seconds` each, alternating, for every gunicorn
-   configuration of `--configs` (all servers up, all alternated); medians and ratios, with the CPU
-   the server processes and the PostgreSQL backends used per request;
+   bare, orders, payments (and the extras) `--seconds` each, in `--slice` slices that take turns,
+   for every gunicorn configuration of `--configs` (all servers up, all alternated); medians and
+   ratios, with the CPU the server processes and the PostgreSQL backends used per request;
 5. latency: a constant-rate generator (asyncio on raw keep-alive sockets, open loop: latency
    counts from the request's scheduled time, so a stalled server is not hidden) at half the bare
    median;
@@ -175,8 +175,9 @@ def settle_database(url):
     """Before the latency runs: pay off the throughput rounds' debt (autovacuum of the tables they
     filled), so that it does not land on whichever target runs first. No CHECKPOINT: right after
     one, the first change to every page writes a full-page image to the WAL, which hit the
-    payments target (random index pages) far harder than the bare one (measured: payments p99
-    283-371 ms in the two rounds after it, 12-57 ms later)."""
+    payments target far harder than the bare one while ids were fully random and every payment
+    changed a random index page (measured then: payments p99 283-371 ms in the two rounds after
+    it, 12-57 ms later; app/ids.py now puts the minute first)."""
     t0 = time.monotonic()
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("VACUUM (ANALYZE)")
@@ -377,6 +378,26 @@ def run_wrk(wrk, target, seconds, connections, threads):
     r.update(app_cpu_ms=app_cpu * 1000 / n, pg_cpu_ms=pg_cpu * 1000 / n, wrk_cpu_ms=wrk_cpu * 1000 / n,
              wall=wall, load=os.getloadavg()[0])
     return r
+
+
+def slicing(args):
+    """(slices, seconds each) for a round's --seconds: wrk takes whole seconds."""
+    length = max(1, min(args.slice, args.seconds))
+    return max(1, args.seconds // length), length
+
+
+def combine(runs):
+    """One round of a target from its slices: requests and CPU summed over the slices (req/s and CPU
+    per request as if one run), closed-loop latency percentiles the median over the slices."""
+    n = max(sum(x["requests"] for x in runs), 1)
+    out = {"requests": n, "duration_us": sum(x["duration_us"] for x in runs),
+           "errors": sum(x["errors"] for x in runs), "load": runs[-1]["load"]}
+    out["rps"] = n / (out["duration_us"] / 1e6)
+    for k in ("app_cpu_ms", "pg_cpu_ms", "wrk_cpu_ms"):
+        out[k] = sum(x[k] * x["requests"] for x in runs) / n
+    for k in ("lat_p50_us", "lat_p99_us"):
+        out[k] = statistics.median(x[k] for x in runs)
+    return out
 
 
 def check(c_port, method, path, body=None, auth=True, expect=201, auth_headers=AUTH_HEADERS):
@@ -733,12 +754,17 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
                 log(f"warm-up {cfg['label']} {t.name} {args.warmup}s")
                 run_wrk(wrk, t, args.warmup, args.connections, args.wrk_threads)
         head["wal_start"] = wal_state(bench_url)
+        slices, length = slicing(args)
         for r in range(args.rounds):
-            for cfg in cfgs:
-                row = {}
-                for t in cfg["targets_obj"]:
-                    x = row[t.name] = run_wrk(wrk, t, args.seconds, args.connections, args.wrk_threads)
-                    log(f"round {r + 1} {cfg['label']} {t.name}: {x['rps']:.0f} req/s, errors {x['errors']}, "
+            parts = [{t.name: [] for t in cfg["targets_obj"]} for cfg in cfgs]
+            for k in range(slices):  # every target runs one slice in turn; the order reverses every other slice
+                turn = [(part, t) for cfg, part in zip(cfgs, parts) for t in cfg["targets_obj"]]
+                for part, t in turn if k % 2 == 0 else turn[::-1]:
+                    part[t.name].append(run_wrk(wrk, t, length, args.connections, args.wrk_threads))
+            for cfg, part in zip(cfgs, parts):
+                row = {name: combine(runs) for name, runs in part.items()}
+                for name, x in row.items():
+                    log(f"round {r + 1} {cfg['label']} {name}: {x['rps']:.0f} req/s, errors {x['errors']}, "
                         f"app {x['app_cpu_ms']:.2f} ms/req, pg {x['pg_cpu_ms']:.2f} ms/req, load {x['load']:.1f}")
                 cfg["rounds"].append(row)
         for cfg in cfgs:
@@ -885,9 +911,13 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
       "own connection pool (`app/db.py` `make_pool`, `DB_POOL_SIZE`=10 per process); the reference: `bench/bare_app.py`, "
       "psycopg_pool.ConnectionPool(max_size=10) per process, parses the JSON body, one `INSERT … RETURNING`, commit, "
       "201 JSON")
-    w(f"- load: `wrk -t{args.wrk_threads} -c{args.connections} -d{args.seconds}s -s bench/wrk/post.lua` "
-      f"(keep-alive), after a {args.warmup} s warm-up per target; {args.rounds} round(s); in each round every target of "
-      f"every gunicorn configuration ({args.configs}) runs once, one after the other, all servers up throughout")
+    slices, length = slicing(args)
+    w(f"- load: `wrk -t{args.wrk_threads} -c{args.connections} -d{length}s -s bench/wrk/post.lua` "
+      f"(keep-alive), after a {args.warmup} s warm-up per target; {args.rounds} round(s) of {slices * length} s per target; "
+      f"in each round every target of every gunicorn configuration ({args.configs}) runs {slices} slice(s) of "
+      f"{length} s, the targets taking turns (their order reversed every other slice), so that a slow "
+      "spell of the machine, which lasts tens of seconds, falls on all of them; a round's figure for a target sums "
+      "its slices (closed-loop latency percentiles: the median of its slices); all servers up throughout")
     w("- bodies: orders and bare `" + ORDER_BODY + "`; payments `" + PAYMENT_BODY.replace("%ORDER%", "order_…")
       + f"` with the test merchant's `X-Api-Key`/`X-Api-Secret`, cycling through a pool of {args.orders_pool} orders "
       "inserted by SQL before the run")
@@ -944,7 +974,7 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
             w(f"| {j + 1} | " + " | ".join(f"{f0(r[n]['rps'])} (load {r[n]['load']:.1f})" for n in names) + " |")
         w("")
         w("Per-round latency under full load (wrk, closed loop, "
-          f"{args.connections} connections), ms p50 / p99:\n")
+          f"{args.connections} connections), ms p50 / p99 (each the median over the round's slices):\n")
         w("| round | " + " | ".join(names) + " |")
         w("|---|" + "---:|" * len(names))
         for j, r in enumerate(cfg["rounds"]):
@@ -1046,7 +1076,9 @@ def write_profile(w, prof, args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=10, help="each wrk measurement")
+    ap.add_argument("--seconds", type=int, default=10, help="each target's wrk time per round")
+    ap.add_argument("--slice", type=int, default=2,
+                    help="a round's --seconds run as slices of about this length, the targets taking turns")
     ap.add_argument("--warmup", type=int, default=5, help="wrk warm-up per target")
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
     ap.add_argument("--wrk-threads", type=int, default=1)
