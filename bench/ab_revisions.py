@@ -67,7 +67,7 @@ def main():
                 B.run_wrk(wrk, t, 5, 16, 1)  # warm-up
             runs = {"old": [], "new": []}
             for r in range(args.rounds):
-                for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
+                for _, name in B.in_turns(["old", "new"], 1, first=r):  # which goes first alternates
                     x = B.run_wrk(wrk, targets[name], args.seconds, 16, 1)
                     if x["errors"]:
                         sys.exit(f"{name}: {x['errors']} errors")

@@ -62,6 +62,7 @@ from app import launcher  # noqa: E402
 from app.config import TEST_MERCHANT  # noqa: E402
 from app.db import libpq_url  # noqa: E402
 from app.ids import new_id  # noqa: E402
+from common import wal_bytes  # noqa: E402
 
 PY = sys.executable
 LUA = ROOT / "bench" / "wrk" / "post.lua"
@@ -187,14 +188,10 @@ def settle_database(url):
 WAL_PREP_MB = 512  # more than the measurements of a 5-round run write (410 MB measured)
 
 
-def _wal_bytes(c):
-    return int(c.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')").fetchone()[0])
-
-
 def wal_state(url):
     """(WAL position in bytes, segment files in pg_wal or None without the right to list them)."""
     with psycopg.connect(url, autocommit=True) as c:
-        lsn = _wal_bytes(c)
+        lsn = wal_bytes(c)
         try:
             files = c.execute("SELECT count(*) FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'").fetchone()[0]
         except psycopg.Error:
@@ -216,7 +213,7 @@ def prepare_wal(url, mb=WAL_PREP_MB):
     before = wal_state(url)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE TABLE bench_wal_fill (pad text)")
-        while _wal_bytes(c) - before[0] < mb << 20:
+        while wal_bytes(c) - before[0] < mb << 20:
             c.execute("INSERT INTO bench_wal_fill SELECT repeat('x', 900) FROM generate_series(1, 20000)")
         c.execute("DROP TABLE bench_wal_fill")
         try:
@@ -380,6 +377,15 @@ def run_wrk(wrk, target, seconds, connections, threads):
     return r
 
 
+def in_turns(items, slices, first=0):
+    """(slice number, item): every item once per slice, their order reversed every other slice
+    (numbered from `first`), so that a slow spell of the shared machine, which lasts seconds to tens
+    of seconds, falls on all of them instead of on whichever one was running."""
+    for k in range(first, first + slices):
+        for item in items if k % 2 == 0 else items[::-1]:
+            yield k, item
+
+
 def slicing(args):
     """(slices, seconds each) for a round's --seconds: wrk takes whole seconds."""
     length = max(1, min(args.slice, args.seconds))
@@ -533,20 +539,15 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS,
 
 def latency_phase(args, targets, rates, order_ids):
     """Constant-rate runs, `--latency-rounds` rounds; samples pooled per target. Within a round the
-    targets take turns in slices of `--latency-slice` seconds (the order reversed every other
-    slice), so that a slow spell of the shared machine, which lasts seconds to tens of seconds
-    here, falls on every target rather than on whichever one was running."""
+    targets take turns (in_turns) in slices of `--latency-slice` seconds."""
     samples = {t.name: [] for t in targets}
     per_round = {t.name: [] for t in targets}
     slices = max(1, round(args.latency_seconds / args.latency_slice))
     seconds = args.latency_seconds / slices
-    turn = 0
     for r in range(args.latency_rounds):
         outs = {t.name: [] for t in targets}
-        for k in range(slices):
-            for t in (targets if turn % 2 == 0 else targets[::-1]):
-                outs[t.name].append(constant_rate(t, rates[t.name], seconds, order_ids, offset=turn * 7919))
-            turn += 1
+        for k, t in in_turns(targets, slices, first=r * slices):
+            outs[t.name].append(constant_rate(t, rates[t.name], seconds, order_ids, offset=k * 7919))
         for t in targets:
             ss = [x for out in outs[t.name] for x in out["samples"]]
             samples[t.name] += ss
@@ -757,10 +758,9 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
         slices, length = slicing(args)
         for r in range(args.rounds):
             parts = [{t.name: [] for t in cfg["targets_obj"]} for cfg in cfgs]
-            for k in range(slices):  # every target runs one slice in turn; the order reverses every other slice
-                turn = [(part, t) for cfg, part in zip(cfgs, parts) for t in cfg["targets_obj"]]
-                for part, t in turn if k % 2 == 0 else turn[::-1]:
-                    part[t.name].append(run_wrk(wrk, t, length, args.connections, args.wrk_threads))
+            every = [(part, t) for cfg, part in zip(cfgs, parts) for t in cfg["targets_obj"]]
+            for _, (part, t) in in_turns(every, slices):
+                part[t.name].append(run_wrk(wrk, t, length, args.connections, args.wrk_threads))
             for cfg, part in zip(cfgs, parts):
                 row = {name: combine(runs) for name, runs in part.items()}
                 for name, x in row.items():

@@ -48,6 +48,11 @@ def pg_settings(url):
         return {n: c.execute(f"SHOW {n}").fetchone()[0] for n in names}
 
 
+def wal_bytes(c):
+    """The server's WAL insert position in bytes: the difference of two is the WAL written between."""
+    return int(c.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
+
+
 def machine():
     cpu = "unknown"
     try:

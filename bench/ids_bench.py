@@ -55,10 +55,6 @@ def fill(url, make_id, rows):
         c.execute("VACUUM ANALYZE")
 
 
-def wal_position(c):
-    return c.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0]
-
-
 def wal_fpi(c):
     # This backend's WAL counters reach pg_stat_wal at the end of a transaction, when forced.
     c.execute("SELECT pg_stat_force_next_flush()")
@@ -75,7 +71,7 @@ def run(url, make_id, pairs):
         raw.autocommit = True
         backend = psutil.Process(raw.info.backend_pid)
         raw.execute("CHECKPOINT")
-        fpi0, wal0 = wal_fpi(raw), wal_position(raw)
+        fpi0, wal0 = wal_fpi(raw), common.wal_bytes(raw)
         cpu0 = sum(backend.cpu_times()[:2])
         raw.autocommit = False
         for _ in range(pairs):
@@ -83,7 +79,7 @@ def run(url, make_id, pairs):
             payments.create(c, merchant, {"order_id": order["id"], "method": "upi", "vpa": "shop@okbank", "notes": {}})
         cpu = sum(backend.cpu_times()[:2]) - cpu0
         raw.autocommit = True
-        wal, fpi = wal_position(raw) - wal0, wal_fpi(raw) - fpi0
+        wal, fpi = common.wal_bytes(raw) - wal0, wal_fpi(raw) - fpi0
     pool.dispose()
     return {"wal": wal / pairs, "fpi": fpi / pairs, "cpu_us": cpu / pairs * 1e6}
 
