@@ -1,11 +1,13 @@
 """Public ids: SPEC's shape (prefix + 16 alphanumerics), creation order first, unguessable rest."""
 import random
 import re
+import time
 
 import pytest
 from app.pg import text
 
 from app.ids import BASE62, EPOCH, new_id
+from api_support import create_order, pay
 
 SHAPE = re.compile(r"^(order|pay|rfnd|evt)_[0-9a-z]{5}[A-Za-z0-9]{11}$")
 
@@ -42,3 +44,21 @@ def test_a_clock_outside_the_id_range_still_makes_valid_ids():
     assert new_id("pay_", EPOCH - 3600)[4:9] == "00000"
     assert new_id("pay_", EPOCH + 200 * 365 * 86400)[4:9] == "zzzzz"
     assert new_id("pay_", EPOCH + 60)[4:9] == "00001"
+
+
+def test_ids_are_made_with_the_current_minute():
+    before, now, after = new_id("pay_", time.time() - 60), new_id("pay_"), new_id("pay_", time.time() + 60)
+    assert before[:9] < now[:9] < after[:9]
+
+
+def test_orders_and_payments_created_through_the_api_carry_their_minute(client, merchant):
+    """What a merchant sees: a later order's id sorts after an earlier one's, and an object's id
+    starts with the minute it was created in (or the one before, if a minute ended meanwhile)."""
+    earlier = new_id("order_", time.time() - 60)
+    order = create_order(client, merchant)
+    payment = pay(client, merchant, order["id"])
+    now = time.time()
+    assert earlier < order["id"]
+    for obj, prefix in ((order, "order_"), (payment, "pay_")):
+        head = len(prefix) + 5
+        assert obj["id"][:head] in (new_id(prefix, now - 60)[:head], new_id(prefix, now)[:head])
