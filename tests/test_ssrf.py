@@ -172,7 +172,7 @@ def test_dns_rebinding_cannot_turn_a_delivery_to_a_local_address(dns, receiver, 
     http = outbound.http_pool(2)
     attempt = _attempt(f"http://rebind.example:{rx.port}/webhook")
     ok, code, body = webhooks.post(http, attempt, allow_private=False)
-    assert (ok, code) == (False, None) and body.startswith("NewConnectionError") and "refused" in body
+    assert (ok, code) == (False, None) and body.startswith(("NewConnectionError", "ConnectTimeoutError"))
     assert dns.asked.count("rebind.example") == 1  # one lookup: the one vetted is the one connected to
     assert webhooks.post(http, attempt, allow_private=False) == (False, None, REFUSED)
     assert rx.requests == []
