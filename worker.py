@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import create_app, db, idempotency, jobs, payments, refunds, webhooks
+from app import create_app, db, idempotency, jobs, outbound, payments, refunds, webhooks
 from app.pg import text
 
 log = logging.getLogger("worker")
@@ -55,7 +55,7 @@ class Worker:
         self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
         self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
         self.room_freed = threading.Event()   # set when a delivery ends and frees its slot
-        self.http = webhooks.http_pool(self.threads)
+        self.http = outbound.http_pool(self.threads)
         self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
         self.recorder = threading.Thread(target=self.record_results, name="recorder", daemon=True)
         self.recorder.start()
@@ -268,7 +268,8 @@ class Worker:
         job_id, lease, attempt, _ = task
         t0 = time.perf_counter()
         try:
-            ok, code, body = webhooks.post(self.http, attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+            ok, code, body = webhooks.post(self.http, attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
+                                           self.settings["WEBHOOK_ALLOWED_HOSTS"])
             status, wait = webhooks.outcome(attempt["attempts"], ok, self.settings["WEBHOOK_RETRY_INTERVALS"])
             self.results.put({"job_id": job_id, "lease": lease, "log_id": str(attempt["id"]), "status": status,
                               "wait": wait, "code": code, "body": body, "ms": (time.perf_counter() - t0) * 1000})

@@ -35,6 +35,11 @@ def retry_intervals(test_mode, raw):
     return [5, 10, 15, 20] if test_mode else [60, 300, 1800, 7200]
 
 
+def allowed_hosts(raw):
+    """Host names whose webhooks may go to private addresses: a comma list, exact names, any case."""
+    return frozenset(h.strip().lower() for h in (raw or "").split(",") if h.strip())
+
+
 def secret_key():
     """SECRET_KEY from the environment, else one generated once into .data/."""
     if os.environ.get("SECRET_KEY"):
@@ -68,6 +73,7 @@ def load(env=None):
         "TEST_PROCESSING_DELAY": int(env.get("TEST_PROCESSING_DELAY", "1000")),
         "WEBHOOK_RETRY_INTERVALS": retry_intervals(test_mode, env.get("WEBHOOK_RETRY_INTERVALS_TEST")),
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": test_mode or _bool(env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS")),
+        "WEBHOOK_ALLOWED_HOSTS": allowed_hosts(env.get("WEBHOOK_ALLOWED_HOSTS")),
         "TEST_MERCHANT_PASSWORD": env.get("TEST_MERCHANT_PASSWORD", "password"),
         "TEST_MERCHANT_WEBHOOK_URL": env.get("TEST_MERCHANT_WEBHOOK_URL") or None,
         "CHECKOUT_FRAME_ANCESTORS": env.get("CHECKOUT_FRAME_ANCESTORS", "*"),

@@ -137,7 +137,8 @@ def save_webhook_url():
     url = request.form.get("webhook_url", "")
     c = db.conn()
     try:
-        config = webhooks.set_url(c, g.merchant["id"], url, current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+        config = webhooks.set_url(c, g.merchant["id"], url, current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
+                                  current_app.config["WEBHOOK_ALLOWED_HOSTS"])
     except ApiError as e:
         # Shown next to the field, with what was typed kept; nothing was written.
         return _webhooks_page(url_value=url, url_error=e.description, status=400)

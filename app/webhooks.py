@@ -3,19 +3,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import secrets
-import socket
 import time
 import uuid
-from urllib.parse import urlsplit
 
-import certifi
-import urllib3
-
-from . import jobs
+from . import jobs, outbound
 from .errors import ApiError, Conflict, NotFound
 from .ids import new_id
 from .pg import text
@@ -24,10 +18,6 @@ log = logging.getLogger(__name__)
 
 DELIVER = "webhook.deliver"
 MAX_ATTEMPTS = 5
-TIMEOUT_SECONDS = 5   # to connect, and for each read
-ATTEMPT_SECONDS = 10  # reading the answer's body, in all
-RESPONSE_BODY_LIMIT = 1000  # characters of an answer stored
-RESPONSE_READ_LIMIT = 4 * RESPONSE_BODY_LIMIT  # bytes of it read (UTF-8: at most 4 bytes a character)
 
 
 # ---- signing ----------------------------------------------------------------------------------
@@ -124,40 +114,6 @@ def emit_event(c, merchant_id, event, data):
     return emit_events(c, [(merchant_id, event, data)])
 
 
-# ---- SSRF guard -------------------------------------------------------------------------------
-
-def _blocked_ip(ip):
-    ip = ipaddress.ip_address(ip)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified or str(ip) in ("169.254.169.254", "100.100.100.200", "fd00:ec2::254"))
-
-
-def check_url(url, allow_private):
-    """Refuse non-http(s) URLs and, unless allowed, hosts resolving to private/loopback/link-local/
-    metadata addresses. Raises ApiError(400) with the reason."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise ApiError("webhook_url is not a valid URL.", field="webhook_url") from None
-    if parts.scheme not in ("http", "https") or not host:
-        raise ApiError("webhook_url must be an http(s) URL with a host.", field="webhook_url")
-    if parts.username or parts.password:
-        raise ApiError("webhook_url must not contain credentials.", field="webhook_url")
-    if allow_private:
-        return
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except (socket.gaierror, UnicodeError):
-        raise ApiError("webhook_url host does not resolve.", field="webhook_url") from None
-    if any(_blocked_ip(info[4][0]) for info in infos):
-        raise ApiError("webhook_url resolves to a private, loopback, link-local or metadata address.",
-                       field="webhook_url")
-
-
 # ---- delivery (worker side) ---------------------------------------------------------------------
 
 ATTEMPT_FIELDS = ("id", "event_id", "body", "attempts", "webhook_url", "webhook_secret")
@@ -176,48 +132,13 @@ def load_attempts(c, log_ids):
     return {str(r["id"]): dict(r) for r in rows}
 
 
-def http_pool(connections_per_host):
-    """The worker's HTTP client, shared by its delivery threads: keep-alive connections per
-    endpoint (size it to the delivery threads: many merchants may share one receiving host), no
-    retries or redirects of its own (a retry is a new attempt, on our schedule), certifi's CA
-    bundle (as requests uses), and no proxy from the environment: the SSRF check vets the address
-    we actually connect to."""
-    return urllib3.PoolManager(num_pools=256, maxsize=connections_per_host, block=False, retries=False,
-                               ca_certs=certifi.where())
-
-
-def post(http, attempt, allow_private):
-    """One HTTP attempt. Returns (ok, response_code, response_body); never raises."""
-    url = attempt["webhook_url"]
-    if not url:
+def post(http, attempt, allow_private, allowed_hosts=()):
+    """One HTTP attempt (http: outbound.http_pool). Returns (ok, response_code, response_body);
+    never raises."""
+    if not attempt["webhook_url"]:
         return False, None, "no webhook URL configured"
-    try:
-        check_url(url, allow_private)  # again at send time: DNS may have changed since it was saved
-    except ApiError as e:
-        return False, None, e.description
     headers = headers_for(attempt["webhook_secret"] or "", attempt["event_id"], attempt["body"])
-    try:
-        r = http.request("POST", url, body=attempt["body"].encode(), headers=headers, redirect=False,
-                         timeout=urllib3.Timeout(connect=TIMEOUT_SECONDS, read=TIMEOUT_SECONDS),
-                         preload_content=False)
-        try:
-            # Only the start of the answer is kept, read for ATTEMPT_SECONDS at most: a huge,
-            # endless or trickling body costs us nothing more (read1: one socket read at a time).
-            raw, deadline = b"", time.monotonic() + ATTEMPT_SECONDS
-            while len(raw) < RESPONSE_READ_LIMIT and time.monotonic() < deadline:
-                chunk = r.read1(RESPONSE_READ_LIMIT - len(raw))
-                if not chunk:
-                    break
-                raw += chunk
-        finally:
-            if r.length_remaining == 0:
-                r.release_conn()  # read to the end: the connection is reusable
-            else:
-                r.close()
-        body = raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd")[:RESPONSE_BODY_LIMIT]
-        return 200 <= r.status < 300, r.status, body
-    except Exception as e:  # noqa: BLE001 - timeouts, refused connections, TLS errors: all a failed attempt
-        return False, None, f"{type(e).__name__}: {str(e)[:200]}"
+    return outbound.send(http, attempt["webhook_url"], attempt["body"].encode(), headers, allow_private, allowed_hosts)
 
 
 def outcome(attempts_before, ok, intervals):
@@ -305,11 +226,11 @@ def get_config(c, merchant_id):
                           {"m": merchant_id}).mappings().one())
 
 
-def set_url(c, merchant_id, url, allow_private):
+def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
     """Save (or clear, with null/"") the merchant's webhook URL after checking it."""
     url = (url or "").strip() or None
     if url is not None:
-        check_url(url, allow_private)
+        outbound.check_url(url, allow_private, allowed_hosts)
     c.execute(text("UPDATE merchants SET webhook_url = :u, updated_at = now(), "
                    "webhook_secret = COALESCE(webhook_secret, :s) WHERE id = :m"),
               {"u": url, "m": merchant_id, "s": new_secret()})

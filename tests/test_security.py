@@ -1,5 +1,5 @@
 """Timing-safe comparisons of secrets (the other security properties have their own files:
-isolation in test_isolation.py, SSRF in test_webhooks.py, CSRF in browser/test_dashboard.py,
+isolation in test_isolation.py, SSRF in test_ssrf.py, CSRF in browser/test_dashboard.py,
 card data and secrets in logs in test_zz_log_scan.py, card data in the database in test_payments.py)."""
 import hmac
 

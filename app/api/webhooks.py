@@ -37,7 +37,8 @@ def get_webhook_config():
 def set_webhook_config():
     data = load(WebhookConfigIn, json_body())
     c = db.conn()
-    config = webhooks.set_url(c, g.merchant["id"], data["webhook_url"], settings()["WEBHOOK_ALLOW_PRIVATE_TARGETS"])
+    config = webhooks.set_url(c, g.merchant["id"], data["webhook_url"], settings()["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
+                              settings()["WEBHOOK_ALLOWED_HOSTS"])
     c.commit()
     return config
 
