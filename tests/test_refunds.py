@@ -214,6 +214,10 @@ def test_notes_and_receipt_are_stored_and_returned_everywhere(client, db, api_wo
     assert (listed["notes"], listed["receipt"]) == (notes, "rfnd_rcpt_1")
     bare = refund(client, m, p["id"], {"amount": 100}).get_json()
     assert (bare["notes"], bare["receipt"]) == ({}, None)
+    for bad in ({"receipt": "r" * 41}, {"receipt": 7}, {"notes": ["a"]}, {"notes": {str(i): i for i in range(16)}}):
+        r = refund(client, m, p["id"], dict(bad, amount=100))
+        assert r.status_code == 400 and r.get_json()["error"]["field"] == next(iter(bad))
+    assert len(client.get(f"/api/v1/payments/{p['id']}/refunds", headers=m["headers"]).get_json()["data"]) == 2
 
     def sent(event):
         return {r["json"]["data"]["refund"]["id"]: r["json"]["data"]["refund"] for r in list(hook.requests)
@@ -230,15 +234,6 @@ def test_notes_and_receipt_are_stored_and_returned_everywhere(client, db, api_wo
     accepted = sent("refund.created")
     assert (accepted[created["id"]]["notes"], accepted[created["id"]]["receipt"]) == (notes, "rfnd_rcpt_1")
     assert (accepted[bare["id"]]["notes"], accepted[bare["id"]]["receipt"]) == ({}, None)
-
-
-@pytest.mark.parametrize("body", [{"receipt": "r" * 41}, {"receipt": 7}, {"notes": ["a"]},
-                                  {"notes": {str(i): i for i in range(16)}}, {"notes": {"k": "v" * 513}}])
-def test_bad_notes_or_receipt_is_400(client, db, api_worker, merchant, body):
-    _, p = paid_payment(client, db, api_worker, merchant, 5000)
-    r = refund(client, merchant, p["id"], dict(body, amount=100))
-    assert r.status_code == 400 and r.get_json()["error"]["field"] == next(iter(body))
-    assert count(db, "refunds", merchant["id"]) == 0
 
 
 def test_fully_refunded_payment_says_amount_exceeds_available(client, db, api_worker, merchant):
