@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS refunds (
     CHECK ((status = 'processed') = (processed_at IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS refunds_payment_id ON refunds (payment_id);
+-- Added after the first release: on an existing table these add nullable / constant-default columns.
+ALTER TABLE refunds ADD COLUMN IF NOT EXISTS receipt text;                              -- the merchant's own reference, at most 40 characters
+ALTER TABLE refunds ADD COLUMN IF NOT EXISTS notes jsonb NOT NULL DEFAULT '{}'::jsonb;  -- free-form, as orders' notes
+-- GET /refunds lists a merchant's refunds newest first, with from/to on created_at.
+CREATE INDEX IF NOT EXISTS refunds_merchant_created ON refunds (merchant_id, created_at DESC, id DESC);
 
 CREATE TABLE IF NOT EXISTS webhook_logs (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),

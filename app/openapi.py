@@ -56,8 +56,8 @@ IDEMPOTENCY_KEY = _header(
                        "for 24 h; the same key with a different body is a 409.")
 REFUND_IDEMPOTENCY = _header("X-Refund-Idempotency", "Accepted instead of `Idempotency-Key` for refunds.")
 # The list query, from the views' own ListQuery schema (expanded to one parameter per field).
-PAGING = {"in": "query", "schema": s.ListQuery(exclude=("status",))}
-PAGING_WITH_STATUS = {"in": "query", "schema": s.ListQuery}
+PAGING = {"in": "query", "schema": s.ListQuery}
+PAGING_WITH_STATUS = {"in": "query", "schema": s.PaymentListQuery}
 ORDER_ID = _path_param("order_id", "order (`order_…`)")
 PAYMENT_ID = _path_param("payment_id", "payment (`pay_…`)")
 REFUND_ID = _path_param("refund_id", "refund (`rfnd_…`)")
@@ -68,6 +68,8 @@ QUERY_DESCRIPTIONS = {
     "count": "Alias of `limit`.",
     "offset": "Objects to skip: 0 by default.",
     "skip": "Alias of `offset`.",
+    "from": "Only objects created at or after this time (unix seconds; whole seconds, inclusive).",
+    "to": "Only objects created at or before this time (unix seconds; the whole second is included).",
     "status": "Only payments with this status.",
 }
 
@@ -90,6 +92,7 @@ ORDER_LINKS = {
     "GetOrderPublic": _link("getOrderPublic", "The checkout's view of the order.", order_id=NEW_ID),
     "PayOrder": _link("createPayment", "Pay the order (by UPI here; any method works).", body=PAY_BY_UPI),
     "PayOrderAtCheckout": _link("createPaymentPublic", "Pay the order from the checkout.", body=PAY_BY_UPI),
+    "ListOrderPayments": _link("listOrderPayments", "The order's payments.", order_id=NEW_ID),
 }
 PAYMENT_LINKS = {
     "GetPayment": _link("getPayment", "Fetch the payment.", payment_id=NEW_ID),
@@ -98,17 +101,26 @@ PAYMENT_LINKS = {
                             body={"amount": "$response.body#/amount"}, payment_id=NEW_ID),
     "RefundPayment": _link("createRefund", "Refund the payment once it succeeded.", payment_id=NEW_ID),
     "RefundPaymentAlias": _link("createRefundAlias", "Refund the payment (alias).", payment_id=NEW_ID),
+    "RefundPaymentByBody": _link("createRefundForPayment", "Refund the payment, named in the body.",
+                                 body={"payment_id": NEW_ID}),
     "ListRefunds": _link("listRefunds", "The payment's refunds.", payment_id=NEW_ID),
 }
 REFUND_LINKS = {
     "GetRefund": _link("getRefund", "Fetch the refund.", refund_id=NEW_ID),
     "GetPayment": _link("getPayment", "The refunded payment.", payment_id="$response.body#/payment_id"),
+    "GetPaymentRefund": _link("getPaymentRefund", "Fetch the refund through its payment.", refund_id=NEW_ID,
+                              payment_id="$response.body#/payment_id"),
 }
 LOG_LINKS = {
     "RetryWebhook": _link("retryWebhook", "Deliver the newest webhook again.", log_id="$response.body#/data/0/id"),
 }
 
-LIST = "Newest first. `limit` defaults to 10; values above 100 are capped to 100."
+REFUND_RULES = ("Without `amount`, the rest of the payment is refunded (an empty body is allowed). 400 "
+                "`Refund amount exceeds available amount` when the amount is more than the payment's amount less "
+                "its pending and processed refunds (a fully refunded payment included).")
+LIST = ("Newest first. `limit` defaults to 10; values above 100 are capped to 100. `from` and `to` bound "
+        "`created_at` (unix seconds, both inclusive at whole seconds). Any other query parameter is a 400 "
+        "naming it.")
 
 # Every operation of SPEC §3. `ok` maps the success status (and, for /health, 503) to its schema;
 # `errors` lists the error statuses, each answered with the ErrorOut envelope; `links` says which
@@ -131,6 +143,9 @@ OPERATIONS = [
          ok={200: s.list_of(s.OrderOut)}, errors=[400]),
     dict(method="get", path="/api/v1/orders/{order_id}", id="getOrder", tag="Orders", auth=AUTH,
          summary="Fetch an order.", params=[ORDER_ID], ok={200: s.OrderOut}, errors=[404]),
+    dict(method="get", path="/api/v1/orders/{order_id}/payments", id="listOrderPayments", tag="Orders", auth=AUTH,
+         summary="List the payments of one of the merchant's orders.", description=LIST,
+         params=[ORDER_ID, PAGING], ok={200: s.list_of(s.PaymentOut)}, errors=[400, 404]),
     dict(method="get", path="/api/v1/orders/{order_id}/public", id="getOrderPublic", tag="Checkout", auth=NO_AUTH,
          summary="What the checkout page shows of an order.", params=[ORDER_ID],
          ok={200: s.OrderPublicOut}, errors=[404]),
@@ -162,9 +177,7 @@ OPERATIONS = [
 
     dict(method="post", path="/api/v1/payments/{payment_id}/refunds", id="createRefund", tag="Refunds", auth=AUTH,
          summary="Refund a successful payment, wholly or in part.",
-         description="Without `amount`, the rest of the payment is refunded (an empty body is allowed). 400 "
-                     "`Refund amount exceeds available amount` when the amount is more than the payment's amount "
-                     "less its pending and processed refunds.",
+         description=REFUND_RULES,
          params=[PAYMENT_ID, IDEMPOTENCY_KEY, REFUND_IDEMPOTENCY], body=s.RefundCreate, body_required=False,
          ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415], links={201: REFUND_LINKS}),
     dict(method="post", path="/api/v1/payments/{payment_id}/refund", id="createRefundAlias", tag="Refunds",
@@ -174,6 +187,18 @@ OPERATIONS = [
     dict(method="get", path="/api/v1/payments/{payment_id}/refunds", id="listRefunds", tag="Refunds", auth=AUTH,
          summary="List a payment's refunds.", description=LIST, params=[PAYMENT_ID, PAGING],
          ok={200: s.list_of(s.RefundOut)}, errors=[400, 404]),
+    dict(method="get", path="/api/v1/payments/{payment_id}/refunds/{refund_id}", id="getPaymentRefund",
+         tag="Refunds", auth=AUTH, summary="Fetch one refund of a payment (404 if it is another payment's).",
+         params=[PAYMENT_ID, REFUND_ID], ok={200: s.RefundOut}, errors=[404]),
+    dict(method="post", path="/api/v1/refunds", id="createRefundForPayment", tag="Refunds", auth=AUTH,
+         summary="Refund a successful payment named in the body; otherwise as "
+                 "`POST /api/v1/payments/{payment_id}/refunds`.",
+         description=REFUND_RULES.replace(" (an empty body is allowed)", ""),
+         params=[IDEMPOTENCY_KEY, REFUND_IDEMPOTENCY], body=s.RefundCreateForPayment,
+         ok={201: s.RefundOut}, errors=[400, 404, 409, 413, 415], links={201: REFUND_LINKS}),
+    dict(method="get", path="/api/v1/refunds", id="listAllRefunds", tag="Refunds", auth=AUTH,
+         summary="List the merchant's refunds.", description=LIST, params=[PAGING],
+         ok={200: s.list_of(s.RefundOut)}, errors=[400]),
     dict(method="get", path="/api/v1/refunds/{refund_id}", id="getRefund", tag="Refunds", auth=AUTH,
          summary="Fetch a refund.", params=[REFUND_ID], ok={200: s.RefundOut}, errors=[404]),
 

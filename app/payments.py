@@ -120,11 +120,14 @@ def get_public(c, payment_id):
     return dict(row)
 
 
-def list_(c, merchant_id, limit, offset, status=None):
+def list_(c, merchant_id, limit, offset, status=None, window=(None, None), order_id=None):
+    """The merchant's payments, newest first; optionally only one status or one order's."""
     where, params = "merchant_id = :m", {"m": merchant_id}
     if status:
         where, params["status"] = where + " AND status = :status", status
-    return orders.page(c, "payments", COLUMNS, where, params, limit, offset)
+    if order_id:
+        where, params["order_id"] = where + " AND order_id = :order_id", order_id
+    return orders.page(c, "payments", COLUMNS, where, params, limit, offset, window)
 
 
 def capture(c, merchant_id, payment_id, amount):

@@ -1,16 +1,18 @@
 """Refunds: never more than the payment's amount, however many arrive at once."""
+import json
 import random
 import re
 
-
-from . import jobs, payments, webhooks
+from . import jobs, orders, payments, webhooks
 from .errors import ApiError, NotFound
 from .ids import new_id
 from .schemas import PAYMENT, REFUND
 from .pg import text
 
 PROCESS = "refund.process"
-COLUMNS = "id, payment_id, merchant_id, amount, reason, status, created_at, processed_at"
+COLUMNS = "id, payment_id, merchant_id, amount, reason, receipt, notes, status, created_at, processed_at"
+# A refund shows its payment's currency, which the refunds table does not repeat.
+WITH_CURRENCY = COLUMNS + ", (SELECT p.currency FROM payments p WHERE p.id = refunds.payment_id) AS currency"
 ID_RE = re.compile(r"rfnd_[A-Za-z0-9]{16}")
 
 
@@ -28,15 +30,14 @@ def create(c, merchant, payment_id, data, settings):
                          {"id": payment_id}).scalar()
     available = payment["amount"] - refunded
     amount = data.get("amount", available)
-    if available <= 0:
-        raise ApiError("Payment has been fully refunded already.", field="amount")
-    if amount > available:
+    # One message for every over-refund, a fully refunded payment's too: clients match on it.
+    if amount > available or available <= 0:
         raise ApiError("Refund amount exceeds available amount", field="amount")
     refund = dict(c.execute(text(
-        f"INSERT INTO refunds (id, payment_id, merchant_id, amount, reason) VALUES (:id, :p, :m, :amount, :reason) "
-        f"RETURNING {COLUMNS}"),
-        {"id": new_id("rfnd_"), "p": payment_id, "m": merchant["id"], "amount": amount,
-         "reason": data.get("reason")}).mappings().one())
+        f"INSERT INTO refunds (id, payment_id, merchant_id, amount, reason, receipt, notes) "
+        f"VALUES (:id, :p, :m, :amount, :reason, :receipt, CAST(:notes AS jsonb)) RETURNING {COLUMNS}"),
+        {"id": new_id("rfnd_"), "p": payment_id, "m": merchant["id"], "amount": amount, "reason": data.get("reason"),
+         "receipt": data.get("receipt"), "notes": json.dumps(data.get("notes", {}))}).mappings().one())
     delay = settings["TEST_PROCESSING_DELAY"] / 1000.0 if settings["TEST_MODE"] else random.uniform(3, 5)
     jobs.enqueue(c, PROCESS, {"refund_id": refund["id"]}, delay_seconds=delay)
     refund = _with_currency(refund, payment)
@@ -48,20 +49,31 @@ def get(c, merchant_id, refund_id):
     """The merchant's refund or 404."""
     if not ID_RE.fullmatch(refund_id):  # cannot exist (and a NUL byte would make PostgreSQL raise)
         raise NotFound("Refund not found.")
-    row = c.execute(text(
-        f"SELECT r.{COLUMNS.replace(', ', ', r.')}, p.currency FROM refunds r JOIN payments p ON p.id = r.payment_id "
-        "WHERE r.id = :id AND r.merchant_id = :m"), {"id": refund_id, "m": merchant_id}).mappings().first()
+    row = c.execute(text(f"SELECT {WITH_CURRENCY} FROM refunds WHERE id = :id AND merchant_id = :m"),
+                    {"id": refund_id, "m": merchant_id}).mappings().first()
     if row is None:
         raise NotFound("Refund not found.")
     return dict(row)
 
 
-def list_for_payment(c, merchant_id, payment_id, limit, offset):
+def get_of_payment(c, merchant_id, payment_id, refund_id):
+    """The merchant's refund of that payment, or 404 (a refund of another payment is 404 too)."""
+    refund = get(c, merchant_id, refund_id)
+    if refund["payment_id"] != payment_id:
+        raise NotFound("Refund not found.")
+    return refund
+
+
+def list_(c, merchant_id, limit, offset, window=(None, None)):
+    """The merchant's refunds, newest first."""
+    return orders.page(c, "refunds", WITH_CURRENCY, "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
+
+
+def list_for_payment(c, merchant_id, payment_id, limit, offset, window=(None, None)):
+    """A payment's refunds, newest first; 404 unless the payment is the merchant's."""
     payment = payments.get(c, merchant_id, payment_id)
-    total = c.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": payment_id}).scalar()
-    rows = c.execute(text(f"SELECT {COLUMNS} FROM refunds WHERE payment_id = :p "
-                          "ORDER BY created_at DESC, id DESC LIMIT :l OFFSET :o"),
-                     {"p": payment_id, "l": limit, "o": offset}).mappings().all()
+    rows, total = orders.page(c, "refunds", COLUMNS, "merchant_id = :m AND payment_id = :p",
+                              {"m": merchant_id, "p": payment_id}, limit, offset, window)
     return [_with_currency(r, payment) for r in rows], total
 
 

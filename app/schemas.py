@@ -3,7 +3,7 @@ The same classes feed /openapi.json, so the documentation cannot drift from the 
 import functools
 import re
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
 
 from .errors import ApiError
 from .timefmt import iso
@@ -134,21 +134,40 @@ class RefundCreate(Base):
     reason = Text(load_default=None, allow_none=True, validate=validate.Length(max=255))
     notes = Notes(load_default=dict)
     speed = Text(validate=validate.OneOf(["normal", "optimum"]))
-    receipt = Text(validate=validate.Length(max=40))
+    receipt = Text(load_default=None, allow_none=True, validate=validate.Length(max=40))
+
+
+class RefundCreateForPayment(RefundCreate):
+    """POST /refunds names the payment in the body (the Razorpay SDKs' refund.create)."""
+    payment_id = Text(required=True, validate=validate.Length(max=64))
 
 
 class WebhookConfigIn(Base):
     webhook_url = Text(required=True, allow_none=True, validate=validate.Length(max=2048))
 
 
+# Unix seconds the API can turn into a time: up to 9999-12-31 (one second short, since `to` is
+# compared with the second after it).
+MAX_UNIX_SECONDS = 253_402_300_798
+
+
 class ListQuery(Schema):
+    """The query of every list: paging and a created_at window; any other parameter is a 400."""
+
     class Meta:
-        unknown = EXCLUDE
+        unknown = RAISE
+
+    error_messages = {"unknown": "Unknown query parameter."}
 
     limit = fields.Integer(validate=validate.Range(min=0))
     count = fields.Integer(validate=validate.Range(min=0))
     offset = fields.Integer(validate=validate.Range(min=0, max=INT32_MAX))
     skip = fields.Integer(validate=validate.Range(min=0, max=INT32_MAX))
+    from_ = fields.Integer(data_key="from", validate=validate.Range(min=0, max=MAX_UNIX_SECONDS))
+    to = fields.Integer(validate=validate.Range(min=0, max=MAX_UNIX_SECONDS))
+
+
+class PaymentListQuery(ListQuery):
     # Only real statuses: anything else could only list nothing, and a NUL in it was a 500.
     status = Text(validate=validate.OneOf(["pending", "processing", "success", "failed"]))
 
@@ -275,6 +294,8 @@ class RefundOut(Out):
     amount = fields.Integer()
     currency = fields.String()
     reason = fields.String(allow_none=True)
+    receipt = fields.String(allow_none=True)
+    notes = fields.Dict()
     status = fields.String(metadata={"enum": ["pending", "processed"]})
     created_at = Time()
     processed_at = Time(allow_none=True)
@@ -320,6 +341,7 @@ class ErrorOut(Out):
     error = fields.Nested(ErrorDetail)
 
 
+@functools.cache  # one class per item schema: two lists of payments share one document schema
 def list_of(item_schema):
     """The list envelope {data, total, limit, offset} around an item schema."""
     return type(f"{item_schema.__name__}List", (Out,), {

@@ -9,7 +9,7 @@ import secrets
 import time
 import uuid
 
-from . import jobs, outbound
+from . import jobs, orders, outbound
 from .errors import ApiError, Conflict, NotFound
 from .ids import new_id
 from .pg import text
@@ -187,13 +187,10 @@ def record_attempts(c, results):
 
 # ---- merchant-facing operations -------------------------------------------------------------
 
-def list_logs(c, merchant_id, limit, offset):
-    total = c.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m"), {"m": merchant_id}).scalar()
-    rows = c.execute(text(
-        "SELECT id, event, status, attempts, created_at, last_attempt_at, next_retry_at, response_code "
-        "FROM webhook_logs WHERE merchant_id = :m ORDER BY created_at DESC, id DESC LIMIT :l OFFSET :o"),
-        {"m": merchant_id, "l": limit, "o": offset}).mappings().all()
-    return [dict(r) for r in rows], total
+def list_logs(c, merchant_id, limit, offset, window=(None, None)):
+    """The merchant's webhook logs, newest first."""
+    return orders.page(c, "webhook_logs", "id, event, status, attempts, created_at, last_attempt_at, next_retry_at, "
+                       "response_code", "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
 
 
 def retry(c, merchant_id, log_id):

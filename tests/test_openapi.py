@@ -166,18 +166,23 @@ def _request_schemas(doc):
 def test_request_bodies_refuse_unknown_fields(doc):
     schemas = doc["components"]["schemas"]
     assert _request_schemas(doc) == {"OrderCreate", "PaymentCreate", "CardIn", "CaptureIn", "RefundCreate",
-                                     "WebhookConfigIn"}
+                                     "RefundCreateForPayment", "WebhookConfigIn"}
     for name in _request_schemas(doc):
         assert schemas[name]["additionalProperties"] is False, name
 
 
+LISTS = ("/api/v1/orders", "/api/v1/payments", "/api/v1/orders/{order_id}/payments", "/api/v1/refunds",
+         "/api/v1/payments/{payment_id}/refunds", "/api/v1/webhooks")
+
+
 def test_list_operations_document_paging(doc):
-    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/payments/{payment_id}/refunds", "/api/v1/webhooks"):
+    for path in LISTS:
         params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"}
-        assert {"limit", "offset", "count", "skip"} <= set(params), path
+        expected = {"limit", "offset", "count", "skip", "from", "to"} | ({"status"} if path == "/api/v1/payments" else set())
+        assert set(params) == expected, path  # any other parameter is a 400
         assert all(params[n]["schema"]["type"] == "integer" and params[n]["schema"]["minimum"] == 0
-                   for n in ("limit", "offset", "count", "skip"))
-    assert "status" in {p["name"] for p in doc["paths"]["/api/v1/payments"]["get"]["parameters"]}
+                   for n in ("limit", "offset", "count", "skip", "from", "to"))
+        assert "unix seconds" in params["from"]["description"]
 
 
 def test_nullable_fields_and_enums(doc):
@@ -232,6 +237,9 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     c("get", "/api/v1/payments", client.get("/api/v1/payments?count=5&skip=0", headers=h))
     c("get", "/api/v1/payments", client.get("/api/v1/payments?status=pending", headers=h))
     c("get", "/api/v1/payments/{payment_id}", client.get(f"/api/v1/payments/{card['id']}", headers=h))
+    in_order = c("get", "/api/v1/orders/{order_id}/payments",
+                 client.get(f"/api/v1/orders/{order['id']}/payments?count=5&from=0", headers=h))
+    assert [p["id"] for p in in_order["data"]] == [upi["id"]]
     c("get", "/api/v1/payments/{payment_id}/public", client.get(f"/api/v1/payments/{public['id']}/public"))
 
     # Settle in-process, then capture and refund (the alias with an empty body refunds the rest).
@@ -244,13 +252,21 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     assert captured["captured"] is True
     partial = c("post", "/api/v1/payments/{payment_id}/refunds", client.post(
         f"/api/v1/payments/{upi['id']}/refunds", headers=h, json={"amount": 10000, "reason": "damaged"}))
+    by_body = c("post", "/api/v1/refunds", client.post("/api/v1/refunds", headers=h, json={
+        "payment_id": upi["id"], "amount": 5000, "receipt": "rf_1", "notes": {"ticket": 7}}))
+    assert (by_body["receipt"], by_body["notes"]) == ("rf_1", {"ticket": 7})
     rest = c("post", "/api/v1/payments/{payment_id}/refund", client.post(
         f"/api/v1/payments/{upi['id']}/refund", headers=h))
-    assert (partial["amount"], rest["amount"], rest["reason"]) == (10000, 40000, None)
+    assert (partial["amount"], rest["amount"], rest["reason"], rest["receipt"]) == (10000, 35000, None, None)
     assert partial["processed_at"] is None
     refunds = c("get", "/api/v1/payments/{payment_id}/refunds",
                 client.get(f"/api/v1/payments/{upi['id']}/refunds", headers=h))
-    assert refunds["total"] == 2
+    assert refunds["total"] == 3
+    everywhere = c("get", "/api/v1/refunds", client.get("/api/v1/refunds?skip=1&to=99999999999", headers=h))
+    assert everywhere["total"] == 3 and len(everywhere["data"]) == 2
+    one = c("get", "/api/v1/payments/{payment_id}/refunds/{refund_id}",
+            client.get(f"/api/v1/payments/{upi['id']}/refunds/{by_body['id']}", headers=h))
+    assert one == by_body
     _run_until(worker, lambda: _status(db, "refunds", partial["id"]) == "processed", "refund processed")
     processed = c("get", "/api/v1/refunds/{refund_id}", client.get(f"/api/v1/refunds/{partial['id']}", headers=h))
     assert processed["status"] == "processed" and processed["processed_at"]
@@ -315,8 +331,9 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
                 assert c(method, path, r)["error"]["code"] == "NOT_FOUND_ERROR"
 
     # 400s of the list parameters, the bodies and the payment rules.
-    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks"):
+    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds"):
         c("get", path, client.get(path + "?limit=ten", headers=h))
+        assert c("get", path, client.get(path + "?order_id=x", headers=h))["error"]["field"] == "order_id"
     order = c("post", "/api/v1/orders", client.post("/api/v1/orders", headers=h, json={"amount": 1000}))
     for bad in ({"amount": 99.5}, {"amount": 50}, {"amount": 500, "surprise": 1}, {"amount": "500"}):
         assert c("post", "/api/v1/orders", client.post("/api/v1/orders", headers=h, json=bad))["error"]["code"] == \
@@ -341,6 +358,13 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
         c("post", path, r)
     c("get", "/api/v1/payments/{payment_id}/refunds",
       client.get(f"/api/v1/payments/{pending['id']}/refunds?offset=-1", headers=h))
+    c("get", "/api/v1/orders/{order_id}/payments", client.get(f"/api/v1/orders/{order['id']}/payments?to=x", headers=h))
+    r = client.post("/api/v1/refunds", headers=h, json={"payment_id": pending["id"], "amount": 100})
+    assert r.status_code == 400
+    c("post", "/api/v1/refunds", r)
+    r = client.post("/api/v1/refunds", headers=h, json={"payment_id": "pay_0000000000000000"})
+    assert r.status_code == 404
+    c("post", "/api/v1/refunds", r)
     for method in ("put", "post"):
         r = _send(client, method, "/api/v1/webhooks/config", headers=h, json={"webhook_url": "ftp://example.com/x"})
         assert c(method, "/api/v1/webhooks/config", r)["error"]["field"] == "webhook_url"
@@ -364,6 +388,7 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
          {"order_id": unpaid["id"], "method": "upi", "vpa": "g@h"}),
         ("/api/v1/payments/{payment_id}/refunds", {"amount": 100}, {"amount": 200}),
         ("/api/v1/payments/{payment_id}/refund", {"amount": 100}, {"amount": 200}),
+        ("/api/v1/refunds", {"payment_id": pending["id"], "amount": 100}, {"payment_id": pending["id"], "amount": 200}),
     ]:
         url = path.replace("{payment_id}", pending["id"])
         key = {"Idempotency-Key": uuid.uuid4().hex}

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from api_support import TIME_RE, count, create_order, headers
+from api_support import TIME_RE, count, create_order, headers, pay
 
 ORDER_ID = re.compile(r"^order_[A-Za-z0-9]{16}$")
 
@@ -61,9 +61,29 @@ def test_public_order_view_of_unknown_order_is_404(client, order_id):
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
 
 
+def test_order_payments(client, merchant, make_merchant):
+    order, other = create_order(client, merchant, 900), create_order(client, merchant, 800)
+    assert client.get(f"/api/v1/orders/{order['id']}/payments", headers=merchant["headers"]).get_json() == {
+        "data": [], "total": 0, "limit": 10, "offset": 0}
+    mine = pay(client, merchant, order["id"], "card")
+    pay(client, merchant, other["id"])
+    r = client.get(f"/api/v1/orders/{order['id']}/payments?count=5", headers=merchant["headers"])
+    assert r.status_code == 200
+    body = r.get_json()
+    assert (body["total"], body["limit"], body["offset"]) == (1, 5, 0)
+    assert body["data"] == [client.get(f"/api/v1/payments/{mine['id']}", headers=merchant["headers"]).get_json()]
+    # Another merchant's order, or none: 404 (and the route exists: a bad parameter is a 400 first).
+    assert client.get(f"/api/v1/orders/{order['id']}/payments?nope=1",
+                      headers=merchant["headers"]).get_json()["error"]["field"] == "nope"
+    for who, order_id in ((make_merchant(), order["id"]), (merchant, "order_AAAAAAAAAAAAAAAA"), (merchant, "order_%00")):
+        r = client.get(f"/api/v1/orders/{order_id}/payments", headers=who["headers"])
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
 def test_order_endpoints_need_credentials(client, merchant):
     order = create_order(client, merchant)
-    for method, path in [("POST", "/api/v1/orders"), ("GET", "/api/v1/orders"), ("GET", f"/api/v1/orders/{order['id']}")]:
+    for method, path in [("POST", "/api/v1/orders"), ("GET", "/api/v1/orders"), ("GET", f"/api/v1/orders/{order['id']}"),
+                         ("GET", f"/api/v1/orders/{order['id']}/payments")]:
         r = client.open(path, method=method, json={"amount": 500})
         assert r.status_code == 401 and r.get_json()["error"]["code"] == "AUTHENTICATION_ERROR"
 

@@ -1,5 +1,8 @@
 """The official razorpay Python client (2.0.1), pointed at the gateway with base_url=<app>/api and the
 test merchant's key and secret (HTTP Basic), works for orders, payments, capture and refunds."""
+import time
+from datetime import datetime, timezone
+
 import pytest
 import razorpay
 import requests
@@ -45,6 +48,37 @@ def test_fetch_payment_capture_and_refund(rzp, live_api, db, api_worker):
     refunds = rzp.payment.fetch_multiple_refund(payment_id)
     assert refunds["total"] == 2 and [x["id"] for x in refunds["data"]] == [rest["id"], refund["id"]]
     assert rzp.order.fetch(order["id"])["status"] == "paid"
+
+
+def test_refund_routes_the_client_calls(rzp, live_api, db, api_worker):
+    """refund.create / refund.all / order.payments / payment.fetch_refund_id and list filters."""
+    order = rzp.order.create({"amount": 30000, "currency": "INR"})
+    r = requests.post(f"{live_api.url}/api/v1/payments", headers=api_headers(), timeout=10,
+                      json={"order_id": order["id"], "method": "upi", "vpa": "rzp@okaxis"})
+    payment_id = r.json()["id"]
+    assert settle(api_worker, db, payment_id) == "success"
+
+    listed = rzp.order.payments(order["id"])
+    assert [p["id"] for p in listed["data"]] == [payment_id] and listed["total"] == 1
+
+    refund = rzp.refund.create({"payment_id": payment_id, "amount": 12000, "notes": {"why": "size"},
+                                "receipt": "rzp_rf_1", "speed": "normal"})
+    assert (refund["payment_id"], refund["amount"], refund["notes"], refund["receipt"]) == (
+        payment_id, 12000, {"why": "size"}, "rzp_rf_1")
+    assert rzp.payment.fetch_refund_id(payment_id, refund["id"]) == rzp.refund.fetch(refund["id"])
+    rest = rzp.refund.create({"payment_id": payment_id})
+    assert rest["amount"] == 18000
+    with pytest.raises(razorpay.errors.BadRequestError, match="^Refund amount exceeds available amount$"):
+        rzp.refund.create({"payment_id": payment_id, "amount": 100})
+
+    mine = rzp.refund.all({"count": 100})
+    assert [x["id"] for x in mine["data"][:2]] == [rest["id"], refund["id"]]
+    made = int(datetime.strptime(refund["created_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+    window = rzp.refund.all({"from": made, "to": int(time.time()) + 1, "count": 100})
+    assert {refund["id"], rest["id"]} <= {x["id"] for x in window["data"]}
+    assert rzp.refund.all({"to": made - 3600})["total"] < mine["total"]
+    with pytest.raises(razorpay.errors.BadRequestError, match="order_id"):
+        rzp.payment.all({"order_id": order["id"]})
 
 
 def test_errors_surface_as_razorpay_exceptions(rzp):

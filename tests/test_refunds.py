@@ -164,7 +164,9 @@ def test_refund_endpoints_need_credentials(client, db, api_worker, merchant):
     _, p = paid_payment(client, db, api_worker, merchant, 5000)
     rid = refund(client, merchant, p["id"], {"amount": 100}).get_json()["id"]
     for method, path in [("POST", f"/api/v1/payments/{p['id']}/refunds"), ("POST", f"/api/v1/payments/{p['id']}/refund"),
-                         ("GET", f"/api/v1/payments/{p['id']}/refunds"), ("GET", f"/api/v1/refunds/{rid}")]:
+                         ("GET", f"/api/v1/payments/{p['id']}/refunds"), ("GET", f"/api/v1/refunds/{rid}"),
+                         ("POST", "/api/v1/refunds"), ("GET", "/api/v1/refunds"),
+                         ("GET", f"/api/v1/payments/{p['id']}/refunds/{rid}")]:
         r = client.open(path, method=method, json={"amount": 100})
         assert r.status_code == 401 and r.get_json()["error"]["code"] == "AUTHENTICATION_ERROR"
     assert refunded(db, p["id"]) == 100
@@ -196,3 +198,118 @@ def test_concurrent_refunds_never_exceed_the_amount(client, db, api_worker, merc
             assert body["error"]["description"] == "Refund amount exceeds available amount"
     assert refunded(db, p["id"]) == 9000
     assert db.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == 3
+
+
+# ---- notes and receipt, the over-refund message, POST /refunds, a payment's refund by id ---------
+
+def test_notes_and_receipt_are_stored_and_returned_everywhere(client, db, api_worker, make_merchant, receiver):
+    hook = receiver()
+    m = make_merchant(webhook_url=hook.url)
+    _, p = paid_payment(client, db, api_worker, m, 5000)
+    notes = {"ticket": "T-42", "n": 3, "ok": True, "none": None}
+    created = refund(client, m, p["id"], {"amount": 1000, "notes": notes, "receipt": "rfnd_rcpt_1"}).get_json()
+    assert (created["notes"], created["receipt"]) == (notes, "rfnd_rcpt_1")
+    assert client.get(f"/api/v1/refunds/{created['id']}", headers=m["headers"]).get_json()["notes"] == notes
+    listed = client.get(f"/api/v1/payments/{p['id']}/refunds", headers=m["headers"]).get_json()["data"][0]
+    assert (listed["notes"], listed["receipt"]) == (notes, "rfnd_rcpt_1")
+    bare = refund(client, m, p["id"], {"amount": 100}).get_json()
+    assert (bare["notes"], bare["receipt"]) == ({}, None)
+    for bad in ({"receipt": "r" * 41}, {"receipt": 7}, {"notes": ["a"]}, {"notes": {str(i): i for i in range(16)}}):
+        r = refund(client, m, p["id"], dict(bad, amount=100))
+        assert r.status_code == 400 and r.get_json()["error"]["field"] == next(iter(bad))
+    assert len(client.get(f"/api/v1/payments/{p['id']}/refunds", headers=m["headers"]).get_json()["data"]) == 2
+
+    def sent(event):
+        return {r["json"]["data"]["refund"]["id"]: r["json"]["data"]["refund"] for r in list(hook.requests)
+                if r["json"]["event"] == event}
+
+    def delivered():
+        api_worker.step()
+        return created["id"] in sent("refund.processed") and len(sent("refund.created")) == 2
+
+    from helpers import wait_until
+    wait_until(delivered, timeout=15, message="refund.created twice and refund.processed delivered")
+    processed = sent("refund.processed")[created["id"]]
+    assert (processed["notes"], processed["receipt"], processed["status"]) == (notes, "rfnd_rcpt_1", "processed")
+    accepted = sent("refund.created")
+    assert (accepted[created["id"]]["notes"], accepted[created["id"]]["receipt"]) == (notes, "rfnd_rcpt_1")
+    assert (accepted[bare["id"]]["notes"], accepted[bare["id"]]["receipt"]) == ({}, None)
+
+
+def test_fully_refunded_payment_says_amount_exceeds_available(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    assert refund(client, merchant, p["id"]).status_code == 201
+    for body in (None, {}, {"amount": 1}, {"reason": "again"}):
+        r = refund(client, merchant, p["id"], body)
+        assert r.status_code == 400
+        assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "field": "amount",
+                                         "description": "Refund amount exceeds available amount"}
+    assert refunded(db, p["id"]) == 5000
+
+
+def _post_refund(client, merchant, body, **extra):
+    return client.post("/api/v1/refunds", json=body, headers=dict(merchant["headers"], **extra))
+
+
+def test_post_refunds_names_the_payment_in_the_body(client, db, api_worker, merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    r = _post_refund(client, merchant, {"payment_id": p["id"], "amount": 1500, "reason": "late",
+                                        "notes": {"a": "b"}, "receipt": "R1"})
+    assert r.status_code == 201
+    body = r.get_json()
+    assert RFND_ID.match(body["id"]) and {k: body[k] for k in ("payment_id", "amount", "reason", "status", "notes",
+                                                                 "receipt")} == {
+        "payment_id": p["id"], "amount": 1500, "reason": "late", "status": "pending", "notes": {"a": "b"},
+        "receipt": "R1"}
+    rest = _post_refund(client, merchant, {"payment_id": p["id"]}).get_json()  # no amount: the rest
+    assert rest["amount"] == 3500
+    r = _post_refund(client, merchant, {"payment_id": p["id"], "amount": 1})
+    assert r.status_code == 400 and r.get_json()["error"]["description"] == "Refund amount exceeds available amount"
+    assert refunded(db, p["id"]) == 5000
+
+
+def test_post_refunds_refusals(client, db, api_worker, merchant, make_merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    other = make_merchant()
+    assert _post_refund(client, other, {"payment_id": p["id"], "amount": 100}).status_code == 404
+    assert _post_refund(client, merchant, {"payment_id": "pay_AAAAAAAAAAAAAAAA"}).status_code == 404
+    for body, field in (({"amount": 100}, "payment_id"), ({"payment_id": 5}, "payment_id"),
+                        ({"payment_id": p["id"], "amount": 1.5}, "amount"),
+                        ({"payment_id": p["id"], "extra": 1}, "extra")):
+        r = _post_refund(client, merchant, body)
+        assert r.status_code == 400 and r.get_json()["error"]["field"] == field, r.get_json()
+    r = client.post("/api/v1/refunds", headers=merchant["headers"])  # no body: the payment is unknown
+    assert r.status_code in (400, 415) and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    pending = pay(client, merchant, create_order(client, merchant, 900)["id"])
+    r = _post_refund(client, merchant, {"payment_id": pending["id"]})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "payment_id"
+    assert count(db, "refunds", merchant["id"]) == 0
+    r = client.post("/api/v1/refunds", json={"payment_id": p["id"]})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize("header", ["Idempotency-Key", "X-Refund-Idempotency"])
+def test_post_refunds_is_idempotent(client, db, api_worker, merchant, header):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    body = {"payment_id": p["id"], "amount": 700}
+    first = _post_refund(client, merchant, body, **{header: "refund-once"})
+    again = _post_refund(client, merchant, body, **{header: "refund-once"})
+    assert (first.status_code, again.status_code) == (201, 201) and again.data == first.data
+    r = _post_refund(client, merchant, dict(body, amount=800), **{header: "refund-once"})
+    assert r.status_code == 409
+    assert refunded(db, p["id"]) == 700
+
+
+def test_a_payments_refund_by_id(client, db, api_worker, merchant, make_merchant):
+    _, p = paid_payment(client, db, api_worker, merchant, 5000)
+    _, q = paid_payment(client, db, api_worker, merchant, 5000)
+    mine = refund(client, merchant, p["id"], {"amount": 100, "receipt": "x"}).get_json()
+    theirs = refund(client, merchant, q["id"], {"amount": 100}).get_json()
+    r = client.get(f"/api/v1/payments/{p['id']}/refunds/{mine['id']}", headers=merchant["headers"])
+    assert r.status_code == 200 and r.get_json() == client.get(f"/api/v1/refunds/{mine['id']}",
+                                                                headers=merchant["headers"]).get_json()
+    for pid, rid, who in ((p["id"], theirs["id"], merchant), (q["id"], mine["id"], merchant),
+                          (p["id"], mine["id"], make_merchant()), (p["id"], "rfnd_%00", merchant),
+                          ("pay_AAAAAAAAAAAAAAAA", mine["id"], merchant)):
+        r = client.get(f"/api/v1/payments/{pid}/refunds/{rid}", headers=who["headers"])
+        assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR", (pid, rid)

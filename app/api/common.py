@@ -1,6 +1,7 @@
 """Helpers shared by the API views: the JSON body, list paging and the request's settings."""
 import json
 import math
+import typing
 
 from flask import current_app, request
 
@@ -41,16 +42,28 @@ def json_body():
     return data
 
 
-def paging():
-    """limit/offset (aliases count/skip): limit defaults to 10 and is capped at 100."""
-    q = load(ListQuery, request.args.to_dict())
-    limit = q.get("limit", q.get("count", DEFAULT_LIMIT))
-    offset = q.get("offset", q.get("skip", 0))
-    return min(limit, MAX_LIMIT), offset, q.get("status")
+class Page(typing.NamedTuple):
+    limit: int
+    offset: int
+    window: tuple  # (from, to): unix seconds, inclusive, None when open
+    filters: dict  # the list's own filters (status on /payments)
 
 
-def listing(schema, rows, total, limit, offset):
-    return {"data": schema.dump(rows, many=True), "total": total, "limit": limit, "offset": offset}
+def paging(schema=ListQuery):
+    """The list query: limit/offset (aliases count/skip; limit defaults to 10, capped at 100),
+    from/to, and the filters the schema documents; any other parameter is a 400 naming it."""
+    q = load(schema, request.args.to_dict())
+    limit = q.pop("limit") if "limit" in q else q.pop("count", DEFAULT_LIMIT)
+    offset = q.pop("offset") if "offset" in q else q.pop("skip", 0)
+    window = (q.pop("from_", None), q.pop("to", None))
+    q.pop("count", None)
+    q.pop("skip", None)
+    return Page(min(limit, MAX_LIMIT), offset, window, q)
+
+
+def listing(schema, rows, total, page):
+    """The list envelope {data, total, limit, offset}."""
+    return {"data": schema.dump(rows, many=True), "total": total, "limit": page.limit, "offset": page.offset}
 
 
 def settings():

@@ -3,7 +3,7 @@ from flask import g
 
 from .. import db, orders, payments
 from ..auth import api_auth
-from ..schemas import PAYMENT, PAYMENT_PUBLIC, CaptureIn, PaymentCreate, load
+from ..schemas import PAYMENT, PAYMENT_PUBLIC, CaptureIn, PaymentCreate, PaymentListQuery, load
 from ..idempotency import idempotent, once
 from . import bp
 from .common import json_body, listing, paging
@@ -31,9 +31,10 @@ def create_payment_public():
 @bp.get("/payments")
 @api_auth
 def list_payments():
-    limit, offset, status = paging()
-    rows, total = payments.list_(db.conn(), g.merchant["id"], limit, offset, status)
-    return listing(PAYMENT, rows, total, limit, offset)
+    page = paging(PaymentListQuery)
+    rows, total = payments.list_(db.conn(), g.merchant["id"], page.limit, page.offset, page.filters.get("status"),
+                                 page.window)
+    return listing(PAYMENT, rows, total, page)
 
 
 @bp.get("/payments/<payment_id>")

@@ -11,9 +11,9 @@ from .common import json_body, listing, paging, settings
 @bp.get("/webhooks")
 @api_auth
 def list_webhooks():
-    limit, offset, _ = paging()
-    rows, total = webhooks.list_logs(db.conn(), g.merchant["id"], limit, offset)
-    return listing(WEBHOOK_LOG, rows, total, limit, offset)
+    page = paging()
+    rows, total = webhooks.list_logs(db.conn(), g.merchant["id"], page.limit, page.offset, page.window)
+    return listing(WEBHOOK_LOG, rows, total, page)
 
 
 @bp.post("/webhooks/<log_id>/retry")
