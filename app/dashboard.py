@@ -1,5 +1,6 @@
 """The merchant dashboard: /login, /logout and /dashboard/... (server-rendered, no JavaScript).
-Every form carries a Flask-WTF CSRF token; the session cookie is HttpOnly and SameSite=Lax."""
+Every form carries a Flask-WTF CSRF token; the session cookie is HttpOnly and SameSite=Lax; failed
+sign-ins are throttled (app/ratelimit.py) and signing out ends the session (docs/security.md)."""
 import functools
 import hashlib
 import hmac
@@ -81,8 +82,9 @@ def login():
     refused = _throttle(c, email)
     if refused:
         log.warning("dashboard login throttled")
-        minutes = math.ceil(refused.retry_after / 60)
-        wait = f"{minutes} minute{'s' if minutes > 1 else ''}" if refused.retry_after > 60 else "a minute"
+        seconds = max(math.ceil(refused.retry_after), 1)
+        minutes = math.ceil(seconds / 60)
+        wait = f"{seconds} seconds" if seconds < 60 else f"{minutes} minute{'s' if minutes > 1 else ''}"
         return render_template("login.html", email=email, next=request.form.get("next", ""),
                                error=f"Too many sign-in attempts. Try again in {wait}."), 429, refused.headers()
     merchant = data.find_login(c, email) if email else None

@@ -1,5 +1,5 @@
 """What the dashboard reads: stats, the payments chart, a payment's webhook events, the queue.
-Plain functions over parameterised SQL that never commit (the dashboard only reads here)."""
+Plain functions over parameterised SQL that never commit (all reads, but for ending sessions)."""
 
 from .health import HEARTBEAT_FRESH_SECONDS
 from .pg import text
