@@ -16,6 +16,9 @@ CREATE TABLE IF NOT EXISTS merchants (
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
+-- A dashboard session carries the version it started under; signing out bumps it, which ends
+-- every session of the merchant (a captured cookie included).
+ALTER TABLE merchants ADD COLUMN IF NOT EXISTS session_version integer NOT NULL DEFAULT 0;
 
 CREATE TABLE IF NOT EXISTS orders (
     id          text PRIMARY KEY CHECK (id ~ '^order_[A-Za-z0-9]{16}$'),
@@ -175,3 +178,14 @@ CREATE TABLE IF NOT EXISTS worker_heartbeats (
     started_at timestamptz NOT NULL DEFAULT now(),
     beat_at    timestamptz NOT NULL DEFAULT now()
 );
+
+-- Rate limits shared by every process and host (app/ratelimit.py): one row per limited key (a
+-- sign-in email's keyed digest, a client address) counting the hits of its current window, which
+-- ends at reset_at; a row whose window has ended means the same as no row and may be deleted at
+-- any time. UNLOGGED: no WAL on a hot path, and a crash only forgives the counts of open windows.
+-- The fillfactor leaves room in each page for the updates to stay HOT.
+CREATE UNLOGGED TABLE IF NOT EXISTS rate_limits (
+    key      text PRIMARY KEY,
+    hits     integer NOT NULL CHECK (hits >= 0),
+    reset_at timestamptz NOT NULL
+) WITH (fillfactor = 70);

@@ -4,6 +4,7 @@ import time
 
 from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import config as config_module
 
@@ -27,6 +28,11 @@ def create_app(test_config=None):
     )
     app.json.sort_keys = False
     app.session_interface = _SessionInterface()
+    proxies = app.config["TRUST_PROXY"]
+    if proxies:
+        # Only the hops the operator vouches for: a client's own X-Forwarded-* would otherwise
+        # choose its address (the sign-in throttle's key) and the scheme.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
     app.json.compact = True
     _configure_logging(app)
 
@@ -56,6 +62,10 @@ class _SessionInterface(SecureCookieSessionInterface):
         if request.path.startswith("/api/"):
             return self.make_null_session(app)
         return super().open_session(app, request)
+
+    def get_cookie_secure(self, app):
+        """Secure when SESSION_COOKIE_SECURE says so or the request came over HTTPS."""
+        return super().get_cookie_secure(app) or request.is_secure
 
 
 def _configure_logging(app):

@@ -3,7 +3,7 @@ import functools
 import hmac
 import time
 
-from flask import g, redirect, request, session, url_for
+from flask import current_app, g, redirect, request, session, url_for
 
 from . import db
 from .errors import AuthenticationError
@@ -74,14 +74,34 @@ def api_auth(view):
     return wrapped
 
 
+def session_token(merchant):
+    """What a dashboard session carries to stay valid: it changes when the merchant signs out
+    (session_version) or the password changes, and the cookie reveals neither."""
+    message = f"{merchant['id']}:{merchant['session_version']}:{merchant['password_hash']}"
+    return hmac.new(current_app.secret_key.encode(), message.encode(), "sha256").hexdigest()
+
+
+def signed_in_merchant():
+    """The merchant whose dashboard session this request carries, or None (a session from before
+    a sign-out or a password change is none)."""
+    merchant_id, token = session.get("merchant_id"), session.get("token")
+    if not (merchant_id and isinstance(token, str)):
+        return None
+    merchant = db.one(f"SELECT {MERCHANT_COLUMNS}, session_version, password_hash FROM merchants "
+                      "WHERE id = :id AND is_active", id=merchant_id)
+    if not (merchant and merchant["password_hash"]
+            and hmac.compare_digest(session_token(merchant).encode(), token.encode())):
+        return None
+    del merchant["password_hash"]
+    return merchant
+
+
 def login_required(view):
     """Dashboard pages: redirect to /login when signed out."""
 
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
-        merchant_id = session.get("merchant_id")
-        merchant = merchant_id and db.one(
-            f"SELECT {MERCHANT_COLUMNS} FROM merchants WHERE id = :id AND is_active", id=merchant_id)
+        merchant = signed_in_merchant()
         if not merchant:
             session.clear()
             return redirect(url_for("dashboard.login", next=request.path))

@@ -2,6 +2,7 @@
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("GATEWAY_DATA_DIR", ROOT / ".data"))
@@ -39,6 +40,14 @@ def allowed_hosts(raw):
     """Host names whose webhooks may go to private addresses: a comma list, exact names, any case."""
     return frozenset(h.strip().lower() for h in (raw or "").split(",") if h.strip())
 
+def public_url(raw, port):
+    """The address merchants reach the gateway at (snippets, links): PUBLIC_URL, else localhost."""
+    url = (raw or f"http://localhost:{port}").strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"PUBLIC_URL {raw!r}: expected an http(s) URL such as https://pay.example.com")
+    return url
+
 
 def secret_key():
     """SECRET_KEY from the environment, else one generated once into .data/."""
@@ -64,9 +73,20 @@ def load(env=None):
     """Every setting of SPEC §1 (and a few operational ones) from the environment."""
     env = os.environ if env is None else env
     test_mode = _bool(env.get("TEST_MODE"))
+    port = int(env.get("PORT", "8000"))
+    public = public_url(env.get("PUBLIC_URL"), port)
     return {
         "DATABASE_URL": env.get("DATABASE_URL"),
-        "PORT": int(env.get("PORT", "8000")),
+        "PORT": port,
+        "PUBLIC_URL": public,
+        # Behind TLS: Secure cookies and https links (docs/security.md).
+        "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME") or urlsplit(public).scheme,
+        "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), public.startswith("https://")),
+        # How many proxies in front set X-Forwarded-For/-Proto/-Host; 0 = the headers are ignored.
+        "TRUST_PROXY": int(env.get("TRUST_PROXY", "0")),
+        # Failed dashboard sign-ins (app/ratelimit.py format), per email and per client address.
+        "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "5/15minutes"),
+        "LOGIN_ADDRESS_RATE_LIMIT": env.get("LOGIN_ADDRESS_RATE_LIMIT", "30/minute"),
         "TEST_MERCHANT_PORT": int(env.get("TEST_MERCHANT_PORT", "3002")),
         "TEST_MODE": test_mode,
         "TEST_PAYMENT_SUCCESS": _bool(env.get("TEST_PAYMENT_SUCCESS"), True),

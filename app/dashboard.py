@@ -1,6 +1,9 @@
 """The merchant dashboard: /login, /logout and /dashboard/... (server-rendered, no JavaScript).
-Every form carries a Flask-WTF CSRF token; the session cookie is HttpOnly and SameSite=Lax."""
+Every form carries a Flask-WTF CSRF token; the session cookie is HttpOnly and SameSite=Lax; failed
+sign-ins are throttled (app/ratelimit.py) and signing out ends the session (docs/security.md)."""
 import functools
+import hashlib
+import hmac
 import logging
 import math
 from urllib.parse import urlsplit
@@ -10,8 +13,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import dashboard_data as data
-from . import dashboard_docs, db, payments, refunds, webhooks
-from .auth import login_required
+from . import dashboard_docs, db, payments, ratelimit, refunds, webhooks
+from .auth import login_required, session_token, signed_in_merchant
 from .errors import ApiError, NotFound, error_response, wants_json
 from .health import worker_running
 from .timefmt import iso
@@ -40,33 +43,87 @@ def _safe_next(target):
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
+def _throttle_keys(email):
+    """The sign-in throttle's keys: the client address, and the email as a digest keyed with
+    SECRET_KEY (a password typed into the email field must not be stored)."""
+    digest = hmac.new(current_app.secret_key.encode(), email.strip().lower().encode(), hashlib.sha256)
+    return f"login-address:{request.remote_addr}", f"login-email:{digest.hexdigest()}"
+
+
+def _throttle(c, email):
+    """Count this attempt against its address, then its email, before any password hash is
+    computed; the refusal, if any. An attempt refused for its email still counts for its address."""
+    by_address, by_email = current_app.extensions["login_limits"]
+    address_key, email_key = _throttle_keys(email)
+    decision = ratelimit.hit(c, address_key, by_address)
+    if decision.allowed:
+        decision = ratelimit.hit(c, email_key, by_email)
+    c.commit()  # now: the rows stay locked until then, and every other process must count it
+    return None if decision.allowed else decision
+
+
+def _signed_in(c, email):
+    """A success: forget the email's failures and give the address back the attempt it counted."""
+    address_key, email_key = _throttle_keys(email)
+    ratelimit.clear(c, email_key)
+    ratelimit.give_back(c, address_key)
+    c.commit()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     if request.method == "GET":
-        if session.get("merchant_id"):
+        if signed_in_merchant():
             return redirect(url_for("dashboard.overview"))
         return render_template("login.html", email="", next=request.args.get("next", ""))
     email = request.form.get("email", "").strip()
     password = request.form.get("password", "")
-    merchant = data.find_login(db.conn(), email) if email else None
+    c = db.conn()
+    refused = _throttle(c, email)
+    if refused:
+        log.warning("dashboard login throttled")
+        seconds = max(math.ceil(refused.retry_after), 1)
+        minutes = math.ceil(seconds / 60)
+        wait = f"{seconds} seconds" if seconds < 60 else f"{minutes} minute{'s' if minutes > 1 else ''}"
+        return render_template("login.html", email=email, next=request.form.get("next", ""),
+                               error=f"Too many sign-in attempts. Try again in {wait}."), 429, refused.headers()
+    merchant = data.find_login(c, email) if email else None
     stored = (merchant or {}).get("password_hash") or _dummy_hash()
     ok = check_password_hash(stored, password) and bool(merchant and merchant["password_hash"])
     if not ok:
         log.info("dashboard login refused")
         return render_template("login.html", email=email, next=request.form.get("next", ""),
                                error="Invalid email or password."), 401
+    _signed_in(c, email)
     # A fresh session on sign-in: nothing from before (a planted session id included) survives.
     session.clear()
     session["merchant_id"] = str(merchant["id"])
+    session["token"] = session_token(merchant)
     log.info("dashboard login", extra={"merchant_id": str(merchant["id"])})
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout():
+    merchant = signed_in_merchant()
+    if merchant:
+        # Ends this session and every copy of its cookie (and the merchant's other sessions).
+        c = db.conn()
+        data.end_sessions(c, merchant["id"])
+        c.commit()
     session.clear()
     flash("You have been signed out.", "info")
     return redirect(url_for("dashboard.login"))
+
+
+@bp.after_request
+def _private(resp):
+    # Every page here shows secrets or takes a password: never framed (clickjacking), never
+    # kept by a browser or proxy cache.
+    resp.headers["X-Frame-Options"] = "DENY"
+    resp.headers["Content-Security-Policy"] = "frame-ancestors 'none'"
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
 
 
 # ---- pages ------------------------------------------------------------------------------------
@@ -98,7 +155,7 @@ def transactions():
     page = _page()
     rows, total = payments.list_(db.conn(), g.merchant["id"], PAGE_SIZE, (page - 1) * PAGE_SIZE, status or None)
     return render_template("dashboard/transactions.html", rows=rows, status=status, statuses=PAYMENT_STATUSES,
-                           paging=_pages(total, page))
+                           paging=_pages(total, page), pager_args={"status": status} if status else {})
 
 
 @bp.get("/dashboard/transactions/<payment_id>")
@@ -191,7 +248,8 @@ def retry_webhook(log_id):
 @login_required
 def docs():
     spec = dashboard_docs.load_spec()
-    values = {"base_url": request.host_url.rstrip("/"), "api_key": g.merchant["api_key"],
+    # The configured address, never the Host header: a forged Host must not reach copy-paste code.
+    values = {"base_url": current_app.config["PUBLIC_URL"], "api_key": g.merchant["api_key"],
               "api_secret": g.merchant["api_secret"],
               "webhook_secret": g.merchant["webhook_secret"] or "whsec_your_webhook_secret"}
     # Plain-text templates (not autoescaped); docs.html escapes them once when it shows them.
@@ -258,8 +316,17 @@ def _csrf_error(e):
     return render_template("dashboard/csrf_error.html", reason=e.description), 400
 
 
+def _limit_setting(app, name):
+    try:
+        return ratelimit.parse(app.config[name])
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
 def init_app(app):
     """Register the blueprint, template filters and CSRF protection for every HTML form."""
+    app.extensions["login_limits"] = tuple(_limit_setting(app, name)
+                                           for name in ("LOGIN_ADDRESS_RATE_LIMIT", "LOGIN_RATE_LIMIT"))
     csrf = CSRFProtect(app)
     # CSRFProtect checks every POST of the app; the JSON API authenticates each call with key and
     # secret headers (no cookies), and the checkout posts JSON to the API, so both are exempt.

@@ -1,5 +1,5 @@
 """What the dashboard reads: stats, the payments chart, a payment's webhook events, the queue.
-Plain functions over parameterised SQL that never commit (the dashboard only reads here)."""
+Plain functions over parameterised SQL that never commit (all reads, but for ending sessions)."""
 
 from .health import HEARTBEAT_FRESH_SECONDS
 from .pg import text
@@ -9,11 +9,18 @@ JOB_STATUSES = ("pending", "processing", "completed", "dead")
 
 
 def find_login(c, email):
-    """The active merchant with this email (case-insensitive), with its password hash, or None."""
+    """The active merchant with this email (case-insensitive), with its password hash and session
+    version, or None."""
     row = c.execute(text(
-        "SELECT id, password_hash FROM merchants WHERE lower(email) = lower(:e) AND is_active"),
+        "SELECT id, password_hash, session_version FROM merchants WHERE lower(email) = lower(:e) AND is_active"),
         {"e": email}).mappings().first()
     return dict(row) if row else None
+
+
+def end_sessions(c, merchant_id):
+    """Sign the merchant out everywhere: every session cookie issued so far stops opening pages."""
+    c.execute(text("UPDATE merchants SET session_version = session_version + 1 WHERE id = :m"),
+              {"m": merchant_id})
 
 
 def stats(c, merchant_id):

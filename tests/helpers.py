@@ -80,6 +80,7 @@ class Api:
     def __init__(self, env, log_dir, workers=1, threads=8):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(env, PUBLIC_URL=env.get("PUBLIC_URL") or self.url)  # the address the snippets show
         self.process = Process([sys.executable, "-m", "gunicorn", "app:create_app()", "--bind",
                                 f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
                                 "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket"], env, "api", log_dir)

@@ -1,0 +1,107 @@
+"""Rate limits shared by every process and host: one PostgreSQL row per limited key, one statement
+per hit (no Redis).
+
+A limit of N per period P is a window that opens at a key's first hit and lasts P: at most N hits
+in it, then refusals until it ends (Retry-After says when), and the next hit opens a new window.
+A row whose window has ended means the same as no row, so spent rows may be deleted at any time.
+"""
+import dataclasses
+import math
+import random
+import re
+
+from .pg import text
+
+FORMAT = "N/[k]second|minute|hour|day[s], e.g. 5/15minutes or 30/minute"
+_LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+PURGE_CHANCE = 1 / 200  # a hit now and then deletes spent rows, so keys never seen again go away
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """At most `count` hits per `period` seconds."""
+
+    count: int
+    period: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """The answer to one hit: allowed or not, and what the RateLimit-* headers say."""
+
+    allowed: bool
+    limit: Limit
+    remaining: int
+    reset: float  # seconds until the window ends
+    retry_after: float  # seconds until a hit would be allowed (0 when this one was)
+
+    def headers(self):
+        """Retry-After (when refused) and the RateLimit-* headers, in whole seconds."""
+        out = {"RateLimit-Limit": str(self.limit.count), "RateLimit-Remaining": str(self.remaining),
+               "RateLimit-Reset": str(math.ceil(self.reset))}
+        if not self.allowed:
+            out["Retry-After"] = str(max(math.ceil(self.retry_after), 1))
+        return out
+
+
+def parse(value):
+    """'5/15minutes' -> Limit(5, 900); a ValueError naming the format for anything else."""
+    m = _LIMIT.match(value or "")
+    count, multiple = (int(m.group(1)), int(m.group(2) or 1)) if m else (0, 0)
+    if count < 1 or multiple < 1:
+        raise ValueError(f"rate limit {value!r}: expected {FORMAT}")
+    return Limit(count, multiple * _UNIT_SECONDS[m.group(3).lower()])
+
+
+# The upsert counts the hit only when it fits (its WHERE); `before` comes from the statement's
+# snapshot, so a refused hit learns when its window ends without a second round trip.
+_HIT = text(
+    """
+    WITH t AS (SELECT statement_timestamp() AS now),
+    before AS (SELECT reset_at FROM rate_limits WHERE key = :key),
+    hit AS (
+        INSERT INTO rate_limits AS r (key, hits, reset_at)
+        SELECT :key, 1, t.now + make_interval(secs => :period) FROM t
+        ON CONFLICT (key) DO UPDATE
+           SET hits = CASE WHEN r.reset_at <= statement_timestamp() THEN 1 ELSE r.hits + 1 END,
+               reset_at = CASE WHEN r.reset_at <= statement_timestamp() THEN EXCLUDED.reset_at
+                               ELSE r.reset_at END
+         WHERE r.reset_at <= statement_timestamp() OR r.hits < :count
+        RETURNING hits, reset_at)
+    SELECT (SELECT hits FROM hit) AS hits,
+           extract(epoch FROM coalesce((SELECT reset_at FROM hit), (SELECT reset_at FROM before)) - t.now)::float8
+               AS reset
+      FROM t
+    """)
+
+
+def hit(c, key, limit):
+    """Count one hit on `key` if it fits in `limit`; a refused hit is not counted. The caller
+    commits at once: the key's row stays locked until then, and other processes must see it."""
+    if random.random() < PURGE_CHANCE:
+        purge(c)
+    row = c.execute(_HIT, {"key": key, "count": limit.count, "period": limit.period}).one()
+    # A refused hit whose row a concurrent first hit inserted after this statement's snapshot has
+    # no `reset` of its own: that window has just opened, so the whole period is the wait.
+    reset = limit.period if row.reset is None else max(row.reset, 0.0)
+    if row.hits is not None:
+        return Decision(True, limit, limit.count - row.hits, reset, 0.0)
+    return Decision(False, limit, 0, reset, reset)
+
+
+def give_back(c, key):
+    """Undo one counted hit (it turned out not to be one the limit is about)."""
+    c.execute(text("UPDATE rate_limits SET hits = hits - 1 WHERE key = :key AND hits > 0"), {"key": key})
+
+
+def clear(c, key):
+    """Forget every hit on `key`."""
+    c.execute(text("DELETE FROM rate_limits WHERE key = :key"), {"key": key})
+
+
+def purge(c, batch=1000):
+    """Delete spent rows (their window has ended), skipping rows a concurrent hit holds."""
+    c.execute(text(
+        "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE reset_at < statement_timestamp() "
+        "LIMIT :batch FOR UPDATE SKIP LOCKED)"), {"batch": batch})
