@@ -40,6 +40,7 @@ def allowed_hosts(raw):
     """Host names whose webhooks may go to private addresses: a comma list, exact names, any case."""
     return frozenset(h.strip().lower() for h in (raw or "").split(",") if h.strip())
 
+
 def public_url(raw, port):
     """The address merchants reach the gateway at (snippets, links): PUBLIC_URL, else localhost."""
     url = (raw or f"http://localhost:{port}").strip().rstrip("/")
