@@ -1,8 +1,9 @@
 """The gateway's Flask application factory."""
+import io
 import logging
 import time
 
-from flask import Flask, g, request
+from flask import Flask, abort, g, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -46,6 +47,7 @@ def create_app(test_config=None):
     from .health import bp as health_bp
 
     _request_log(app)  # first, so its start time is set before any other hook can answer
+    _body_limit(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     openapi.init_app(app)
@@ -66,6 +68,28 @@ class _SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app):
         """Secure when SESSION_COOKIE_SECURE says so or the request came over HTTPS."""
         return super().get_cookie_secure(app) or request.is_secure
+
+
+def _body_limit(app):
+    """A body over MAX_CONTENT_LENGTH is a 413 however it is framed and whatever the route reads."""
+    wsgi_app = app.wsgi_app
+
+    def read_chunked(environ, start_response):
+        # Without Content-Length werkzeug stops reading at the limit and says nothing, so a chunked
+        # body is read here, one byte past the limit at most, and passed on as a body of that length.
+        if environ.get("HTTP_TRANSFER_ENCODING") and "CONTENT_LENGTH" not in environ \
+                and environ.get("wsgi.input_terminated"):
+            body = environ["wsgi.input"].read(app.config["MAX_CONTENT_LENGTH"] + 1)
+            del environ["HTTP_TRANSFER_ENCODING"]  # the server has de-chunked it
+            environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+        return wsgi_app(environ, start_response)
+
+    app.wsgi_app = read_chunked
+
+    @app.before_request
+    def _refuse_large_body():
+        if (request.content_length or 0) > app.config["MAX_CONTENT_LENGTH"]:
+            abort(413)
 
 
 def _configure_logging(app):

@@ -1,6 +1,7 @@
 """`make run` and `make test`: database, schema, then the processes, stopped together on Ctrl-C.
 
-    python -m app.launcher run     API (gunicorn) + worker.py + test merchant, in the foreground
+    python -m app.launcher run     API (gunicorn) + worker.py + test merchant, in the foreground;
+                                   a child that exits is restarted with backoff
     python -m app.launcher test    pytest against a fresh database
     python -m app.launcher api|worker|test_merchant   one process (the Docker image's commands)
 """
@@ -29,12 +30,22 @@ def apply_schema(env):
     subprocess.run([PY, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True)
 
 
+def bind(env, port):
+    """host:port to listen on: loopback unless HOST says otherwise (the receiver's /logs holds webhook bodies)."""
+    host = env.get("HOST") or "127.0.0.1"
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def gunicorn_cmd(env):
     return [PY, "-m", "gunicorn", "app:create_app()",
-            "--bind", f"0.0.0.0:{env.get('PORT', '8000')}",
+            "--bind", bind(env, env.get("PORT", "8000")),
             "--workers", env.get("WEB_CONCURRENCY", "2"),
             "--threads", env.get("GUNICORN_THREADS", "4"),
             "--worker-class", "gthread",
+            # Idle keep-alive connections wait in gthread's selector, not on a thread, so keeping them
+            # longer than clients' pools (Node 4-5 s) costs nothing and avoids reusing a closed one.
+            "--keep-alive", env.get("GUNICORN_KEEPALIVE", "75"),
+            "--config", "python:app.gunicorn_conf",
             "--graceful-timeout", "10", "--no-control-socket",
             # gunicorn formats no access line at all without the flag
             *(["--access-logfile", "-"] if env.get("ACCESS_LOG") else [])]
@@ -42,7 +53,7 @@ def gunicorn_cmd(env):
 
 def test_merchant_cmd(env):
     return [PY, "-m", "gunicorn", "test_merchant.app:create_app()",
-            "--bind", f"0.0.0.0:{env.get('TEST_MERCHANT_PORT', '3002')}",
+            "--bind", bind(env, env.get("TEST_MERCHANT_PORT", "3002")),
             "--workers", "1", "--threads", "8", "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket"]
 
 
@@ -55,9 +66,38 @@ def die_with_parent():
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def supervise(commands, env):
-    """Run the commands together; on SIGINT/SIGTERM or any child exiting, stop them all."""
-    procs = [subprocess.Popen(cmd, env=env, cwd=ROOT, preexec_fn=die_with_parent) for cmd in commands]
+FIRST_BACKOFF, MAX_BACKOFF = 0.5, 30.0
+STABLE_SECONDS = 60.0  # a child up this long has recovered: its next crash restarts it quickly again
+STOP_SECONDS = 15  # how long children get to stop after SIGTERM (compose's stop_grace_period is above it)
+
+
+class Child:
+    """One supervised command and its current process."""
+
+    def __init__(self, name, cmd, env):
+        self.name, self.cmd, self.env = name, cmd, env
+        self.backoff = FIRST_BACKOFF
+        self.proc = None
+        self.restart_at = None
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(self.cmd, env=self.env, cwd=ROOT, preexec_fn=die_with_parent)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def exited(self, now):
+        """Schedule the restart of a child that exited; returns the delay."""
+        if now - self.started >= STABLE_SECONDS:
+            self.backoff = FIRST_BACKOFF
+        delay, self.backoff = self.backoff, min(self.backoff * 2, MAX_BACKOFF)
+        self.restart_at = now + delay
+        return delay
+
+
+def supervise(commands, env, restart):
+    """Run the commands together until SIGINT/SIGTERM, then stop them all. A child that exits is
+    restarted with backoff when `restart`, else the others are stopped and its code returned."""
     stopping = False
 
     def stop(signum, frame):
@@ -66,22 +106,32 @@ def supervise(commands, env):
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    children = [Child(name, cmd, env) for name, cmd in commands.items()]
     code = 0
     while not stopping:
-        for p in procs:
-            if p.poll() is not None:
-                print(f"launcher: {p.args[2] if len(p.args) > 2 else p.args} exited with {p.returncode}; "
-                      "stopping the others", file=sys.stderr)
-                code = p.returncode or 1
-                stopping = True
-                break
+        now = time.monotonic()
+        for c in children:
+            if c.restart_at is not None:
+                if now >= c.restart_at:
+                    c.start()
+                    print(f"launcher: {c.name} restarted (pid {c.proc.pid})", file=sys.stderr, flush=True)
+            elif c.proc.poll() is not None:
+                if not restart:
+                    print(f"launcher: {c.name} exited with {c.proc.returncode}; stopping the others",
+                          file=sys.stderr, flush=True)
+                    code = c.proc.returncode or 1
+                    stopping = True
+                    break
+                delay = c.exited(now)
+                print(f"launcher: {c.name} exited with {c.proc.returncode}; restarting it in {delay:g} s",
+                      file=sys.stderr, flush=True)
         else:
-            time.sleep(0.2)
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for p in procs:
+            time.sleep(0.1)
+    running = [c.proc for c in children if c.proc.poll() is None]
+    for p in running:
+        p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_SECONDS
+    for p in running:
         try:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -108,16 +158,17 @@ def main(argv):
         prepare_database(env)
         apply_schema(env)
     commands = {
-        "run": [gunicorn_cmd(env), [PY, "worker.py"], test_merchant_cmd(env)],
-        "api": [gunicorn_cmd(env)],
-        "worker": [[PY, "worker.py"]],
-        "test_merchant": [test_merchant_cmd(env)],
+        "run": {"api": gunicorn_cmd(env), "worker.py": [PY, "worker.py"], "test merchant": test_merchant_cmd(env)},
+        "api": {"api": gunicorn_cmd(env)},
+        "worker": {"worker.py": [PY, "worker.py"]},
+        "test_merchant": {"test merchant": test_merchant_cmd(env)},
     }[what]
     if what == "run":
         print(f"Gateway on http://localhost:{env.get('PORT', '8000')}  "
               f"(dashboard: /login, test@example.com)  test merchant on :{env['TEST_MERCHANT_PORT']}",
               flush=True)
-    return supervise(commands, env)
+    # One service per container restarts by the container's policy; `make run` supervises its own.
+    return supervise(commands, env, restart=what == "run")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from app.launcher import die_with_parent
+from app.launcher import die_with_parent, gunicorn_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
@@ -80,10 +79,11 @@ class Api:
     def __init__(self, env, log_dir, workers=1, threads=8):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(env, PUBLIC_URL=env.get("PUBLIC_URL") or self.url)  # the address the snippets show
-        self.process = Process([sys.executable, "-m", "gunicorn", "app:create_app()", "--bind",
-                                f"127.0.0.1:{self.port}", "--workers", str(workers), "--threads", str(threads),
-                                "--worker-class", "gthread", "--graceful-timeout", "5", "--no-control-socket"], env, "api", log_dir)
+        # The launcher's own command, so the tests run the shipped gunicorn settings; PUBLIC_URL is
+        # the address the docs snippets show.
+        env = dict(env, PORT=str(self.port), HOST="127.0.0.1", WEB_CONCURRENCY=str(workers),
+                   GUNICORN_THREADS=str(threads), PUBLIC_URL=env.get("PUBLIC_URL") or self.url)
+        self.process = Process(gunicorn_cmd(env), env, "api", log_dir)
         try:
             wait_until(self._up, timeout=60, message=f"API on {self.url}")
         except AssertionError:

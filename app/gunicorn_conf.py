@@ -1,0 +1,47 @@
+"""gunicorn hooks for the API (`--config python:app.gunicorn_conf`, set by app.launcher).
+
+The app refuses a body over MAX_CONTENT_LENGTH without reading it, and gunicorn drops an
+application's `Connection: close` header: it would announce keep-alive, then close the connection
+when it cannot drain the rest of the body, and the client's next request on it would get no answer.
+So the request itself is marked to close once its body is known to be over the limit: the 413 then
+says `Connection: close` and the client opens a new connection.
+"""
+from app.config import load
+
+LIMIT = load()["MAX_CONTENT_LENGTH"]
+
+
+class _CountingBody:
+    """The request body as gunicorn reads it, closing the connection once more than LIMIT bytes
+    were read (a chunked body declares no length up front)."""
+
+    def __init__(self, req):
+        self._req, self._body, self._left = req, req.body, LIMIT
+
+    def read(self, size=None):
+        data = self._body.read(size)
+        self._count(data)
+        return data
+
+    def readline(self, size=None):
+        data = self._body.readline(size)
+        self._count(data)
+        return data
+
+    def _count(self, data):
+        self._left -= len(data)
+        if self._left < 0:
+            self._req.force_close()
+
+    def __getattr__(self, name):  # failed, readlines, ...: as gunicorn's own body
+        return getattr(self._body, name)
+
+
+def pre_request(worker, req):
+    """Close the connection after a body over the limit instead of announcing keep-alive."""
+    length = next((v for h, v in req.headers if h == "CONTENT-LENGTH"), None)
+    if length is not None:
+        if int(length) > LIMIT:  # gunicorn has checked it is one non-negative integer
+            req.force_close()
+    else:
+        req.body = _CountingBody(req)
