@@ -15,20 +15,9 @@ from app.pg import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
-from helpers import Api, Process, Receiver, api_headers  # noqa: E402
+from helpers import BASE_CONFIG, Api, Process, Receiver, api_headers  # noqa: E402
 
 from app import create_app, db as app_db, embedded as embedded_pg, webhooks  # noqa: E402
-
-BASE_CONFIG = {
-    "TESTING": True,
-    "TEST_MODE": True,
-    "TEST_PAYMENT_SUCCESS": True,
-    "TEST_PROCESSING_DELAY": 0,
-    "WEBHOOK_RETRY_INTERVALS": [1, 1, 1, 1],
-    "WEBHOOK_ALLOW_PRIVATE_TARGETS": True,
-    "SECRET_KEY": "test-secret-key",
-    "LOG_LEVEL": "INFO",
-}
 
 
 @pytest.fixture(scope="session")

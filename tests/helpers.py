@@ -19,6 +19,18 @@ TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
 TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"
 CARD = {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2030, "cvv": "123", "holder_name": "Asha"}
 
+# The app settings of the in-process tests (deterministic, instant processing, quick retries).
+BASE_CONFIG = {
+    "TESTING": True,
+    "TEST_MODE": True,
+    "TEST_PAYMENT_SUCCESS": True,
+    "TEST_PROCESSING_DELAY": 0,
+    "WEBHOOK_RETRY_INTERVALS": [1, 1, 1, 1],
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS": True,
+    "SECRET_KEY": "test-secret-key",
+    "LOG_LEVEL": "INFO",
+}
+
 
 def free_port():
     with socket.socket() as s:

@@ -14,8 +14,7 @@ from werkzeug.security import generate_password_hash
 
 from app import config as config_module, create_app, dashboard
 from app.pg import text
-from conftest import BASE_CONFIG
-from helpers import wait_until
+from helpers import BASE_CONFIG, wait_until
 
 PASSWORD = "right-pass-1"
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
