@@ -273,8 +273,7 @@ def test_payment_endpoints_need_credentials(client, merchant):
 # ---- lists -------------------------------------------------------------------------------------
 
 def test_list_payments(client, merchant, make_merchant):
-    order = create_order(client, merchant)
-    made = [pay(client, merchant, order["id"]) for _ in range(12)]
+    made = [pay(client, merchant, create_order(client, merchant)["id"]) for _ in range(12)]
     pay(client, (other := make_merchant()), create_order(client, other)["id"])
     r = client.get("/api/v1/payments", headers=merchant["headers"])
     body = r.get_json()
