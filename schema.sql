@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS payments (
     notes             jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at        timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    single_flight     boolean DEFAULT true,    -- see payments_one_in_flight_per_order
     CHECK ((method = 'upi') = (vpa IS NOT NULL)),
     CHECK ((method = 'card') = (card_last4 IS NOT NULL AND card_network IS NOT NULL)),
     CHECK (captured = false OR status = 'success')
@@ -63,6 +64,21 @@ CREATE INDEX IF NOT EXISTS payments_status ON payments (status);
 CREATE INDEX IF NOT EXISTS payments_merchant_created ON payments (merchant_id, created_at DESC, id DESC);
 -- An order is paid at most once: a second successful settlement is refused by the database.
 CREATE UNIQUE INDEX IF NOT EXISTS payments_one_success_per_order ON payments (order_id) WHERE status = 'success';
+-- An order has at most one payment in flight (pending or processing); a payment's INSERT names
+-- this index in ON CONFLICT, so a concurrent second one is refused, not an error. single_flight is
+-- true on every payment created since (its default) and NULL on older rows: the index leaves those
+-- out, so building it cannot fail on a database where an order already has several in flight.
+-- Added only when missing: an ALTER TABLE at every start would take the table's strongest lock.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute
+                    WHERE attrelid = 'payments'::regclass AND attname = 'single_flight' AND NOT attisdropped) THEN
+        ALTER TABLE payments ADD COLUMN single_flight boolean;             -- NULL on the rows already there
+        ALTER TABLE payments ALTER COLUMN single_flight SET DEFAULT true;  -- true on every new one
+    END IF;
+END $$;
+CREATE UNIQUE INDEX IF NOT EXISTS payments_one_in_flight_per_order ON payments (order_id)
+    WHERE status IN ('pending', 'processing') AND single_flight;
 
 CREATE TABLE IF NOT EXISTS refunds (
     id           text PRIMARY KEY CHECK (id ~ '^rfnd_[A-Za-z0-9]{16}$'),

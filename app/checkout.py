@@ -24,18 +24,19 @@ SDK_MAX_AGE = 300  # seconds: short, so a fixed SDK reaches merchants' shoppers 
 
 # A serialised web origin as location.origin gives it: scheme, host, optional port; nothing else.
 # Being this strict also keeps the value safe to place in the CSP header (no spaces, no ';').
+# Matched with fullmatch: a "$" would also match before a trailing newline, which then broke the header.
 _ORIGIN_RE = re.compile(
-    r"^(https?)://("
+    r"(https?)://("
     r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"  # DNS name / IPv4
     r"|\[[0-9a-f:.]+\]"                                                                       # IPv6 literal
-    r")(?::([0-9]{1,5}))?$", re.IGNORECASE)
+    r")(?::([0-9]{1,5}))?", re.IGNORECASE)
 
 
 def valid_origin(value):
     """The origin, lower-cased, when `value` is exactly scheme://host[:port]; else None."""
     if not isinstance(value, str) or len(value) > 300:
         return None
-    m = _ORIGIN_RE.match(value)
+    m = _ORIGIN_RE.fullmatch(value)
     if m is None or (m.group(3) and not 0 < int(m.group(3)) <= 65535):
         return None
     return value.lower()

@@ -79,9 +79,9 @@ class ServiceUnavailable(ApiError):
 
 def error_response(err):
     resp = jsonify(err.body())
+    # No WWW-Authenticate on a 401: a browser would prompt for Basic credentials and then send
+    # them with every cross-site request to the API.
     resp.status_code = err.status
-    if err.status == 401:
-        resp.headers["WWW-Authenticate"] = 'Basic realm="api"'
     return resp
 
 

@@ -32,10 +32,17 @@ def idempotent(*header_names):
     return decorator
 
 
-def once(merchant_id, produce, header_names=("Idempotency-Key",)):
+# Separates a public key's order from the key: a control character, which merchants' own keys
+# may not contain, so a scoped key never equals one of theirs.
+SCOPE_SEPARATOR = "\x1f"
+
+
+def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None):
     """Run produce() -> (dict, status) and commit, at most once per (merchant, key) when the request
     carries a key; a repeat gets the stored response. For views whose merchant is known only after
-    reading the body (the checkout's public payment), which cannot use the decorator."""
+    reading the body (the checkout's public payment), which cannot use the decorator. An
+    unauthenticated view passes its order id as `scope`: anyone may call it, so its keys live
+    apart from the merchant's and from other orders' (stored as "<scope>\x1f<key>")."""
     key = next((request.headers[h] for h in header_names if request.headers.get(h)), None)
     c = db.conn()
     if key is None:
@@ -47,6 +54,8 @@ def once(merchant_id, produce, header_names=("Idempotency-Key",)):
         raise ApiError(f"Idempotency key may be at most {MAX_KEY_LENGTH} characters.")
     if any(ch < " " or ch == "\x7f" for ch in key):  # a NUL would make PostgreSQL raise (500)
         raise ApiError("Idempotency key must not contain control characters.")
+    if scope is not None:
+        key = scope + SCOPE_SEPARATOR + key
     digest = request_digest()
     # The primary key decides, not a check-then-insert: a concurrent request with the same key
     # blocks here until the first commits (then it replays) or rolls back (then it goes ahead).

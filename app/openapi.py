@@ -29,9 +29,10 @@ ERRORS = {
     401: "`AUTHENTICATION_ERROR`: missing or wrong API key/secret.",
     404: "`NOT_FOUND_ERROR`: no such object for this merchant (another merchant's objects are not found either).",
     409: "`BAD_REQUEST_ERROR`: the conflict is described (idempotency key reused with another body, or still in "
-         "flight; a webhook delivery in progress).",
+         "flight; a payment of the order in progress; a webhook delivery in progress).",
     413: "`BAD_REQUEST_ERROR`: the request body is larger than 64 KB.",
-    415: "`BAD_REQUEST_ERROR`: the body is not `application/json`.",
+    415: "`BAD_REQUEST_ERROR`: the body is not `application/json` (a form content type is refused on every "
+         "write, body-less ones included).",
     503: "`SERVER_ERROR`: the database is unavailable; retry shortly.",
 }
 
@@ -153,12 +154,14 @@ OPERATIONS = [
     dict(method="post", path="/api/v1/payments", id="createPayment", tag="Payments", auth=AUTH,
          summary="Pay an order by UPI (`vpa`) or card (`card`); answered at once with status `pending`.",
          description="Amount and currency come from the order; an `amount` or `currency` that differs is a 400. "
-                     "`vpa` is required for `upi`, `card` for `card`.",
+                     "`vpa` is required for `upi`, `card` for `card`. One payment of an order may be pending or "
+                     "processing at a time (409 otherwise); an order takes at most 20 payments (400).",
          body=s.PaymentCreate, params=[IDEMPOTENCY_KEY], ok={201: s.PaymentOut}, errors=[400, 404, 409, 413, 415],
          links={201: PAYMENT_LINKS}),
     dict(method="post", path="/api/v1/payments/public", id="createPaymentPublic", tag="Checkout", auth=NO_AUTH,
          summary="The checkout page's payment: the merchant is the order's.", body=s.PaymentCreate,
-         description="An `Idempotency-Key` is scoped to the order's merchant.", params=[IDEMPOTENCY_KEY],
+         description="An `Idempotency-Key` is scoped to the order. The rules of `createPayment` apply.",
+         params=[IDEMPOTENCY_KEY],
          ok={201: s.PaymentPublicOut}, errors=[400, 404, 409, 413, 415],
          links={201: {"GetPaymentPublic": PAYMENT_LINKS["GetPaymentPublic"]}}),
     dict(method="get", path="/api/v1/payments", id="listPayments", tag="Payments", auth=AUTH,
@@ -207,7 +210,7 @@ OPERATIONS = [
          ok={200: s.list_of(s.WebhookLogOut)}, errors=[400], links={200: LOG_LINKS}),
     dict(method="post", path="/api/v1/webhooks/{log_id}/retry", id="retryWebhook", tag="Webhooks", auth=AUTH,
          summary="Deliver a webhook again now, with attempts reset to 0.", params=[LOG_ID],
-         ok={200: s.WebhookRetryOut}, errors=[404, 409]),
+         ok={200: s.WebhookRetryOut}, errors=[404, 409, 415]),
     dict(method="get", path="/api/v1/webhooks/config", id="getWebhookConfig", tag="Webhooks", auth=AUTH,
          summary="The webhook URL and signing secret.", ok={200: s.WebhookConfigOut}, errors=[]),
     dict(method="put", path="/api/v1/webhooks/config", id="setWebhookConfig", tag="Webhooks", auth=AUTH,
@@ -218,11 +221,11 @@ OPERATIONS = [
          body=s.WebhookConfigIn, ok={200: s.WebhookConfigOut}, errors=[400, 413, 415]),
     dict(method="post", path="/api/v1/webhooks/config/secret", id="regenerateWebhookSecret", tag="Webhooks",
          auth=AUTH, summary="Replace the webhook signing secret; returns the new one.",
-         ok={200: s.WebhookConfigOut}, errors=[]),
+         ok={200: s.WebhookConfigOut}, errors=[415]),
     dict(method="post", path="/api/v1/webhooks/test", id="sendTestWebhook", tag="Webhooks", auth=AUTH,
          summary="Queue a `webhook.test` event to the configured URL.",
          description="400 when no webhook URL is configured.",
-         ok={202: s.WebhookTestOut}, errors=[400]),
+         ok={202: s.WebhookTestOut}, errors=[400, 415]),
 ]
 
 # Response objects always carry every documented field (the schemas dump all of them), except these.

@@ -3,9 +3,10 @@ import json
 import random
 import re
 
+import psycopg
 
 from . import orders, validation, webhooks
-from .errors import ApiError, ExpiredCard, InvalidCard, InvalidVpa, NotFound
+from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .ids import new_id
 from .schemas import PAYMENT
 from .pg import text
@@ -50,30 +51,56 @@ def _check_order(order, data):
         raise ApiError("Payment currency must equal the order currency.", field="currency")
 
 
-# One statement: read the order, insert the payment and its settlement job when the order allows
-# it, and tell whether the merchant takes webhooks. With :alone (no transaction open) the statement
-# is the whole transaction, so it inserts only for a merchant without a webhook URL: one with a URL
-# needs the payment.created event in the same transaction, which the caller then opens.
+MAX_ATTEMPTS = 20  # payments per order, whatever their status: a shopper (or a script) may not retry forever
+IN_FLIGHT_INDEX = "payments_one_in_flight_per_order"
+
+# One statement: read the order and its payments so far, insert the payment and its settlement job
+# when the order allows it, and tell whether the merchant takes webhooks. With :alone (no
+# transaction open) the statement is the whole transaction, so it inserts only for a merchant
+# without a webhook URL: one with a URL needs the payment.created event in the same transaction,
+# which the caller then opens. The count sees only committed payments: a concurrent one still in
+# its transaction is caught by the unique index IN_FLIGHT_INDEX instead.
 _CREATE = f"""
 WITH o AS (SELECT id, amount, currency, status FROM orders WHERE id = :order_id AND merchant_id = :m),
      m AS (SELECT webhook_url IS NOT NULL AS has_url FROM merchants WHERE id = :m),
+     n AS (SELECT count(*) AS attempts, count(*) FILTER (WHERE status IN ('pending', 'processing')) AS in_flight
+             FROM payments WHERE order_id = :order_id),
      p AS (INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, notes)
            SELECT :id, o.id, :m, o.amount, o.currency, :method, :vpa, :card_network, :card_last4, CAST(:notes AS jsonb)
-             FROM o, m
+             FROM o, m, n
             WHERE o.status = 'created'
               AND o.amount = coalesce(CAST(:amount AS integer), o.amount)
               AND o.currency = coalesce(CAST(:currency AS text), o.currency)
+              AND n.in_flight = 0 AND n.attempts < {MAX_ATTEMPTS}
               AND NOT (CAST(:alone AS boolean) AND m.has_url)
            RETURNING {COLUMNS}),
      j AS (INSERT INTO jobs (kind, payload) SELECT '{SETTLE}', jsonb_build_object('payment_id', p.id) FROM p)
-SELECT o.status AS order_status, o.amount AS order_amount, o.currency AS order_currency, m.has_url, p.*
-  FROM o CROSS JOIN m LEFT JOIN p ON true
+SELECT o.status AS order_status, o.amount AS order_amount, o.currency AS order_currency, m.has_url,
+       n.attempts, n.in_flight, p.*
+  FROM o CROSS JOIN m CROSS JOIN n LEFT JOIN p ON true
 """
+
+
+def _in_progress():
+    return Conflict("A payment is already in progress for this order; wait for it to complete.",
+                    field="order_id")
+
+
+def _insert(c, params, alone):
+    """Run _CREATE; a concurrent payment of the same order that won the race is a 409."""
+    try:
+        run = c.execute_alone if alone else c.execute
+        return run(text(_CREATE), dict(params, alone=alone)).mappings().first()
+    except psycopg.errors.UniqueViolation as e:
+        if e.diag.constraint_name == IN_FLIGHT_INDEX:
+            raise _in_progress() from None
+        raise
 
 
 def create(c, merchant, data):
     """Accept a payment for one of the merchant's orders: the payment row, its settlement job and
-    the payment.created event commit together, or not at all."""
+    the payment.created event commit together, or not at all. One payment of an order may be in
+    flight at a time, and an order takes MAX_ATTEMPTS payments at most."""
     try:
         method = check_method(data)
     except ApiError:
@@ -84,16 +111,19 @@ def create(c, merchant, data):
                   amount=data.get("amount"), currency=data["currency"].upper() if "currency" in data else None,
                   notes=json.dumps(data["notes"]))
     if c.in_transaction() or merchant.get("has_webhook_url"):
-        row = c.execute(text(_CREATE), dict(params, alone=False)).mappings().first()
+        row = _insert(c, params, alone=False)
     else:
-        row = c.execute_alone(text(_CREATE), dict(params, alone=True)).mappings().first()
+        row = _insert(c, params, alone=True)
         if row is not None and row["id"] is None and row["has_url"]:
             # Refused for its URL, set lately (the hint is cached): again, in a transaction with the event.
-            row = c.execute(text(_CREATE), dict(params, alone=False)).mappings().first()
+            row = _insert(c, params, alone=False)
     if row is None:
         raise NotFound("Order not found.", field="order_id")
     if row["id"] is None:
         _check_order({k: row["order_" + k] for k in ("status", "amount", "currency")}, data)
+        if row["in_flight"]:
+            raise _in_progress()
+        raise ApiError(f"This order has reached its limit of {MAX_ATTEMPTS} payment attempts.", field="order_id")
     payment = {k: row[k] for k in COLUMNS.split(", ")}
     if row["has_url"]:
         webhooks.emit_event(c, merchant["id"], "payment.created", {"payment": PAYMENT.dump(payment)})

@@ -52,13 +52,18 @@ def card_network(digits):
     return "unknown"
 
 
+MAX_DATE_DIGITS = 4  # YYYY; int() of a string over 4,300 digits raises (a 500, not a 400)
+
+
 def _as_int(value):
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        value = value.strip()
+        if value.isascii() and value.isdigit() and len(value) <= MAX_DATE_DIGITS:
+            return int(value)
     return None
 
 

@@ -40,13 +40,11 @@ def main():
     url, _ = B.server_url()
     lock = B.run_lock(url)  # noqa: F841  (held until exit)
     bench_url = B.fresh_database(url)
-    order_ids = B.make_orders(bench_url, 60000)
     wrk = B.ensure_wrk()
     with tempfile.TemporaryDirectory(prefix="ab_revisions_") as tmp:
         old_tree = Path(tmp) / "old"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(old_tree), args.old], cwd=B.ROOT, check=True)
-        orders_file = Path(tmp) / "orders.txt"
-        orders_file.write_text("\n".join(order_ids) + "\n")
+        orders_file = B.OrderPool(bench_url, Path(tmp) / "orders.txt", 60000)
         env = B.base_env(bench_url, LOG_LEVEL="WARNING")
         servers = {}
         try:

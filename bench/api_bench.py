@@ -161,6 +161,40 @@ def make_orders(url, n, merchant_id=TEST_MERCHANT["id"]):
     return ids
 
 
+class OrderPool:
+    """Pre-created orders for the payments targets, each paid once: an order takes one payment in
+    flight at a time and no worker settles them here, so every run gets orders not used before
+    (topped up by SQL between runs when they run low)."""
+
+    MAX_RPS = 6000  # more payments per second than this machine class serves, to size a run's share
+
+    def __init__(self, url, path, n, merchant_id=TEST_MERCHANT["id"]):
+        self.url, self.path, self.merchant_id = url, Path(path), merchant_id
+        self.ids, self.next = [], 0
+        self._grow(n)
+
+    def _grow(self, n):
+        self.ids += make_orders(self.url, n, self.merchant_id)
+
+    def take(self, n):
+        """n unused order ids, now used."""
+        if len(self.ids) - self.next < n:
+            self._grow(max(n, len(self.ids)))
+        out = self.ids[self.next:self.next + n]
+        self.next += n
+        return out
+
+    def for_run(self, seconds):
+        """Write the file of unused orders for a wrk run of `seconds`; call used() after it."""
+        need = int(seconds * self.MAX_RPS)
+        if len(self.ids) - self.next < need:
+            self._grow(max(need, len(self.ids)))
+        self.path.write_text("\n".join(self.ids[self.next:self.next + need]) + "\n")
+
+    def used(self, n):
+        self.next += n
+
+
 def make_hook_merchant(url):
     """A second merchant, with a webhook URL: its payments also write the payment.created event
     (a webhook_logs row and a delivery job) in the payment's transaction. Nothing listens there and
@@ -353,11 +387,13 @@ class Target:
                    BENCH_IDEM="1" if self.idem else "0", BENCH_READS="1" if self.reads else "0", BENCH_NONCE=f"{os.getpid()}{time.time_ns()}",
                    BENCH_KEY=self.key, BENCH_SECRET=self.secret)
         if self.orders_file:
-            env["BENCH_ORDERS_FILE"] = str(self.orders_file)
+            env["BENCH_ORDERS_FILE"] = str(self.orders_file.path)
         return env
 
 
 def run_wrk(wrk, target, seconds, connections, threads):
+    if target.orders_file:
+        target.orders_file.for_run(seconds)
     meter = CpuMeter(target.server)
     t0 = time.monotonic()
     out = subprocess.run([wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
@@ -369,6 +405,8 @@ def run_wrk(wrk, target, seconds, connections, threads):
     if out.returncode != 0 or not m:
         raise RuntimeError(f"wrk failed on {target.name}: {out.stdout}\n{out.stderr}")
     r = json.loads(m.group(1))
+    if target.orders_file:  # requests still on the wire at the end may have paid an order too
+        target.orders_file.used(r["requests"] + connections)
     r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
     r["errors"] = r["non2xx"] + r["connect"] + r["read"] + r["write"] + r["timeout"]
     n = max(r["requests"], 1)
@@ -418,26 +456,24 @@ def check(c_port, method, path, body=None, auth=True, expect=201, auth_headers=A
     return json.loads(data)
 
 
-def sanity_checks(ours, bare, bench_url, order_ids, hook_orders_file):
-    """Every target answers 201; pending payments do not use up an order; a paid order is refused."""
+def sanity_checks(ours, bare, bench_url, orders, hook_orders):
+    """Every target answers 201; a second payment of an order in flight is refused; a paid order is refused."""
     notes = []
     check(bare.port, "POST", "/bare", ORDER_BODY, auth=False)
     check(ours.port, "POST", "/api/v1/orders", ORDER_BODY)
-    oid = order_ids[0]
+    oid, paid = orders.take(2)
     p1 = check(ours.port, "POST", "/api/v1/payments", PAYMENT_BODY.replace("%ORDER%", oid))
-    p2 = check(ours.port, "POST", "/api/v1/payments", PAYMENT_BODY.replace("%ORDER%", oid))
-    assert p1["status"] == p2["status"] == "pending" and p1["id"] != p2["id"]
-    notes.append(f"two `POST /payments` for one pool order ({oid}) were both accepted (201, `pending`, "
-                 f"{p1['id']} and {p2['id']}): with no worker running the order stays `created`, so the "
-                 f"payments target can cycle through a pool of pre-created orders")
-    paid = order_ids[-1]
+    err = check(ours.port, "POST", "/api/v1/payments", PAYMENT_BODY.replace("%ORDER%", oid), expect=409)
+    assert p1["status"] == "pending"
+    notes.append(f"a second `POST /payments` for a pool order ({oid}) while {p1['id']} is `pending` is refused: "
+                 f"409 \"{err['error']['description']}\", so every payment of the payments targets takes an "
+                 "order of the pool not used before")
     with psycopg.connect(bench_url) as c:
         c.execute("UPDATE orders SET status = 'paid' WHERE id = %s", (paid,))
     err = check(ours.port, "POST", "/api/v1/payments", PAYMENT_BODY.replace("%ORDER%", paid), expect=400)
     notes.append(f"a payment for an order set to `paid` is refused: 400 `{err['error']['code']}` "
-                 f"\"{err['error']['description']}\" (that order is removed from the pool)")
-    order_ids.pop()
-    hook_order = Path(hook_orders_file).read_text().split()[0]
+                 f"\"{err['error']['description']}\"")
+    hook_order = hook_orders.take(1)[0]
     p3 = check(ours.port, "POST", "/api/v1/payments", PAYMENT_BODY.replace("%ORDER%", hook_order),
                auth_headers={"X-Api-Key": HOOK_MERCHANT["api_key"], "X-Api-Secret": HOOK_MERCHANT["api_secret"]})
     with psycopg.connect(bench_url) as c:
@@ -454,7 +490,7 @@ def sanity_checks(ours, bare, bench_url, order_ids, hook_orders_file):
 GENERATOR_CONNECTIONS = 32
 
 
-def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS, offset=0):
+def constant_rate(target, rate, seconds, nconn=GENERATOR_CONNECTIONS):
     """Open loop: request i is due at t0 + i/rate; its latency runs from that moment to the end of
     the response (so queueing behind a slow request, or for a free connection, counts). Also
     reports the plain service time. asyncio on raw keep-alive sockets with the requests built
@@ -465,14 +501,14 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS,
     except ImportError:
         new_loop = asyncio.new_event_loop
     n_total = int(rate * seconds)
-    offset = (int(time.time()) + offset) % max(len(order_ids), 1)
+    order_ids = target.orders_file.take(n_total) if target.orders_file else None
     head = "".join(f"{k}: {v}\r\n" for k, v in {"Content-Type": "application/json",
                                                  **(AUTH_HEADERS if target.auth else {})}.items())
 
     def request(i):
         body = target.body
         if target.orders_file:
-            body = body.replace("%ORDER%", order_ids[(offset + i) % len(order_ids)])
+            body = body.replace("%ORDER%", order_ids[i])
         return (f"POST {target.path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{head}"
                 f"Content-Length: {len(body)}\r\n\r\n{body}").encode()
 
@@ -537,7 +573,7 @@ def constant_rate(target, rate, seconds, order_ids, nconn=GENERATOR_CONNECTIONS,
     return {"samples": samples, "elapsed": elapsed, "errors": sum(1 for s in samples if not 200 <= s[2] < 300)}
 
 
-def latency_phase(args, targets, rates, order_ids):
+def latency_phase(args, targets, rates):
     """Constant-rate runs, `--latency-rounds` rounds; samples pooled per target. Within a round the
     targets take turns (in_turns) in slices of `--latency-slice` seconds."""
     samples = {t.name: [] for t in targets}
@@ -547,7 +583,7 @@ def latency_phase(args, targets, rates, order_ids):
     for r in range(args.latency_rounds):
         outs = {t.name: [] for t in targets}
         for k, t in in_turns(targets, slices, first=r * slices):
-            outs[t.name].append(constant_rate(t, rates[t.name], seconds, order_ids, offset=k * 7919))
+            outs[t.name].append(constant_rate(t, rates[t.name], seconds))
         for t in targets:
             ss = [x for out in outs[t.name] for x in out["samples"]]
             samples[t.name] += ss
@@ -674,6 +710,8 @@ def top_functions(stacks, n=25):
 
 def profile(pyspy, wrk, target, seconds, connections, wrk_threads, out, fmt, mode, rate=200):
     """wrk load on the target while py-spy samples the target's gunicorn workers."""
+    if target.orders_file:
+        target.orders_file.for_run(seconds + 4)
     load = subprocess.Popen([wrk, "-t", str(wrk_threads), "-c", str(connections), "-d", f"{seconds + 4}s",
                              "-s", str(LUA), f"http://127.0.0.1:{target.server.port}{target.path}"],
                             env=target.wrk_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -683,6 +721,8 @@ def profile(pyspy, wrk, target, seconds, connections, wrk_threads, out, fmt, mod
     cmd.append({"gil": "--gil", "idle": "--idle"}[mode])
     res = subprocess.run(cmd, capture_output=True, text=True)
     load.wait()
+    if target.orders_file:  # wrk's count is not read here: all the orders it was given are spent
+        target.orders_file.used(int((seconds + 4) * OrderPool.MAX_RPS))
     if res.returncode != 0:
         raise RuntimeError(f"py-spy failed: {res.stderr[-2000:]}")
 
@@ -693,7 +733,7 @@ def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
 
-def start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp, headline):
+def start_config(args, bench_url, orders_file, workers, threads, tmp, headline):
     """The servers of one gunicorn configuration and the targets on them."""
     env = base_env(bench_url, LOG_LEVEL="WARNING")
     label = f"{workers}x{threads}"
@@ -711,7 +751,7 @@ def start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp,
         Target("bare", servers["bare"], "/bare", ORDER_BODY, note="bench/bare_app.py: JSON body, one INSERT, commit"),
         Target("orders", servers["ours"], "/api/v1/orders", ORDER_BODY, auth=True, note="POST /api/v1/orders"),
         Target("payments", servers["ours"], "/api/v1/payments", PAYMENT_BODY, auth=True, orders_file=orders_file,
-               note=f"POST /api/v1/payments, UPI, cycling through the pool of pre-created orders"),
+               note="POST /api/v1/payments, UPI, each for a pre-created order of its own"),
     ]
     if extras:
         targets += [
@@ -724,7 +764,7 @@ def start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp,
                    note="extra: POST /api/v1/payments alternating with GET /api/v1/orders/{id} of the order just paid "
                         "(a read: its transaction ends in a ROLLBACK); req/s counts both"),
             Target("payments+hook", servers["ours"], "/api/v1/payments", PAYMENT_BODY, auth=True,
-                   orders_file=args.hook_orders_file, key=HOOK_MERCHANT["api_key"], secret=HOOK_MERCHANT["api_secret"],
+                   orders_file=args.hook_orders, key=HOOK_MERCHANT["api_key"], secret=HOOK_MERCHANT["api_secret"],
                    note="extra: POST /api/v1/payments for a merchant with a webhook URL (the payment.created event "
                         "is written in the payment's transaction)"),
         ]
@@ -733,22 +773,21 @@ def start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp,
     return cfg
 
 
-def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
+def run_configs(args, wrk, bench_url, orders_file, configs, tmp):
     """Start every configuration's servers, then alternate all targets of all configurations in each
     round (so configurations are compared under the same background load, too); then latency and
     profile on the headline configuration."""
     cfgs = []
     try:
         for i, (workers, threads) in enumerate(configs):
-            cfgs.append(start_config(args, bench_url, order_ids, orders_file, workers, threads, tmp, i == 0))
+            cfgs.append(start_config(args, bench_url, orders_file, workers, threads, tmp, i == 0))
         for cfg in cfgs:
             for s in cfg["servers"].values():
                 s.wait_ready()
             log(f"config {cfg['label']}: servers up", {k: s.port for k, s in cfg["servers"].items()})
         head = cfgs[0]
-        head["checks"] = sanity_checks(head["servers"]["ours"], head["servers"]["bare"], bench_url, order_ids,
-                                      args.hook_orders_file)
-        Path(orders_file).write_text("\n".join(order_ids) + "\n")
+        head["checks"] = sanity_checks(head["servers"]["ours"], head["servers"]["bare"], bench_url, orders_file,
+                                      args.hook_orders)
         head["wal_prep"] = prepare_wal(bench_url)
         for cfg in cfgs:
             for t in cfg["targets_obj"]:
@@ -774,10 +813,10 @@ def run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp):
             if args.latency_seconds > 0 and (cfg["headline"] or args.alt_latency):
                 settle_database(bench_url)
                 lat_targets = targets[:3]
-                cfg["latency"] = latency_phase(args, lat_targets, {t.name: rate for t in lat_targets}, order_ids)
+                cfg["latency"] = latency_phase(args, lat_targets, {t.name: rate for t in lat_targets})
                 if cfg["headline"] and args.own_rate_latency:
                     own = {t.name: max(1, round(med[t.name] / 2)) for t in lat_targets[1:]}
-                    cfg["latency_own"] = latency_phase(args, lat_targets[1:], own, order_ids)
+                    cfg["latency_own"] = latency_phase(args, lat_targets[1:], own)
         head["wal_end"] = wal_state(bench_url)
         if args.profile_seconds > 0:
             head["profile"] = run_profiles(args, wrk, head["targets_obj"], tmp)
@@ -919,8 +958,9 @@ def report(args, info, pg, db_source, configs, counts, started, finished, load_b
       "spell of the machine, which lasts tens of seconds, falls on all of them; a round's figure for a target sums "
       "its slices (closed-loop latency percentiles: the median of its slices); all servers up throughout")
     w("- bodies: orders and bare `" + ORDER_BODY + "`; payments `" + PAYMENT_BODY.replace("%ORDER%", "order_…")
-      + f"` with the test merchant's `X-Api-Key`/`X-Api-Secret`, cycling through a pool of {args.orders_pool} orders "
-      "inserted by SQL before the run")
+      + "` with the test merchant's `X-Api-Key`/`X-Api-Secret`, each for an order of its own (an order takes one "
+      f"payment in flight), from a pool of {args.orders_pool} orders inserted by SQL before the run and topped up "
+      "between runs")
     prep, (lsn0, files0), (lsn1, files1) = head["wal_prep"], head["wal_start"], head["wal_end"]
     files = ("not listed (no right to pg_ls_waldir)" if files0 is None else
              f"{files0} before the measurements and {files1} after them"
@@ -1116,16 +1156,12 @@ def main():
     lock = run_lock(url)  # noqa: F841  (held until exit)
     bench_url = fresh_database(url)
     pg = pg_settings(bench_url)
-    order_ids = make_orders(bench_url, args.orders_pool)
     make_hook_merchant(bench_url)
-    hook_order_ids = make_orders(bench_url, args.orders_pool, HOOK_MERCHANT["id"])
     results = []
     with tempfile.TemporaryDirectory(prefix="api_bench_") as tmp:
-        orders_file = Path(tmp) / "orders.txt"
-        orders_file.write_text("\n".join(order_ids) + "\n")
-        args.hook_orders_file = Path(tmp) / "hook-orders.txt"
-        args.hook_orders_file.write_text("\n".join(hook_order_ids) + "\n")
-        results = run_configs(args, wrk, bench_url, order_ids, orders_file, configs, tmp)
+        orders_file = OrderPool(bench_url, Path(tmp) / "orders.txt", args.orders_pool)
+        args.hook_orders = OrderPool(bench_url, Path(tmp) / "hook-orders.txt", args.orders_pool, HOOK_MERCHANT["id"])
+        results = run_configs(args, wrk, bench_url, orders_file, configs, tmp)
     counts = db_counts(bench_url)
     info["speed_after"] = cpu_speed()
     finished = datetime.datetime.now(datetime.timezone.utc)

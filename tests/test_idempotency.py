@@ -178,7 +178,7 @@ def test_concurrent_duplicate_payments_make_one_payment(client, db, merchant, li
 
 
 def test_checkout_payment_with_a_key_makes_one_payment(client, db, merchant, make_merchant):
-    """The public (checkout) endpoint honours Idempotency-Key too, scoped to the order's merchant."""
+    """The public (checkout) endpoint honours Idempotency-Key too, scoped to the order."""
     order = create_order(client, merchant)
     body = json.dumps({"order_id": order["id"], "method": "upi", "vpa": "tap@bank"})
     h = {"Content-Type": "application/json", "Idempotency-Key": "double-click"}
@@ -193,3 +193,48 @@ def test_checkout_payment_with_a_key_makes_one_payment(client, db, merchant, mak
     body2 = json.dumps({"order_id": theirs["id"], "method": "upi", "vpa": "tap@bank"})
     assert client.post("/api/v1/payments/public", data=body2, headers=h).status_code == 201
     assert count(db, "payments", m2["id"]) == 1
+
+
+def _public_pay(client, order_id, key, vpa="shopper@okbank"):
+    return client.post("/api/v1/payments/public", json={"order_id": order_id, "method": "upi", "vpa": vpa},
+                       headers={"Idempotency-Key": key})
+
+
+def test_a_shopper_cannot_claim_the_merchants_idempotency_keys(client, db, merchant):
+    """Anyone with an open order of the merchant could send the keys the merchant will use next
+    (receipt_1002) through the checkout's endpoint; the merchant's own requests were then refused."""
+    shop = create_order(client, merchant)
+    assert _public_pay(client, shop["id"], "receipt_1002").status_code == 201
+    r = post(client, merchant, "/api/v1/orders", {"amount": 1002}, "receipt_1002")
+    assert r.status_code == 201, r.get_json()
+    assert post(client, merchant, "/api/v1/orders", {"amount": 1002}, "receipt_1002").get_data() == r.get_data()
+    # and the merchant's payment with a key a shopper used first
+    theirs, shop2 = create_order(client, merchant), create_order(client, merchant)
+    assert _public_pay(client, shop2["id"], "pay-1003").status_code == 201
+    r = post(client, merchant, "/api/v1/payments", {"order_id": theirs["id"], "method": "upi", "vpa": "m@bank"},
+             "pay-1003")
+    assert r.status_code == 201, r.get_json()
+    assert count(db, "orders", merchant["id"]) == 4 and count(db, "payments", merchant["id"]) == 3
+
+
+def test_the_merchants_keys_do_not_block_a_shopper(client, db, merchant):
+    """The other way round: a key the merchant used is no answer (nor a 409) for a shopper."""
+    used = post(client, merchant, "/api/v1/orders", {"amount": 500}, "k-shared")
+    assert used.status_code == 201
+    shop = create_order(client, merchant)
+    r = _public_pay(client, shop["id"], "k-shared")
+    assert r.status_code == 201 and r.get_json()["order_id"] == shop["id"]
+    assert count(db, "payments", merchant["id"]) == 1
+
+
+def test_a_public_key_is_scoped_to_its_order(client, db, merchant):
+    """One key on two orders of the same merchant (two shoppers' checkouts): two payments; the same
+    key, order and body again (a double-clicked Pay): the first payment."""
+    a, b = create_order(client, merchant), create_order(client, merchant)
+    first = _public_pay(client, a["id"], "double-click")
+    other = _public_pay(client, b["id"], "double-click", "someone@else")
+    assert first.status_code == other.status_code == 201, other.get_json()
+    assert first.get_json()["id"] != other.get_json()["id"]
+    again = _public_pay(client, a["id"], "double-click")
+    assert again.status_code == 201 and again.get_data() == first.get_data()
+    assert count(db, "payments", merchant["id"]) == 2

@@ -313,6 +313,10 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
             if "401" in op["responses"]:
                 r = _send(client, method, url, json={})
                 assert c(method, path, r)["error"]["code"] == "AUTHENTICATION_ERROR"
+            if "415" in op["responses"] and (method, path) not in with_body:  # a body-less write refuses forms too
+                r = _send(client, method, url, headers=h, data="", content_type="text/plain")
+                assert r.status_code == 415, (method, path)
+                c(method, path, r)
             if (method, path) in with_body:
                 r = _send(client, method, url, headers=h, data="amount=100",
                           content_type="application/x-www-form-urlencoded")
@@ -380,12 +384,13 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
     # 409: an idempotency key reused with a different body, on each creating POST.
     _run_until(worker, lambda: _status(db, "payments", pending["id"]) == "success", "payment settled")
     unpaid = c("post", "/api/v1/orders", client.post("/api/v1/orders", headers=h, json={"amount": 1000}))
+    unpaid_too = client.post("/api/v1/orders", headers=h, json={"amount": 1000}).get_json()  # one payment in flight each
     for path, first, second in [
         ("/api/v1/orders", {"amount": 100}, {"amount": 200}),
         ("/api/v1/payments", {"order_id": unpaid["id"], "method": "upi", "vpa": "a@b"},
          {"order_id": unpaid["id"], "method": "upi", "vpa": "c@d"}),
-        ("/api/v1/payments/public", {"order_id": unpaid["id"], "method": "upi", "vpa": "e@f"},
-         {"order_id": unpaid["id"], "method": "upi", "vpa": "g@h"}),
+        ("/api/v1/payments/public", {"order_id": unpaid_too["id"], "method": "upi", "vpa": "e@f"},
+         {"order_id": unpaid_too["id"], "method": "upi", "vpa": "g@h"}),
         ("/api/v1/payments/{payment_id}/refunds", {"amount": 100}, {"amount": 200}),
         ("/api/v1/payments/{payment_id}/refund", {"amount": 100}, {"amount": 200}),
         ("/api/v1/refunds", {"payment_id": pending["id"], "amount": 100}, {"payment_id": pending["id"], "amount": 200}),

@@ -2,11 +2,14 @@
 import json
 import logging
 import re
+import threading
 
 import pytest
+import requests
 from app.pg import text
 
-from app import auth, webhooks
+from app import auth, db as app_db, jobs, payments, webhooks
+from app.ids import new_id
 from helpers import CARD
 from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
                          payment_status, settle)
@@ -273,8 +276,7 @@ def test_payment_endpoints_need_credentials(client, merchant):
 # ---- lists -------------------------------------------------------------------------------------
 
 def test_list_payments(client, merchant, make_merchant):
-    order = create_order(client, merchant)
-    made = [pay(client, merchant, order["id"]) for _ in range(12)]
+    made = [pay(client, merchant, create_order(client, merchant)["id"]) for _ in range(12)]
     pay(client, (other := make_merchant()), create_order(client, other)["id"])
     r = client.get("/api/v1/payments", headers=merchant["headers"])
     body = r.get_json()
@@ -394,24 +396,123 @@ def test_list_payments_by_status(client, db, api_worker, merchant):
         assert r.status_code == 400 and r.get_json()["error"]["field"] == "status"
 
 
-def test_an_order_is_paid_once_however_many_payments_settle(client, db, api_worker, merchant):
-    """Payments of one order that settle together, and one that settles later: exactly one
-    succeeds, the others fail with the reason, and the order is paid once (the shopper is never
-    charged twice)."""
+def test_an_old_database_with_several_payments_in_flight_upgrades_and_is_paid_once(app, client, db, api_worker,
+                                                                                     merchant):
+    """A database from before one payment in flight per order was enforced, where an order has three
+    payments pending: schema.sql still applies (the unique index leaves those rows out), a new
+    payment of that order waits for them (409), and when they settle together exactly one succeeds,
+    the others fail with the reason, and the order is paid once (the shopper is never charged twice)."""
     order = create_order(client, merchant)
-    together = [pay(client, merchant, order["id"]) for _ in range(3)]
-    later = pay(client, merchant, order["id"])
-    db.execute(text("UPDATE jobs SET next_run_at = now() + interval '1 hour' "
-                    "WHERE kind = 'payment.settle' AND payload->>'payment_id' = :id"), {"id": later["id"]})
+    together = [pay(client, merchant, order["id"])]
+    db.execute(text("DROP INDEX payments_one_in_flight_per_order"))
+    db.execute(text("ALTER TABLE payments DROP COLUMN single_flight"))
+    try:
+        for _ in range(2):
+            together.append({"id": new_id("pay_")})
+            db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa) "
+                            "SELECT :id, order_id, merchant_id, amount, currency, method, vpa FROM payments WHERE id = :p"),
+                       {"id": together[-1]["id"], "p": together[0]["id"]})
+            jobs.enqueue(db, payments.SETTLE, {"payment_id": together[-1]["id"]})
+    finally:
+        with app.app_context(), app_db.pool().connect() as c:
+            app_db.apply_schema(c)
+    assert db.execute(text("SELECT count(*) FROM payments WHERE order_id = :o AND single_flight IS NULL"),
+                      {"o": order["id"]}).scalar() == 3
+    r = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@bank"},
+                    headers=merchant["headers"])
+    assert r.status_code == 409 and "in progress" in r.get_json()["error"]["description"]
     for p in together:
         settle(api_worker, db, p["id"])
-    db.execute(text("UPDATE jobs SET next_run_at = now() WHERE kind = 'payment.settle' AND payload->>'payment_id' = :id"),
-               {"id": later["id"]})
-    assert settle(api_worker, db, later["id"]) == "failed"
     rows = db.execute(text("SELECT id, status, error_code, error_description FROM payments WHERE order_id = :o"),
                       {"o": order["id"]}).all()
-    assert sorted(r.status for r in rows) == ["failed", "failed", "failed", "success"]
-    assert next(r.id for r in rows if r.status == "success") in {p["id"] for p in together}
+    assert sorted(r.status for r in rows) == ["failed", "failed", "success"]
     assert {(r.error_code, r.error_description) for r in rows if r.status == "failed"} == {
         ("PAYMENT_FAILED", "Order is already paid by another payment")}
     assert client.get(f"/api/v1/orders/{order['id']}", headers=merchant["headers"]).get_json()["status"] == "paid"
+
+
+# ---- one payment in flight, 20 attempts per order ---------------------------------------------------
+
+def _post_payment(client, merchant, endpoint, order_id, vpa="shopper@okbank", key=None):
+    """POST a UPI payment to the merchant's endpoint or the checkout's public one."""
+    path, h = ("/api/v1/payments", dict(merchant["headers"])) if endpoint == "private" else ("/api/v1/payments/public", {})
+    if key:
+        h["Idempotency-Key"] = key
+    return client.post(path, json={"order_id": order_id, "method": "upi", "vpa": vpa}, headers=h)
+
+
+def _fail_in_flight(app, api_worker, db, monkeypatch, order_id):
+    """Let the real worker settle the order's payment in flight as declined by the bank."""
+    pid = db.execute(text("SELECT id FROM payments WHERE order_id = :o AND status IN ('pending', 'processing')"),
+                     {"o": order_id}).scalar()
+    with monkeypatch.context() as m:
+        m.setitem(app.config, "TEST_PAYMENT_SUCCESS", False)
+        assert settle(api_worker, db, pid) == "failed"
+
+
+@pytest.mark.parametrize("endpoint", ["private", "public"])
+def test_a_second_payment_while_one_is_in_flight_is_409_and_a_retry_after_a_failure_works(
+        app, client, db, api_worker, monkeypatch, make_merchant, receiver, endpoint):
+    m = make_merchant(webhook_url=receiver().url)
+    order = create_order(client, m)
+    first = _post_payment(client, m, endpoint, order["id"])
+    assert first.status_code == 201
+    for vpa in ("shopper@okbank", "other@okbank"):  # the same details again, or others
+        r = _post_payment(client, m, endpoint, order["id"], vpa)
+        assert r.status_code == 409, r.get_json()
+        assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+        assert "payment is already in progress for this order" in r.get_json()["error"]["description"]
+    assert count(db, "payments", m["id"]) == 1
+    assert count(db, "webhook_logs", m["id"]) == 1  # payment.created of the first only
+    db.execute(text("UPDATE payments SET status = 'processing' WHERE id = :id"), {"id": first.get_json()["id"]})
+    assert _post_payment(client, m, endpoint, order["id"]).status_code == 409  # processing is in flight too
+    _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
+    again = _post_payment(client, m, endpoint, order["id"])  # the checkout's Try again after a failure
+    assert again.status_code == 201 and again.get_json()["id"] != first.get_json()["id"]
+    assert count(db, "payments", m["id"]) == 2
+
+
+@pytest.mark.parametrize("endpoint", ["private", "public"])
+def test_an_order_takes_at_most_20_payment_attempts(app, client, db, api_worker, monkeypatch, merchant, endpoint):
+    order = create_order(client, merchant)
+    first = _post_payment(client, merchant, endpoint, order["id"], key="attempt-1")
+    assert first.status_code == 201
+    _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
+    for i in range(2, 21):
+        assert _post_payment(client, merchant, endpoint, order["id"], key=f"attempt-{i}").status_code == 201
+        _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
+    r = _post_payment(client, merchant, endpoint, order["id"], key="attempt-21")
+    assert r.status_code == 400, r.get_json()
+    assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "field": "order_id",
+                                     "description": "This order has reached its limit of 20 payment attempts."}
+    assert count(db, "payments", merchant["id"]) == 20
+    # An idempotent replay still answers the first payment, byte for byte.
+    replay = _post_payment(client, merchant, endpoint, order["id"], key="attempt-1")
+    assert replay.status_code == 201 and replay.get_data() == first.get_data()
+
+
+@pytest.mark.parametrize("endpoint", ["private", "public"])
+def test_simultaneous_payments_of_one_order_make_exactly_one(client, db, merchant, live_api, endpoint):
+    """Over real HTTP, 8 payments of one order at once (different details, no key): one 201, the
+    others 409; one payment and one settlement job in the database."""
+    order = create_order(client, merchant)
+    path = "/api/v1/payments" if endpoint == "private" else "/api/v1/payments/public"
+    h = headers(merchant) if endpoint == "private" else JSON
+    start = threading.Barrier(8)
+    codes = [None] * 8
+
+    def one(i):
+        with requests.Session() as s:
+            start.wait()
+            body = json.dumps({"order_id": order["id"], "method": "upi", "vpa": f"race{i}@bank"})
+            codes[i] = s.post(f"{live_api.url}{path}", data=body, headers=h, timeout=30).status_code
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [201] + [409] * 7
+    assert count(db, "payments", merchant["id"]) == 1
+    assert db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' IN "
+                           "(SELECT id FROM payments WHERE order_id = :o)"), {"o": order["id"]}).scalar() == 1

@@ -1,11 +1,15 @@
-"""Timing-safe comparisons of secrets (the other security properties have their own files:
+"""Timing-safe comparisons of secrets, cross-site forms against the API, 500s that must be 400s
+(the other security properties have their own files:
 isolation in test_isolation.py, SSRF in test_ssrf.py, CSRF in browser/test_dashboard.py,
 card data and secrets in logs in test_zz_log_scan.py, card data in the database in test_payments.py)."""
+import base64
 import hmac
 
 import pytest
+from app.pg import text
 
-from helpers import TEST_KEY, TEST_SECRET, api_headers
+from helpers import CARD, TEST_KEY, TEST_SECRET, api_headers
+from api_support import api_worker, count, create_order, paid_payment  # noqa: F401
 
 from app import auth
 
@@ -37,3 +41,92 @@ def test_api_secret_is_compared_in_constant_time_known_key_or_not(client, compar
     assert len(comparisons) == 1
     assert comparisons[0][1] == secret.encode()
 
+
+
+# ---- cross-site forms against the API --------------------------------------------------------------
+
+def test_a_401_does_not_invite_the_browser_to_cache_basic_credentials(client):
+    """With WWW-Authenticate: Basic a browser prompts, then sends the typed key:secret with every
+    later request to the API, cross-site forms included."""
+    for r in (client.get("/api/v1/orders"), client.post("/api/v1/webhooks/config/secret"),
+              client.get("/api/v1/orders", headers=api_headers(TEST_KEY, "secret_wrong"))):
+        assert r.status_code == 401 and r.get_json()["error"]["code"] == "AUTHENTICATION_ERROR"
+        assert "WWW-Authenticate" not in r.headers
+
+
+FORM_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data; boundary=----x", "text/plain",
+              "text/plain;charset=UTF-8", "Application/X-WWW-Form-Urlencoded ; charset=utf-8", "TEXT/PLAIN"]
+
+
+def _basic(merchant):
+    token = base64.b64encode(f"{merchant['api_key']}:{merchant['api_secret']}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.mark.parametrize("content_type", FORM_TYPES)
+def test_a_cross_site_form_cannot_refund_a_payment(client, db, api_worker, merchant, content_type):
+    """What another site's <form method=post> sends with the browser's cached Basic credentials:
+    no body (or form fields), a form content type. It refunded the payment in full."""
+    _, payment = paid_payment(client, db, api_worker, merchant)
+    for path in (f"/api/v1/payments/{payment['id']}/refund", f"/api/v1/payments/{payment['id']}/refunds"):
+        for data in (b"", b"amount=100"):
+            r = client.post(path, data=data, headers=dict(_basic(merchant), **{"Content-Type": content_type}))
+            assert r.status_code == 415, r.get_json()
+            assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert count(db, "refunds", merchant["id"]) == 0
+
+
+@pytest.mark.parametrize("content_type", FORM_TYPES)
+def test_a_cross_site_form_cannot_rotate_the_webhook_secret(client, db, merchant, content_type):
+    r = client.post("/api/v1/webhooks/config/secret", data=b"",
+                    headers=dict(_basic(merchant), **{"Content-Type": content_type}))
+    assert r.status_code == 415 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
+    assert db.execute(text("SELECT webhook_secret FROM merchants WHERE id = :m"),
+                      {"m": merchant["id"]}).scalar() == merchant["webhook_secret"]
+
+
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/api/v1/payments/pay_AAAAAAAAAAAAAAAA/capture"),
+    ("POST", "/api/v1/webhooks/test"),
+    ("POST", "/api/v1/webhooks/00000000-0000-0000-0000-000000000000/retry"),
+    ("POST", "/api/v1/orders"),
+    ("POST", "/api/v1/payments/public"),
+    ("PUT", "/api/v1/webhooks/config"),
+    ("PATCH", "/api/v1/orders/order_AAAAAAAAAAAAAAAA"),
+    ("DELETE", "/api/v1/orders/order_AAAAAAAAAAAAAAAA"),
+])
+def test_a_form_content_type_is_415_on_every_api_write_before_authentication(client, method, path):
+    for h in ({}, api_headers(TEST_KEY, TEST_SECRET)):
+        r = client.open(path, method=method, data=b"", headers=dict(h, **{"Content-Type": "text/plain"}))
+        assert r.status_code == 415, (method, path, r.get_json())
+        assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR" and "WWW-Authenticate" not in r.headers
+
+
+def test_an_empty_post_without_a_content_type_still_works(client, db, api_worker, merchant):
+    """What Razorpay's client sends for a body-less call: no Content-Type, no body."""
+    _, payment = paid_payment(client, db, api_worker, merchant)
+    r = client.post(f"/api/v1/payments/{payment['id']}/refund", headers=_basic(merchant))
+    assert r.status_code == 201 and r.get_json()["amount"] == payment["amount"]
+    r = client.post("/api/v1/webhooks/config/secret", headers=merchant["headers"])
+    assert r.status_code == 200 and r.get_json()["webhook_secret"] != merchant["webhook_secret"]
+
+
+# ---- 500s that are 400s -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field", ["expiry_year", "expiry_month"])
+@pytest.mark.parametrize("path", ["/api/v1/payments", "/api/v1/payments/public"])
+def test_a_huge_expiry_is_a_400(client, db, merchant, field, path):
+    """int() of a string over 4,300 digits raises: that was a 500."""
+    order = create_order(client, merchant)
+    card = dict(CARD, **{field: "1" * 5000})
+    r = client.post(path, json={"order_id": order["id"], "method": "card", "card": card}, headers=merchant["headers"])
+    assert r.status_code == 400 and r.get_json()["error"]["code"] == "EXPIRED_CARD"
+    assert count(db, "payments", merchant["id"]) == 0
+
+
+@pytest.mark.parametrize("origin", ["https://shop.example\n", "https://shop.example:8443\n", "http://a.b\n"])
+def test_a_parent_origin_with_a_final_newline_is_a_400(client, merchant, origin):
+    """The origin pattern's "$" matched before a final newline, which then went into the CSP header (a 500)."""
+    order = create_order(client, merchant)
+    r = client.get("/checkout", query_string={"order_id": order["id"], "embedded": "true", "parent_origin": origin})
+    assert r.status_code == 400 and "parent_origin" in r.get_data(as_text=True)

@@ -12,7 +12,7 @@ from app.pg import text
 from helpers import CARD, wait_until
 
 import worker as worker_module
-from app import db as db_module, jobs, payments
+from app import db as db_module, ids as ids_module, jobs, payments
 
 
 def seed_payments(db, merchant_id, n, method="upi"):
@@ -134,8 +134,14 @@ def test_a_job_run_twice_settles_once_and_emits_one_event(client, make_merchant,
 
 def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client, merchant, worker, db):
     order = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"]).get_json()
-    ids = [client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@bank"},
-                       headers=merchant["headers"]).get_json()["id"] for _ in range(2)]
+    first = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@bank"},
+                        headers=merchant["headers"]).get_json()["id"]
+    # A second one in flight, as a database from before one payment in flight per order may hold.
+    ids = [first, ids_module.new_id("pay_")]
+    db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, single_flight) "
+                    "SELECT :id, order_id, merchant_id, amount, currency, method, vpa, NULL FROM payments WHERE id = :p"),
+               {"id": ids[1], "p": first})
+    jobs.enqueue(db, payments.SETTLE, {"payment_id": ids[1]})
     drain(worker)
     statuses = dict(db.execute(text("SELECT id, status FROM payments WHERE id = ANY(:ids)"), {"ids": ids}).all())
     assert sorted(statuses.values()) == ["failed", "success"]

@@ -23,9 +23,10 @@ def create_payment_public():
     data = load(PaymentCreate, json_body())
     c = db.conn()
     merchant_id = orders.get_public(c, data["order_id"])["merchant_id"]
-    # An Idempotency-Key here is scoped to the order's merchant: a double-clicked Pay button that
-    # sends one key makes one payment.
-    return once(merchant_id, lambda: (PAYMENT_PUBLIC.dump(payments.create(c, {"id": merchant_id}, data)), 201))
+    # An Idempotency-Key here is scoped to the order (anyone can call this view, so it must not
+    # claim the merchant's own keys): a double-clicked Pay button that sends one key makes one payment.
+    return once(merchant_id, lambda: (PAYMENT_PUBLIC.dump(payments.create(c, {"id": merchant_id}, data)), 201),
+                scope=data["order_id"])
 
 
 @bp.get("/payments")

@@ -5,7 +5,7 @@
 --   BENCH_PATH         request path, e.g. /api/v1/orders
 --   BENCH_BODY         JSON body; "%ORDER%" in it is replaced by the next order id (payments)
 --   BENCH_AUTH         "1": send X-Api-Key / X-Api-Secret (BENCH_KEY / BENCH_SECRET)
---   BENCH_ORDERS_FILE  file with one order id per line, cycled through (payments)
+--   BENCH_ORDERS_FILE  file with one order id per line, each used once (payments; the harness writes enough)
 --   BENCH_IDEM         "1": a unique Idempotency-Key on every request
 --   BENCH_NONCE        makes the idempotency keys of one wrk run unique across runs
 --   BENCH_READS        "1": every other request is GET /api/v1/orders/<the order just paid> (with BENCH_ORDERS_FILE)
