@@ -64,8 +64,8 @@ CREATE INDEX IF NOT EXISTS payments_status ON payments (status);
 CREATE INDEX IF NOT EXISTS payments_merchant_created ON payments (merchant_id, created_at DESC, id DESC);
 -- An order is paid at most once: a second successful settlement is refused by the database.
 CREATE UNIQUE INDEX IF NOT EXISTS payments_one_success_per_order ON payments (order_id) WHERE status = 'success';
--- An order has at most one payment in flight (pending or processing); a payment's INSERT names
--- this index in ON CONFLICT, so a concurrent second one is refused, not an error. single_flight is
+-- An order has at most one payment in flight (pending or processing): of two concurrent INSERTs
+-- the second fails on this index, which payments.create answers as a 409. single_flight is
 -- true on every payment created since (its default) and NULL on older rows: the index leaves those
 -- out, so building it cannot fail on a database where an order already has several in flight.
 -- Added only when missing: an ALTER TABLE at every start would take the table's strongest lock.
