@@ -104,6 +104,7 @@ def main(argv):
         # The bundled receiver is on loopback, so the demo must allow private webhook targets.
         env.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
         env.setdefault("TEST_MERCHANT_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhook")
+        env.setdefault("SEED_TEST_MERCHANT", "true")  # the demo signs in as the test merchant
     if what != "test_merchant":  # the receiver needs no database
         prepare_database(env)
         apply_schema(env)

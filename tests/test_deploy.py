@@ -3,15 +3,18 @@ clients, the errors nginx answers itself, the sign-in flood guard), the compose 
 docker-compose v1 resolves it, and the image's build context."""
 import json
 import os
+import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import psutil
+import psycopg
 import pytest
 import requests
 import yaml
@@ -188,21 +191,37 @@ def test_slow_clients_stop_gunicorn_but_not_nginx_in_front_of_it(api_2x4, nginx)
         slow.close()
 
 
+MANY_HEADERS = {f"X-Extra-{i}": "1" for i in range(120)}  # nginx passes them; gunicorn allows 100
+
+
 @needs_nginx
 @pytest.mark.parametrize("make_request, status, description", [
     (lambda base: requests.get(base + "/api/v1/orders?q=" + "a" * 9000, timeout=5), 414,
      "The request URL is too long."),
+    (lambda base: requests.get(base + "/api/v1/orders?q=" + "a" * 4500, timeout=5), 414,  # over gunicorn's 4094
+     "The request URL is too long."),
     (lambda base: requests.get(base + "/api/v1/orders", headers={"X-Big": "a" * 9000}, timeout=5), 431,
+     "The request headers are too large."),
+    (lambda base: requests.get(base + "/api/v1/orders", headers=MANY_HEADERS, timeout=5), 431,
      "The request headers are too large."),
     (lambda base: requests.post(base + "/api/v1/orders", data=b"{" + b" " * 70_000 + b"}",
                                 headers=api_headers(**{"Content-Type": "application/json"}), timeout=5), 413,
      "Request body is too large."),
-])
+], ids=["url-9k", "url-4.5k", "header-9k", "120-headers", "body-70k"])
 def test_errors_nginx_answers_under_api_are_the_json_envelope(nginx, make_request, status, description):
     r = make_request(nginx.url)
     assert r.status_code == status
     assert r.headers["Content-Type"] == "application/json"
     assert r.json() == {"error": {"code": "BAD_REQUEST_ERROR", "description": description}}
+
+
+@needs_nginx
+def test_the_apps_own_errors_pass_through_nginx_unchanged(nginx, api_2x4):
+    bad = {"amount": -5}
+    direct = requests.post(api_2x4.url + "/api/v1/orders", json=bad, headers=api_headers(), timeout=5)
+    proxied = requests.post(nginx.url + "/api/v1/orders", json=bad, headers=api_headers(), timeout=5)
+    assert direct.status_code == proxied.status_code == 400
+    assert proxied.json() == direct.json() and "amount" in proxied.json()["error"]["description"]
 
 
 @needs_nginx
@@ -309,6 +328,39 @@ def test_compose_runs_one_image_behind_nginx(compose_services):
     assert all(str(p).startswith("127.0.0.1:") for p in published["test_merchant"])
     assert compose_services["nginx"]["volumes"] == [f"{ROOT}/deploy/nginx.conf:/etc/nginx/nginx.conf:ro"]
     assert compose_services["worker"]["healthcheck"]["test"][:3] == ["CMD", "python", "worker.py"]
+
+
+# ---- seeding ------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def empty_database(server_url):
+    """A database of this test's own, dropped after it."""
+    from app import db as app_db
+
+    name = f"gateway_seed_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = app_db.libpq_url(server_url)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    yield app_db.libpq_url(server_url, database=name)
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def init_db(url, **env):
+    """What every process of the image runs at start (app/launcher.py): schema, then the seed if asked."""
+    base = {k: v for k, v in os.environ.items() if k not in ("TEST_MODE", "SEED_TEST_MERCHANT")}
+    r = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], cwd=ROOT, timeout=120,
+                       env=dict(base, DATABASE_URL=url, SECRET_KEY="x", **env), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT count(*) FROM merchants WHERE api_key = 'key_test_abc123'").fetchone()[0]
+
+
+def test_test_merchant_with_public_credentials_is_seeded_only_when_asked(empty_database):
+    assert init_db(empty_database, TEST_MODE="false") == 0          # a production start
+    assert init_db(empty_database, TEST_MODE="false", SEED_TEST_MERCHANT="false") == 0
+    assert init_db(empty_database, TEST_MODE="true") == 1           # test mode seeds by default
+    assert init_db(empty_database, TEST_MODE="false", SEED_TEST_MERCHANT="true") == 1   # make run, the demo
 
 
 # ---- the image --------------------------------------------------------------------------------------
