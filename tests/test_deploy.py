@@ -271,7 +271,10 @@ def test_nginx_passes_normal_api_traffic_with_keepalive(nginx):
 
 # ---- docker-compose --------------------------------------------------------------------------------
 
-PROFILES = ([], ["--profile", "demo"])
+# Every profile the file declares, and none: each combination must need SECRET_KEY.
+DECLARED_PROFILES = sorted({p for s in yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"].values()
+                            for p in s.get("profiles", [])})
+PROFILES = [[]] + [["--profile", p] for p in DECLARED_PROFILES]
 
 
 def compose_config(*profile, **env):
@@ -282,7 +285,7 @@ def compose_config(*profile, **env):
 
 
 @needs_compose
-@pytest.mark.parametrize("profile", PROFILES, ids=["default", "demo"])
+@pytest.mark.parametrize("profile", PROFILES, ids=["default"] + DECLARED_PROFILES)
 def test_compose_requires_secret_key(profile):
     missing = compose_config(*profile)
     assert missing.returncode != 0 and "SECRET_KEY" in missing.stderr
@@ -299,7 +302,7 @@ def test_compose_requires_secret_key(profile):
 def compose_services():
     if COMPOSE is None:
         pytest.skip("docker-compose is not installed (.ci/run installs it)")
-    r = compose_config("--profile", "demo", SECRET_KEY="x")
+    r = compose_config(*[arg for p in DECLARED_PROFILES for arg in ("--profile", p)], SECRET_KEY="x")
     assert r.returncode == 0, r.stderr
     return yaml.safe_load(r.stdout)["services"]
 
