@@ -35,6 +35,7 @@ POLL_SECONDS = 1.0
 GATE_WAIT_SECONDS = 1
 FULL_POOL_RECHECK_SECONDS = 0.05
 MAX_WAITING_PER_MERCHANT = 200
+HEALTHCHECK_MAX_AGE = 30  # seconds; the heartbeat is every 2 s, so this tolerates a slow database
 
 
 class Worker:
@@ -424,5 +425,32 @@ def main():
     return worker.run()
 
 
+def healthcheck(max_age):
+    """Exit status for a container healthcheck: 0 when a worker on this host beat within max_age seconds."""
+    from app.config import load
+
+    url = load()["DATABASE_URL"]
+    if not url:
+        print("DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    try:
+        with psycopg.connect(db.libpq_url(url), connect_timeout=3) as c:
+            # One worker per container: the container's host name picks its own heartbeats.
+            age = c.execute("SELECT extract(epoch FROM now() - max(beat_at))::float FROM worker_heartbeats "
+                            "WHERE hostname = %s", (socket.gethostname(),)).fetchone()[0]
+    except psycopg.Error as e:
+        print(f"database unreachable: {type(e).__name__}", file=sys.stderr)
+        return 1
+    if age is None or age > max_age:
+        print(f"no heartbeat from {socket.gethostname()} in the last {max_age:g} s"
+              + ("" if age is None else f" (last {age:.0f} s ago)"), file=sys.stderr)
+        return 1
+    print(f"worker heartbeat {age:.1f} s ago")
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--healthcheck"]:
+        # `python worker.py --healthcheck [SECONDS]`: the compose worker's healthcheck.
+        sys.exit(healthcheck(float(sys.argv[2]) if len(sys.argv) > 2 else HEALTHCHECK_MAX_AGE))
     sys.exit(main())

@@ -61,8 +61,14 @@ def close_conn(exc=None):
             c.close()
 
 
+def seeds_test_merchant(cfg):
+    """Whether start-up seeds the test merchant: SEED_TEST_MERCHANT when set, else TEST_MODE."""
+    seed = cfg.get("SEED_TEST_MERCHANT")
+    return bool(cfg.get("TEST_MODE")) if seed is None else bool(seed)
+
+
 def apply_schema(c):
-    """Run schema.sql (idempotent) and seed the test merchant, under an advisory lock."""
+    """Run schema.sql (idempotent) and, when asked, seed the test merchant, under an advisory lock."""
     from werkzeug.security import check_password_hash, generate_password_hash
 
     cfg = current_app.config
@@ -71,6 +77,13 @@ def apply_schema(c):
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         cur.execute(Path(ROOT / "schema.sql").read_text())
     existing = one("SELECT password_hash FROM merchants WHERE id = :id", c, id=TEST_MERCHANT["id"])
+    if not seeds_test_merchant(cfg):
+        c.commit()
+        if existing:
+            # Its key, secret and password are public: a production database should not keep it.
+            log.warning("the test merchant %s (public credentials) exists in this database; delete it or "
+                        "deactivate it unless this is a demo", TEST_MERCHANT["id"])
+        return False
     # Keep the stored hash when the password is unchanged (hashing is deliberately slow).
     password = cfg["TEST_MERCHANT_PASSWORD"]
     if existing and existing["password_hash"] and check_password_hash(existing["password_hash"], password):
@@ -91,6 +104,7 @@ def apply_schema(c):
         dict(TEST_MERCHANT, webhook_url=cfg["TEST_MERCHANT_WEBHOOK_URL"], password_hash=password_hash),
     )
     c.commit()
+    return True
 
 
 def init_app(app):
@@ -101,7 +115,7 @@ def init_app(app):
 
 @click.command("init-db")
 def init_db_command():
-    """Apply schema.sql and seed the test merchant (safe to run again)."""
+    """Apply schema.sql and seed the test merchant when asked (safe to run again)."""
     with pool().connect() as c:
-        apply_schema(c)
-    click.echo("Schema applied, test merchant seeded.")
+        seeded = apply_schema(c)
+    click.echo("Schema applied, test merchant seeded." if seeded else "Schema applied (test merchant not seeded).")

@@ -363,7 +363,7 @@ WEBHOOK_LOG = WebhookLogOut()
 # ---- responses built without a schema (documented in /openapi.json) ---------------------------
 
 class HealthOut(Out):
-    status = fields.String(metadata={"enum": ["healthy", "unhealthy"]})
+    status = fields.String(metadata={"enum": ["healthy", "degraded", "unhealthy"]})
     database = fields.String(metadata={"enum": ["connected", "disconnected"]})
     worker = fields.String(metadata={"enum": ["running", "stopped", "unknown"]})
     timestamp = Time()

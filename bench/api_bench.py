@@ -140,7 +140,7 @@ def fresh_database(url):
         c.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
         c.execute(f"CREATE DATABASE {DB_NAME}")
     bench_url = libpq_url(url, database=DB_NAME)
-    env = base_env(bench_url)
+    env = base_env(bench_url, SEED_TEST_MERCHANT="true")  # the benchmarks use the test merchant
     subprocess.run([PY, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     return bench_url

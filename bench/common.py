@@ -36,7 +36,7 @@ def fresh_database(name, url=None):
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
     db_url = app_db.libpq_url(url or server_url(), database=name)
-    env = dict(os.environ, DATABASE_URL=db_url)
+    env = dict(os.environ, DATABASE_URL=db_url, SEED_TEST_MERCHANT="true")  # the benchmarks use the test merchant
     subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL)
     return db_url

@@ -207,7 +207,7 @@ def private_server():
     paths are limited in length, and pytest prunes old tmp_path trees of other runs."""
     tmp_path = Path(tempfile.mkdtemp(prefix="gw-pg-"))
     url = embedded_pg.ensure_database_url(tmp_path)
-    private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x"})
+    private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x", "SEED_TEST_MERCHANT": True})
     with private.app_context(), private.extensions["db_pool"].connect() as c:
         app_db.apply_schema(c)
     private.extensions["db_pool"].dispose()
