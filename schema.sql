@@ -13,12 +13,12 @@ CREATE TABLE IF NOT EXISTS merchants (
     webhook_secret text,
     password_hash  text,                      -- dashboard login (werkzeug scrypt hash)
     is_active      boolean NOT NULL DEFAULT true,
+    -- A dashboard session carries the version it started under; signing out bumps it, which ends
+    -- every session of the merchant (a captured cookie included).
+    session_version integer NOT NULL DEFAULT 0,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now()
 );
--- A dashboard session carries the version it started under; signing out bumps it, which ends
--- every session of the merchant (a captured cookie included).
-ALTER TABLE merchants ADD COLUMN IF NOT EXISTS session_version integer NOT NULL DEFAULT 0;
 
 CREATE TABLE IF NOT EXISTS orders (
     id          text PRIMARY KEY CHECK (id ~ '^order_[A-Za-z0-9]{16}$'),
@@ -64,22 +64,6 @@ CREATE INDEX IF NOT EXISTS payments_status ON payments (status);
 CREATE INDEX IF NOT EXISTS payments_merchant_created ON payments (merchant_id, created_at DESC, id DESC);
 -- An order is paid at most once: a second successful settlement is refused by the database.
 CREATE UNIQUE INDEX IF NOT EXISTS payments_one_success_per_order ON payments (order_id) WHERE status = 'success';
--- An order has at most one payment in flight (pending or processing): of two concurrent INSERTs
--- the second fails on this index, which payments.create answers as a 409. single_flight is
--- true on every payment created since (its default) and NULL on older rows: the index leaves those
--- out, so building it cannot fail on a database where an order already has several in flight.
--- Added only when missing: an ALTER TABLE at every start would take the table's strongest lock.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute
-                    WHERE attrelid = 'payments'::regclass AND attname = 'single_flight' AND NOT attisdropped) THEN
-        ALTER TABLE payments ADD COLUMN single_flight boolean;             -- NULL on the rows already there
-        ALTER TABLE payments ALTER COLUMN single_flight SET DEFAULT true;  -- true on every new one
-    END IF;
-END $$;
-CREATE UNIQUE INDEX IF NOT EXISTS payments_one_in_flight_per_order ON payments (order_id)
-    WHERE status IN ('pending', 'processing') AND single_flight;
-
 CREATE TABLE IF NOT EXISTS refunds (
     id           text PRIMARY KEY CHECK (id ~ '^rfnd_[A-Za-z0-9]{16}$'),
     payment_id   text NOT NULL REFERENCES payments (id),
@@ -90,14 +74,11 @@ CREATE TABLE IF NOT EXISTS refunds (
     status       text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'processed')),
     created_at   timestamptz NOT NULL DEFAULT now(),
     processed_at timestamptz,
+    receipt      text,                                   -- the merchant's own reference, at most 40 characters
+    notes        jsonb NOT NULL DEFAULT '{}'::jsonb,     -- free-form, as orders' notes
     CHECK ((status = 'processed') = (processed_at IS NOT NULL))
 );
 CREATE INDEX IF NOT EXISTS refunds_payment_id ON refunds (payment_id);
--- Added after the first release: on an existing table these add nullable / constant-default columns.
-ALTER TABLE refunds ADD COLUMN IF NOT EXISTS receipt text;                              -- the merchant's own reference, at most 40 characters
-ALTER TABLE refunds ADD COLUMN IF NOT EXISTS notes jsonb NOT NULL DEFAULT '{}'::jsonb;  -- free-form, as orders' notes
--- GET /refunds lists a merchant's refunds newest first, with from/to on created_at.
-CREATE INDEX IF NOT EXISTS refunds_merchant_created ON refunds (merchant_id, created_at DESC, id DESC);
 
 CREATE TABLE IF NOT EXISTS webhook_logs (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -205,3 +186,36 @@ CREATE UNLOGGED TABLE IF NOT EXISTS rate_limits (
     hits     integer NOT NULL CHECK (hits >= 0),
     reset_at timestamptz NOT NULL
 ) WITH (fillfactor = 70);
+
+
+-- ---- A database of the first release, brought forward -----------------------------------------
+-- The columns added since the first release are in the CREATE TABLEs above for fresh installs; an
+-- older database gets each one here, and only when it is missing: ALTER TABLE … ADD COLUMN IF NOT
+-- EXISTS would take the table's strongest lock at every start even with nothing to add, queueing
+-- every payment behind any long transaction (a pg_dump) on the table.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'merchants'::regclass
+                      AND attname = 'session_version' AND NOT attisdropped) THEN
+        ALTER TABLE merchants ADD COLUMN session_version integer NOT NULL DEFAULT 0;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'payments'::regclass
+                      AND attname = 'single_flight' AND NOT attisdropped) THEN
+        ALTER TABLE payments ADD COLUMN single_flight boolean;             -- NULL on the rows already there
+        ALTER TABLE payments ALTER COLUMN single_flight SET DEFAULT true;  -- true on every new one
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'refunds'::regclass
+                      AND attname = 'receipt' AND NOT attisdropped) THEN
+        ALTER TABLE refunds ADD COLUMN receipt text, ADD COLUMN notes jsonb NOT NULL DEFAULT '{}'::jsonb;
+    END IF;
+END $$;
+
+-- An order has at most one payment in flight (pending or processing): of two concurrent INSERTs
+-- the second fails on this index, which payments.create answers as a 409. single_flight is true
+-- on every payment created since the index exists (its default) and NULL on older rows: the index
+-- leaves those out, so building it cannot fail on a database where an order already has several
+-- in flight (the worker settles them; a second success is refused by payments_one_success_per_order).
+CREATE UNIQUE INDEX IF NOT EXISTS payments_one_in_flight_per_order ON payments (order_id)
+    WHERE status IN ('pending', 'processing') AND single_flight;
+-- GET /refunds lists a merchant's refunds newest first, with from/to on created_at.
+CREATE INDEX IF NOT EXISTS refunds_merchant_created ON refunds (merchant_id, created_at DESC, id DESC);

@@ -32,8 +32,10 @@ def create_app(test_config=None):
     proxies = app.config["TRUST_PROXY"]
     if proxies:
         # Only the hops the operator vouches for: a client's own X-Forwarded-* would otherwise
-        # choose its address (the sign-in throttle's key) and the scheme.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=proxies, x_port=proxies)
+        # choose its address (the sign-in throttle's key) and the scheme. Host and port are left
+        # alone: links come from PUBLIC_URL, and a proxy that does not set them would pass the
+        # client's own.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies, x_host=0, x_port=0)
     app.json.compact = True
     _configure_logging(app)
 

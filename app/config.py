@@ -37,8 +37,18 @@ def retry_intervals(test_mode, raw):
 
 
 def allowed_hosts(raw):
-    """Host names whose webhooks may go to private addresses: a comma list, exact names, any case."""
-    return frozenset(h.strip().lower() for h in (raw or "").split(",") if h.strip())
+    """Where webhooks may go although it is a private address: a comma list of exact host names, any
+    case, each alone (every port) or with a port (`test_merchant:3002`, `[::1]:3002`). Returns the
+    set of "host" and "host:port" strings, IPv6 brackets removed from the host."""
+    out = set()
+    for entry in (e.strip().lower() for e in (raw or "").split(",")):
+        host, sep, port = entry.rpartition(":")
+        if not sep or not port.isdigit() or (":" in host and not host.startswith("[")):
+            host, port = entry, ""  # no port (an IPv6 address with a port needs its brackets)
+        host = host.strip("[]")
+        if host:
+            out.add(f"{host}:{int(port)}" if port else host)
+    return frozenset(out)
 
 
 def public_url(raw, port):

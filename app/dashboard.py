@@ -84,7 +84,8 @@ def login():
         log.warning("dashboard login throttled")
         seconds = max(math.ceil(refused.retry_after), 1)
         minutes = math.ceil(seconds / 60)
-        wait = f"{seconds} seconds" if seconds < 60 else f"{minutes} minute{'s' if minutes > 1 else ''}"
+        wait = (f"{seconds} second{'s' if seconds > 1 else ''}" if seconds < 60
+                else f"{minutes} minute{'s' if minutes > 1 else ''}")
         return render_template("login.html", email=email, next=request.form.get("next", ""),
                                error=f"Too many sign-in attempts. Try again in {wait}."), 429, refused.headers()
     merchant = data.find_login(c, email) if email else None

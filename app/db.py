@@ -76,14 +76,16 @@ def apply_schema(c):
     with raw.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         cur.execute(Path(ROOT / "schema.sql").read_text())
-    existing = one("SELECT password_hash FROM merchants WHERE id = :id", c, id=TEST_MERCHANT["id"])
     if not seeds_test_merchant(cfg):
+        # Its key, secret and password are public (an earlier release seeded it everywhere): a start
+        # that does not ask for it switches it off, keeping its data; a seeding start turns it back on.
+        if c.execute(text("UPDATE merchants SET is_active = false, updated_at = now() WHERE id = :id AND is_active "
+                          "RETURNING id"), {"id": TEST_MERCHANT["id"]}).first():
+            log.warning("deactivated the test merchant %s: its credentials are public (SEED_TEST_MERCHANT=true "
+                        "brings it back)", TEST_MERCHANT["id"])
         c.commit()
-        if existing:
-            # Its key, secret and password are public: a production database should not keep it.
-            log.warning("the test merchant %s (public credentials) exists in this database; delete it or "
-                        "deactivate it unless this is a demo", TEST_MERCHANT["id"])
         return False
+    existing = one("SELECT password_hash FROM merchants WHERE id = :id", c, id=TEST_MERCHANT["id"])
     # Keep the stored hash when the password is unchanged (hashing is deliberately slow).
     password = cfg["TEST_MERCHANT_PASSWORD"]
     if existing and existing["password_hash"] and check_password_hash(existing["password_hash"], password):
@@ -96,7 +98,7 @@ def apply_schema(c):
             INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_secret, webhook_url, password_hash)
             VALUES (:id, :name, :email, :api_key, :api_secret, :webhook_secret, :webhook_url, :password_hash)
             ON CONFLICT (id) DO UPDATE
-               SET password_hash = EXCLUDED.password_hash,
+               SET password_hash = EXCLUDED.password_hash, is_active = true,
                    -- a URL the merchant saved is kept; an empty one points at the local receiver
                    webhook_url = COALESCE(merchants.webhook_url, EXCLUDED.webhook_url)
             """

@@ -78,9 +78,9 @@ class ServiceUnavailable(ApiError):
 
 
 def error_response(err):
+    """The JSON envelope. A 401 carries no WWW-Authenticate: a browser would prompt for Basic
+    credentials and then send them with every cross-site request to the API."""
     resp = jsonify(err.body())
-    # No WWW-Authenticate on a 401: a browser would prompt for Basic credentials and then send
-    # them with every cross-site request to the API.
     resp.status_code = err.status
     return resp
 

@@ -151,9 +151,9 @@ def main(argv):
         return subprocess.call([PY, "-m", "pytest", *argv[1:]], env=env, cwd=ROOT, preexec_fn=die_with_parent)
     if what == "run":
         port = env.setdefault("TEST_MERCHANT_PORT", "3002")
-        # The bundled receiver is on loopback: allowed by name, while other private addresses
-        # (the LAN, a cloud's metadata service) stay refused.
-        env.setdefault("WEBHOOK_ALLOWED_HOSTS", "127.0.0.1,localhost")
+        # The bundled receiver is on loopback: allowed by name and port, while other private
+        # addresses and ports (the database, the LAN, a cloud's metadata service) stay refused.
+        env.setdefault("WEBHOOK_ALLOWED_HOSTS", f"127.0.0.1:{port},localhost:{port}")
         env.setdefault("TEST_MERCHANT_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhook")
         env.setdefault("SEED_TEST_MERCHANT", "true")  # the demo signs in as the test merchant
     if what != "test_merchant":  # the receiver needs no database

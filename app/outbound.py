@@ -64,8 +64,10 @@ def _target(url):
     return parts.scheme, host, port
 
 
-def _private_ok(host, allow_private, allowed_hosts):
-    return bool(allow_private) or host.lower() in allowed_hosts
+def _private_ok(host, port, allow_private, allowed_hosts):
+    """Private addresses allowed: all of them, or this host on every port or on this one."""
+    host = host.lower()
+    return bool(allow_private) or host in allowed_hosts or f"{host}:{port}" in allowed_hosts
 
 
 def _resolve(host, port, private_ok):
@@ -84,7 +86,7 @@ def check_url(url, allow_private, allowed_hosts=()):
     """Refuse non-http(s) URLs and, unless private targets are allowed (all of them, or this host
     by name), hosts that do not resolve or resolve to any non-public address. Raises ApiError(400)."""
     _, host, port = _target(url)
-    if not _private_ok(host, allow_private, allowed_hosts):
+    if not _private_ok(host, port, allow_private, allowed_hosts):
         _resolve(host, port, False)
 
 
@@ -156,15 +158,18 @@ def http_pool(connections_per_host):
 def send(http, url, body, headers, allow_private, allowed_hosts=()):
     """POST body to url. Returns (ok, response_code, response_body); never raises."""
     try:
-        _target(url)
+        _, host, port = _target(url)
     except ApiError as e:
         return False, None, e.description
     try:
-        # Parsed as urllib3 parses it, and the connection vets the host it was given: what is
-        # vetted is what is connected to, whatever two URL parsers might disagree on.
+        # Connected to as urllib3 parses it, and the connection vets the host it was given. The
+        # allow-list was judged on the host as check_url parses it: where the two parsers disagree
+        # the URL is refused, so what is allowed is what is connected to.
         u = urllib3.util.parse_url(url)
+        if (u.host or "").strip("[]").lower() != host.lower() or (u.port or port) != port:
+            return False, None, REFUSED
         pool = http.connection_from_host(u.host, u.port, u.scheme,
-                                         pool_kwargs={"private_ok": _private_ok(u.host, allow_private, allowed_hosts)})
+                                         pool_kwargs={"private_ok": _private_ok(host, port, allow_private, allowed_hosts)})
         r = pool.urlopen("POST", u.request_uri, body=body, headers=headers, redirect=False, assert_same_host=False,
                          timeout=urllib3.Timeout(connect=TIMEOUT_SECONDS, read=TIMEOUT_SECONDS),
                          preload_content=False)

@@ -49,11 +49,7 @@ def main():
         servers = {}
         try:
             servers["new"] = B.Server("new", "app:create_app()", env, 2, 4, tmp)
-            root, B.ROOT = B.ROOT, old_tree  # Server starts gunicorn in B.ROOT: the old revision's app
-            try:
-                servers["old"] = B.Server("old", "app:create_app()", env, 2, 4, tmp)
-            finally:
-                B.ROOT = root
+            servers["old"] = B.Server("old", "app:create_app()", env, 2, 4, tmp, root=old_tree)
             for s in servers.values():
                 s.wait_ready()
             targets = {name: B.Target(f"{args.target} ({name})", s, spec["path"], spec["body"], auth=True,

@@ -291,16 +291,24 @@ def base_env(database_url, **extra):
     return env
 
 
+def gunicorn_cmd(env, root):
+    """The gunicorn command of the launcher in `root` (another revision's tree may build it differently)."""
+    if root == ROOT:
+        return launcher.gunicorn_cmd(env)
+    code = "import json, os; from app.launcher import gunicorn_cmd; print(json.dumps(gunicorn_cmd(dict(os.environ))))"
+    return json.loads(subprocess.check_output([sys.executable, "-c", code], env=env, cwd=root))
+
+
 class Server:
-    def __init__(self, name, target, env, workers, threads, logdir):
-        self.name, self.port = name, free_port()
+    def __init__(self, name, target, env, workers, threads, logdir, root=None):
+        self.name, self.port, self.root = name, free_port(), root or ROOT
         self.env = dict(env, PORT=str(self.port), WEB_CONCURRENCY=str(workers), GUNICORN_THREADS=str(threads))
-        cmd = launcher.gunicorn_cmd(self.env)
+        cmd = gunicorn_cmd(self.env, self.root)
         assert cmd[3] == "app:create_app()", cmd
         cmd[3] = target
         self.cmd = cmd
         self.logfile = open(Path(logdir) / f"{name}.log", "wb")
-        self.proc = subprocess.Popen(cmd, env=self.env, cwd=ROOT, stdout=self.logfile, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(cmd, env=self.env, cwd=self.root, stdout=self.logfile, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         self.ps = psutil.Process(self.proc.pid)
 

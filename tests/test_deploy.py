@@ -23,8 +23,23 @@ from helpers import ROOT, Api, Process, api_headers, free_port, wait_until
 
 NGINX = shutil.which("nginx", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", ""))
 COMPOSE = shutil.which("docker-compose")
-needs_nginx = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs it)")
-needs_compose = pytest.mark.skipif(COMPOSE is None, reason="docker-compose is not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def nginx_installed():
+    if NGINX is None:
+        pytest.fail("nginx is not installed: apt-get install nginx (.ci/run does)")
+
+
+@pytest.fixture
+def compose_installed():
+    if COMPOSE is None:
+        pytest.fail("docker-compose is not installed: apt-get install docker-compose (.ci/run does)")
+
+
+# These checks are part of the suite's contract: without the tool they fail, never skip.
+needs_nginx = pytest.mark.usefixtures("nginx_installed")
+needs_compose = pytest.mark.usefixtures("compose_installed")
 
 
 # ---- nginx ---------------------------------------------------------------------------------------
@@ -83,7 +98,7 @@ def api_2x4(process_env, log_dir, app):
 @pytest.fixture(scope="module")
 def nginx(api_2x4, log_dir):
     if NGINX is None:
-        pytest.skip("nginx is not installed (.ci/run installs it)")
+        pytest.fail("nginx is not installed: apt-get install nginx (.ci/run does)")
     proxy = Nginx(f"127.0.0.1:{api_2x4.port}", log_dir)
     yield proxy
     proxy.stop()
@@ -301,7 +316,7 @@ def test_compose_requires_secret_key(profile):
 @pytest.fixture(scope="module")
 def compose_services():
     if COMPOSE is None:
-        pytest.skip("docker-compose is not installed (.ci/run installs it)")
+        pytest.fail("docker-compose is not installed: apt-get install docker-compose (.ci/run does)")
     r = compose_config(*[arg for p in DECLARED_PROFILES for arg in ("--profile", p)], SECRET_KEY="x")
     assert r.returncode == 0, r.stderr
     return yaml.safe_load(r.stdout)["services"]
@@ -312,8 +327,10 @@ def test_no_compose_service_allows_private_webhook_targets(compose_services):
         env = service.get("environment") or {}
         assert str(env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false")).lower() not in ("1", "true", "yes", "on"), name
     app_services = [s for s in compose_services.values() if s.get("image") == "payment-gateway:local"]
-    assert {s["environment"]["WEBHOOK_ALLOWED_HOSTS"] for s in app_services} == {"test_merchant"}
-    assert {s["environment"]["SEED_TEST_MERCHANT"] for s in app_services} == {"false"}
+    assert {s["environment"]["WEBHOOK_ALLOWED_HOSTS"] for s in app_services} == {"test_merchant:3002"}
+    # empty: seeded only with TEST_MODE=true (default false) or SEED_TEST_MERCHANT=true
+    assert {s["environment"]["SEED_TEST_MERCHANT"] for s in app_services} == {""}
+    assert {s["environment"]["TEST_MODE"] for s in app_services} == {"false"}
 
 
 def test_compose_runs_one_image_behind_nginx(compose_services):
@@ -356,7 +373,7 @@ def init_db(url, **env):
                        env=dict(base, DATABASE_URL=url, SECRET_KEY="x", **env), capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     with psycopg.connect(url) as c:
-        return c.execute("SELECT count(*) FROM merchants WHERE api_key = 'key_test_abc123'").fetchone()[0]
+        return c.execute("SELECT count(*) FROM merchants WHERE api_key = 'key_test_abc123' AND is_active").fetchone()[0]
 
 
 def test_test_merchant_with_public_credentials_is_seeded_only_when_asked(empty_database):
@@ -364,6 +381,12 @@ def test_test_merchant_with_public_credentials_is_seeded_only_when_asked(empty_d
     assert init_db(empty_database, TEST_MODE="false", SEED_TEST_MERCHANT="false") == 0
     assert init_db(empty_database, TEST_MODE="true") == 1           # test mode seeds by default
     assert init_db(empty_database, TEST_MODE="false", SEED_TEST_MERCHANT="true") == 1   # make run, the demo
+    # A database that has it (every earlier release seeded it) keeps its data but not its public
+    # credentials' access after a start that does not ask for it, until one asks again.
+    assert init_db(empty_database, TEST_MODE="false", SEED_TEST_MERCHANT="") == 0
+    with psycopg.connect(empty_database) as c:
+        assert c.execute("SELECT count(*) FROM merchants WHERE api_key = 'key_test_abc123'").fetchone()[0] == 1
+    assert init_db(empty_database, SEED_TEST_MERCHANT="true") == 1
 
 
 # ---- the image --------------------------------------------------------------------------------------

@@ -232,6 +232,22 @@ def test_allowed_hosts_setting_is_a_comma_list_of_exact_names():
     assert config.load({})["WEBHOOK_ALLOWED_HOSTS"] == frozenset()
     assert config.load({"WEBHOOK_ALLOWED_HOSTS": " Test_Merchant ,localhost,, "})["WEBHOOK_ALLOWED_HOSTS"] == {
         "test_merchant", "localhost"}
+    assert config.allowed_hosts("test_merchant:3002, 127.0.0.1:03002, [::1]:8080, ::1, [fd00::1]") == {
+        "test_merchant:3002", "127.0.0.1:3002", "::1:8080", "::1", "fd00::1"}
+
+
+def test_an_allowed_host_with_a_port_opens_that_port_only(app, client, merchant, receiver, running_worker,
+                                                          strict, monkeypatch, db):
+    """`localhost:<port>` lets webhooks reach the bundled receiver's port, not the database's or
+    any other service on the same private host."""
+    rx = receiver()
+    monkeypatch.setitem(app.config, "WEBHOOK_ALLOWED_HOSTS", config.allowed_hosts(f"localhost:{rx.port}"))
+    assert _save(client, merchant, f"http://localhost:{rx.port}/webhook").status_code == 200
+    assert client.post("/api/v1/webhooks/test", headers=merchant["headers"]).status_code == 202
+    assert rx.wait_for(1)
+    for other in (f"http://localhost:{rx.port + 1}/webhook", "http://localhost:5432/", "http://127.0.0.1/"):
+        r = _save(client, merchant, other)
+        assert r.status_code == 400 and r.get_json()["error"]["description"] == REFUSED, other
 
 
 def test_an_allowed_host_name_may_resolve_to_a_private_address(app, client, merchant, receiver, running_worker,
