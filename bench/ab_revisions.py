@@ -34,6 +34,9 @@ def main():
     ap.add_argument("--target", choices=sorted(TARGETS), default="payments+reads")
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--rate", type=int, default=0,
+                    help="also run both at this constant rate (req/s, open loop) and compare their latency")
+    ap.add_argument("--latency-seconds", type=int, default=10, help="per round and revision, in 2 s turns")
     args = ap.parse_args()
     spec = TARGETS[args.target]
 
@@ -68,6 +71,10 @@ def main():
                     runs[name].append(x)
                     print(f"round {r + 1} {name:3s} {x['rps']:6.0f} req/s, app {x['app_cpu_ms']:.3f} ms/req, "
                           f"PostgreSQL {x['pg_cpu_ms']:.3f} ms/req", flush=True)
+            if args.rate:
+                lat_args = argparse.Namespace(latency_seconds=args.latency_seconds, latency_slice=2,
+                                              latency_rounds=args.rounds)
+                latency = B.latency_phase(lat_args, list(targets.values()), {t.name: args.rate for t in targets.values()})
         finally:
             for s in servers.values():
                 s.stop()
@@ -81,6 +88,11 @@ def main():
             v = [x[key] for x in runs[name]]
             cells.append(f"{name} {statistics.median(v):{fmt}} ({min(v):{fmt}}-{max(v):{fmt}})")
         print(f"  {label}: " + ", ".join(cells))
+    if args.rate:
+        print(f"at {args.rate} req/s, {args.rounds} rounds of {args.latency_seconds} s in 2 s turns (pooled samples):")
+        for name, t in targets.items():
+            x = latency[t.name]
+            print(f"  {name}: p50 {x['p50']:.1f} ms, p99 {x['p99']:.1f} ms, max {x['max']:.0f} ms, errors {x['errors']}")
 
 
 if __name__ == "__main__":

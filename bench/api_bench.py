@@ -598,11 +598,13 @@ def latency_phase(args, targets, rates):
             lat = [x[0] * 1000 for x in ss]
             achieved = len(ss) / sum(out["elapsed"] for out in outs[t.name])
             errors = sum(out["errors"] for out in outs[t.name])
+            # which answers the errors were (-1: the connection failed), to tell a refusal from a stall
+            statuses = collections.Counter(x[2] for x in ss if not 200 <= x[2] < 300)
             per_round[t.name].append({"achieved": achieved, "errors": errors, "p50": pct(lat, 50),
                                       "p99": pct(lat, 99), "max": max(lat), "n": len(lat), "load": os.getloadavg()[0]})
             worst = max(range(slices), key=lambda i: max(x[0] for x in outs[t.name][i]["samples"]))
             log(f"latency round {r + 1} {t.name} @{rates[t.name]}/s: p50 {pct(lat, 50):.1f} ms, p99 {pct(lat, 99):.1f} ms, "
-                f"achieved {achieved:.0f}/s, errors {errors}; slowest {max(lat):.0f} ms in slice {worst + 1} of {slices}, "
+                f"achieved {achieved:.0f}/s, errors {errors}{dict(statuses) if statuses else ''}; slowest {max(lat):.0f} ms in slice {worst + 1} of {slices}, "
                 f"{sum(1 for v in lat if v > 50)} over 50 ms")
     res = {}
     for name, ss in samples.items():

@@ -76,6 +76,22 @@ def test_a_cross_site_form_cannot_refund_a_payment(client, db, api_worker, merch
     assert count(db, "refunds", merchant["id"]) == 0
 
 
+def test_a_cross_site_fetch_without_a_content_type_cannot_refund_a_payment(client, db, api_worker, merchant):
+    """fetch(url, {method: "POST", mode: "no-cors", credentials: "include"}) from another site sends
+    no content type and no body; the browser marks it Sec-Fetch-Site: cross-site."""
+    _, payment = paid_payment(client, db, api_worker, merchant)
+    for path in (f"/api/v1/payments/{payment['id']}/refund", "/api/v1/webhooks/config/secret"):
+        r = client.post(path, headers=dict(_basic(merchant), **{"Sec-Fetch-Site": "cross-site"}))
+        assert r.status_code == 403 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR", r.get_json()
+    assert count(db, "refunds", merchant["id"]) == 0
+    assert db.execute(text("SELECT webhook_secret FROM merchants WHERE id = :m"),
+                      {"m": merchant["id"]}).scalar() == merchant["webhook_secret"]
+    # the checkout's own calls (same origin) and servers (no header) are unaffected
+    r = client.post(f"/api/v1/payments/{payment['id']}/refund", json={"amount": 100},
+                    headers=dict(_basic(merchant), **{"Sec-Fetch-Site": "same-origin"}))
+    assert r.status_code == 201
+
+
 @pytest.mark.parametrize("content_type", FORM_TYPES)
 def test_a_cross_site_form_cannot_rotate_the_webhook_secret(client, db, merchant, content_type):
     r = client.post("/api/v1/webhooks/config/secret", data=b"",

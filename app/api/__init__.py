@@ -11,11 +11,19 @@ _WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @bp.before_app_request
-def refuse_form_bodies():
-    """415 for a form-typed write anywhere under /api/, before authentication: another site's
-    form could otherwise replay a browser's cached credentials on a body-less endpoint."""
-    if request.method in _WRITES and request.mimetype in FORM_TYPES and request.path.startswith("/api/"):
+def refuse_browser_forgeries():
+    """Writes under /api/ that another site's page could make with a browser's cached credentials,
+    refused before authentication: a form content type (415), or any write the browser itself
+    marks as coming from another site (`Sec-Fetch-Site: cross-site`, 403; a body-less `fetch` in
+    no-cors mode carries no content type). Servers and SDKs send no Sec-Fetch-Site; the checkout's
+    own calls are same-origin."""
+    if request.method not in _WRITES or not request.path.startswith("/api/"):
+        return
+    if request.mimetype in FORM_TYPES:
         raise ApiError(f"Content-Type {request.mimetype} is not accepted: send application/json.", status=415)
+    if request.headers.get("Sec-Fetch-Site") == "cross-site":
+        raise ApiError("Cross-site requests from a browser are not accepted: call the API from your server.",
+                       status=403)
 
 
 from . import orders, payments, refunds, webhooks, jobs_status  # noqa: E402,F401  (routes)
