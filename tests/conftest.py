@@ -31,16 +31,27 @@ def server_url():
     return url
 
 
-@pytest.fixture(scope="session")
-def database_url(server_url):
-    """A fresh database for this test session, dropped at the end."""
-    name = f"gateway_test_{os.getpid()}_{secrets.token_hex(3)}"
+def scratch_database(server_url, prefix):
+    """A new, empty database on the server, dropped when the generator is closed."""
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
     admin = app_db.libpq_url(server_url)
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     yield app_db.libpq_url(server_url, database=name)
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url(server_url):
+    """A fresh database for this test session, dropped at the end."""
+    yield from scratch_database(server_url, "gateway_test")
+
+
+@pytest.fixture
+def empty_database(server_url):
+    """A database of this test's own, without the schema, dropped after it."""
+    yield from scratch_database(server_url, "gateway_scratch")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ clients, the errors nginx answers itself, the sign-in flood guard), the compose 
 docker-compose v1 resolves it, and the image's build context."""
 import json
 import os
-import secrets
 import shutil
 import socket
 import subprocess
@@ -351,20 +350,6 @@ def test_compose_runs_one_image_behind_nginx(compose_services):
 
 
 # ---- seeding ------------------------------------------------------------------------------------------
-
-@pytest.fixture
-def empty_database(server_url):
-    """A database of this test's own, dropped after it."""
-    from app import db as app_db
-
-    name = f"gateway_seed_{os.getpid()}_{secrets.token_hex(3)}"
-    admin = app_db.libpq_url(server_url)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    yield app_db.libpq_url(server_url, database=name)
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 def init_db(url, **env):
     """What every process of the image runs at start (app/launcher.py): schema, then the seed if asked."""

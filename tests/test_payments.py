@@ -12,7 +12,7 @@ from app import auth, db as app_db, jobs, payments, webhooks
 from app.ids import new_id
 from helpers import CARD
 from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
-                         payment_status, settle)
+                         settle)
 
 PAY_ID = re.compile(r"^pay_[A-Za-z0-9]{16}$")
 PUBLIC_FIELDS = {"id", "order_id", "status", "amount", "currency", "method"}
