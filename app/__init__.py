@@ -25,7 +25,6 @@ def create_app(test_config=None):
     app.config.update(
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        JSON_SORT_KEYS=False,
     )
     app.json.sort_keys = False
     app.session_interface = _SessionInterface()

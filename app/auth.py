@@ -70,7 +70,6 @@ def api_auth(view):
         authenticate()
         return view(*args, **kwargs)
 
-    wrapped.requires_auth = True
     return wrapped
 
 

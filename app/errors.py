@@ -28,10 +28,6 @@ class ApiError(Exception):
         return {"error": err}
 
 
-class BadRequest(ApiError):
-    """Bad request."""
-
-
 class Conflict(ApiError):
     """The request conflicts with the current state."""
 

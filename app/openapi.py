@@ -378,8 +378,8 @@ def _cached():
     return build()
 
 
-def spec_dict(app=None):
-    """The OpenAPI document for `app` (a fresh copy; it is the same for every app)."""
+def spec_dict():
+    """The OpenAPI document (a fresh copy; it is the same for every app)."""
     return copy.deepcopy(_cached())
 
 

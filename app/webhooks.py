@@ -1,6 +1,5 @@
 """Webhook events: emit (in the caller's transaction), sign (two schemes), deliver, configure."""
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -8,6 +7,9 @@ import logging
 import secrets
 import time
 import uuid
+from datetime import datetime, timezone
+
+from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from . import jobs, orders, outbound
 from .errors import ApiError, Conflict, NotFound
@@ -27,33 +29,24 @@ def sign_hex(secret, body):
     return hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
 
 
-def standard_key(secret):
-    """The Standard Webhooks signing key: strip whsec_, lenient base64 (as the reference library).
-    Secrets we generate always decode; a hand-made one that does not is used as raw bytes, so the
-    hex signature still goes out (the reference library cannot verify such a secret anyway)."""
-    raw = secret[len("whsec_"):] if secret.startswith("whsec_") else secret
-    try:
-        return base64.b64decode(raw + "==")
-    except binascii.Error:
-        return raw.encode()
-
-
-def standard_signature(secret, msg_id, timestamp, body):
-    """webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">."""
-    mac = hmac.new(standard_key(secret), f"{msg_id}.{timestamp}.{body}".encode(), hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
-
-
 def headers_for(secret, event_id, body, timestamp=None):
-    ts = str(int(timestamp if timestamp is not None else time.time()))
-    return {
+    """The delivery headers: the hex signature and the Standard Webhooks ones, the latter signed by
+    the reference library so that its verify() accepts exactly what we send."""
+    ts = int(timestamp if timestamp is not None else time.time())
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": "open-gateway-webhooks/1",
         "X-Webhook-Signature": sign_hex(secret, body),
         "webhook-id": event_id,
-        "webhook-timestamp": ts,
-        "webhook-signature": standard_signature(secret, event_id, ts, body),
+        "webhook-timestamp": str(ts),
     }
+    try:
+        headers["webhook-signature"] = Webhook(secret).sign(event_id, datetime.fromtimestamp(ts, timezone.utc), body)
+    except (ValueError, EmptyWebhookSecretError):
+        # The library derives no key from this secret, so no receiver could verify a signature.
+        log.warning("webhook %s: the secret is not a Standard Webhooks key; sent with the hex signature only",
+                    event_id)
+    return headers
 
 
 def new_secret():

@@ -59,8 +59,8 @@ class Conformance:
 
 
 @pytest.fixture(scope="module")
-def doc(app):
-    return spec_dict(app)
+def doc():
+    return spec_dict()
 
 
 @pytest.fixture

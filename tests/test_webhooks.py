@@ -6,7 +6,7 @@ import json
 import pytest
 import razorpay
 from app.pg import text
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from helpers import wait_until
 
@@ -197,11 +197,24 @@ def test_a_hanging_merchant_does_not_delay_another(client, make_merchant, receiv
     assert len(got) == 5
 
 
-def test_sign_functions_match_reference_implementations():
+@pytest.mark.parametrize("secret", [webhooks.new_secret(), "whsec_test_abc123"], ids=["generated", "seeded"])
+def test_signatures_verify_with_the_reference_libraries_and_break_when_the_body_changes(secret):
     body = '{"id":"evt_1","event":"webhook.test"}'
-    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     headers = webhooks.headers_for(secret, "evt_1", body)
-    Webhook(secret).verify(body, headers)
+    assert Webhook(secret).verify(body, headers)["id"] == "evt_1"
+    razorpay.Client(auth=("k", "s")).utility.verify_webhook_signature(body, headers["X-Webhook-Signature"], secret)
+    tampered = body.replace("webhook.test", "payment.success")
+    with pytest.raises(WebhookVerificationError):
+        Webhook(secret).verify(tampered, headers)
+    assert webhooks.headers_for(secret, "evt_1", tampered)["X-Webhook-Signature"] != headers["X-Webhook-Signature"]
+
+
+@pytest.mark.parametrize("secret", ["whsec_a", "whsec_"])
+def test_a_secret_the_reference_library_cannot_read_gets_the_hex_signature_only(secret):
+    """No Standard Webhooks receiver could verify a signature made with such a secret, so none is sent."""
+    body = '{"id":"evt_1","event":"webhook.test"}'
+    headers = webhooks.headers_for(secret, "evt_1", body)
+    assert "webhook-signature" not in headers and headers["webhook-id"] == "evt_1"
     assert headers["X-Webhook-Signature"] == hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
 
 

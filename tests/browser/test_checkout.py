@@ -209,6 +209,11 @@ def test_checkout_security_headers_and_sdk_served(live_api, make_merchant):
     assert sdk.headers["Content-Type"].startswith("text/javascript")
     assert "max-age=" in sdk.headers["Cache-Control"] and sdk.headers["X-Content-Type-Options"] == "nosniff"
     assert "window.PaymentGateway" in sdk.text
+    # The page loads its own script, a file named apart from the SDK.
+    assert 'src="/static/checkout-page.js"' in r.text
+    page_js = requests.get(f"{live_api.url}/static/checkout-page.js", timeout=10)
+    assert page_js.status_code == 200 and page_js.headers["X-Content-Type-Options"] == "nosniff"
+    assert "window.PaymentGateway" not in page_js.text
 
 
 @pytest.mark.parametrize("origin", ["http://shop.example/path", "javascript:alert(1)", "null", "*",
