@@ -24,7 +24,7 @@ def _bool(value, default=False):
 
 
 def retry_intervals(test_mode, raw):
-    """Webhook retry delays in seconds after attempts 1..4 (SPEC §5)."""
+    """Webhook retry delays in seconds after attempts 1..4: 1 min, 5 min, 30 min, 2 h (test mode 5-20 s)."""
     raw = (raw or "").strip().lower()
     if raw == "true":
         return [5, 10, 15, 20]
@@ -81,7 +81,7 @@ def secret_key():
 
 
 def load(env=None):
-    """Every setting of SPEC §1 (and a few operational ones) from the environment."""
+    """Every setting (README "Configuration") from the environment."""
     env = os.environ if env is None else env
     test_mode = _bool(env.get("TEST_MODE"))
     port = int(env.get("PORT", "8000"))

@@ -14,7 +14,7 @@ HEARTBEAT_FRESH_SECONDS = 10
 
 
 def worker_running(c):
-    """A worker is running when some heartbeat is younger than ~10 s (SPEC §4)."""
+    """A worker is running when some heartbeat is younger than ~10 s (it beats every 2 s)."""
     return bool(c.execute(text(
         "SELECT EXISTS (SELECT 1 FROM worker_heartbeats WHERE beat_at > now() - make_interval(secs => :s))"),
         {"s": HEARTBEAT_FRESH_SECONDS}).scalar())

@@ -1,4 +1,4 @@
-"""Idempotency-Key for creating POSTs (SPEC §3): one object per (merchant, key), replayed for 24 h."""
+"""Idempotency-Key for creating POSTs: one object per (merchant, key), replayed for 24 h."""
 import functools
 import hashlib
 import hmac

@@ -1,4 +1,4 @@
-"""GET /openapi.json: the OpenAPI 3.1 description of the JSON API (SPEC §3).
+"""GET /openapi.json: the OpenAPI 3.1 description of the JSON API.
 
 Generated with apispec from the marshmallow schemas the views load and dump with (app/schemas.py),
 so field names, types, limits, enums and nullability cannot drift from the code. What the schemas
@@ -123,7 +123,7 @@ LIST = ("Newest first. `limit` defaults to 10; values above 100 are capped to 10
         "`created_at` (unix seconds, both inclusive at whole seconds). Any other query parameter is a 400 "
         "naming it.")
 
-# Every operation of SPEC §3. `ok` maps the success status (and, for /health, 503) to its schema;
+# Every operation of the API. `ok` maps the success status (and, for /health, 503) to its schema;
 # `errors` lists the error statuses, each answered with the ErrorOut envelope; `links` says which
 # later calls take ids from a success response. 401 is implied by
 # auth, 503 (database down) by every operation but /health, which reports it in its own body.

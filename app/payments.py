@@ -24,7 +24,7 @@ def _check_id(payment_id):
 
 
 def check_method(data):
-    """SPEC §3 rules for the method's details. Returns the columns to store: the VPA, or only the
+    """The payment method's rules for its details. Returns the columns to store: the VPA, or only the
     card's network and last four digits (the number and CVV go no further than this function)."""
     if data["method"] == "upi":
         if not validation.valid_vpa(data["vpa"]):

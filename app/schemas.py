@@ -96,7 +96,7 @@ class OrderCreate(Base):
 class CardIn(Base):
     number = Text(required=True, validate=validate.Length(max=32))
     # Raw and nullable: the card rules (validation.py) decide, so a null or malformed CVV is
-    # INVALID_CARD and a bad expiry EXPIRED_CARD, as SPEC §3 says, not a generic 400.
+    # INVALID_CARD and a bad expiry EXPIRED_CARD, as the API promises, not a generic 400.
     expiry_month = fields.Raw(required=True, allow_none=True, metadata={"description": "1-12, integer or string"})
     expiry_year = fields.Raw(required=True, allow_none=True, metadata={"description": "YY or YYYY, integer or string"})
     cvv = fields.Raw(required=True, allow_none=True, metadata={"description": "3 or 4 digits"})

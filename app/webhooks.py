@@ -135,7 +135,7 @@ def post(http, attempt, allow_private, allowed_hosts=()):
 
 
 def outcome(attempts_before, ok, intervals):
-    """(status, seconds until the next attempt or None) after one more attempt (SPEC §5)."""
+    """(status, seconds until the next attempt or None) after one more attempt."""
     n = attempts_before + 1
     if ok:
         return "success", None

@@ -1,5 +1,5 @@
 /*!
- * Payment gateway checkout SDK (SPEC §6). One dependency-free file, served at /checkout.js.
+ * Payment gateway checkout SDK. One dependency-free file, served at /checkout.js.
  *
  *   <script src="https://gateway.example/checkout.js"></script>
  *   new PaymentGateway({key, orderId, onSuccess, onFailure, onClose}).open();

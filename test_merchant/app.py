@@ -1,4 +1,4 @@
-"""The test merchant (SPEC §8): receives webhooks, verifies both signatures, dedupes by webhook-id,
+"""The test merchant: receives webhooks, verifies both signatures, dedupes by webhook-id,
 and runs a demo shop that creates orders server-side and pays with checkout.js."""
 import hashlib
 import hmac

@@ -96,7 +96,7 @@ def run_flows(flows, base_url):
         def get_call_kwargs(self, case):
             _fresh_idempotency_key(case)
             if isinstance(case.body, dict) and isinstance(case.body.get("amount"), float):
-                # JSON Schema counts 500.0 as an integer; the API refuses it (SPEC §3: no floats).
+                # JSON Schema counts 500.0 as an integer; the API refuses it (no floats for amounts).
                 # Flows should get past that (the stateless run above covers the refusal).
                 case.body["amount"] = int(case.body["amount"])
             return {"base_url": base_url}

@@ -1,4 +1,4 @@
-"""Idempotency (SPEC §3): one object per (merchant, key), the stored response replayed byte-for-byte
+"""Idempotency: one object per (merchant, key), the stored response replayed byte-for-byte
 for 24 h, 409 for another body, nothing stored on failure, and one payment under concurrent duplicates."""
 import json
 import threading

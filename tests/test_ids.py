@@ -1,4 +1,4 @@
-"""Public ids: SPEC's shape (prefix + 16 alphanumerics), creation order first, unguessable rest."""
+"""Public ids: the contract's shape (prefix + 16 alphanumerics), creation order first, unguessable rest."""
 import random
 import re
 import time

@@ -1,4 +1,4 @@
-"""Hypothesis properties: the payment validators of SPEC §3 (Luhn, network prefixes, expiry, VPA)
+"""Hypothesis properties: the payment validators (Luhn, network prefixes, expiry, VPA)
 against independent reference definitions, and refund arithmetic over the real API: however the
 refunds of a payment are split, they never add up to more than its amount, and a refund is
 accepted (201) exactly when its amount is at most what remains."""
@@ -82,7 +82,7 @@ def test_any_other_character_fails(number, junk, data):
 
 # ---- network prefixes -------------------------------------------------------------------------
 
-# SPEC §3, as (first, last, prefix length, network) ranges.
+# The card networks, as (first, last, prefix length, network) ranges.
 NETWORK_RANGES = [(4, 4, 1, "visa"), (51, 55, 2, "mastercard"), (2221, 2720, 4, "mastercard"),
                   (34, 34, 2, "amex"), (37, 37, 2, "amex"), (60, 60, 2, "rupay"), (65, 65, 2, "rupay"),
                   (81, 89, 2, "rupay")]

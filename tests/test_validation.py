@@ -1,4 +1,4 @@
-"""SPEC §3 payment-method rules as tables: VPA, Luhn, card network, expiry, CVV."""
+"""The payment-method rules as tables: VPA, Luhn, card network, expiry, CVV."""
 from datetime import date, datetime, timezone
 
 import pytest
@@ -33,7 +33,7 @@ def test_vpa(vpa, ok):
 
 
 @pytest.mark.parametrize("number,ok", [
-    ("4111111111111111", True),         # SPEC test cards
+    ("4111111111111111", True),         # the documented test cards
     ("5555555555554444", True),
     ("378282246310005", True),
     ("6011111111111117", True),

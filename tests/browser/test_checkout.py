@@ -1,4 +1,4 @@
-"""The checkout page and the checkout.js SDK (SPEC §6) in real Chromium, against the real API under
+"""The checkout page and the checkout.js SDK in real Chromium, against the real API under
 gunicorn, a real worker.py and a merchant page served from a different origin.
 
 Order matters in this module: the tests that need payments to FAIL run their own worker with

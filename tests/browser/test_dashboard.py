@@ -1,5 +1,5 @@
 """The merchant dashboard in real Chromium against the real app (gunicorn), worker and PostgreSQL:
-sign-in, every SPEC §7 test id, transactions from API payments, webhook configuration, test
+sign-in, every dashboard test id, transactions from API payments, webhook configuration, test
 deliveries to a real receiver, retries, the integration guide's snippets and CSRF protection."""
 import json
 import os
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.browser
 EMAIL, PASSWORD = "test@example.com", "password"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
-# Every data-test-id of SPEC §7 that a page shows without any data (rows are checked with data).
+# Every data-test-id of the dashboard that a page shows without any data (rows are checked with data).
 PAGE_IDS = {
     "/dashboard": ["dashboard", "api-credentials", "api-key", "api-secret", "stats-container",
                    "total-transactions", "total-amount", "success-rate"],
