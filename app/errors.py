@@ -151,7 +151,7 @@ def _page_error(e):
 def html_errors(bp):
     """Errors of the requests `bp` serves, and a 405 on one of its URLs, answer as HTML; the
     app's handlers, for every other request, answer with the JSON envelope."""
-    bp.register_error_handler(HTTPException, _page_error)
+    bp.register_error_handler(HTTPException, _page_error)  # by this class too, for _page_handler
     bp.register_error_handler(Exception, _page_error)
 
 
