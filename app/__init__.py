@@ -49,11 +49,12 @@ def create_app(test_config=None):
 
     _request_log(app)  # first, so its start time is set before any other hook can answer
     _body_limit(app)
+    _nosniff(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     openapi.init_app(app)
     checkout.init_app(app)
-    dashboard.init_app(app)  # last: its CSRF protection exempts the API and checkout blueprints
+    dashboard.init_app(app)
     return app
 
 
@@ -91,6 +92,15 @@ def _body_limit(app):
     def _refuse_large_body():
         if (request.content_length or 0) > app.config["MAX_CONTENT_LENGTH"]:
             abort(413)
+
+
+def _nosniff(app):
+    @app.after_request
+    def _no_type_guessing(resp):
+        # Every answer states its true type (the checkout's static script included): a browser must
+        # not guess another one from the bytes.
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return resp
 
 
 def _configure_logging(app):

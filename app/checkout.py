@@ -1,4 +1,4 @@
-"""The shopper's side (SPEC §6): the /checkout page, the checkout.js SDK and the success signature.
+"""The shopper's side: the /checkout page, the checkout.js SDK and the success signature.
 
 The page is plain HTML + one static script (no inline script, so the Content-Security-Policy can
 be strict). Embedded in the SDK's iframe (`embedded=true`) it reports to the merchant page with
@@ -14,10 +14,11 @@ from flask import Blueprint, current_app, g, jsonify, render_template, request, 
 
 from . import db, orders, payments
 from .config import ROOT
-from .errors import NotFound
+from .errors import NotFound, html_errors
 
 log = logging.getLogger(__name__)
 bp = Blueprint("checkout", __name__)
+html_errors(bp)
 
 SDK_DIR = ROOT / "sdk"
 SDK_MAX_AGE = 300  # seconds: short, so a fixed SDK reaches merchants' shoppers within minutes
@@ -159,19 +160,16 @@ def _csp(frame_ancestors):
             f"frame-ancestors {frame_ancestors}")
 
 
+@bp.after_request
 def _security_headers(resp):
-    path = request.path
-    if path == "/checkout.js" or path.startswith("/static/checkout"):
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        return resp
-    if not path.startswith("/checkout"):
+    # The SDK is a script that other sites load and browsers cache: the page's policy is not its own.
+    if request.endpoint == "checkout.sdk":
         return resp
     # The page is embedded by merchants: frame-ancestors instead of X-Frame-Options. An embedded
     # page may be framed by the origin it reports to only; the standalone page by the setting.
     embedder = g.get("checkout_frame_ancestor")
     allowed = _frame_ancestors_setting()
     resp.headers["Content-Security-Policy"] = _csp(embedder or (" ".join(allowed) if allowed else "*"))
-    resp.headers["X-Content-Type-Options"] = "nosniff"
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
     # The order's state changes under the page (paid): never serve it from a cache.
@@ -193,8 +191,6 @@ def format_money(amount, currency):
 
 
 def init_app(app):
-    """Register the blueprint, the checkout's security headers and its money filter."""
-    # Which sites may frame the checkout: '*' or a space/comma separated list of origins.
+    """Register the blueprint and its money filter."""
     app.register_blueprint(bp)
-    app.after_request(_security_headers)
     app.add_template_filter(format_money, "checkout_money")

@@ -15,13 +15,16 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from . import dashboard_data as data
 from . import dashboard_docs, db, payments, ratelimit, refunds, webhooks
 from .auth import login_required, session_token, signed_in_merchant
-from .errors import ApiError, NotFound, error_response, wants_json
+from .errors import ApiError, NotFound, html_errors
 from .health import worker_running
 from .timefmt import iso
 
 log = logging.getLogger(__name__)
 
 bp = Blueprint("dashboard", __name__)
+html_errors(bp)
+csrf = CSRFProtect()
+bp.before_request(csrf.protect)  # each form here carries the token; a failure is _csrf_error's page
 
 PAGE_SIZE = 20
 PAYMENT_STATUSES = ("pending", "processing", "success", "failed")
@@ -311,9 +314,8 @@ def duration(seconds):
 
 # ---- wiring -----------------------------------------------------------------------------------
 
+@bp.errorhandler(CSRFError)
 def _csrf_error(e):
-    if wants_json():
-        return error_response(ApiError(f"CSRF check failed: {e.description}"))
     return render_template("dashboard/csrf_error.html", reason=e.description), 400
 
 
@@ -325,16 +327,13 @@ def _limit_setting(app, name):
 
 
 def init_app(app):
-    """Register the blueprint, template filters and CSRF protection for every HTML form."""
+    """Register the blueprint, template filters and CSRF protection for its forms."""
     app.extensions["login_limits"] = tuple(_limit_setting(app, name)
                                            for name in ("LOGIN_ADDRESS_RATE_LIMIT", "LOGIN_RATE_LIMIT"))
-    csrf = CSRFProtect(app)
-    # CSRFProtect checks every POST of the app; the JSON API authenticates each call with key and
-    # secret headers (no cookies), and the checkout posts JSON to the API, so both are exempt.
-    for name in ("api", "checkout"):
-        if app.blueprints.get(name) is not None:
-            csrf.exempt(app.blueprints[name])
-    app.register_error_handler(CSRFError, _csrf_error)
+    # Only this blueprint's requests are checked: it is the one that reads a session cookie (the
+    # API authenticates each call with key and secret headers, the checkout posts JSON to the API).
+    app.config["WTF_CSRF_CHECK_DEFAULT"] = False
+    csrf.init_app(app)
     app.register_blueprint(bp)
     app.add_template_filter(money)
     app.add_template_filter(money_whole)

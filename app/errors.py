@@ -1,9 +1,11 @@
-"""ApiError hierarchy and the one JSON error path (SPEC §3 envelope) for every API response."""
+"""ApiError hierarchy and the one JSON error path (the {"error": {...}} envelope) for every response but the
+HTML pages', whose blueprints answer their own errors as HTML (html_errors)."""
 import logging
 
-from flask import jsonify, request
+from flask import current_app, jsonify, request
+from markupsafe import escape
 import psycopg
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +83,10 @@ def error_response(err):
     return resp
 
 
-def wants_json():
-    """HTML pages (checkout, dashboard, login) render their own errors; everything else is JSON."""
-    p = request.path
-    return not (p.startswith("/checkout") or p.startswith("/dashboard") or p.startswith("/login") or p == "/logout")
-
-
 def _http_error(e):
-    if not wants_json():
-        return e
+    page = _page_handler(e)
+    if page is not None:
+        return page(e)
     desc = {404: "The requested URL was not found.", 405: f"Method {request.method} is not allowed for this URL.",
             413: "Request body is too large."}.get(e.code, e.description)
     status = e.code or 500
@@ -106,6 +103,19 @@ def _http_error(e):
     return resp
 
 
+def _page_handler(e):
+    """For a 405, the error handler of the blueprint whose URL it is: Flask names no blueprint for
+    an error of routing, yet a wrong method on a page's URL (GET /logout) is that page's error."""
+    if request.url_rule is not None or not isinstance(e, MethodNotAllowed) or not e.valid_methods:
+        return None
+    try:
+        rule, _ = current_app.create_url_adapter(request).match(method=e.valid_methods[0], return_rule=True)
+    except HTTPException:
+        return None
+    blueprint = rule.endpoint.rpartition(".")[0]
+    return current_app.error_handler_spec[blueprint][None].get(HTTPException) if blueprint else None
+
+
 def _db_error(e):
     # A lost or refused connection is an outage, not a bug: 503; the pool reconnects by itself.
     if isinstance(e, psycopg.OperationalError):
@@ -116,11 +126,29 @@ def _db_error(e):
 
 def _unexpected(e):
     log.exception("unhandled error on %s %s", request.method, request.path)
-    if not wants_json():
-        return "Internal server error", 500
     err = ApiError("Something went wrong on our side; the request was not applied.", status=500)
     err.code = "SERVER_ERROR"
     return error_response(err)
+
+
+def _page_error(e):
+    """An error of an HTML page as a short HTML answer: people read these pages, not programs."""
+    if isinstance(e, HTTPException):
+        return e  # werkzeug's own page (a 405 keeps its Allow header)
+    if isinstance(e, ApiError):
+        return escape(e.description), e.status
+    if isinstance(e, psycopg.OperationalError):
+        log.warning("database unavailable: %s", type(e).__name__)
+        return escape(ServiceUnavailable.__doc__), ServiceUnavailable.status
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return "Internal server error", 500
+
+
+def html_errors(bp):
+    """Errors of the requests `bp` serves, and a 405 on one of its URLs, answer as HTML; the
+    app's handlers, for every other request, answer with the JSON envelope."""
+    bp.register_error_handler(HTTPException, _page_error)  # by this class too, for _page_handler
+    bp.register_error_handler(Exception, _page_error)
 
 
 def init_app(app):

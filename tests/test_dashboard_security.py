@@ -9,10 +9,12 @@ import threading
 import time
 import uuid
 
+import psycopg
 import pytest
 from werkzeug.security import generate_password_hash
 
 from app import config as config_module, create_app, dashboard
+from app.errors import ApiError
 from app.pg import text
 from helpers import BASE_CONFIG, wait_until
 
@@ -322,6 +324,38 @@ def test_dashboard_pages_cannot_be_framed_or_cached(app, signin_merchant):
     checkout = c.get("/checkout?order_id=order_0000000000000000")
     assert "X-Frame-Options" not in checkout.headers
     assert "frame-ancestors 'none'" not in checkout.headers.get("Content-Security-Policy", "")
+
+
+# ---- the pages answer their own errors as HTML -----------------------------------------------------
+
+def _raise(error):
+    def failing(*args, **kwargs):
+        raise error
+    return failing
+
+
+@pytest.mark.parametrize("error,status,text", [
+    (RuntimeError("secret internals"), 500, "Internal server error"),
+    (psycopg.OperationalError("connection refused"), 503, "The database is unavailable; try again shortly."),
+    # Escaped: a description can quote what was sent.
+    (ApiError("Bad <b>value</b>."), 400, "Bad &lt;b&gt;value&lt;/b&gt;."),
+])
+def test_a_failure_inside_a_dashboard_page_is_an_html_answer(app, signin_merchant, monkeypatch, error, status, text):
+    c = signed_in(app, signin_merchant)
+    monkeypatch.setattr(dashboard.data, "stats", _raise(error))
+    r = c.get("/dashboard")
+    assert r.status_code == status and r.mimetype == "text/html"
+    assert r.get_data(as_text=True) == text
+    assert_unframeable_and_uncached(r)
+
+
+def test_a_form_without_its_token_gets_the_dashboard_page_and_changes_nothing(app, signin_merchant, db):
+    c = signed_in(app, signin_merchant)
+    r = c.post("/dashboard/webhooks", data={"webhook_url": "https://evil.example/hook"})
+    assert r.status_code == 400 and r.mimetype == "text/html"
+    assert 'data-test-id="csrf-error"' in r.get_data(as_text=True)
+    assert db.execute(text("SELECT webhook_url FROM merchants WHERE id = :id"),
+                      {"id": signin_merchant["id"]}).scalar() is None
 
 
 # ---- snippets and links never come from the Host header --------------------------------------------

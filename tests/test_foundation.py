@@ -7,7 +7,7 @@ import requests
 
 from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, Api, api_headers, wait_until
 
-from app import create_app, db as app_db
+from app import create_app, db as app_db, orders
 
 
 def test_health_reports_database_and_time(client):
@@ -60,6 +60,9 @@ def test_basic_auth_works_like_razorpay_clients(client):
 @pytest.mark.parametrize("method,path,status,code", [
     ("GET", "/no/such/page", 404, "NOT_FOUND_ERROR"),
     ("GET", "/api/v1/nothing-here", 404, "NOT_FOUND_ERROR"),
+    # Under the HTML pages' prefixes too: no page serves these, so no page answers them.
+    ("GET", "/dashboard/no-such-page", 404, "NOT_FOUND_ERROR"),
+    ("GET", "/checkout/no-such-page", 404, "NOT_FOUND_ERROR"),
     ("DELETE", "/health", 405, "BAD_REQUEST_ERROR"),
     ("PATCH", "/api/v1/orders", 405, "BAD_REQUEST_ERROR"),
 ])
@@ -103,6 +106,44 @@ def test_forced_exception_is_500_json_without_details(database_url):
     body = r.get_json()
     assert body["error"]["code"] == "SERVER_ERROR"
     assert "secret internals" not in r.get_data(as_text=True)
+
+
+def test_a_failure_inside_an_api_view_is_the_500_envelope(client, merchant, monkeypatch):
+    def failing(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(orders, "list_", failing)
+    r = client.get("/api/v1/orders", headers=merchant["headers"])
+    assert r.status_code == 500 and r.is_json
+    assert r.get_json()["error"]["code"] == "SERVER_ERROR"
+    assert "secret internals" not in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("method,path", [("GET", "/logout"), ("POST", "/dashboard"), ("DELETE", "/login"),
+                                         ("PUT", "/checkout"), ("POST", "/checkout.js")])
+def test_a_wrong_method_on_a_page_is_an_html_405(client, method, path):
+    """Flask names no blueprint for a routing error; the URL is still a page's, read by a person."""
+    r = client.open(path, method=method)
+    assert r.status_code == 405 and r.mimetype == "text/html"
+    assert "Method Not Allowed" in r.get_data(as_text=True) and r.headers["Allow"]
+
+
+def test_a_failure_inside_the_checkout_is_an_html_page_with_its_policy(client, monkeypatch):
+    def failing(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(orders, "get_public", failing)
+    r = client.get("/checkout?order_id=order_0000000000000000")
+    assert r.status_code == 500 and r.mimetype == "text/html"
+    assert "secret internals" not in r.get_data(as_text=True)
+    assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_the_checkout_pages_and_scripts_are_not_type_sniffed(client):
+    for path in ("/checkout?order_id=order_0000000000000000", "/checkout.js", "/static/checkout.js",
+                 "/static/checkout.css"):
+        assert client.get(path).headers.get("X-Content-Type-Options") == "nosniff", path
 
 
 @pytest.mark.slow
