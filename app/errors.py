@@ -1,5 +1,5 @@
-"""ApiError hierarchy and the one JSON error path (the {"error": {...}} envelope) for every response but the
-HTML pages', whose blueprints answer their own errors as HTML (html_errors)."""
+"""ApiError hierarchy and the one JSON error path (the {"error": {...}} envelope) for every
+response but the HTML pages', whose blueprints answer their own errors as HTML (html_errors)."""
 import logging
 
 from flask import current_app, jsonify, request
