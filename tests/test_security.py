@@ -1,7 +1,8 @@
 """Timing-safe comparisons of secrets, cross-site forms against the API, 500s that must be 400s
 (the other security properties have their own files:
-isolation in test_isolation.py, SSRF in test_ssrf.py, CSRF in browser/test_dashboard.py,
-card data and secrets in logs in the end-of-run scan (conftest.py, test_log_scan.py), card data in the database in test_payments.py)."""
+isolation in test_isolation.py, SSRF in test_ssrf.py, CSRF in browser/test_dashboard.py, card
+data and secrets in logs in the end-of-run scan (conftest.py, test_log_scan.py), card data in the
+database in test_payments.py)."""
 import base64
 import hmac
 
