@@ -1,7 +1,6 @@
 """Fixtures: one fresh PostgreSQL database per test session (embedded pgserver, or DATABASE_URL's
 server), the app, a test client, a db connection, merchants, real processes and a real receiver."""
 import os
-import re
 import secrets
 import shutil
 import sys
@@ -16,7 +15,7 @@ from app.pg import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
-from helpers import BASE_CONFIG, TEST_SECRET, Api, Process, Receiver, api_headers  # noqa: E402
+from helpers import BASE_CONFIG, Api, Process, Receiver, api_headers, log_leaks  # noqa: E402
 
 from app import create_app, db as app_db, embedded as embedded_pg, webhooks  # noqa: E402
 
@@ -102,20 +101,6 @@ def merchant(make_merchant):
 
 
 LOG_DIR = pytest.StashKey()
-# Never in any log of a run: the test cards' numbers, CVVs, API secrets, webhook secrets.
-FORBIDDEN_IN_LOGS = [
-    re.compile(r"4111[ -]?1111[ -]?1111[ -]?1111"),
-    re.compile(r"5555[ -]?5555[ -]?5555[ -]?4444"),
-    re.compile(r"3782[ -]?822463[ -]?10005"),
-    re.compile(r"6011[ -]?1111[ -]?1111[ -]?1117"),
-    re.compile(r"cvv\W{1,6}\d{3,4}", re.IGNORECASE),
-    re.compile(re.escape(TEST_SECRET)),
-    re.compile(r"secret_[0-9a-f]{24}"),            # make_merchant's API secrets
-    re.compile(r"whsec_test_abc123"),
-    re.compile(r"whsec_[A-Za-z0-9+/]{40,}={0,2}"),  # generated webhook secrets
-]
-
-
 @pytest.fixture(scope="session", autouse=True)
 def log_dir(tmp_path_factory, request):
     """Where every log of the run goes: child processes' output, and this process's records
@@ -129,15 +114,6 @@ def log_dir(tmp_path_factory, request):
     logging.getLogger().addHandler(handler)
     yield path
     logging.getLogger().removeHandler(handler)
-
-
-def log_leaks(path):
-    """Lines of the run's logs that hold card data or a secret, as 'file:line: pattern'."""
-    leaks = []
-    for log_file in sorted(p for p in path.iterdir() if p.is_file()):
-        for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
-            leaks += [f"{log_file.name}:{n}: {p.pattern}" for p in FORBIDDEN_IN_LOGS if p.search(line)]
-    return leaks
 
 
 def pytest_sessionfinish(session, exitstatus):

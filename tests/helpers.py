@@ -1,6 +1,7 @@
 """Test helpers: real processes, a real HTTP receiver, and waiting on observable conditions."""
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -164,3 +165,26 @@ class Receiver:
 
 def api_headers(key=TEST_KEY, secret=TEST_SECRET, **extra):
     return {"X-Api-Key": key, "X-Api-Secret": secret, **extra}
+
+
+# Never in any log of a run: the test cards' numbers, CVVs, API secrets, webhook secrets.
+FORBIDDEN_IN_LOGS = [
+    re.compile(r"4111[ -]?1111[ -]?1111[ -]?1111"),
+    re.compile(r"5555[ -]?5555[ -]?5555[ -]?4444"),
+    re.compile(r"3782[ -]?822463[ -]?10005"),
+    re.compile(r"6011[ -]?1111[ -]?1111[ -]?1117"),
+    re.compile(r"cvv\W{1,6}\d{3,4}", re.IGNORECASE),
+    re.compile(re.escape(TEST_SECRET)),
+    re.compile(r"secret_[0-9a-f]{24}"),            # make_merchant's API secrets
+    re.compile(r"whsec_test_abc123"),
+    re.compile(r"whsec_[A-Za-z0-9+/]{40,}={0,2}"),  # generated webhook secrets
+]
+
+
+def log_leaks(path):
+    """Lines of the run's logs that hold card data or a secret, as 'file:line: pattern'."""
+    leaks = []
+    for log_file in sorted(p for p in path.iterdir() if p.is_file()):
+        for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
+            leaks += [f"{log_file.name}:{n}: {p.pattern}" for p in FORBIDDEN_IN_LOGS if p.search(line)]
+    return leaks

@@ -1,6 +1,6 @@
 """The end-of-run log scan (conftest.pytest_sessionfinish) finds card data and secrets in any log
 file of the run, so a leak fails the run whichever tests were selected."""
-from conftest import log_leaks
+from helpers import log_leaks
 
 
 def test_the_scan_finds_card_numbers_cvvs_and_secrets(tmp_path):
