@@ -12,6 +12,7 @@ from .schemas import PAYMENT
 from .pg import text
 
 SETTLE = "payment.settle"
+SETTLED_EVENTS = {"success": "payment.success", "failed": "payment.failed"}  # the event a settlement emits
 COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
            "captured, error_code, error_description, notes, created_at, updated_at")
 ID_RE = re.compile(r"pay_[A-Za-z0-9]{16}")
@@ -249,5 +250,5 @@ def _settle(c, settle, emit):
          WHERE p.id = t.id AND p.status IN ('pending', 'processing')
         RETURNING {", ".join("p." + col.strip() for col in COLUMNS.split(","))}
         """), {"ids": ids, "s": statuses, "c": codes, "d": descs}).mappings().all()
-    emit([(p["merchant_id"], f"payment.{p['status']}", {"payment": PAYMENT.dump(p)})
+    emit([(p["merchant_id"], SETTLED_EVENTS[p["status"]], {"payment": PAYMENT.dump(p)})
           for p in settled if has_url[p["id"]]])
