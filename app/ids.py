@@ -12,8 +12,11 @@ The minute is 5 base-36 digits (0-9, a-z: one order under every collation, C or 
 counted from 2025-01-01 UTC, good until the year 2139. The 11 random digits carry 65 bits, so an
 id stays unguessable even to someone who knows when it was made (the checkout's public views are
 addressed by ids)."""
+import re
 import secrets
 import time
+
+from .errors import NotFound
 
 BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
@@ -36,3 +39,13 @@ def new_id(prefix, now=None):
     minute = int(((time.time() if now is None else now) - EPOCH) // 60)
     minute = min(max(minute, 0), _MINUTES - 1)  # a clock before 2025 (or after 2139) still makes valid ids
     return prefix + _digits(minute, _BASE36, MINUTE_DIGITS) + _digits(secrets.randbelow(_RANDOM), BASE62, RANDOM_DIGITS)
+
+
+_BODY = re.compile(r"[A-Za-z0-9]{16}")
+
+
+def check(prefix, value, what, field=None):
+    """404 unless `value` has the shape of an id with this prefix: nothing else can exist, and a NUL
+    byte in a path or body would make PostgreSQL raise (a 500, not a 404)."""
+    if not (isinstance(value, str) and value.startswith(prefix) and _BODY.fullmatch(value, len(prefix))):
+        raise NotFound(f"{what} not found.", field=field)

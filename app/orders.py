@@ -1,20 +1,18 @@
 """Orders: what a merchant wants to be paid (amount in paise), paid by at most one payment."""
 import json
-import re
 from datetime import datetime, timezone
 
+from . import ids
 from .errors import NotFound
 from .ids import new_id
 from .pg import text
 
 COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at"
-ID_RE = re.compile(r"order_[A-Za-z0-9]{16}")
 
 
 def check_id(order_id):
-    # Anything else cannot exist; and a NUL byte in a path or body would make PostgreSQL raise (500).
-    if not (isinstance(order_id, str) and ID_RE.fullmatch(order_id)):
-        raise NotFound("Order not found.", field="order_id")
+    """404 for anything that cannot be an order id."""
+    ids.check("order_", order_id, "Order", field="order_id")
 
 
 def create(c, merchant_id, data):

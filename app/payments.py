@@ -1,11 +1,10 @@
 """Payments: accept (pending + settlement job in one statement, or one transaction with the event), settle, capture."""
 import json
 import random
-import re
 
 import psycopg
 
-from . import orders, validation, webhooks
+from . import ids, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .ids import new_id
 from .schemas import PAYMENT
@@ -15,13 +14,10 @@ SETTLE = "payment.settle"
 SETTLED_EVENTS = {"success": "payment.success", "failed": "payment.failed"}  # the event a settlement emits
 COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
            "captured, error_code, error_description, notes, created_at, updated_at")
-ID_RE = re.compile(r"pay_[A-Za-z0-9]{16}")
 
 
 def _check_id(payment_id):
-    # Anything else cannot exist; and a NUL byte in the path would make PostgreSQL raise (500).
-    if not ID_RE.fullmatch(payment_id):
-        raise NotFound("Payment not found.")
+    ids.check("pay_", payment_id, "Payment")
 
 
 def check_method(data):

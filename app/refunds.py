@@ -1,9 +1,8 @@
 """Refunds: never more than the payment's amount, however many arrive at once."""
 import json
 import random
-import re
 
-from . import jobs, orders, payments, webhooks
+from . import ids, jobs, orders, payments, webhooks
 from .errors import ApiError, NotFound
 from .ids import new_id
 from .schemas import PAYMENT, REFUND
@@ -13,7 +12,6 @@ PROCESS = "refund.process"
 COLUMNS = "id, payment_id, merchant_id, amount, reason, receipt, notes, status, created_at, processed_at"
 # A refund shows its payment's currency, which the refunds table does not repeat.
 WITH_CURRENCY = COLUMNS + ", (SELECT p.currency FROM payments p WHERE p.id = refunds.payment_id) AS currency"
-ID_RE = re.compile(r"rfnd_[A-Za-z0-9]{16}")
 
 
 def _with_currency(refund, payment):
@@ -47,8 +45,7 @@ def create(c, merchant, payment_id, data, settings):
 
 def get(c, merchant_id, refund_id):
     """The merchant's refund or 404."""
-    if not ID_RE.fullmatch(refund_id):  # cannot exist (and a NUL byte would make PostgreSQL raise)
-        raise NotFound("Refund not found.")
+    ids.check("rfnd_", refund_id, "Refund")
     row = c.execute(text(f"SELECT {WITH_CURRENCY} FROM refunds WHERE id = :id AND merchant_id = :m"),
                     {"id": refund_id, "m": merchant_id}).mappings().first()
     if row is None:

@@ -6,6 +6,8 @@ import time
 import pytest
 from app.pg import text
 
+from app import ids
+from app.errors import NotFound
 from app.ids import BASE62, EPOCH, new_id
 from api_support import create_order, pay
 
@@ -62,3 +64,12 @@ def test_orders_and_payments_created_through_the_api_carry_their_minute(client, 
     for obj, prefix in ((order, "order_"), (payment, "pay_")):
         head = len(prefix) + 5
         assert obj["id"][:head] in (new_id(prefix, now - 60)[:head], new_id(prefix, now)[:head])
+
+
+@pytest.mark.parametrize("value", ["pay_", "pay_0ls1n1Ut0kp1pfV", "pay_0ls1n1Ut0kp1pfVhh", "order_0ls1n1Ut0kp1pfVh",
+                                   "pay_0ls1n1Ut0kp1pf\x00h", "pay_0ls1n1Ut0kp1pf-h", None, 12, "pay_0ls1n1Ut0kp1pfV\n"])
+def test_anything_but_an_id_of_the_kind_is_not_found(value):
+    with pytest.raises(NotFound) as refused:
+        ids.check("pay_", value, "Payment", field="payment_id")
+    assert (refused.value.description, refused.value.field) == ("Payment not found.", "payment_id")
+    ids.check("pay_", new_id("pay_"), "Payment")  # a real one passes
