@@ -43,7 +43,7 @@ def create_app(test_config=None):
     db.init_app(app)
     errors.init_app(app)
 
-    from . import checkout, dashboard, openapi
+    from . import checkout, dashboard, money, openapi
     from .api import bp as api_bp
     from .health import bp as health_bp
 
@@ -53,6 +53,7 @@ def create_app(test_config=None):
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     openapi.init_app(app)
+    money.init_app(app)
     checkout.init_app(app)
     dashboard.init_app(app)
     return app

@@ -177,20 +177,6 @@ def _security_headers(resp):
     return resp
 
 
-def format_money(amount, currency):
-    """Integer minor units to text: ₹1,00,000.00 (Indian grouping) for INR, 'USD 1,000.00' else."""
-    units, minor = divmod(int(amount), 100)
-    if currency == "INR":
-        digits = str(units)
-        head, tail = digits[:-3], digits[-3:]
-        groups = []
-        while len(head) > 2:
-            head, groups = head[:-2], [head[-2:]] + groups
-        return "₹" + ",".join(([head] if head else []) + groups + [tail]) + f".{minor:02d}"
-    return f"{currency} {units:,}.{minor:02d}"
-
-
 def init_app(app):
-    """Register the blueprint and its money filter."""
+    """Register the blueprint."""
     app.register_blueprint(bp)
-    app.add_template_filter(format_money, "checkout_money")

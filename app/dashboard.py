@@ -274,30 +274,6 @@ def jobs_page():
 
 # ---- formatting (money and time are formatted here, for the templates only) ---------------------
 
-def indian_digits(n):
-    """1234567 -> '12,34,567': the last three digits, then groups of two."""
-    s = str(abs(int(n)))
-    head, tail = s[:-3], s[-3:]
-    groups = []
-    while len(head) > 2:
-        groups.insert(0, head[-2:])
-        head = head[:-2]
-    return ("-" if n < 0 else "") + ",".join(([head] if head else []) + groups + [tail])
-
-
-def money(paise, currency="INR"):
-    """Integer paise -> '₹5,00,000.00' (other currencies: 'USD 12.50')."""
-    rupees, rest = divmod(int(paise), 100)
-    amount = f"{indian_digits(rupees)}.{rest:02d}" if currency == "INR" else f"{rupees:,}.{rest:02d}"
-    return f"₹{amount}" if currency == "INR" else f"{currency} {amount}"
-
-
-def money_whole(paise, currency="INR"):
-    """Integer paise -> '₹5,00,000' (rounded to the rupee, for headline totals)."""
-    rupees = (int(paise) + 50) // 100
-    return f"₹{indian_digits(rupees)}" if currency == "INR" else f"{currency} {rupees:,}"
-
-
 def duration(seconds):
     """42 -> '42 s', 125 -> '2 min 5 s', 7300 -> '2 h 1 min'."""
     if seconds is None:
@@ -335,9 +311,6 @@ def init_app(app):
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
     app.register_blueprint(bp)
-    app.add_template_filter(money)
-    app.add_template_filter(money_whole)
-    app.add_template_filter(indian_digits)
     app.add_template_filter(duration)
     app.add_template_filter(iso)
     app.add_template_filter(dashboard_docs.inline_code)

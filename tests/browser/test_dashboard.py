@@ -19,7 +19,7 @@ from helpers import CARD, TEST_MERCHANT_ID, api_headers, wait_until
 
 from app import webhooks
 from app.ids import new_id
-from app.dashboard import indian_digits, money, money_whole
+from app.money import indian_digits, money, money_whole
 
 pytestmark = pytest.mark.browser
 
