@@ -17,6 +17,7 @@ from . import dashboard_docs, db, payments, ratelimit, refunds, webhooks
 from .auth import login_required, session_token, signed_in_merchant
 from .errors import ApiError, NotFound, html_errors
 from .health import worker_running
+from .schemas import PAYMENT_STATUSES
 from .timefmt import iso
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,6 @@ csrf = CSRFProtect()
 bp.before_request(csrf.protect)  # each form here carries the token; a failure is _csrf_error's page
 
 PAGE_SIZE = 20
-PAYMENT_STATUSES = ("pending", "processing", "success", "failed")
 
 
 # ---- sign in / out ----------------------------------------------------------------------------

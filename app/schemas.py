@@ -10,6 +10,14 @@ from .timefmt import iso
 
 INT32_MAX = 2_147_483_647
 
+# The values the database's CHECK constraints allow (schema.sql; tests/test_foundation.py checks
+# that they agree), named once for validation, the OpenAPI description and the dashboard.
+ORDER_STATUSES = ("created", "paid")
+PAYMENT_METHODS = ("upi", "card")
+PAYMENT_STATUSES = ("pending", "processing", "success", "failed")
+REFUND_STATUSES = ("pending", "processed")
+WEBHOOK_STATUSES = ("pending", "success", "failed")
+
 
 class StrictInt(fields.Integer):
     """An integer and nothing else: no floats, no numeric strings, no booleans."""
@@ -105,7 +113,7 @@ class CardIn(Base):
 
 class PaymentCreate(Base):
     order_id = Text(required=True, validate=validate.Length(max=64))
-    method = Text(required=True, validate=validate.OneOf(["upi", "card"]))
+    method = Text(required=True, validate=validate.OneOf(PAYMENT_METHODS))
     vpa = Text(validate=validate.Length(max=255))
     card = fields.Nested(CardIn)
     amount = StrictInt(validate=validate.Range(1, INT32_MAX),
@@ -169,7 +177,7 @@ class ListQuery(Schema):
 
 class PaymentListQuery(ListQuery):
     # Only real statuses: anything else could only list nothing, and a NUL in it was a 500.
-    status = Text(validate=validate.OneOf(["pending", "processing", "success", "failed"]))
+    status = Text(validate=validate.OneOf(PAYMENT_STATUSES))
 
 
 @functools.cache
@@ -245,7 +253,7 @@ class OrderOut(Out):
     currency = fields.String()
     receipt = fields.String(allow_none=True)
     notes = fields.Dict()
-    status = fields.String(metadata={"enum": ["created", "paid"]})
+    status = fields.String(metadata={"enum": list(ORDER_STATUSES)})
     created_at = Time()
     updated_at = Time()
 
@@ -254,7 +262,7 @@ class OrderPublicOut(Out):
     id = fields.String()
     amount = fields.Integer()
     currency = fields.String()
-    status = fields.String(metadata={"enum": ["created", "paid"]})
+    status = fields.String(metadata={"enum": list(ORDER_STATUSES)})
     merchant_name = fields.String()
 
 
@@ -265,8 +273,8 @@ class PaymentOut(Out):
     merchant_id = fields.UUID()
     amount = fields.Integer()
     currency = fields.String()
-    method = fields.String(metadata={"enum": ["upi", "card"]})
-    status = fields.String(metadata={"enum": ["pending", "processing", "success", "failed"]})
+    method = fields.String(metadata={"enum": list(PAYMENT_METHODS)})
+    status = fields.String(metadata={"enum": list(PAYMENT_STATUSES)})
     vpa = fields.String(allow_none=True)
     card_network = fields.String(allow_none=True)
     card_last4 = fields.String(allow_none=True)
@@ -281,7 +289,7 @@ class PaymentOut(Out):
 class PaymentPublicOut(Out):
     id = fields.String()
     order_id = fields.String()
-    status = fields.String(metadata={"enum": ["pending", "processing", "success", "failed"]})
+    status = fields.String(metadata={"enum": list(PAYMENT_STATUSES)})
     amount = fields.Integer()
     currency = fields.String()
     method = fields.String()
@@ -296,7 +304,7 @@ class RefundOut(Out):
     reason = fields.String(allow_none=True)
     receipt = fields.String(allow_none=True)
     notes = fields.Dict()
-    status = fields.String(metadata={"enum": ["pending", "processed"]})
+    status = fields.String(metadata={"enum": list(REFUND_STATUSES)})
     created_at = Time()
     processed_at = Time(allow_none=True)
 
@@ -304,7 +312,7 @@ class RefundOut(Out):
 class WebhookLogOut(Out):
     id = fields.UUID()
     event = fields.String()
-    status = fields.String(metadata={"enum": ["pending", "success", "failed"]})
+    status = fields.String(metadata={"enum": list(WEBHOOK_STATUSES)})
     attempts = fields.Integer()
     created_at = Time()
     last_attempt_at = Time(allow_none=True)

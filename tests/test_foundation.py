@@ -1,5 +1,6 @@
 """Foundation: health, the seeded merchant, auth, and the one JSON error path."""
 import base64
+import re
 import time
 
 import pytest
@@ -7,7 +8,8 @@ import requests
 
 from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, Api, api_headers, wait_until
 
-from app import create_app, db as app_db, orders
+from app import create_app, db as app_db, orders, schemas
+from app.pg import text
 
 
 def test_health_reports_database_and_time(client):
@@ -171,8 +173,6 @@ def test_health_is_503_while_database_is_down_and_recovers(private_server, proce
 
 
 def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, merchant, db, monkeypatch):
-    from app.pg import text
-
     from app import auth
 
     monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.3)
@@ -180,3 +180,19 @@ def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, mer
     db.execute(text("UPDATE merchants SET is_active = false WHERE id = :m"), {"m": merchant["id"]})
     wait_until(lambda: client.get("/api/v1/orders", headers=merchant["headers"]).status_code == 401, timeout=3,
                message="401 after deactivation")
+
+
+@pytest.mark.parametrize("table,column,values", [
+    ("orders", "status", schemas.ORDER_STATUSES),
+    ("payments", "method", schemas.PAYMENT_METHODS),
+    ("payments", "status", schemas.PAYMENT_STATUSES),
+    ("refunds", "status", schemas.REFUND_STATUSES),
+    ("webhook_logs", "status", schemas.WEBHOOK_STATUSES),
+])
+def test_the_named_values_are_exactly_what_the_database_allows(db, table, column, values):
+    """The API validates, documents and lists the values the schema's CHECK constraints allow, so
+    a value added on one side only shows up here instead of as a 500 or a missing filter."""
+    allowed = [re.findall(r"'([^']*)'::text", d) for d in db.execute(text(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) AND contype = 'c'"),
+        {"t": table}).scalars() if d.startswith(f"CHECK (({column} = ANY")]
+    assert allowed == [list(values)]
