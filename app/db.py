@@ -1,5 +1,6 @@
 """The database: one connection pool per app (app/pg.py), a connection per request, SQL helpers."""
 import logging
+from datetime import datetime, timezone
 import re
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -50,6 +51,25 @@ def one(sql, c=None, **params):
 
 def scalar(sql, c=None, **params):
     return (c or conn()).execute(text(sql), params).scalar()
+
+
+def page(c, table, columns, where, params, limit, offset, window=(None, None)):
+    """One page, newest first, and the exact total: the shape of every list endpoint. window is
+    (from, to) in unix seconds, both inclusive at whole seconds; None leaves that side open. The
+    bounds are plain comparisons on created_at, so the (merchant_id, created_at) indexes serve them."""
+    start, end = window
+    params = dict(params, limit=limit, offset=offset)
+    if start is not None:
+        where += " AND created_at >= :from_at"
+        params["from_at"] = datetime.fromtimestamp(start, timezone.utc)
+    if end is not None:
+        # created_at keeps microseconds while the API shows whole seconds: to=T takes in all of second T.
+        where += " AND created_at < :to_at"
+        params["to_at"] = datetime.fromtimestamp(end + 1, timezone.utc)
+    total = c.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar()
+    rows = c.execute(text(f"SELECT {columns} FROM {table} WHERE {where} "
+                          f"ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"), params).mappings().all()
+    return [dict(r) for r in rows], total
 
 
 def close_conn(exc=None):

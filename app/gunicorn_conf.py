@@ -38,10 +38,13 @@ class _CountingBody:
 
 
 def pre_request(worker, req):
-    """Close the connection after a body over the limit instead of announcing keep-alive."""
-    length = next((v for h, v in req.headers if h == "CONTENT-LENGTH"), None)
-    if length is not None:
-        if int(length) > LIMIT:  # gunicorn has checked it is one non-negative integer
-            req.force_close()
-    else:
-        req.body = _CountingBody(req)
+    """Close the connection after a body over the limit instead of announcing keep-alive. A request
+    without a body (most of them) is left as it is."""
+    for name, value in req.headers:
+        if name == "CONTENT-LENGTH":
+            if int(value) > LIMIT:  # gunicorn has checked it is one non-negative integer
+                req.force_close()
+            return
+        if name == "TRANSFER-ENCODING":  # chunked: counted as it is read
+            req.body = _CountingBody(req)
+            return

@@ -1,8 +1,7 @@
 """Orders: what a merchant wants to be paid (amount in paise), paid by at most one payment."""
 import json
-from datetime import datetime, timezone
 
-from . import ids
+from . import db, ids
 from .errors import NotFound
 from .ids import new_id
 from .pg import text
@@ -50,23 +49,4 @@ def get_public(c, order_id):
 
 def list_(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's orders, newest first."""
-    return page(c, "orders", COLUMNS, "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
-
-
-def page(c, table, columns, where, params, limit, offset, window=(None, None)):
-    """One page, newest first, and the exact total: the shape of every list endpoint. window is
-    (from, to) in unix seconds, both inclusive at whole seconds; None leaves that side open. The
-    bounds are plain comparisons on created_at, so the (merchant_id, created_at) indexes serve them."""
-    start, end = window
-    params = dict(params, limit=limit, offset=offset)
-    if start is not None:
-        where += " AND created_at >= :from_at"
-        params["from_at"] = datetime.fromtimestamp(start, timezone.utc)
-    if end is not None:
-        # created_at keeps microseconds while the API shows whole seconds: to=T takes in all of second T.
-        where += " AND created_at < :to_at"
-        params["to_at"] = datetime.fromtimestamp(end + 1, timezone.utc)
-    total = c.execute(text(f"SELECT count(*) FROM {table} WHERE {where}"), params).scalar()
-    rows = c.execute(text(f"SELECT {columns} FROM {table} WHERE {where} "
-                          f"ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset"), params).mappings().all()
-    return [dict(r) for r in rows], total
+    return db.page(c, "orders", COLUMNS, "merchant_id = :m", {"m": merchant_id}, limit, offset, window)

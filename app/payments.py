@@ -4,7 +4,7 @@ import random
 
 import psycopg
 
-from . import ids, orders, validation, webhooks
+from . import db, ids, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .ids import new_id
 from .schemas import PAYMENT
@@ -154,7 +154,7 @@ def list_(c, merchant_id, limit, offset, status=None, window=(None, None), order
         where, params["status"] = where + " AND status = :status", status
     if order_id:
         where, params["order_id"] = where + " AND order_id = :order_id", order_id
-    return orders.page(c, "payments", COLUMNS, where, params, limit, offset, window)
+    return db.page(c, "payments", COLUMNS, where, params, limit, offset, window)
 
 
 def capture(c, merchant_id, payment_id, amount):
@@ -198,7 +198,7 @@ def settle_batch(c, batch, settings, emit):
     job_of = {j["payload"]["payment_id"]: j["id"] for j in batch}
     # Lock the payments in id order: two workers never deadlock on a shared pair.
     rows = c.execute(text(
-        f"""
+        """
         SELECT p.id, p.order_id, p.method, p.status, p.merchant_id, m.webhook_url IS NOT NULL AS has_url
           FROM payments p JOIN merchants m ON m.id = p.merchant_id
          WHERE p.id = ANY(:ids) AND p.status IN ('pending', 'processing')

@@ -2,7 +2,7 @@
 import json
 import random
 
-from . import ids, jobs, orders, payments, webhooks
+from . import db, ids, jobs, payments, webhooks
 from .errors import ApiError, NotFound
 from .ids import new_id
 from .schemas import PAYMENT, REFUND
@@ -63,13 +63,13 @@ def get_of_payment(c, merchant_id, payment_id, refund_id):
 
 def list_(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's refunds, newest first."""
-    return orders.page(c, "refunds", WITH_CURRENCY, "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
+    return db.page(c, "refunds", WITH_CURRENCY, "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
 
 
 def list_for_payment(c, merchant_id, payment_id, limit, offset, window=(None, None)):
     """A payment's refunds, newest first; 404 unless the payment is the merchant's."""
     payment = payments.get(c, merchant_id, payment_id)
-    rows, total = orders.page(c, "refunds", COLUMNS, "merchant_id = :m AND payment_id = :p",
+    rows, total = db.page(c, "refunds", COLUMNS, "merchant_id = :m AND payment_id = :p",
                               {"m": merchant_id, "p": payment_id}, limit, offset, window)
     return [_with_currency(r, payment) for r in rows], total
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from . import jobs, orders, outbound
+from . import db, jobs, outbound
 from .errors import ApiError, Conflict, NotFound
 from .ids import new_id
 from .pg import text
@@ -182,7 +182,7 @@ def record_attempts(c, results):
 
 def list_logs(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's webhook logs, newest first."""
-    return orders.page(c, "webhook_logs", "id, event, status, attempts, created_at, last_attempt_at, next_retry_at, "
+    return db.page(c, "webhook_logs", "id, event, status, attempts, created_at, last_attempt_at, next_retry_at, "
                        "response_code", "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
 
 

@@ -53,11 +53,9 @@ def paging(schema=ListQuery):
     """The list query: limit/offset (aliases count/skip; limit defaults to 10, capped at 100),
     from/to, and the filters the schema documents; any other parameter is a 400 naming it."""
     q = load(schema, request.args.to_dict())
-    limit = q.pop("limit") if "limit" in q else q.pop("count", DEFAULT_LIMIT)
-    offset = q.pop("offset") if "offset" in q else q.pop("skip", 0)
+    count, skip = q.pop("count", DEFAULT_LIMIT), q.pop("skip", 0)
+    limit, offset = q.pop("limit", count), q.pop("offset", skip)
     window = (q.pop("from_", None), q.pop("to", None))
-    q.pop("count", None)
-    q.pop("skip", None)
     return Page(min(limit, MAX_LIMIT), offset, window, q)
 
 
