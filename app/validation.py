@@ -1,4 +1,5 @@
-"""Payment-method rules (VPA, card number, network, expiry, CVV) as pure functions (table-tested in tests/test_validation.py)."""
+"""Payment-method rules (VPA, card number, network, expiry, CVV) as pure functions, table-tested in
+tests/test_validation.py."""
 import re
 from datetime import datetime, timezone
 
