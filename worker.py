@@ -1,10 +1,11 @@
 """The one background process: claims due jobs from the `jobs` table and runs them.
 
-Settlement and refund jobs run in batches inside one transaction each (state change, events and
-job completion commit together). Webhook deliveries run on a bounded thread pool, a few per
-merchant at most, so one hanging endpoint cannot hold up the others. LISTEN/NOTIFY wakes the
-loop within milliseconds (sent only while a worker sleeps: see _wait); it polls at least every
-second as the fallback.
+Every job kind has an entry in HANDLERS. Database jobs (settlements, refunds) run inside one
+transaction per claimed batch: state change, events and job completion commit together. Webhook
+deliveries are HTTP: they run on a bounded thread pool, a few per merchant at most, so one
+hanging endpoint cannot hold up the others. LISTEN/NOTIFY wakes the loop within milliseconds
+(sent only while a worker sleeps: see jobs.wakeup_gate); it polls at least every second as the
+fallback.
 """
 import logging
 import os
@@ -22,14 +23,38 @@ import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from app import create_app, db, idempotency, jobs, outbound, payments, refunds, webhooks
-from app.pg import text
 
 log = logging.getLogger("worker")
 
-# kind -> fn(connection, jobs, settings, emit) -> {job_id: seconds until it runs again}
+
+
+class Batched:
+    """A handler that takes all its claimed jobs at once (a few statements for the whole batch):
+    fn(connection, jobs, settings, emit) -> {job_id: seconds until it runs again}; the others are done."""
+
+    def __init__(self, fn):
+        self.run = fn
+
+
+class Each:
+    """A handler that takes one job at a time: fn(connection, payload, settings, emit) -> None when
+    done, or the seconds until it runs again. It still shares its batch's transaction."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def run(self, c, batch, settings, emit):
+        again = {j["id"]: self.fn(c, j["payload"], settings, emit) for j in batch}
+        return {job_id: delay for job_id, delay in again.items() if delay is not None}
+
+
+DELIVERY = "on the delivery threads"  # webhook.deliver: HTTP, not a transaction (Worker.submit_deliveries)
+
+# Every job kind: how it runs. emit(events) writes webhook events in the handler's transaction.
 HANDLERS = {
-    payments.SETTLE: payments.settle_batch,
-    refunds.PROCESS: refunds.process_batch,
+    payments.SETTLE: Batched(payments.settle_batch),
+    refunds.PROCESS: Each(refunds.process),
+    webhooks.DELIVER: DELIVERY,
 }
 POLL_SECONDS = 1.0
 GATE_WAIT_SECONDS = 1
@@ -38,12 +63,15 @@ MAX_WAITING_PER_MERCHANT = 200
 HEALTHCHECK_MAX_AGE = 30  # seconds; the heartbeat is every 2 s, so this tolerates a slow database
 
 
+class LeaseLost(Exception):
+    """Another worker took over some jobs of a batch (our lease expired): the batch is undone."""
+
+
 class Worker:
     def __init__(self, app):
         self.app = app
         self.settings = app.config
-        self.db = db.make_pool(app.config["DATABASE_URL"], pool_size=app.config["WEBHOOK_THREADS"] + 4)
-        self.read_db = self.db.execution_options(isolation_level="AUTOCOMMIT")  # no BEGIN/ROLLBACK
+        self.db = db.make_pool(app.config["DATABASE_URL"], size=app.config["WEBHOOK_THREADS"] + 4, name="worker")
         self.batch = app.config["JOB_BATCH_SIZE"]
         self.lease_s = app.config["JOB_LEASE_SECONDS"]
         self.threads = app.config["WEBHOOK_THREADS"]
@@ -97,22 +125,19 @@ class Worker:
             # within FULL_POOL_RECHECK_SECONDS.
             self.room_freed.wait(FULL_POOL_RECHECK_SECONDS)
             return
-        with self.db.connect() as gate:
-            try:
-                gate.exec_driver_sql(f"SET LOCAL lock_timeout = '{GATE_WAIT_SECONDS}s'; "
-                                     "LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
-            except psycopg.errors.LockNotAvailable:
+        with db.connect(self.db) as gate, db.transaction(gate):
+            if not jobs.wakeup_gate(gate, GATE_WAIT_SECONDS):
                 return  # an enqueuing transaction is slow to end: look at the queue again
             # The look is its own transaction, begun after the gate was granted: the gate's
             # transaction holds no lock on jobs while the worker sleeps (a schema change would
             # queue behind it, and every INSERT into jobs behind that).
-            with self.read_db.connect() as c:
+            with db.connect(self.db) as c:
                 due_in = jobs.seconds_until_next(c)
             timeout = POLL_SECONDS if due_in is None else max(0.0, min(POLL_SECONDS, float(due_in)))
             if timeout > 0:
                 for _ in listener.notifies(timeout=timeout, stop_after=1):
                     pass
-        # The gate is released as its connection goes back to the pool (rollback).
+        # The gate is released as its transaction ends.
 
     def _reconnect(self, listener):
         try:
@@ -137,7 +162,7 @@ class Worker:
         room = self._room()
         lease = str(uuid.uuid4())
         # One statement in autocommit: the lease is durable before any work starts.
-        with self.read_db.connect() as c:
+        with db.connect(self.db) as c:
             claimed = jobs.claim(c, lease, self.batch, self.lease_s,
                                  exclude_kinds=() if room > 0 else (webhooks.DELIVER,))
         if not claimed:
@@ -148,13 +173,15 @@ class Worker:
         # Database work first: a settlement's own webhook goes out right after it, not after the
         # HTTP of older deliveries claimed in the same batch.
         for kind, batch in by_kind.items():
-            if kind in HANDLERS:
-                self.run_batch(kind, batch, lease)
-            elif kind != webhooks.DELIVER:
+            handler = HANDLERS.get(kind)
+            if handler is None:
                 for j in batch:
                     self._fail(j, lease, f"no handler for job kind {kind!r}", 0.0)
-        if webhooks.DELIVER in by_kind:
-            self.submit_deliveries([(j["id"], j["payload"]) for j in by_kind[webhooks.DELIVER]], lease)
+            elif handler is not DELIVERY:
+                self.run_batch(kind, batch, lease)
+        for kind, batch in by_kind.items():
+            if HANDLERS.get(kind) is DELIVERY:
+                self.submit_deliveries([(j["id"], j["payload"]) for j in batch], lease)
         return True
 
     # ---- database jobs -------------------------------------------------------------------------
@@ -165,20 +192,19 @@ class Worker:
         t0 = time.perf_counter()
         emitted = []
         try:
-            with self.db.connect() as c:
+            with db.connect(self.db) as c, db.transaction(c):
                 def emit(events):
                     emitted.extend(webhooks.emit_events(c, events, lease=(lease, self.lease_s)))
 
-                again = HANDLERS[kind](c, batch, self.settings, emit)
-                done = [j["id"] for j in batch if j["id"] not in again]
-                kept = jobs.complete(c, done, lease) + jobs.reschedule(c, list(again), lease, list(again.values()))
+                again = HANDLERS[kind].run(c, batch, self.settings, emit)
+                kept = jobs.finish(c, [(j["id"], lease, again.get(j["id"])) for j in batch])
                 if len(kept) != len(batch):
-                    # Our lease ran out and another worker holds some of these jobs: do nothing.
-                    c.rollback()
-                    log.warning("lease lost for %d of %d %s jobs; left to their new owner",
-                                len(batch) - len(kept), len(batch), kind)
-                    return
-                c.commit()
+                    # Our lease ran out and another worker holds some of these jobs: undo it all.
+                    raise LeaseLost(f"lease lost for {len(batch) - len(kept)} of {len(batch)} {kind} jobs; "
+                                    f"left to their new owner")
+        except LeaseLost as e:
+            log.warning("%s", e)
+            return
         except psycopg.OperationalError:
             raise  # the database is away, not the job's fault: the loop waits; the leases expire
         except Exception as e:  # noqa: BLE001
@@ -200,9 +226,8 @@ class Worker:
 
     def _fail(self, job, lease, error, seconds):
         try:
-            with self.db.connect() as c:
+            with db.connect(self.db) as c:
                 status = jobs.fail(c, job["id"], lease, error)
-                c.commit()
         except Exception:  # noqa: BLE001 - the lease will expire and the job come back
             log.exception("could not record failure of job %s", job["id"])
             return
@@ -220,7 +245,7 @@ class Worker:
             return
         if attempts is None:
             # One read for the whole batch: bodies, attempts, and the merchants' URL and secret now.
-            with self.read_db.connect() as c:
+            with db.connect(self.db) as c:
                 attempts = webhooks.load_attempts(c, [p["log_id"] for _, p in items])
         deferred = []
         with self.lock:
@@ -240,9 +265,8 @@ class Worker:
                 else:
                     deferred.append(job_id)
         if deferred:
-            with self.db.connect() as c:
+            with db.connect(self.db) as c:
                 jobs.release(c, deferred, lease, delay_seconds=1.0)
-                c.commit()
 
     def _start(self, task):
         # Caller holds self.lock and has counted the task in per_merchant_count.
@@ -296,9 +320,8 @@ class Worker:
 
     def _record(self, batch):
         try:
-            with self.db.connect() as c:
-                held = set(webhooks.record_attempts(c, batch))
-                c.commit()
+            with db.connect(self.db) as c, db.transaction(c):
+                held = webhooks.record_attempts(c, batch)
         except Exception:  # noqa: BLE001 - the leases expire and the attempts run again
             log.exception("could not record %d delivery outcomes", len(batch))
             return
@@ -328,12 +351,11 @@ class Worker:
         return s
 
     def heartbeat(self):
-        self._duty("heartbeat", lambda c: c.execute(text(
-            """
+        self._duty("heartbeat", lambda c: db.execute(c, """
             WITH gone AS (DELETE FROM worker_heartbeats WHERE beat_at < now() - interval '1 hour')
-            INSERT INTO worker_heartbeats (worker_id, hostname, pid) VALUES (:id, :host, :pid)
+            INSERT INTO worker_heartbeats (worker_id, hostname, pid) VALUES (%(id)s, %(host)s, %(pid)s)
             ON CONFLICT (worker_id) DO UPDATE SET beat_at = now()
-            """), {"id": self.id, "host": socket.gethostname(), "pid": os.getpid()}), quiet=True)
+            """, {"id": self.id, "host": socket.gethostname(), "pid": os.getpid()}), quiet=True)
 
     def extend_leases(self):
         with self.lock:
@@ -345,9 +367,8 @@ class Worker:
 
     def _duty(self, name, fn, quiet=False):
         try:
-            with self.db.connect() as c:
+            with db.connect(self.db) as c:
                 n = fn(c)
-                c.commit()
             if not quiet and n:
                 log.info("%s: %s rows", name, n)
         except Exception as e:  # noqa: BLE001 - a duty failing (database down) is retried next time
@@ -359,7 +380,7 @@ class Worker:
         """For callers that drive step() themselves (tests): finish deliveries and record them."""
         self.pool.shutdown(wait=True)
         self.close_recorder()
-        self.db.dispose()
+        self.db.close()
 
     def close_recorder(self):
         """Write the outcomes still queued, then end the recorder thread."""
@@ -381,18 +402,17 @@ class Worker:
                 left.setdefault(lease, []).append(job_id)
             self.in_flight.clear()
         try:
-            with self.db.connect() as c:
+            with db.connect(self.db) as c:
                 for lease, ids in left.items():
                     jobs.release(c, ids, lease)
-                c.execute(text("DELETE FROM worker_heartbeats WHERE worker_id = :id"), {"id": self.id})
-                c.commit()
+                db.execute(c, "DELETE FROM worker_heartbeats WHERE worker_id = %(id)s", {"id": self.id})
         except Exception as e:  # noqa: BLE001 - leases expire anyway
             log.warning("could not release jobs on shutdown: %s", type(e).__name__)
         try:
             listener.close()
         except Exception:  # noqa: BLE001
             pass
-        self.db.dispose()
+        self.db.close()
         log.info("worker %s stopped", self.id)
 
 
@@ -412,7 +432,7 @@ def main():
     # The database may not be up yet (compose, a restart): wait for it rather than exit.
     while not stop.is_set():
         try:
-            with app.app_context(), db.pool().connect() as c:
+            with app.app_context(), db.connect(db.pool()) as c:
                 db.apply_schema(c)
             break
         except psycopg.OperationalError as e:

@@ -13,11 +13,9 @@ _DUMMY_SECRET = "secret_" + "x" * 24
 
 MERCHANT_COLUMNS = "id, name, email, api_key, api_secret, webhook_url, webhook_secret, is_active"
 
-# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active,
-# has_webhook_url}). Saves a query on every API call; a deactivated merchant is refused within
-# AUTH_CACHE_SECONDS. has_webhook_url is only a hint (payments.create picks its path by it; its
-# statement decides); the URL and secret themselves are read in the request's transaction where
-# they matter. Unknown keys are not cached, so guessing cannot fill it.
+# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active}).
+# Saves a query on every API call; a deactivated merchant is refused within AUTH_CACHE_SECONDS.
+# Unknown keys are not cached, so guessing cannot fill it.
 AUTH_CACHE_SECONDS = 5.0
 AUTH_CACHE_MAX = 10_000
 _auth_cache = {}
@@ -53,8 +51,8 @@ def _lookup(key):
     hit = _auth_cache.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
-    merchant = db.one("SELECT id, name, api_secret, is_active, webhook_url IS NOT NULL AS has_webhook_url "
-                      "FROM merchants WHERE api_key = :key", key=key)
+    merchant = db.one(db.conn(), "SELECT id, name, api_secret, is_active FROM merchants WHERE api_key = %(key)s",
+                      {"key": key})
     if merchant is not None:
         if len(_auth_cache) >= AUTH_CACHE_MAX:
             _auth_cache.clear()
@@ -86,8 +84,8 @@ def signed_in_merchant():
     merchant_id, token = session.get("merchant_id"), session.get("token")
     if not (merchant_id and isinstance(token, str)):
         return None
-    merchant = db.one(f"SELECT {MERCHANT_COLUMNS}, session_version, password_hash FROM merchants "
-                      "WHERE id = :id AND is_active", id=merchant_id)
+    merchant = db.one(db.conn(), f"SELECT {MERCHANT_COLUMNS}, session_version, password_hash FROM merchants "
+                                 "WHERE id = %(id)s AND is_active", {"id": merchant_id})
     if not (merchant and merchant["password_hash"]
             and hmac.compare_digest(session_token(merchant).encode(), token.encode())):
         return None

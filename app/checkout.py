@@ -124,7 +124,7 @@ def payment_result(payment_id):
     body = {"paymentId": payment["id"], "orderId": payment["order_id"], "status": payment["status"]}
     if payment["status"] == "success":
         # The view reads the one secret it needs, as api/payments.py reads the order's merchant.
-        secret = db.scalar("SELECT api_secret FROM merchants WHERE id = :id", c, id=payment["merchant_id"])
+        secret = db.value(c, "SELECT api_secret FROM merchants WHERE id = %(id)s", {"id": payment["merchant_id"]})
         body["signature"] = payment_signature(secret, payment["order_id"], payment["id"])
     elif payment["status"] == "failed":
         body.update(errorCode=payment["error_code"], errorDescription=payment["error_description"])

@@ -13,7 +13,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import dashboard_data as data
-from . import dashboard_docs, db, payments, ratelimit, refunds, webhooks
+from . import dashboard_docs, db, jobs, payments, ratelimit, refunds, webhooks
 from .auth import login_required, session_token, signed_in_merchant
 from .errors import ApiError, NotFound, html_errors
 from .health import worker_running
@@ -61,7 +61,6 @@ def _throttle(c, email):
     decision = ratelimit.hit(c, address_key, by_address)
     if decision.allowed:
         decision = ratelimit.hit(c, email_key, by_email)
-    c.commit()  # now: the rows stay locked until then, and every other process must count it
     return None if decision.allowed else decision
 
 
@@ -70,7 +69,6 @@ def _signed_in(c, email):
     address_key, email_key = _throttle_keys(email)
     ratelimit.clear(c, email_key)
     ratelimit.give_back(c, address_key)
-    c.commit()
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -114,7 +112,6 @@ def logout():
         # Ends this session and every copy of its cookie (and the merchant's other sessions).
         c = db.conn()
         data.end_sessions(c, merchant["id"])
-        c.commit()
     session.clear()
     flash("You have been signed out.", "info")
     return redirect(url_for("dashboard.login"))
@@ -203,7 +200,6 @@ def save_webhook_url():
     except ApiError as e:
         # Shown next to the field, with what was typed kept; nothing was written.
         return _webhooks_page(url_value=url, url_error=e.description, status=400)
-    c.commit()
     flash(f"Webhook URL saved: {config['webhook_url']}" if config["webhook_url"] else "Webhook URL cleared.",
           "success")
     return redirect(url_for("dashboard.webhooks_page"))
@@ -214,7 +210,6 @@ def save_webhook_url():
 def regenerate_webhook_secret():
     c = db.conn()
     webhooks.regenerate_secret(c, g.merchant["id"])
-    c.commit()
     flash("A new webhook secret was generated; deliveries are signed with it from now on.", "success")
     return redirect(url_for("dashboard.webhooks_page"))
 
@@ -228,7 +223,6 @@ def send_test_webhook():
     except ApiError as e:
         flash(e.description, "error")
         return redirect(url_for("dashboard.webhooks_page"))
-    c.commit()
     flash(f"Test webhook queued for {g.merchant['webhook_url']}.", "success")
     return redirect(url_for("dashboard.webhooks_page"))
 
@@ -242,7 +236,6 @@ def retry_webhook(log_id):
     except ApiError as e:  # not found, or an attempt is on the wire right now (409)
         flash(e.description, "error")
     else:
-        c.commit()
         flash(f"{result['message']} ({log_id}).", "success")
     return redirect(_safe_next(request.form.get("next")) if request.form.get("next")
                     else url_for("dashboard.webhooks_page"))
@@ -268,8 +261,8 @@ def docs():
 @login_required
 def jobs_page():
     c = db.conn()
-    return render_template("dashboard/jobs.html", queue=data.queue_overview(c), running=worker_running(c),
-                           workers=data.workers(c), dead=data.dead_jobs(c, g.merchant["id"]))
+    return render_template("dashboard/jobs.html", queue=jobs.overview(c), running=worker_running(c),
+                           workers=data.workers(c), dead=jobs.dead_of_merchant(c, g.merchant["id"]))
 
 
 # ---- formatting (money and time are formatted here, for the templates only) ---------------------

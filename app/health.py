@@ -1,11 +1,10 @@
 """GET /health and the public test endpoints that need no merchant."""
 from datetime import datetime, timezone
 
-import psycopg
 from flask import Blueprint, current_app, jsonify
 
+from . import db
 from .config import TEST_MERCHANT
-from .pg import text
 from .timefmt import iso
 
 bp = Blueprint("health", __name__)
@@ -15,29 +14,15 @@ HEARTBEAT_FRESH_SECONDS = 10
 
 def worker_running(c):
     """A worker is running when some heartbeat is younger than ~10 s (it beats every 2 s)."""
-    return bool(c.execute(text(
-        "SELECT EXISTS (SELECT 1 FROM worker_heartbeats WHERE beat_at > now() - make_interval(secs => :s))"),
-        {"s": HEARTBEAT_FRESH_SECONDS}).scalar())
-
-
-def database_state(pool):
-    """Whether a worker is running, asked on a pooled connection; raises when the database is down.
-    A connection pooled before a database restart fails on first use (the pool then drops every
-    idle one), so a broken reused connection gets one retry on a fresh connection."""
-    for attempt in (1, 2):
-        with pool.connect() as c:
-            try:
-                return worker_running(c)
-            except psycopg.OperationalError:
-                if attempt == 2 or not c.driver_connection.broken:
-                    raise
+    return db.value(c, "SELECT EXISTS (SELECT 1 FROM worker_heartbeats "
+                       "WHERE beat_at > now() - make_interval(secs => %(s)s))", {"s": HEARTBEAT_FRESH_SECONDS})
 
 
 @bp.get("/health")
 def health():
     now = iso(datetime.now(timezone.utc))
     try:
-        running = database_state(current_app.extensions["db_pool"])
+        running = worker_running(db.conn())
     except Exception:  # noqa: BLE001 - any failure to reach the database is "disconnected"
         current_app.logger.warning("health: database unreachable")
         body = {"status": "unhealthy", "database": "disconnected", "worker": "unknown", "timestamp": now}
@@ -49,9 +34,7 @@ def health():
 
 @bp.get("/api/v1/test/merchant")
 def test_merchant():
-    from . import db
-
-    row = db.one("SELECT id, email, api_key FROM merchants WHERE id = :id", id=TEST_MERCHANT["id"])
+    row = db.one(db.conn(), "SELECT id, email, api_key FROM merchants WHERE id = %(id)s", {"id": TEST_MERCHANT["id"]})
     if row is None:
         from .errors import NotFound
 

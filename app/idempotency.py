@@ -8,7 +8,6 @@ from flask import current_app, g, request
 
 from . import db
 from .errors import ApiError, Conflict
-from .pg import text
 
 MAX_KEY_LENGTH = 255
 
@@ -18,8 +17,8 @@ def _respond(body_text, status):
 
 
 def idempotent(*header_names):
-    """Wrap a creating view that returns (dict, status) and never commits itself. This decorator
-    commits: the new object and its stored response land in one transaction."""
+    """Wrap a creating view that returns (dict, status). With a key, the new object and its stored
+    response land in one transaction."""
     header_names = header_names or ("Idempotency-Key",)
 
     def decorator(view):
@@ -38,7 +37,7 @@ SCOPE_SEPARATOR = "\x1f"
 
 
 def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None):
-    """Run produce() -> (dict, status) and commit, at most once per (merchant, key) when the request
+    """Run produce() -> (dict, status), at most once per (merchant, key) when the request
     carries a key; a repeat gets the stored response. For views whose merchant is known only after
     reading the body (the checkout's public payment), which cannot use the decorator. An
     unauthenticated view passes its order id as `scope`: anyone may call it, so its keys live
@@ -47,9 +46,7 @@ def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None):
     c = db.conn()
     if key is None:
         body, status = produce()
-        text_body = current_app.json.dumps(body)
-        c.commit()
-        return _respond(text_body, status)
+        return _respond(current_app.json.dumps(body), status)
     if len(key) > MAX_KEY_LENGTH:
         raise ApiError(f"Idempotency key may be at most {MAX_KEY_LENGTH} characters.")
     if any(ch < " " or ch == "\x7f" for ch in key):  # a NUL would make PostgreSQL raise (500)
@@ -57,33 +54,32 @@ def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None):
     if scope is not None:
         key = scope + SCOPE_SEPARATOR + key
     digest = request_digest()
-    # The primary key decides, not a check-then-insert: a concurrent request with the same key
-    # blocks here until the first commits (then it replays) or rolls back (then it goes ahead).
-    # An expired key is taken over in the same statement.
-    claimed = c.execute(text(
-        """
-        INSERT INTO idempotency_keys (key, merchant_id, request_hash) VALUES (:k, :m, :h)
-        ON CONFLICT (merchant_id, key) DO UPDATE
-           SET request_hash = EXCLUDED.request_hash, response = NULL,
-               created_at = now(), expires_at = now() + interval '24 hours'
-         WHERE idempotency_keys.expires_at <= now()
-        RETURNING 1
-        """), {"k": key, "m": merchant_id, "h": digest}).scalar()
-    if not claimed:
-        stored = c.execute(text("SELECT request_hash, response FROM idempotency_keys "
-                                "WHERE merchant_id = :m AND key = :k"), {"m": merchant_id, "k": key}).first()
-        c.rollback()
-        if stored.request_hash != digest:
-            raise Conflict("Idempotency key was already used with a different request.", field="Idempotency-Key")
-        if stored.response is None:
-            raise Conflict("A request with this idempotency key is still in progress.")
-        return _respond(stored.response["body"], stored.response["status"])
-    body, status = produce()
-    text_body = current_app.json.dumps(body)
-    c.execute(text("UPDATE idempotency_keys SET response = CAST(:r AS jsonb) WHERE merchant_id = :m AND key = :k"),
-              {"r": json.dumps({"status": status, "body": text_body}), "m": merchant_id, "k": key})
-    c.commit()
-    return _respond(text_body, status)
+    params = {"k": key, "m": merchant_id, "h": digest}
+    with db.transaction(c):
+        # The primary key decides, not a check-then-insert: a concurrent request with the same key
+        # blocks here until the first commits (then it replays) or rolls back (then it goes ahead).
+        # An expired key is taken over in the same statement.
+        claimed = db.value(c, """
+            INSERT INTO idempotency_keys (key, merchant_id, request_hash) VALUES (%(k)s, %(m)s, %(h)s)
+            ON CONFLICT (merchant_id, key) DO UPDATE
+               SET request_hash = EXCLUDED.request_hash, response = NULL,
+                   created_at = now(), expires_at = now() + interval '24 hours'
+             WHERE idempotency_keys.expires_at <= now()
+            RETURNING 1
+            """, params)
+        if claimed:
+            body, status = produce()
+            text_body = current_app.json.dumps(body)
+            db.execute(c, "UPDATE idempotency_keys SET response = %(r)s::jsonb WHERE merchant_id = %(m)s AND key = %(k)s",
+                       dict(params, r=json.dumps({"status": status, "body": text_body})))
+            return _respond(text_body, status)
+        stored = db.one(c, "SELECT request_hash, response FROM idempotency_keys WHERE merchant_id = %(m)s AND key = %(k)s",
+                        params)
+    if stored["request_hash"] != digest:
+        raise Conflict("Idempotency key was already used with a different request.", field="Idempotency-Key")
+    if stored["response"] is None:
+        raise Conflict("A request with this idempotency key is still in progress.")
+    return _respond(stored["response"]["body"], stored["response"]["status"])
 
 
 def request_digest():
@@ -98,4 +94,4 @@ def request_digest():
 
 def delete_expired(c):
     """Periodic duty: expired keys are free again (and the table stays small)."""
-    return c.execute(text("DELETE FROM idempotency_keys WHERE expires_at <= now()")).rowcount
+    return db.execute(c, "DELETE FROM idempotency_keys WHERE expires_at <= now()")

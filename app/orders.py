@@ -4,7 +4,6 @@ import json
 from . import db, ids
 from .errors import NotFound
 from .ids import new_id
-from .pg import text
 
 COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at"
 
@@ -17,36 +16,34 @@ def check_id(order_id):
 def create(c, merchant_id, data):
     """Insert an order (validated by schemas.OrderCreate): one statement, committed by itself
     unless the caller has a transaction open (an Idempotency-Key's)."""
-    return dict(c.execute_alone(text(
-        f"INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes) "
-        f"VALUES (:id, :m, :amount, :currency, :receipt, CAST(:notes AS jsonb)) RETURNING {COLUMNS}"),
-        {"id": new_id("order_"), "m": merchant_id, "amount": data["amount"], "currency": data["currency"].upper(),
-         "receipt": data["receipt"], "notes": json.dumps(data["notes"])}).mappings().one())
+    return db.one(c, f"INSERT INTO orders (id, merchant_id, amount, currency, receipt, notes) "
+                     f"VALUES (%(id)s, %(m)s, %(amount)s, %(currency)s, %(receipt)s, %(notes)s::jsonb) "
+                     f"RETURNING {COLUMNS}",
+                  {"id": new_id("order_"), "m": merchant_id, "amount": data["amount"],
+                   "currency": data["currency"].upper(), "receipt": data["receipt"], "notes": json.dumps(data["notes"])})
 
 
 def get(c, merchant_id, order_id, lock=False):
     """The merchant's order or 404 (another merchant's order is 404 too)."""
     check_id(order_id)
-    row = c.execute(text(f"SELECT {COLUMNS} FROM orders WHERE id = :id AND merchant_id = :m"
-                         + (" FOR UPDATE" if lock else "")),
-                    {"id": order_id, "m": merchant_id}).mappings().first()
+    row = db.one(c, f"SELECT {COLUMNS} FROM orders WHERE id = %(id)s AND merchant_id = %(m)s"
+                    + (" FOR UPDATE" if lock else ""), {"id": order_id, "m": merchant_id})
     if row is None:
         raise NotFound("Order not found.", field="order_id")
-    return dict(row)
+    return row
 
 
 def get_public(c, order_id):
     """What the checkout shows: amount, currency, status and the merchant's name."""
     check_id(order_id)
-    row = c.execute(text(
-        "SELECT o.id, o.amount, o.currency, o.status, o.merchant_id, m.name AS merchant_name, m.api_key "
-        "FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.id = :id AND m.is_active"),
-        {"id": order_id}).mappings().first()
+    row = db.one(c, "SELECT o.id, o.amount, o.currency, o.status, o.merchant_id, m.name AS merchant_name, m.api_key "
+                    "FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.id = %(id)s AND m.is_active",
+                 {"id": order_id})
     if row is None:
         raise NotFound("Order not found.", field="order_id")
-    return dict(row)
+    return row
 
 
 def list_(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's orders, newest first."""
-    return db.page(c, "orders", COLUMNS, "merchant_id = :m", {"m": merchant_id}, limit, offset, window)
+    return db.page(c, "orders", COLUMNS, "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window)

@@ -1,4 +1,4 @@
-"""Payments: accept (pending + settlement job in one statement, or one transaction with the event), settle, capture."""
+"""Payments: accept (the payment, its settlement job and its event in one transaction), settle, capture."""
 import json
 import random
 
@@ -8,7 +8,6 @@ from . import db, ids, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .ids import new_id
 from .schemas import PAYMENT
-from .pg import text
 
 SETTLE = "payment.settle"
 SETTLED_EVENTS = {"success": "payment.success", "failed": "payment.failed"}  # the event a settlement emits
@@ -52,24 +51,22 @@ MAX_ATTEMPTS = 20  # payments per order, whatever their status: a shopper (or a 
 IN_FLIGHT_INDEX = "payments_one_in_flight_per_order"
 
 # One statement: read the order and its payments so far, insert the payment and its settlement job
-# when the order allows it, and tell whether the merchant takes webhooks. With :alone (no
-# transaction open) the statement is the whole transaction, so it inserts only for a merchant
-# without a webhook URL: one with a URL needs the payment.created event in the same transaction,
-# which the caller then opens. The count sees only committed payments: a concurrent one still in
-# its transaction is caught by the unique index IN_FLIGHT_INDEX instead.
+# when the order allows it, and tell whether the merchant takes webhooks. The count sees only
+# committed payments: a concurrent one still in its transaction is caught by the unique index
+# IN_FLIGHT_INDEX instead.
 _CREATE = f"""
-WITH o AS (SELECT id, amount, currency, status FROM orders WHERE id = :order_id AND merchant_id = :m),
-     m AS (SELECT webhook_url IS NOT NULL AS has_url FROM merchants WHERE id = :m),
+WITH o AS (SELECT id, amount, currency, status FROM orders WHERE id = %(order_id)s AND merchant_id = %(m)s),
+     m AS (SELECT webhook_url IS NOT NULL AS has_url FROM merchants WHERE id = %(m)s),
      n AS (SELECT count(*) AS attempts, count(*) FILTER (WHERE status IN ('pending', 'processing')) AS in_flight
-             FROM payments WHERE order_id = :order_id),
+             FROM payments WHERE order_id = %(order_id)s),
      p AS (INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, notes)
-           SELECT :id, o.id, :m, o.amount, o.currency, :method, :vpa, :card_network, :card_last4, CAST(:notes AS jsonb)
+           SELECT %(id)s, o.id, %(m)s, o.amount, o.currency, %(method)s, %(vpa)s, %(card_network)s, %(card_last4)s,
+                  %(notes)s::jsonb
              FROM o, m, n
             WHERE o.status = 'created'
-              AND o.amount = coalesce(CAST(:amount AS integer), o.amount)
-              AND o.currency = coalesce(CAST(:currency AS text), o.currency)
+              AND o.amount = coalesce(%(amount)s::integer, o.amount)
+              AND o.currency = coalesce(%(currency)s::text, o.currency)
               AND n.in_flight = 0 AND n.attempts < {MAX_ATTEMPTS}
-              AND NOT (CAST(:alone AS boolean) AND m.has_url)
            RETURNING {COLUMNS}),
      j AS (INSERT INTO jobs (kind, payload) SELECT '{SETTLE}', jsonb_build_object('payment_id', p.id) FROM p)
 SELECT o.status AS order_status, o.amount AS order_amount, o.currency AS order_currency, m.has_url,
@@ -81,17 +78,6 @@ SELECT o.status AS order_status, o.amount AS order_amount, o.currency AS order_c
 def _in_progress():
     return Conflict("A payment is already in progress for this order; wait for it to complete.",
                     field="order_id")
-
-
-def _insert(c, params, alone):
-    """Run _CREATE; a concurrent payment of the same order that won the race is a 409."""
-    try:
-        run = c.execute_alone if alone else c.execute
-        return run(text(_CREATE), dict(params, alone=alone)).mappings().first()
-    except psycopg.errors.UniqueViolation as e:
-        if e.diag.constraint_name == IN_FLIGHT_INDEX:
-            raise _in_progress() from None
-        raise
 
 
 def create(c, merchant, data):
@@ -107,13 +93,16 @@ def create(c, merchant, data):
     params = dict(method, id=new_id("pay_"), order_id=data["order_id"], m=merchant["id"], method=data["method"],
                   amount=data.get("amount"), currency=data["currency"].upper() if "currency" in data else None,
                   notes=json.dumps(data["notes"]))
-    if c.in_transaction() or merchant.get("has_webhook_url"):
-        row = _insert(c, params, alone=False)
-    else:
-        row = _insert(c, params, alone=True)
-        if row is not None and row["id"] is None and row["has_url"]:
-            # Refused for its URL, set lately (the hint is cached): again, in a transaction with the event.
-            row = _insert(c, params, alone=False)
+    try:
+        with db.transaction(c):
+            row = db.one(c, _CREATE, params)
+            if row is not None and row["id"] is not None and row["has_url"]:
+                payment = {k: row[k] for k in COLUMNS.split(", ")}
+                webhooks.emit_event(c, merchant["id"], "payment.created", {"payment": PAYMENT.dump(payment)})
+    except psycopg.errors.UniqueViolation as e:
+        if e.diag.constraint_name == IN_FLIGHT_INDEX:  # a concurrent payment of this order won the race
+            raise _in_progress() from None
+        raise
     if row is None:
         raise NotFound("Order not found.", field="order_id")
     if row["id"] is None:
@@ -121,53 +110,50 @@ def create(c, merchant, data):
         if row["in_flight"]:
             raise _in_progress()
         raise ApiError(f"This order has reached its limit of {MAX_ATTEMPTS} payment attempts.", field="order_id")
-    payment = {k: row[k] for k in COLUMNS.split(", ")}
-    if row["has_url"]:
-        webhooks.emit_event(c, merchant["id"], "payment.created", {"payment": PAYMENT.dump(payment)})
-    return payment
+    return {k: row[k] for k in COLUMNS.split(", ")}
 
 
 def get(c, merchant_id, payment_id, lock=False):
     """The merchant's payment or 404 (another merchant's payment is 404 too)."""
     _check_id(payment_id)
-    row = c.execute(text(f"SELECT {COLUMNS} FROM payments WHERE id = :id AND merchant_id = :m"
-                         + (" FOR UPDATE" if lock else "")),
-                    {"id": payment_id, "m": merchant_id}).mappings().first()
+    row = db.one(c, f"SELECT {COLUMNS} FROM payments WHERE id = %(id)s AND merchant_id = %(m)s"
+                    + (" FOR UPDATE" if lock else ""), {"id": payment_id, "m": merchant_id})
     if row is None:
         raise NotFound("Payment not found.")
-    return dict(row)
+    return row
 
 
 def get_public(c, payment_id):
     """Any payment by id, for the checkout's polling (ids are unguessable)."""
     _check_id(payment_id)
-    row = c.execute(text(f"SELECT {COLUMNS} FROM payments WHERE id = :id"), {"id": payment_id}).mappings().first()
+    row = db.one(c, f"SELECT {COLUMNS} FROM payments WHERE id = %(id)s", {"id": payment_id})
     if row is None:
         raise NotFound("Payment not found.")
-    return dict(row)
+    return row
 
 
 def list_(c, merchant_id, limit, offset, status=None, window=(None, None), order_id=None):
     """The merchant's payments, newest first; optionally only one status or one order's."""
-    where, params = "merchant_id = :m", {"m": merchant_id}
+    where, params = "merchant_id = %(m)s", {"m": merchant_id}
     if status:
-        where, params["status"] = where + " AND status = :status", status
+        where, params["status"] = where + " AND status = %(status)s", status
     if order_id:
-        where, params["order_id"] = where + " AND order_id = :order_id", order_id
+        where, params["order_id"] = where + " AND order_id = %(order_id)s", order_id
     return db.page(c, "payments", COLUMNS, where, params, limit, offset, window)
 
 
 def capture(c, merchant_id, payment_id, amount):
     """Mark a successful payment captured; the amount must be the payment's amount."""
-    payment = get(c, merchant_id, payment_id, lock=True)
-    if payment["status"] != "success":
-        raise ApiError("Payment not in capturable state")
-    if payment["captured"]:
-        raise ApiError("Payment has already been captured")
-    if amount != payment["amount"]:
-        raise ApiError("Capture amount must equal the payment amount.", field="amount")
-    return dict(c.execute(text(f"UPDATE payments SET captured = true, updated_at = now() WHERE id = :id "
-                               f"RETURNING {COLUMNS}"), {"id": payment_id}).mappings().one())
+    with db.transaction(c):
+        payment = get(c, merchant_id, payment_id, lock=True)
+        if payment["status"] != "success":
+            raise ApiError("Payment not in capturable state")
+        if payment["captured"]:
+            raise ApiError("Payment has already been captured")
+        if amount != payment["amount"]:
+            raise ApiError("Capture amount must equal the payment amount.", field="amount")
+        return db.one(c, f"UPDATE payments SET captured = true, updated_at = now() WHERE id = %(id)s "
+                         f"RETURNING {COLUMNS}", {"id": payment_id})
 
 
 # ---- settlement (worker) ----------------------------------------------------------------------
@@ -197,13 +183,12 @@ def settle_batch(c, batch, settings, emit):
     Returns {job_id: delay} for jobs to run again; the other jobs are done."""
     job_of = {j["payload"]["payment_id"]: j["id"] for j in batch}
     # Lock the payments in id order: two workers never deadlock on a shared pair.
-    rows = c.execute(text(
-        """
+    rows = db.all(c, """
         SELECT p.id, p.order_id, p.method, p.status, p.merchant_id, m.webhook_url IS NOT NULL AS has_url
           FROM payments p JOIN merchants m ON m.id = p.merchant_id
-         WHERE p.id = ANY(:ids) AND p.status IN ('pending', 'processing')
+         WHERE p.id = ANY(%(ids)s) AND p.status IN ('pending', 'processing')
          ORDER BY p.id FOR UPDATE OF p
-        """), {"ids": list(job_of)}).mappings().all()
+        """, {"ids": list(job_of)})
     again, to_processing, settle = {}, [], []
     for r in rows:
         delay = _delay_seconds(settings) if r["status"] == "pending" else 0
@@ -213,8 +198,8 @@ def settle_batch(c, batch, settings, emit):
         else:
             settle.append((r, *_outcome(r["method"], settings)))
     if to_processing:
-        c.execute(text("UPDATE payments SET status = 'processing', updated_at = now() "
-                       "WHERE id = ANY(:ids) AND status = 'pending'"), {"ids": to_processing})
+        db.execute(c, "UPDATE payments SET status = 'processing', updated_at = now() "
+                      "WHERE id = ANY(%(ids)s) AND status = 'pending'", {"ids": to_processing})
     if settle:
         _settle(c, settle, emit)
     return again
@@ -224,9 +209,9 @@ def _settle(c, settle, emit):
     # An order is paid once: claim each order for the first successful payment of it; a later
     # success for an order already paid becomes a failure (the unique index would refuse it anyway).
     wanted = sorted({r["order_id"] for r, status, *_ in settle if status == "success"})
-    paid_now = set(c.execute(text(
-        "UPDATE orders SET status = 'paid', updated_at = now() WHERE id = ANY(:ids) AND status = 'created' "
-        "RETURNING id"), {"ids": wanted}).scalars()) if wanted else set()
+    paid_now = set(db.values(c, "UPDATE orders SET status = 'paid', updated_at = now() "
+                                "WHERE id = ANY(%(ids)s) AND status = 'created' RETURNING id",
+                             {"ids": wanted})) if wanted else set()
     ids, statuses, codes, descs, has_url = [], [], [], [], {}
     for r, status, code, desc in settle:
         if status == "success":
@@ -239,12 +224,11 @@ def _settle(c, settle, emit):
         codes.append(code)
         descs.append(desc)
         has_url[r["id"]] = r["has_url"]
-    settled = c.execute(text(
-        f"""
+    settled = db.all(c, f"""
         UPDATE payments p SET status = t.s, error_code = t.c, error_description = t.d, updated_at = now()
-          FROM unnest(CAST(:ids AS text[]), CAST(:s AS text[]), CAST(:c AS text[]), CAST(:d AS text[])) AS t(id, s, c, d)
+          FROM unnest(CAST(%(ids)s AS text[]), CAST(%(s)s AS text[]), CAST(%(c)s AS text[]), CAST(%(d)s AS text[])) AS t(id, s, c, d)
          WHERE p.id = t.id AND p.status IN ('pending', 'processing')
         RETURNING {", ".join("p." + col.strip() for col in COLUMNS.split(","))}
-        """), {"ids": ids, "s": statuses, "c": codes, "d": descs}).mappings().all()
+        """, {"ids": ids, "s": statuses, "c": codes, "d": descs})
     emit([(p["merchant_id"], SETTLED_EVENTS[p["status"]], {"payment": PAYMENT.dump(p)})
           for p in settled if has_url[p["id"]]])

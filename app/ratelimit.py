@@ -10,7 +10,7 @@ import math
 import random
 import re
 
-from .pg import text
+from . import db
 
 FORMAT = "N/[k]second|minute|hour|day[s], e.g. 5/15minutes or 30/minute"
 _LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
@@ -56,52 +56,51 @@ def parse(value):
 
 # The upsert counts the hit only when it fits (its WHERE); `before` comes from the statement's
 # snapshot, so a refused hit learns when its window ends without a second round trip.
-_HIT = text(
-    """
+_HIT = """
     WITH t AS (SELECT statement_timestamp() AS now),
-    before AS (SELECT reset_at FROM rate_limits WHERE key = :key),
+    before AS (SELECT reset_at FROM rate_limits WHERE key = %(key)s),
     hit AS (
         INSERT INTO rate_limits AS r (key, hits, reset_at)
-        SELECT :key, 1, t.now + make_interval(secs => :period) FROM t
+        SELECT %(key)s, 1, t.now + make_interval(secs => %(period)s) FROM t
         ON CONFLICT (key) DO UPDATE
            SET hits = CASE WHEN r.reset_at <= statement_timestamp() THEN 1 ELSE r.hits + 1 END,
                reset_at = CASE WHEN r.reset_at <= statement_timestamp() THEN EXCLUDED.reset_at
                                ELSE r.reset_at END
-         WHERE r.reset_at <= statement_timestamp() OR r.hits < :count
+         WHERE r.reset_at <= statement_timestamp() OR r.hits < %(count)s
         RETURNING hits, reset_at)
     SELECT (SELECT hits FROM hit) AS hits,
            extract(epoch FROM coalesce((SELECT reset_at FROM hit), (SELECT reset_at FROM before)) - t.now)::float8
                AS reset
       FROM t
-    """)
+    """
 
 
 def hit(c, key, limit):
-    """Count one hit on `key` if it fits in `limit`; a refused hit is not counted. The caller
-    commits at once: the key's row stays locked until then, and other processes must see it."""
+    """Count one hit on `key` if it fits in `limit`; a refused hit is not counted. One statement,
+    committed by itself unless the caller holds a transaction open (then the key's row stays
+    locked until it ends)."""
     if random.random() < PURGE_CHANCE:
         purge(c)
-    row = c.execute(_HIT, {"key": key, "count": limit.count, "period": limit.period}).one()
+    row = db.one(c, _HIT, {"key": key, "count": limit.count, "period": limit.period})
     # A refused hit whose row a concurrent first hit inserted after this statement's snapshot has
     # no `reset` of its own: that window has just opened, so the whole period is the wait.
-    reset = limit.period if row.reset is None else max(row.reset, 0.0)
-    if row.hits is not None:
-        return Decision(True, limit, limit.count - row.hits, reset, 0.0)
+    reset = limit.period if row["reset"] is None else max(row["reset"], 0.0)
+    if row["hits"] is not None:
+        return Decision(True, limit, limit.count - row["hits"], reset, 0.0)
     return Decision(False, limit, 0, reset, reset)
 
 
 def give_back(c, key):
     """Undo one counted hit (it turned out not to be one the limit is about)."""
-    c.execute(text("UPDATE rate_limits SET hits = hits - 1 WHERE key = :key AND hits > 0"), {"key": key})
+    db.execute(c, "UPDATE rate_limits SET hits = hits - 1 WHERE key = %(key)s AND hits > 0", {"key": key})
 
 
 def clear(c, key):
     """Forget every hit on `key`."""
-    c.execute(text("DELETE FROM rate_limits WHERE key = :key"), {"key": key})
+    db.execute(c, "DELETE FROM rate_limits WHERE key = %(key)s", {"key": key})
 
 
 def purge(c, batch=1000):
     """Delete spent rows (their window has ended), skipping rows a concurrent hit holds."""
-    c.execute(text(
-        "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits WHERE reset_at < statement_timestamp() "
-        "LIMIT :batch FOR UPDATE SKIP LOCKED)"), {"batch": batch})
+    db.execute(c, "DELETE FROM rate_limits WHERE key IN (SELECT key FROM rate_limits "
+                  "WHERE reset_at < statement_timestamp() LIMIT %(batch)s FOR UPDATE SKIP LOCKED)", {"batch": batch})

@@ -3,7 +3,6 @@ import re
 
 import pytest
 
-from app.pg import text
 
 from helpers import CARD, wait_until
 
@@ -34,7 +33,7 @@ def pay(client, merchant, order_id, method="upi", **fields):
 
 
 def payment_status(db, payment_id):
-    return db.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": payment_id}).scalar()
+    return db.value("SELECT status FROM payments WHERE id = %(id)s", {"id": payment_id})
 
 
 def settle(worker, db, payment_id):
@@ -56,7 +55,7 @@ def paid_payment(client, db, worker, merchant, amount=50000, method="upi"):
 
 
 def count(db, table, merchant_id):
-    return db.execute(text(f"SELECT count(*) FROM {table} WHERE merchant_id = :m"), {"m": merchant_id}).scalar()
+    return db.value(f"SELECT count(*) FROM {table} WHERE merchant_id = %(m)s", {"m": merchant_id})
 
 
 @pytest.fixture(scope="module")
@@ -67,4 +66,4 @@ def api_worker(app):
     w = Worker(app)
     yield w
     w.pool.shutdown(wait=True)
-    w.db.dispose()
+    w.db.close()

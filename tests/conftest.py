@@ -11,11 +11,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from app.pg import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
-from helpers import BASE_CONFIG, Api, Process, Receiver, api_headers, log_leaks  # noqa: E402
+from helpers import BASE_CONFIG, Api, Process, Receiver, api_headers, connect, log_leaks  # noqa: E402
 
 from app import create_app, db as app_db, embedded as embedded_pg, webhooks  # noqa: E402
 
@@ -57,9 +56,8 @@ def empty_database(server_url):
 @pytest.fixture(scope="session")
 def app(database_url):
     application = create_app(dict(BASE_CONFIG, DATABASE_URL=database_url))
-    with application.app_context():
-        with app_db.pool().connect() as c:
-            app_db.apply_schema(c)
+    with application.app_context(), app_db.connect(app_db.pool()) as c:
+        app_db.apply_schema(c)
     return application
 
 
@@ -71,8 +69,7 @@ def client(app):
 @pytest.fixture
 def db(app):
     """A connection for assertions and set-up; each statement commits."""
-    with app.extensions["db_pool"].connect() as c:
-        c = c.execution_options(isolation_level="AUTOCOMMIT")
+    with connect(app) as c:
         yield c
 
 
@@ -84,10 +81,8 @@ def make_merchant(db):
         webhook_secret = webhook_secret or webhooks.new_secret()
         mid = str(uuid.uuid4())
         key, secret = "key_" + secrets.token_hex(8), "secret_" + secrets.token_hex(12)
-        db.execute(text(
-            "INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
-            "VALUES (:id, :name, :email, :key, :secret, :url, :ws)"),
-            {"id": mid, "name": f"Merchant {mid[:6]}", "email": f"{mid}@example.com", "key": key,
+        db.execute("INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
+            "VALUES (%(id)s, %(name)s, %(email)s, %(key)s, %(secret)s, %(url)s, %(ws)s)", {"id": mid, "name": f"Merchant {mid[:6]}", "email": f"{mid}@example.com", "key": key,
              "secret": secret, "url": webhook_url, "ws": webhook_secret})
         return {"id": mid, "api_key": key, "api_secret": secret, "webhook_url": webhook_url,
                 "webhook_secret": webhook_secret, "headers": api_headers(key, secret)}
@@ -198,7 +193,7 @@ def worker_threads(app, db):
     yield start
     for w, _ in started:
         w.stop()
-    db.execute(text("NOTIFY jobs"))
+    db.execute("NOTIFY jobs")
     for _, t in started:
         t.join(15)
     assert not any(t.is_alive() for _, t in started)
@@ -222,7 +217,7 @@ def receiver():
 @pytest.fixture
 def clean_queue(db):
     """Start from an empty jobs table (for tests that count jobs)."""
-    db.execute(text("DELETE FROM jobs"))
+    db.execute("DELETE FROM jobs")
     yield
 
 
@@ -234,9 +229,9 @@ def private_server():
     tmp_path = Path(tempfile.mkdtemp(prefix="gw-pg-"))
     url = embedded_pg.ensure_database_url(tmp_path)
     private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x", "SEED_TEST_MERCHANT": True})
-    with private.app_context(), private.extensions["db_pool"].connect() as c:
+    with private.app_context(), app_db.connect(app_db.pool()) as c:
         app_db.apply_schema(c)
-    private.extensions["db_pool"].dispose()
+    private.extensions["db_pool"].close()
     yield tmp_path, url
     embedded_pg.stop(tmp_path)
     shutil.rmtree(tmp_path, ignore_errors=True)

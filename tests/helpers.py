@@ -9,10 +9,13 @@ import threading
 import time
 from pathlib import Path
 
+import psycopg
 import requests
+from psycopg.rows import dict_row
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from app import db as app_db
 from app.launcher import die_with_parent, gunicorn_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,3 +191,31 @@ def log_leaks(path):
         for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
             leaks += [f"{log_file.name}:{n}: {p.pattern}" for p in FORBIDDEN_IN_LOGS if p.search(line)]
     return leaks
+
+
+class Db(psycopg.Connection):
+    """The tests' handle on the database: a psycopg connection with app.db's helpers as methods
+    (db.value(sql, params), …); execute() is psycopg's own."""
+
+    def one(self, sql, params=None):
+        return app_db.one(self, sql, params)
+
+    def all(self, sql, params=None):
+        return app_db.all(self, sql, params)
+
+    def value(self, sql, params=None):
+        return app_db.value(self, sql, params)
+
+    def values(self, sql, params=None):
+        return app_db.values(self, sql, params)
+
+
+def connect(app, autocommit=True):
+    """A connection of its own, outside the app's pool. autocommit=False is psycopg's default
+    mode, for tests that hold a transaction open: statements stay in one transaction until
+    commit() or rollback()."""
+    return Db.connect(app_db.libpq_url(app.config["DATABASE_URL"]), autocommit=autocommit, row_factory=dict_row)
+
+
+def own_transaction(app):
+    return connect(app, autocommit=False)

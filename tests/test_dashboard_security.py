@@ -15,7 +15,6 @@ from werkzeug.security import generate_password_hash
 
 from app import config as config_module, create_app, dashboard
 from app.errors import ApiError
-from app.pg import text
 from helpers import BASE_CONFIG, wait_until
 
 PASSWORD = "right-pass-1"
@@ -26,8 +25,7 @@ TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 def signin_merchant(make_merchant, db):
     """A merchant of its own with a dashboard password (its email is unique to the test)."""
     m = make_merchant()
-    db.execute(text("UPDATE merchants SET password_hash = :h WHERE id = :id"),
-               {"h": generate_password_hash(PASSWORD), "id": m["id"]})
+    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash(PASSWORD), "id": m["id"]})
     m["email"] = f"{m['id']}@example.com"
     return m
 
@@ -75,7 +73,7 @@ def other_app(database_url):
 
     yield make
     for a in made:
-        a.extensions["db_pool"].dispose()
+        a.extensions["db_pool"].close()
 
 
 # ---- the sign-in throttle -------------------------------------------------------------------------
@@ -259,8 +257,7 @@ def test_a_cookie_captured_before_sign_out_opens_nothing_after(app, signin_merch
 
 def test_a_password_change_ends_the_sessions(app, signin_merchant, db):
     captured = session_cookie(signed_in(app, signin_merchant))
-    db.execute(text("UPDATE merchants SET password_hash = :h WHERE id = :id"),
-               {"h": generate_password_hash("new-pass-2"), "id": signin_merchant["id"]})
+    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash("new-pass-2"), "id": signin_merchant["id"]})
     r = replay(app, captured)
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 
@@ -354,8 +351,7 @@ def test_a_form_without_its_token_gets_the_dashboard_page_and_changes_nothing(ap
     r = c.post("/dashboard/webhooks", data={"webhook_url": "https://evil.example/hook"})
     assert r.status_code == 400 and r.mimetype == "text/html"
     assert 'data-test-id="csrf-error"' in r.get_data(as_text=True)
-    assert db.execute(text("SELECT webhook_url FROM merchants WHERE id = :id"),
-                      {"id": signin_merchant["id"]}).scalar() is None
+    assert db.value("SELECT webhook_url FROM merchants WHERE id = %(id)s", {"id": signin_merchant["id"]}) is None
 
 
 # ---- snippets and links never come from the Host header --------------------------------------------

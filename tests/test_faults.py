@@ -10,7 +10,7 @@ import requests
 
 from helpers import Api, Process, Receiver, api_headers, free_port, wait_until
 
-from app import embedded
+from app import db as app_db, embedded
 
 
 class Load(threading.Thread):
@@ -92,17 +92,17 @@ def test_receiver_down_for_a_while_then_deliveries_succeed(app, client, make_mer
     try:
         client.post("/api/v1/webhooks/test", headers=m["headers"])
         # Nothing listens yet: the first attempts are refused and retried.
-        row = wait_until(lambda: db.exec_driver_sql(
-            "SELECT attempts, status, response_body FROM webhook_logs WHERE merchant_id = %s AND attempts >= 2",
-            (m["id"],)).first(), timeout=15, message="two refused attempts")
-        assert row.status == "pending" and "Connection" in row.response_body
+        row = wait_until(lambda: db.one(
+            "SELECT attempts, status, response_body FROM webhook_logs WHERE merchant_id = %(m)s AND attempts >= 2",
+            {"m": m["id"]}), timeout=15, message="two refused attempts")
+        assert row["status"] == "pending" and "Connection" in row["response_body"]
         rx = Receiver(port=port)  # the receiver comes up on the very port the merchant configured
         try:
             rx.wait_for(1, timeout=15)
-            final = wait_until(lambda: (r := db.exec_driver_sql(
-                "SELECT attempts, status FROM webhook_logs WHERE merchant_id = %s", (m["id"],)).one()).status
+            final = wait_until(lambda: (r := db.one(
+                "SELECT attempts, status FROM webhook_logs WHERE merchant_id = %(m)s", {"m": m["id"]}))["status"]
                 == "success" and r, message="delivered once the receiver is back")
-            assert 3 <= final.attempts <= 5
+            assert 3 <= final["attempts"] <= 5
         finally:
             rx.close()
     finally:
@@ -112,48 +112,42 @@ def test_receiver_down_for_a_while_then_deliveries_succeed(app, client, make_mer
 
 def test_a_timed_out_statement_keeps_the_pools_connections(app):
     """A statement or lock timeout is an OperationalError too, but the connection survives it: the
-    pool must not throw its idle connections away as it does when the server is gone (the worker's
-    gate takes a lock with a timeout on every sleep)."""
+    pool must not throw it away as it does when the server is gone (the worker's gate takes a lock
+    with a timeout on every sleep)."""
     pool = app.extensions["db_pool"]
-    with pool.connect() as a, pool.connect() as b:
-        kept = {a.driver_connection.info.backend_pid, b.driver_connection.info.backend_pid}
-    with pool.connect() as c:
-        with pytest.raises(psycopg.errors.QueryCanceled):
-            c.exec_driver_sql("SET LOCAL statement_timeout = '10ms'; SELECT pg_sleep(1)")
-    with pool.connect() as a, pool.connect() as b:
-        pids = {a.driver_connection.info.backend_pid, b.driver_connection.info.backend_pid}
-    assert pids == kept  # the same connections, not new ones
+    before = pool.get_stats()
+    with app_db.connect(pool) as c:
+        pid = c.info.backend_pid
+        with pytest.raises(psycopg.errors.QueryCanceled), app_db.transaction(c):
+            c.execute("SET LOCAL statement_timeout = '10ms'")
+            c.execute("SELECT pg_sleep(1)")
+        assert app_db.value(c, "SELECT pg_backend_pid()") == pid  # the same connection, still working
+    after = pool.get_stats()
+    for lost in ("connections_lost", "returns_bad"):
+        assert after.get(lost, 0) == before.get(lost, 0), lost
 
 
-def test_a_rolled_back_request_keeps_the_connections_prepared_statements(app, client, merchant, db):
-    """Every read request ends its transaction with a ROLLBACK. It must discard what the
-    transaction wrote, but not the statements the connection has prepared: psycopg's own rollback
-    deallocates them all, and the next payment on that connection was parsed and planned again
-    (bench/ab_revisions.py: nearly twice the PostgreSQL CPU per request)."""
+def test_a_rolled_back_transaction_keeps_the_connections_prepared_statements(app, merchant, db):
+    """A failed request's transaction, or one a connection is given back in, ends in a ROLLBACK.
+    It must discard what the transaction wrote, but not the statements the connection has
+    prepared: psycopg's own rollback deallocates them all, and the next payment on that connection
+    was parsed and planned again (nearly twice the PostgreSQL CPU per request)."""
     pool = app.extensions["db_pool"]
-
-    def prepared():
-        with pool.connect() as c:  # the pool hands out the connection returned last
-            return c.driver_connection.info.backend_pid, c.execute(
-                "SELECT statement FROM pg_prepared_statements").scalars().all()
-
-    for _ in range(8):  # psycopg prepares a statement once it has run it 5 times
-        r = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"])
-        assert r.status_code == 201
-    pid, before = prepared()
-    assert any("INSERT INTO orders" in s for s in before)
-
-    r = client.get(f"/api/v1/orders/{r.get_json()['id']}", headers=merchant["headers"])
-    assert r.status_code == 200
     insert = ("INSERT INTO orders (id, merchant_id, amount, currency, receipt) "
-              "VALUES (:id, :m, 100, 'INR', 'x')")
-    with pool.connect() as c:
-        c.execute(insert, {"id": "order_RolledBack000001", "m": merchant["id"]})
-        c.rollback()  # a request's teardown
-    with pool.connect() as c:
+              "VALUES (%(id)s, %(m)s, 100, 'INR', 'x')")
+    c = pool.getconn()
+    try:
+        for i in range(6):  # psycopg prepares a statement once it has run it 5 times
+            c.execute(insert, {"id": f"order_Prepared{i:08d}", "m": merchant["id"]})
+        before = app_db.values(c, "SELECT statement FROM pg_prepared_statements")
+        assert any("INSERT INTO orders" in s for s in before)
+        with pytest.raises(RuntimeError), app_db.transaction(c):
+            c.execute(insert, {"id": "order_RolledBack000001", "m": merchant["id"]})
+            raise RuntimeError("the request failed")
+        c.execute("BEGIN")
         c.execute(insert, {"id": "order_RolledBack000002", "m": merchant["id"]})
-    # ... and the pool's own ROLLBACK of a connection returned inside a transaction
-
-    assert prepared() == (pid, before)
-    assert db.execute("SELECT count(*) FROM orders WHERE id = 'order_RolledBack000001'").scalar() == 0
-    assert db.execute("SELECT count(*) FROM orders WHERE id = 'order_RolledBack000002'").scalar() == 0
+        app_db.rollback(c)  # what release() does to a connection given back inside a transaction
+        assert app_db.values(c, "SELECT statement FROM pg_prepared_statements") == before
+    finally:
+        pool.putconn(c)
+    assert db.value("SELECT count(*) FROM orders WHERE id LIKE 'order_RolledBack%'") == 0

@@ -9,7 +9,6 @@ import requests
 from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, Api, api_headers, wait_until
 
 from app import create_app, db as app_db, orders, schemas
-from app.pg import text
 
 
 def test_health_reports_database_and_time(client):
@@ -25,18 +24,19 @@ def test_test_merchant_is_seeded(client, db):
     r = client.get("/api/v1/test/merchant")
     assert r.status_code == 200
     assert r.get_json() == {"id": TEST_MERCHANT_ID, "email": "test@example.com", "api_key": TEST_KEY, "seeded": True}
-    row = db.exec_driver_sql("SELECT name, api_secret, webhook_secret, password_hash FROM merchants WHERE id = %s",
-                             (TEST_MERCHANT_ID,)).one()
-    assert row.name == "Test Merchant" and row.api_secret == TEST_SECRET and row.webhook_secret == "whsec_test_abc123"
-    assert row.password_hash and "password" not in row.password_hash  # hashed, not stored in clear
+    row = db.one("SELECT name, api_secret, webhook_secret, password_hash FROM merchants WHERE id = %(id)s",
+                 {"id": TEST_MERCHANT_ID})
+    assert row["name"] == "Test Merchant" and row["api_secret"] == TEST_SECRET
+    assert row["webhook_secret"] == "whsec_test_abc123"
+    assert row["password_hash"] and "password" not in row["password_hash"]  # hashed, not stored in clear
 
 
 def test_seeding_twice_keeps_one_merchant(app, db):
     with app.app_context():
-        with app_db.pool().connect() as c:
+        with app_db.connect(app_db.pool()) as c:
             app_db.apply_schema(c)
             app_db.apply_schema(c)
-    assert db.exec_driver_sql("SELECT count(*) FROM merchants WHERE email = 'test@example.com'").scalar() == 1
+    assert db.value("SELECT count(*) FROM merchants WHERE email = 'test@example.com'") == 1
 
 
 @pytest.mark.parametrize("headers", [
@@ -177,7 +177,7 @@ def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, mer
 
     monkeypatch.setattr(auth, "AUTH_CACHE_SECONDS", 0.3)
     assert client.get("/api/v1/orders", headers=merchant["headers"]).status_code == 200
-    db.execute(text("UPDATE merchants SET is_active = false WHERE id = :m"), {"m": merchant["id"]})
+    db.execute("UPDATE merchants SET is_active = false WHERE id = %(m)s", {"m": merchant["id"]})
     wait_until(lambda: client.get("/api/v1/orders", headers=merchant["headers"]).status_code == 401, timeout=3,
                message="401 after deactivation")
 
@@ -192,7 +192,5 @@ def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, mer
 def test_the_named_values_are_exactly_what_the_database_allows(db, table, column, values):
     """The API validates, documents and lists the values the schema's CHECK constraints allow, so
     a value added on one side only shows up here instead of as a 500 or a missing filter."""
-    allowed = [re.findall(r"'([^']*)'::text", d) for d in db.execute(text(
-        "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = CAST(:t AS regclass) AND contype = 'c'"),
-        {"t": table}).scalars() if d.startswith(f"CHECK (({column} = ANY")]
+    allowed = [re.findall(r"'([^']*)'::text", d) for d in db.values("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = CAST(%(t)s AS regclass) AND contype = 'c'", {"t": table}) if d.startswith(f"CHECK (({column} = ANY")]
     assert allowed == [list(values)]

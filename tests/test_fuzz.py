@@ -9,12 +9,13 @@ import uuid
 
 import hypothesis
 import pytest
+
+from app import db as app_db
 import requests
 import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (content_type_conformance, response_schema_conformance,
                                                status_code_conformance)
-from app.pg import text
 
 from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, wait_until
 
@@ -46,14 +47,12 @@ def restore_test_merchant(app):
     """The fuzzer sets the test merchant's webhook URL and regenerates its secret; other tests rely
     on the seeded values. Returns a function that puts them back; it also runs after the module."""
     pool = app.extensions["db_pool"]
-    with pool.connect() as c:
-        saved = c.execute(text("SELECT webhook_url, webhook_secret FROM merchants WHERE id = :id"),
-                          {"id": TEST_MERCHANT_ID}).one()
+    with app_db.connect(pool) as c:
+        saved = app_db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(id)s", {"id": TEST_MERCHANT_ID})
 
     def restore():
-        with pool.begin() as c:
-            c.execute(text("UPDATE merchants SET webhook_url = :u, webhook_secret = :s WHERE id = :id"),
-                      {"u": saved.webhook_url, "s": saved.webhook_secret, "id": TEST_MERCHANT_ID})
+        with app_db.connect(pool) as c:
+            app_db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s WHERE id = %(id)s", {"u": saved["webhook_url"], "s": saved["webhook_secret"], "id": TEST_MERCHANT_ID})
 
     yield restore
     restore()

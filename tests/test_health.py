@@ -11,19 +11,18 @@ import requests
 from helpers import ROOT, Api, wait_until
 
 from app import embedded
-from app.pg import text
 
 
 @pytest.fixture
 def no_heartbeats(db):
     """Start without any worker's heartbeat (workers of earlier tests may have left theirs)."""
-    db.execute(text("DELETE FROM worker_heartbeats"))
+    db.execute("DELETE FROM worker_heartbeats")
 
 
 def beat(db, seconds_ago):
-    db.execute(text("INSERT INTO worker_heartbeats (worker_id, hostname, pid, beat_at) "
-                    "VALUES ('w-test', 'elsewhere', 1, now() - make_interval(secs => :s)) "
-                    "ON CONFLICT (worker_id) DO UPDATE SET beat_at = EXCLUDED.beat_at"), {"s": seconds_ago})
+    db.execute("INSERT INTO worker_heartbeats (worker_id, hostname, pid, beat_at) "
+                    "VALUES ('w-test', 'elsewhere', 1, now() - make_interval(secs => %(s)s)) "
+                    "ON CONFLICT (worker_id) DO UPDATE SET beat_at = EXCLUDED.beat_at", {"s": seconds_ago})
 
 
 def test_health_is_degraded_when_no_worker_beat_for_10_seconds(client, db, no_heartbeats):

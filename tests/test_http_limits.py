@@ -6,7 +6,6 @@ import time
 
 import pytest
 import requests
-from app.pg import text
 
 LIMIT = 64 * 1024
 
@@ -17,7 +16,7 @@ def api(start_api):
 
 
 def orders_of(db, merchant):
-    return db.execute(text("SELECT count(*) FROM orders WHERE merchant_id = :m"), {"m": merchant["id"]}).scalar()
+    return db.value("SELECT count(*) FROM orders WHERE merchant_id = %(m)s", {"m": merchant["id"]})
 
 
 def test_a_keep_alive_connection_idle_for_6_seconds_still_answers(api, merchant):

@@ -5,7 +5,6 @@ import threading
 
 import pytest
 import requests
-from app.pg import text
 
 from helpers import CARD
 from api_support import api_worker, count, create_order, headers, paid_payment  # noqa: F401
@@ -60,7 +59,7 @@ def test_same_key_on_another_endpoint_is_409(client, db, api_worker, merchant):
 def test_failed_validation_stores_nothing_and_the_key_stays_usable(client, db, merchant, bad):
     r = post(client, merchant, "/api/v1/orders", bad, "retry-me")
     assert r.status_code == 400
-    assert db.execute(text("SELECT count(*) FROM idempotency_keys WHERE merchant_id = :m"), {"m": merchant["id"]}).scalar() == 0
+    assert db.value("SELECT count(*) FROM idempotency_keys WHERE merchant_id = %(m)s", {"m": merchant["id"]}) == 0
     r = post(client, merchant, "/api/v1/orders", {"amount": 50000}, "retry-me")
     assert r.status_code == 201
     assert count(db, "orders", merchant["id"]) == 1
@@ -99,11 +98,10 @@ def test_failed_payment_request_keeps_the_key_usable(client, db, merchant):
 
 def test_expired_key_is_free_again(client, db, merchant):
     first = post(client, merchant, "/api/v1/orders", {"amount": 50000}, "old-key")
-    row = db.execute(text("SELECT created_at, expires_at FROM idempotency_keys WHERE merchant_id = :m AND key = 'old-key'"),
-                     {"m": merchant["id"]}).one()
-    assert (row.expires_at - row.created_at).total_seconds() == 24 * 3600
-    db.execute(text("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' "
-                    "WHERE merchant_id = :m AND key = 'old-key'"), {"m": merchant["id"]})
+    row = db.one("SELECT created_at, expires_at FROM idempotency_keys WHERE merchant_id = %(m)s AND key = 'old-key'", {"m": merchant["id"]})
+    assert (row["expires_at"] - row["created_at"]).total_seconds() == 24 * 3600
+    db.execute("UPDATE idempotency_keys SET expires_at = now() - interval '1 second' "
+                    "WHERE merchant_id = %(m)s AND key = 'old-key'", {"m": merchant["id"]})
     second = post(client, merchant, "/api/v1/orders", {"amount": 60000}, "old-key")  # another body: no 409
     assert second.status_code == 201 and second.get_json()["id"] != first.get_json()["id"]
     third = post(client, merchant, "/api/v1/orders", {"amount": 60000}, "old-key")  # and it is stored anew
@@ -129,7 +127,7 @@ def test_refund_keys(client, db, api_worker, merchant, header):
     again = post(client, merchant, path, {"amount": 4000}, "rk-1", header)
     assert first.status_code == again.status_code == 201 and first.get_data() == again.get_data()
     assert post(client, merchant, path, {"amount": 4001}, "rk-1", header).status_code == 409
-    assert db.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == 1
+    assert db.value("SELECT count(*) FROM refunds WHERE payment_id = %(p)s", {"p": p["id"]}) == 1
     # a refund over the available amount stores nothing; the key works afterwards
     assert post(client, merchant, path, {"amount": 7000}, "rk-2", header).status_code == 400
     assert post(client, merchant, path, {"amount": 6000}, "rk-2", header).status_code == 201
@@ -165,7 +163,7 @@ def test_concurrent_duplicate_payments_make_one_payment(client, db, merchant, li
     for t in threads:
         t.join()
     assert count(db, "payments", merchant["id"]) == 1
-    pid = db.execute(text("SELECT id FROM payments WHERE merchant_id = :m"), {"m": merchant["id"]}).scalar()
+    pid = db.value("SELECT id FROM payments WHERE merchant_id = %(m)s", {"m": merchant["id"]})
     created = [content for code, content in results if code == 201]
     assert created and all(code in (201, 409) for code, _ in results), [code for code, _ in results]
     assert all(content == created[0] for content in created)  # byte-for-byte the same response
@@ -173,8 +171,7 @@ def test_concurrent_duplicate_payments_make_one_payment(client, db, merchant, li
     for code, content in results:
         if code == 409:
             assert json.loads(content)["error"]["code"] == "BAD_REQUEST_ERROR"
-    assert db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = :p"),
-                      {"p": pid}).scalar() == 1
+    assert db.value("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = %(p)s", {"p": pid}) == 1
 
 
 def test_checkout_payment_with_a_key_makes_one_payment(client, db, merchant, make_merchant):

@@ -4,7 +4,6 @@ import re
 import time
 
 import pytest
-from app.pg import text
 
 from app import ids
 from app.errors import NotFound
@@ -37,8 +36,7 @@ def test_ids_sort_in_creation_order_across_minutes_in_python_and_postgresql(db):
     shuffled = made[:]
     random.Random(3).shuffle(shuffled)
     for collate in ("", ' COLLATE "C"'):
-        got = db.execute(text(f"SELECT id FROM unnest(CAST(:ids AS text[])) AS t(id) ORDER BY id{collate}"),
-                         {"ids": shuffled}).scalars().all()
+        got = db.values(f"SELECT id FROM unnest(CAST(%(ids)s AS text[])) AS t(id) ORDER BY id{collate}", {"ids": shuffled})
         assert got == made
 
 

@@ -1,6 +1,5 @@
 """Merchants are isolated: another merchant's order, payment and refund ids are 404 everywhere."""
 import pytest
-from app.pg import text
 
 from api_support import api_worker, create_order, paid_payment, pay  # noqa: F401
 
@@ -36,10 +35,10 @@ def test_other_merchants_ids_are_404_everywhere(client, db, theirs, merchant):
         assert r.status_code == 404, (method, path, r.get_json())
         assert r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
     # nothing of theirs changed, nothing was created for anyone
-    assert db.execute(text("SELECT count(*) FROM payments WHERE order_id = :o"), {"o": unpaid}).scalar() == 0
-    assert db.execute(text("SELECT captured FROM payments WHERE id = :p"), {"p": p}).scalar() is False
-    assert db.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": p}).scalar() == 1
-    assert db.execute(text("SELECT count(*) FROM payments WHERE merchant_id = :m"), {"m": merchant["id"]}).scalar() == 0
+    assert db.value("SELECT count(*) FROM payments WHERE order_id = %(o)s", {"o": unpaid}) == 0
+    assert db.value("SELECT captured FROM payments WHERE id = %(p)s", {"p": p}) is False
+    assert db.value("SELECT count(*) FROM refunds WHERE payment_id = %(p)s", {"p": p}) == 1
+    assert db.value("SELECT count(*) FROM payments WHERE merchant_id = %(m)s", {"m": merchant["id"]}) == 0
 
 
 def test_other_merchants_objects_are_not_listed(client, theirs, merchant):

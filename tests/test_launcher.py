@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from app.pg import text
 
 from helpers import Process, free_port, wait_until
 
@@ -120,10 +119,10 @@ def test_run_restarts_a_sigkilled_worker_while_the_api_takes_payments_settled_ex
             answers += got
         # Kill it with work in flight: payments at the (simulated) bank, and jobs leased to it.
         def in_flight():
-            counts = tuple(db.execute(text(
-                "SELECT (SELECT count(*) FROM payments WHERE merchant_id = :m AND status = 'processing'), "
-                "(SELECT count(*) FROM jobs WHERE status = 'processing' AND payload->>'merchant_id' = :m::text)"),
-                {"m": m["id"]}).one())
+            counts = tuple(db.one(
+                "SELECT (SELECT count(*) FROM payments WHERE merchant_id = %(m)s AND status = 'processing') AS p, "
+                "(SELECT count(*) FROM jobs WHERE status = 'processing' AND payload->>'merchant_id' = %(m)s::text) AS j",
+                {"m": m["id"]}).values())
             return counts if all(counts) else None
 
         processing, leased = wait_until(in_flight, timeout=15, message="payments in processing and jobs leased")
@@ -146,18 +145,17 @@ def test_run_restarts_a_sigkilled_worker_while_the_api_takes_payments_settled_ex
         assert during >= 1, "the worker was back before a payment could be made without it"
 
         def settled_and_delivered():
-            return db.execute(text(
-                "SELECT (SELECT count(*) FROM payments WHERE merchant_id = :m AND status = 'success') = :n "
-                "AND (SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND event = 'payment.success' "
-                "AND status = 'success') = :n"), {"m": m["id"], "n": len(paid)}).scalar()
+            return db.value("SELECT (SELECT count(*) FROM payments WHERE merchant_id = %(m)s AND status = 'success') = %(n)s "
+                "AND (SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s AND event = 'payment.success' "
+                "AND status = 'success') = %(n)s", {"m": m["id"], "n": len(paid)})
 
         # A job leased to the killed worker comes back when its lease ends (checked every second).
         wait_until(settled_and_delivered, timeout=restarted + LEASE_SECONDS + 1 + PROCESSING_DELAY_MS / 1000 + 10,
                    interval=0.1, message=f"all {len(paid)} payments settled and their events delivered")
         all_settled = time.monotonic() - killed
-        events = dict(db.execute(text(
-            "SELECT payload->'data'->'payment'->>'id', count(*) FROM webhook_logs WHERE merchant_id = :m "
-            "AND event IN ('payment.success', 'payment.failed') GROUP BY 1"), {"m": m["id"]}).all())
+        events = {r["pid"]: r["n"] for r in db.all(
+            "SELECT payload->'data'->'payment'->>'id' AS pid, count(*) AS n FROM webhook_logs WHERE merchant_id = %(m)s "
+            "AND event IN ('payment.success', 'payment.failed') GROUP BY 1", {"m": m["id"]})}
         assert events == {pid: 1 for pid in paid}  # each payment reached success once: one event each
         delivered = rx.wait_for(len(paid), timeout=30, event="payment.success")
         assert {d["json"]["data"]["payment"]["id"] for d in delivered} == set(paid)

@@ -4,9 +4,9 @@ filters it documents and nothing else (any other parameter is a 400 naming it), 
 from datetime import datetime, timezone
 
 import pytest
-from app.pg import text
 
 from api_support import api_worker, create_order, pay, paid_payment  # noqa: F401
+from app import db as app_db
 
 T = 1_700_000_000  # 2023-11-14T22:13:20Z: far from now, so a window around it holds one object
 
@@ -21,8 +21,7 @@ def world(client, db, api_worker, make_merchant, receiver):
                            headers=m["headers"]).get_json() for i in range(3)]
     other_order = create_order(client, m, 700)
     pending = pay(client, m, other_order["id"])
-    log = db.execute(text("SELECT id FROM webhook_logs WHERE merchant_id = :m ORDER BY created_at LIMIT 1"),
-                     {"m": m["id"]}).scalar()
+    log = db.value("SELECT id FROM webhook_logs WHERE merchant_id = %(m)s ORDER BY created_at LIMIT 1", {"m": m["id"]})
     return {"merchant": m, "order": order, "paid": paid, "pending": pending, "refunds": refunds, "log": str(log)}
 
 
@@ -55,8 +54,7 @@ def test_from_and_to_are_inclusive_at_whole_seconds(client, db, world, name):
     path, target = _path(name, world), pick(world)
     everything = _get(client, world, path + "?count=100")
     # The object was made at T + 0.7 s: the API shows it at second T.
-    db.execute(text(f"UPDATE {table} SET created_at = to_timestamp(:t) WHERE id::text = :id"),
-               {"t": T + 0.7, "id": target})
+    db.execute(f"UPDATE {table} SET created_at = to_timestamp(%(t)s) WHERE id::text = %(id)s", {"t": T + 0.7, "id": target})
     shown = [x for x in _get(client, world, path + "?count=100")["data"] if x["id"] == target][0]
     assert shown["created_at"] == datetime.fromtimestamp(T, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -114,8 +112,7 @@ def test_paging_on_every_list(client, world, name):
 
 def test_status_filter_keeps_working_with_the_window(client, db, world):
     paid, pending = world["paid"]["id"], world["pending"]["id"]
-    db.execute(text("UPDATE payments SET created_at = to_timestamp(:t) WHERE id = ANY(:ids)"),
-               {"t": T + 0.2, "ids": [paid, pending]})
+    db.execute("UPDATE payments SET created_at = to_timestamp(%(t)s) WHERE id = ANY(%(ids)s)", {"t": T + 0.2, "ids": [paid, pending]})
     body = _get(client, world, f"/api/v1/payments?status=success&from={T}&to={T}")
     assert ([p["id"] for p in body["data"]], body["total"]) == ([paid], 1)
     body = _get(client, world, f"/api/v1/payments?status=pending&to={T}&count=1")
@@ -139,7 +136,7 @@ class Explain:
         self.c, self.plans = c, []
 
     def execute(self, sql, params=None):
-        self.plans.append(self.c.execute("EXPLAIN (FORMAT JSON) " + sql, params).scalar()[0]["Plan"])
+        self.plans.append(app_db.value(self.c, "EXPLAIN (FORMAT JSON) " + sql, params)[0]["Plan"])
         return self.c.execute(sql, params)
 
 
@@ -157,11 +154,10 @@ def test_from_and_to_are_served_by_a_merchant_and_created_at_index(app, world, n
 
     run = {"orders": orders.list_, "payments": payments.list_, "refunds": refunds.list_,
            "webhooks": webhooks.list_logs}[name]
-    with app.extensions["db_pool"].connect() as c:
+    with app_db.connect(app.extensions["db_pool"]) as c, app_db.transaction(c):
         c.execute("SET LOCAL enable_seqscan = off")
         explain = Explain(c)
         run(explain, world["merchant"]["id"], 10, 0, window=(T, T + 60))
-        c.rollback()
     assert len(explain.plans) == 2
     for plan in explain.plans:
         nodes = list(_nodes(plan))

@@ -7,7 +7,6 @@ import pytest
 import requests
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
-from app.pg import text
 
 from helpers import CARD, TEST_KEY, wait_until
 
@@ -79,7 +78,7 @@ def worker(app):
 
 
 def _status(db, table, id_):
-    return db.execute(text(f"SELECT status FROM {table} WHERE id = :id"), {"id": id_}).scalar()
+    return db.value(f"SELECT status FROM {table} WHERE id = %(id)s", {"id": id_})
 
 
 def _run_until(worker, predicate, message):

@@ -6,7 +6,6 @@ import threading
 
 import pytest
 import requests
-from app.pg import text
 
 from app import auth, db as app_db, jobs, payments, webhooks
 from app.ids import new_id
@@ -144,8 +143,7 @@ def test_payment_and_its_settlement_commit_together(client, db, api_worker, merc
     order = create_order(client, merchant)
     p = pay(client, merchant, order["id"])
     assert p["status"] == "pending"
-    job = db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = :id"),
-                     {"id": p["id"]}).scalar()
+    job = db.value("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = %(id)s", {"id": p["id"]})
     assert job == 1
     assert settle(api_worker, db, p["id"]) == "success"
     got = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
@@ -154,18 +152,17 @@ def test_payment_and_its_settlement_commit_together(client, db, api_worker, merc
 
 
 def test_payment_created_event_commits_with_the_payment(client, db, make_merchant):
-    """No URL, no event; a URL set a moment ago (while the API still has the merchant cached as
-    having none) gets the next payment's payment.created, written with the payment."""
+    """No URL, no event; a URL set a moment ago (while the API still has the merchant's key
+    cached) gets the next payment's payment.created, written with the payment."""
     m = make_merchant()
     first = pay(client, m, create_order(client, m)["id"])
-    db.execute(text("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = :id"), {"id": m["id"]})
-    assert auth._auth_cache[m["api_key"]][1]["has_webhook_url"] is False  # the API still thinks: no URL
+    db.execute("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = %(id)s", {"id": m["id"]})
+    assert m["api_key"] in auth._auth_cache  # the API still has the merchant as it was
     second = pay(client, m, create_order(client, m)["id"])
-    events = db.execute(text("SELECT payload->'data'->'payment'->>'id' FROM webhook_logs "
-                             "WHERE merchant_id = :m AND event = 'payment.created'"), {"m": m["id"]}).scalars().all()
+    events = db.values("SELECT payload->'data'->'payment'->>'id' FROM webhook_logs "
+                             "WHERE merchant_id = %(m)s AND event = 'payment.created'", {"m": m["id"]})
     assert events == [second["id"]]
-    jobs = db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = ANY(:ids)"),
-                      {"ids": [first["id"], second["id"]]}).scalar()
+    jobs = db.value("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = ANY(%(ids)s)", {"ids": [first["id"], second["id"]]})
     assert jobs == 2
 
 
@@ -176,19 +173,19 @@ def test_no_payment_without_its_event(client, db, make_merchant, monkeypatch, ur
     m = make_merchant(webhook_url="http://127.0.0.1:9/hook" if url_set == "before" else None)
     order = create_order(client, m)
     if url_set != "before":
-        db.execute(text("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = :id"), {"id": m["id"]})
+        db.execute("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = %(id)s", {"id": m["id"]})
 
     def unavailable(*args, **kwargs):
         raise RuntimeError("webhook_logs unavailable")
 
     monkeypatch.setattr(webhooks, "emit_events", unavailable)
     jobs = "SELECT count(*) FROM jobs WHERE kind = 'payment.settle'"
-    before = db.execute(text(jobs)).scalar()
+    before = db.value(jobs)
     r = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@b"},
                     headers=m["headers"])
     assert r.status_code == 500 and r.get_json()["error"]["code"] == "SERVER_ERROR"
     assert count(db, "payments", m["id"]) == 0
-    assert db.execute(text(jobs)).scalar() == before
+    assert db.value(jobs) == before
 
 
 def test_paying_a_paid_order_is_400(client, db, api_worker, merchant):
@@ -312,8 +309,8 @@ def test_capture_needs_a_successful_payment(client, db, api_worker, merchant):
 def test_failed_payment_is_not_capturable(client, db, merchant):
     order = create_order(client, merchant, 9900)
     p = pay(client, merchant, order["id"])
-    db.execute(text("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
-                    "error_description = 'declined' WHERE id = :id"), {"id": p["id"]})
+    db.execute("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
+                    "error_description = 'declined' WHERE id = %(id)s", {"id": p["id"]})
     r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
     assert r.status_code == 400 and r.get_json()["error"]["description"] == "Payment not in capturable state"
     got = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
@@ -369,11 +366,10 @@ def test_database_holds_neither_card_number_nor_cvv(client, db, api_worker, make
         if not api_worker.step():
             break
 
-    tables = db.execute(text("SELECT table_name FROM information_schema.tables "
-                             "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")).scalars().all()
+    tables = db.values("SELECT table_name FROM information_schema.tables "
+                             "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'")
     assert {"payments", "jobs", "webhook_logs", "idempotency_keys", "refunds"} <= set(tables)
-    dump = "\n".join(row for t in tables for row in db.execute(
-        text(f'SELECT row_to_json(t)::text FROM "{t}" t')).scalars())
+    dump = "\n".join(row for t in tables for row in db.values(f'SELECT row_to_json(t)::text FROM "{t}" t'))
     assert "1111" in dump  # the scan sees the payments (last four digits are kept)
     sent = "\n".join(r["body"].decode() for r in hook.requests)
     logged = "\n".join(rec.getMessage() + str(rec.__dict__) for rec in caplog.records)
@@ -404,29 +400,26 @@ def test_an_old_database_with_several_payments_in_flight_upgrades_and_is_paid_on
     the others fail with the reason, and the order is paid once (the shopper is never charged twice)."""
     order = create_order(client, merchant)
     together = [pay(client, merchant, order["id"])]
-    db.execute(text("DROP INDEX payments_one_in_flight_per_order"))
-    db.execute(text("ALTER TABLE payments DROP COLUMN single_flight"))
+    db.execute("DROP INDEX payments_one_in_flight_per_order")
+    db.execute("ALTER TABLE payments DROP COLUMN single_flight")
     try:
         for _ in range(2):
             together.append({"id": new_id("pay_")})
-            db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa) "
-                            "SELECT :id, order_id, merchant_id, amount, currency, method, vpa FROM payments WHERE id = :p"),
-                       {"id": together[-1]["id"], "p": together[0]["id"]})
+            db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa) "
+                            "SELECT %(id)s, order_id, merchant_id, amount, currency, method, vpa FROM payments WHERE id = %(p)s", {"id": together[-1]["id"], "p": together[0]["id"]})
             jobs.enqueue(db, payments.SETTLE, {"payment_id": together[-1]["id"]})
     finally:
-        with app.app_context(), app_db.pool().connect() as c:
+        with app.app_context(), app_db.connect(app_db.pool()) as c:
             app_db.apply_schema(c)
-    assert db.execute(text("SELECT count(*) FROM payments WHERE order_id = :o AND single_flight IS NULL"),
-                      {"o": order["id"]}).scalar() == 3
+    assert db.value("SELECT count(*) FROM payments WHERE order_id = %(o)s AND single_flight IS NULL", {"o": order["id"]}) == 3
     r = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@bank"},
                     headers=merchant["headers"])
     assert r.status_code == 409 and "in progress" in r.get_json()["error"]["description"]
     for p in together:
         settle(api_worker, db, p["id"])
-    rows = db.execute(text("SELECT id, status, error_code, error_description FROM payments WHERE order_id = :o"),
-                      {"o": order["id"]}).all()
-    assert sorted(r.status for r in rows) == ["failed", "failed", "success"]
-    assert {(r.error_code, r.error_description) for r in rows if r.status == "failed"} == {
+    rows = db.all("SELECT id, status, error_code, error_description FROM payments WHERE order_id = %(o)s", {"o": order["id"]})
+    assert sorted(r["status"] for r in rows) == ["failed", "failed", "success"]
+    assert {(r["error_code"], r["error_description"]) for r in rows if r["status"] == "failed"} == {
         ("PAYMENT_FAILED", "Order is already paid by another payment")}
     assert client.get(f"/api/v1/orders/{order['id']}", headers=merchant["headers"]).get_json()["status"] == "paid"
 
@@ -443,8 +436,7 @@ def _post_payment(client, merchant, endpoint, order_id, vpa="shopper@okbank", ke
 
 def _fail_in_flight(app, api_worker, db, monkeypatch, order_id):
     """Let the real worker settle the order's payment in flight as declined by the bank."""
-    pid = db.execute(text("SELECT id FROM payments WHERE order_id = :o AND status IN ('pending', 'processing')"),
-                     {"o": order_id}).scalar()
+    pid = db.value("SELECT id FROM payments WHERE order_id = %(o)s AND status IN ('pending', 'processing')", {"o": order_id})
     with monkeypatch.context() as m:
         m.setitem(app.config, "TEST_PAYMENT_SUCCESS", False)
         assert settle(api_worker, db, pid) == "failed"
@@ -464,7 +456,7 @@ def test_a_second_payment_while_one_is_in_flight_is_409_and_a_retry_after_a_fail
         assert "payment is already in progress for this order" in r.get_json()["error"]["description"]
     assert count(db, "payments", m["id"]) == 1
     assert count(db, "webhook_logs", m["id"]) == 1  # payment.created of the first only
-    db.execute(text("UPDATE payments SET status = 'processing' WHERE id = :id"), {"id": first.get_json()["id"]})
+    db.execute("UPDATE payments SET status = 'processing' WHERE id = %(id)s", {"id": first.get_json()["id"]})
     assert _post_payment(client, m, endpoint, order["id"]).status_code == 409  # processing is in flight too
     _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
     again = _post_payment(client, m, endpoint, order["id"])  # the checkout's Try again after a failure
@@ -514,5 +506,5 @@ def test_simultaneous_payments_of_one_order_make_exactly_one(client, db, merchan
         t.join()
     assert sorted(codes) == [201] + [409] * 7
     assert count(db, "payments", merchant["id"]) == 1
-    assert db.execute(text("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' IN "
-                           "(SELECT id FROM payments WHERE order_id = :o)"), {"o": order["id"]}).scalar() == 1
+    assert db.value("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' IN "
+                           "(SELECT id FROM payments WHERE order_id = %(o)s)", {"o": order["id"]}) == 1

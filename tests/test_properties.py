@@ -9,11 +9,10 @@ from datetime import date, datetime, timezone
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from app.pg import text
 
 from helpers import api_headers, wait_until
 
-from app import validation as v
+from app import db as app_db, validation as v
 
 PURE = settings(max_examples=300, deadline=None, database=None)
 API = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -193,9 +192,8 @@ def api(app):
     from worker import Worker
 
     mid, key, secret = str(uuid.uuid4()), "key_" + uuid.uuid4().hex[:16], "secret_" + uuid.uuid4().hex
-    with app.extensions["db_pool"].begin() as c:
-        c.execute(text("INSERT INTO merchants (id, name, email, api_key, api_secret) VALUES (:id, 'Props', :e, :k, :s)"),
-                  {"id": mid, "e": f"{mid}@example.com", "k": key, "s": secret})
+    with app_db.connect(app.extensions["db_pool"]) as c:
+        app_db.execute(c, "INSERT INTO merchants (id, name, email, api_key, api_secret) VALUES (%(id)s, 'Props', %(e)s, %(k)s, %(s)s)", {"id": mid, "e": f"{mid}@example.com", "k": key, "s": secret})
     worker = Worker(app)
     yield app.test_client(), api_headers(key, secret), worker, app.extensions["db_pool"]
     worker.close()
@@ -212,8 +210,8 @@ def _settled_payment(api, amount):
 
     def settled():
         worker.step()
-        with pool.connect() as c:
-            return c.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": payment_id}).scalar() == "success"
+        with app_db.connect(pool) as c:
+            return app_db.value(c, "SELECT status FROM payments WHERE id = %(id)s", {"id": payment_id}) == "success"
 
     wait_until(settled, timeout=15, message="payment settled")
     return payment_id
@@ -245,9 +243,8 @@ def test_refunds_never_exceed_the_payment(api, amount, requests, data):
 
     listed = client.get(f"/api/v1/payments/{payment_id}/refunds?limit=100", headers=headers).get_json()
     assert sum(r["amount"] for r in listed["data"]) == amount - remaining <= amount
-    with pool.connect() as c:
-        stored = c.execute(text("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = :p"),
-                           {"p": payment_id}).scalar()
+    with app_db.connect(pool) as c:
+        stored = app_db.value(c, "SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = %(p)s", {"p": payment_id})
     assert stored == amount - remaining
 
 

@@ -4,7 +4,6 @@ import threading
 
 import pytest
 import requests
-from app.pg import text
 
 from api_support import TIME_RE, api_worker, count, create_order, headers, paid_payment, pay  # noqa: F401
 
@@ -19,7 +18,7 @@ def refund(client, merchant, payment_id, body=None, alias=False, **extra):
 
 
 def refunded(db, payment_id):
-    return db.execute(text("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = :p"), {"p": payment_id}).scalar()
+    return db.value("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = %(p)s", {"p": payment_id})
 
 
 @pytest.mark.parametrize("alias", [False, True], ids=["refunds", "refund"])
@@ -63,7 +62,7 @@ def test_refund_exceeding_available_amount_is_400(client, db, api_worker, mercha
     for _ in range(5):
         if not api_worker.step():
             break
-    assert db.execute(text("SELECT status FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == "processed"
+    assert db.value("SELECT status FROM refunds WHERE payment_id = %(p)s", {"p": p["id"]}) == "processed"
     r = refund(client, merchant, p["id"], {"amount": 4001})
     assert r.status_code == 400 and r.get_json()["error"]["description"] == "Refund amount exceeds available amount"
     assert refund(client, merchant, p["id"], {"amount": 4000}).status_code == 201
@@ -74,7 +73,7 @@ def test_refund_exceeding_available_amount_is_400(client, db, api_worker, mercha
 def test_refund_of_unsuccessful_payment_is_400(client, db, merchant, status):
     order = create_order(client, merchant, 5000)
     p = pay(client, merchant, order["id"])
-    db.execute(text("UPDATE payments SET status = :s WHERE id = :id"), {"s": status, "id": p["id"]})
+    db.execute("UPDATE payments SET status = %(s)s WHERE id = %(id)s", {"s": status, "id": p["id"]})
     r = refund(client, merchant, p["id"], {"amount": 100})
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
     assert count(db, "refunds", merchant["id"]) == 0
@@ -197,7 +196,7 @@ def test_concurrent_refunds_never_exceed_the_amount(client, db, api_worker, merc
         if code == 400:
             assert body["error"]["description"] == "Refund amount exceeds available amount"
     assert refunded(db, p["id"]) == 9000
-    assert db.execute(text("SELECT count(*) FROM refunds WHERE payment_id = :p"), {"p": p["id"]}).scalar() == 3
+    assert db.value("SELECT count(*) FROM refunds WHERE payment_id = %(p)s", {"p": p["id"]}) == 3
 
 
 # ---- notes and receipt, the over-refund message, POST /refunds, a payment's refund by id ---------

@@ -7,7 +7,6 @@ import base64
 import hmac
 
 import pytest
-from app.pg import text
 
 from helpers import CARD, TEST_KEY, TEST_SECRET, api_headers
 from api_support import api_worker, count, create_order, paid_payment  # noqa: F401
@@ -85,8 +84,7 @@ def test_a_cross_site_fetch_without_a_content_type_cannot_refund_a_payment(clien
         r = client.post(path, headers=dict(_basic(merchant), **{"Sec-Fetch-Site": "cross-site"}))
         assert r.status_code == 403 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR", r.get_json()
     assert count(db, "refunds", merchant["id"]) == 0
-    assert db.execute(text("SELECT webhook_secret FROM merchants WHERE id = :m"),
-                      {"m": merchant["id"]}).scalar() == merchant["webhook_secret"]
+    assert db.value("SELECT webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant["id"]}) == merchant["webhook_secret"]
     # the checkout's own calls (same origin) and servers (no header) are unaffected
     r = client.post(f"/api/v1/payments/{payment['id']}/refund", json={"amount": 100},
                     headers=dict(_basic(merchant), **{"Sec-Fetch-Site": "same-origin"}))
@@ -98,8 +96,7 @@ def test_a_cross_site_form_cannot_rotate_the_webhook_secret(client, db, merchant
     r = client.post("/api/v1/webhooks/config/secret", data=b"",
                     headers=dict(_basic(merchant), **{"Content-Type": content_type}))
     assert r.status_code == 415 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
-    assert db.execute(text("SELECT webhook_secret FROM merchants WHERE id = :m"),
-                      {"m": merchant["id"]}).scalar() == merchant["webhook_secret"]
+    assert db.value("SELECT webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant["id"]}) == merchant["webhook_secret"]
 
 
 @pytest.mark.parametrize("method,path", [

@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-from app.pg import text
 
 from helpers import wait_until
 
@@ -121,7 +120,7 @@ def test_only_public_addresses_are_accepted(client, merchant, strict, db, host, 
     addresses are refused, also inside IPv6 (mapped, IPv4-compatible, 6to4, NAT64, Teredo)."""
     url = f"http://{host}/hook"
     r = _save(client, merchant, url)
-    saved = db.execute(text("SELECT webhook_url FROM merchants WHERE id = :m"), {"m": merchant["id"]}).scalar()
+    saved = db.value("SELECT webhook_url FROM merchants WHERE id = %(m)s", {"m": merchant["id"]})
     if public:
         assert r.status_code == 200 and saved == url
     else:
@@ -147,9 +146,9 @@ def test_a_private_target_is_refused_again_at_delivery_time(app, make_merchant, 
     m = make_merchant(webhook_url=rx.url)
     monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False)  # the worker's settings too
     client.post("/api/v1/webhooks/test", headers=m["headers"])
-    row = wait_until(lambda: db.execute(text("SELECT attempts, response_body FROM webhook_logs WHERE merchant_id = :m "
-                                             "AND attempts > 0"), {"m": m["id"]}).first(), message="an attempt")
-    assert row.response_body == REFUSED
+    row = wait_until(lambda: db.one("SELECT attempts, response_body FROM webhook_logs WHERE merchant_id = %(m)s "
+                                             "AND attempts > 0", {"m": m["id"]}), message="an attempt")
+    assert row["response_body"] == REFUSED
     assert rx.requests == []
 
 
@@ -265,9 +264,7 @@ def test_an_allowed_host_name_may_resolve_to_a_private_address(app, client, merc
     r = _save(client, merchant, url)
     assert r.status_code == 400 and r.get_json()["error"]["description"] == REFUSED
     client.post("/api/v1/webhooks/test", headers=merchant["headers"])
-    refused = wait_until(lambda: db.execute(text(
-        "SELECT response_body FROM webhook_logs WHERE merchant_id = :m AND response_body = :b"),
-        {"m": merchant["id"], "b": REFUSED}).first(), message="a refused attempt")
+    refused = wait_until(lambda: db.one("SELECT response_body FROM webhook_logs WHERE merchant_id = %(m)s AND response_body = %(b)s", {"m": merchant["id"], "b": REFUSED}), message="a refused attempt")
     assert refused and len(rx.requests) == 1
 
 

@@ -5,7 +5,6 @@ import json
 
 import pytest
 import razorpay
-from app.pg import text
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from helpers import wait_until
@@ -28,7 +27,7 @@ def pay(client, merchant, amount=50000):
 
 
 def log_row(db, event_id):
-    return db.execute(text("SELECT * FROM webhook_logs WHERE event_id = :e"), {"e": event_id}).mappings().one()
+    return db.one("SELECT * FROM webhook_logs WHERE event_id = %(e)s", {"e": event_id})
 
 
 def verify_both(delivery, secret):
@@ -111,7 +110,7 @@ def test_five_failures_end_failed_with_exactly_five_deliveries(client, make_merc
                      message="log failed")
     assert row["attempts"] == 5 and row["response_code"] == 503 and row["next_retry_at"] is None
     # Nothing more is sent: the delivery job is finished.
-    assert db.execute(text("SELECT status FROM jobs WHERE id = :j"), {"j": row["job_id"]}).scalar() == "completed"
+    assert db.value("SELECT status FROM jobs WHERE id = %(j)s", {"j": row["job_id"]}) == "completed"
     assert len(rx.requests) == 5
 
     # A manual retry resets attempts and delivers again.
@@ -141,8 +140,7 @@ def test_attempts_are_visible_in_the_logs_api(client, make_merchant, receiver, r
 def test_no_url_no_log_row(client, merchant, db, running_worker):
     p = pay(client, merchant)
     wait_until(lambda: client.get(f"/api/v1/payments/{p['id']}/public").get_json()["status"] == "success")
-    assert db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m"),
-                      {"m": merchant["id"]}).scalar() == 0
+    assert db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s", {"m": merchant["id"]}) == 0
     r = client.post("/api/v1/webhooks/test", headers=merchant["headers"])
     assert r.status_code == 400
 
@@ -152,7 +150,7 @@ def test_no_url_no_log_row(client, merchant, db, running_worker):
 def test_bad_config_urls_are_400(client, merchant, url, db):
     r = client.put("/api/v1/webhooks/config", json={"webhook_url": url}, headers=merchant["headers"])
     assert r.status_code == 400 and r.get_json()["error"]["field"] == "webhook_url"
-    assert db.execute(text("SELECT webhook_url FROM merchants WHERE id = :m"), {"m": merchant["id"]}).scalar() is None
+    assert db.value("SELECT webhook_url FROM merchants WHERE id = %(m)s", {"m": merchant["id"]}) is None
 
 
 def test_config_read_set_clear_and_regenerate(client, merchant):
@@ -174,8 +172,7 @@ def test_secret_and_url_are_read_at_send_time(client, make_merchant, receiver, d
     rx = receiver()
     m = make_merchant(webhook_url="http://127.0.0.1:9/old")
     client.post("/api/v1/webhooks/test", headers=m["headers"])  # queued, not yet sent (no worker running)
-    db.execute(text("UPDATE merchants SET webhook_url = :u, webhook_secret = 'whsec_rotated' WHERE id = :m"),
-               {"u": rx.url, "m": m["id"]})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s, webhook_secret = 'whsec_rotated' WHERE id = %(m)s", {"u": rx.url, "m": m["id"]})
     w = worker_module.Worker(app)
     try:
         w.step()

@@ -7,9 +7,8 @@ import time
 
 import psycopg
 import pytest
-from app.pg import text
 
-from helpers import CARD, wait_until
+from helpers import CARD, own_transaction, wait_until
 
 import worker as worker_module
 from app import db as db_module, ids as ids_module, jobs, payments
@@ -18,36 +17,31 @@ from app import db as db_module, ids as ids_module, jobs, payments
 def seed_payments(db, merchant_id, n, method="upi"):
     """n orders with a pending payment and its settlement job each (as the API would leave them)."""
     tag = secrets.token_hex(3)
-    db.execute(text(
-        """
+    db.execute("""
         INSERT INTO orders (id, merchant_id, amount)
-        SELECT 'order_' || :tag || lpad(i::text, 10, '0'), :m, 1000 FROM generate_series(1, :n) i;
-        """), {"tag": tag, "m": merchant_id, "n": n})
-    db.execute(text(
-        """
+        SELECT 'order_' || %(tag)s || lpad(i::text, 10, '0'), %(m)s, 1000 FROM generate_series(1, %(n)s) i;
+        """, {"tag": tag, "m": merchant_id, "n": n})
+    db.execute("""
         INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa)
-        SELECT 'pay_' || :tag || lpad(i::text, 10, '0'), 'order_' || :tag || lpad(i::text, 10, '0'), :m, 1000, 'INR',
-               'upi', 'shopper@upi' FROM generate_series(1, :n) i
-        """), {"tag": tag, "m": merchant_id, "n": n})
-    db.execute(text(
-        "INSERT INTO jobs (kind, payload) SELECT 'payment.settle', "
-        "jsonb_build_object('payment_id', 'pay_' || :tag || lpad(i::text, 10, '0')) FROM generate_series(1, :n) i"),
-        {"tag": tag, "n": n})
+        SELECT 'pay_' || %(tag)s || lpad(i::text, 10, '0'), 'order_' || %(tag)s || lpad(i::text, 10, '0'), %(m)s, 1000, 'INR',
+               'upi', 'shopper@upi' FROM generate_series(1, %(n)s) i
+        """, {"tag": tag, "m": merchant_id, "n": n})
+    db.execute("INSERT INTO jobs (kind, payload) SELECT 'payment.settle', "
+        "jsonb_build_object('payment_id', 'pay_' || %(tag)s || lpad(i::text, 10, '0')) FROM generate_series(1, %(n)s) i", {"tag": tag, "n": n})
     return f"pay_{tag}%"
 
 
 def status_counts(db, like):
-    rows = db.execute(text("SELECT status, count(*) FROM payments WHERE id LIKE :p GROUP BY status"), {"p": like})
-    return dict(rows.all())
+    rows = db.execute("SELECT status, count(*) FROM payments WHERE id LIKE %(p)s GROUP BY status", {"p": like})
+    return {r["status"]: r["count"] for r in rows}
 
 
 def events_per_payment(db, like):
     """payment id -> number of payment.success/failed webhook rows written for it."""
-    rows = db.execute(text(
-        "SELECT payload->'data'->'payment'->>'id' AS pid, count(*) FROM webhook_logs "
-        "WHERE event IN ('payment.success', 'payment.failed') AND payload->'data'->'payment'->>'id' LIKE :p "
-        "GROUP BY 1"), {"p": like})
-    return dict(rows.all())
+    rows = db.execute("SELECT payload->'data'->'payment'->>'id' AS pid, count(*) FROM webhook_logs "
+        "WHERE event IN ('payment.success', 'payment.failed') AND payload->'data'->'payment'->>'id' LIKE %(p)s "
+        "GROUP BY 1", {"p": like})
+    return {r["pid"]: r["count"] for r in rows}
 
 
 @pytest.fixture
@@ -129,7 +123,7 @@ def test_a_job_run_twice_settles_once_and_emits_one_event(client, make_merchant,
     jobs.enqueue(db, payments.SETTLE, {"payment_id": pay["id"]})
     drain(worker)
     assert events_per_payment(db, pay["id"]) == {pay["id"]: 1}
-    assert db.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": pay["id"]}).scalar() == "success"
+    assert db.value("SELECT status FROM payments WHERE id = %(id)s", {"id": pay["id"]}) == "success"
 
 
 def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client, merchant, worker, db):
@@ -138,30 +132,29 @@ def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client,
                         headers=merchant["headers"]).get_json()["id"]
     # A second one in flight, as a database from before one payment in flight per order may hold.
     ids = [first, ids_module.new_id("pay_")]
-    db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, single_flight) "
-                    "SELECT :id, order_id, merchant_id, amount, currency, method, vpa, NULL FROM payments WHERE id = :p"),
-               {"id": ids[1], "p": first})
+    db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, single_flight) "
+                    "SELECT %(id)s, order_id, merchant_id, amount, currency, method, vpa, NULL FROM payments WHERE id = %(p)s", {"id": ids[1], "p": first})
     jobs.enqueue(db, payments.SETTLE, {"payment_id": ids[1]})
     drain(worker)
-    statuses = dict(db.execute(text("SELECT id, status FROM payments WHERE id = ANY(:ids)"), {"ids": ids}).all())
-    assert sorted(statuses.values()) == ["failed", "success"]
+    statuses = db.values("SELECT status FROM payments WHERE id = ANY(%(ids)s)", {"ids": ids})
+    assert sorted(statuses) == ["failed", "success"]
 
 
 def test_crashing_handler_retries_with_backoff_then_dies_keeping_the_error(worker, db, monkeypatch):
-    def crash(c, batch, settings, emit):
+    def crash(c, payload, settings, emit):
         raise RuntimeError("bank adapter exploded")
 
-    monkeypatch.setitem(worker_module.HANDLERS, "test.crash", crash)
+    monkeypatch.setitem(worker_module.HANDLERS, "test.crash", worker_module.Each(crash))
     job_id = jobs.enqueue(db, "test.crash", {})
-    db.execute(text("UPDATE jobs SET max_attempts = 2 WHERE id = :id"), {"id": job_id})
+    db.execute("UPDATE jobs SET max_attempts = 2 WHERE id = %(id)s", {"id": job_id})
     assert worker.step()
-    row = db.execute(text("SELECT status, attempts, last_error, next_run_at > now() AS later FROM jobs "
-                          "WHERE id = :id"), {"id": job_id}).one()
-    assert row.status == "pending" and row.attempts == 1 and row.later and "exploded" in row.last_error
-    db.execute(text("UPDATE jobs SET next_run_at = now() WHERE id = :id"), {"id": job_id})  # skip the backoff
+    row = db.one("SELECT status, attempts, last_error, next_run_at > now() AS later FROM jobs "
+                          "WHERE id = %(id)s", {"id": job_id})
+    assert row["status"] == "pending" and row["attempts"] == 1 and row["later"] and "exploded" in row["last_error"]
+    db.execute("UPDATE jobs SET next_run_at = now() WHERE id = %(id)s", {"id": job_id})  # skip the backoff
     assert worker.step()
-    row = db.execute(text("SELECT status, last_error FROM jobs WHERE id = :id"), {"id": job_id}).one()
-    assert row.status == "dead" and "bank adapter exploded" in row.last_error
+    row = db.one("SELECT status, last_error FROM jobs WHERE id = %(id)s", {"id": job_id})
+    assert row["status"] == "dead" and "bank adapter exploded" in row["last_error"]
 
 
 def test_one_bad_job_does_not_hold_back_its_batch(client, merchant, worker, db, monkeypatch):
@@ -172,25 +165,25 @@ def test_one_bad_job_does_not_hold_back_its_batch(client, merchant, worker, db, 
     def picky(c, batch, settings, emit):
         if any(j["payload"]["payment_id"] is None for j in batch):
             raise ValueError("payment_id missing")
-        return real(c, batch, settings, emit)
+        return real.run(c, batch, settings, emit)
 
-    monkeypatch.setitem(worker_module.HANDLERS, payments.SETTLE, picky)
+    monkeypatch.setitem(worker_module.HANDLERS, payments.SETTLE, worker_module.Batched(picky))
     assert worker.step()
-    assert db.execute(text("SELECT status FROM payments WHERE id = :id"), {"id": good["id"]}).scalar() == "success"
-    assert db.execute(text("SELECT last_error FROM jobs WHERE id = :id"), {"id": bad_job}).scalar()
+    assert db.value("SELECT status FROM payments WHERE id = %(id)s", {"id": good["id"]}) == "success"
+    assert db.value("SELECT last_error FROM jobs WHERE id = %(id)s", {"id": bad_job})
 
 
 def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(db, clean_queue):
     job_id = jobs.enqueue(db, "test.noop", {})
     [claimed] = jobs.claim(db, "00000000-0000-0000-0000-000000000001", 10, 30)
     assert claimed["id"] == job_id
-    db.execute(text("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = :id"), {"id": job_id})
+    db.execute("UPDATE jobs SET locked_until = now() - interval '1 second' WHERE id = %(id)s", {"id": job_id})
     assert jobs.reclaim_expired(db) == 1
     [again] = jobs.claim(db, "00000000-0000-0000-0000-000000000002", 10, 30)
     assert again["id"] == job_id
     # The first owner's lease is gone: its completion is fenced off.
-    assert jobs.complete(db, [job_id], "00000000-0000-0000-0000-000000000001") == []
-    assert jobs.complete(db, [job_id], "00000000-0000-0000-0000-000000000002") == [job_id]
+    assert jobs.finish(db, [(job_id, "00000000-0000-0000-0000-000000000001", None)]) == []
+    assert jobs.finish(db, [(job_id, "00000000-0000-0000-0000-000000000002", None)]) == [job_id]
 
 
 def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, db):
@@ -200,7 +193,7 @@ def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, db):
     worker.heartbeat()
     assert client.get("/api/v1/test/jobs/status").get_json()["worker_status"] == "running"
     assert client.get("/health").get_json()["worker"] == "running"
-    db.execute(text("DELETE FROM worker_heartbeats"))
+    db.execute("DELETE FROM worker_heartbeats")
     assert client.get("/api/v1/test/jobs/status").get_json()["worker_status"] == "stopped"
 
 
@@ -215,9 +208,9 @@ def jobs_listener(app):
 
 def gate_share_locks(db, granted):
     """SHARE locks on the wake-up gate: held by sleeping workers (granted) or awaited."""
-    return db.execute(text(
-        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-        "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND l.granted = :g"), {"g": granted}).scalar()
+    return db.value("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                    "WHERE c.relname = 'jobs_wakeup_gate' AND l.mode = 'ShareLock' AND l.granted = %(g)s",
+                    {"g": granted})
 
 
 def seconds_to_settle(client, make_payment):
@@ -252,7 +245,7 @@ def test_a_job_enqueued_while_no_worker_sleeps_sends_no_notify_and_still_runs_at
     worker is asleep, so it sends no NOTIFY; it commits only once the worker, about to sleep, waits
     for the gate. The worker's last look at the queue must then see the job, not the poll."""
     monkeypatch.setattr(worker_module, "POLL_SECONDS", 30.0)
-    with app.extensions["db_pool"].connect() as tx:
+    with own_transaction(app) as tx:
         like = seed_payments(tx, merchant["id"], 1)  # uncommitted: payment + due settlement job
         worker_threads()
         wait_until(lambda: gate_share_locks(db, granted=False),
@@ -268,19 +261,18 @@ def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, d
     """The trigger's side of the gate, at the SQL level: no NOTIFY while nobody holds or awaits the
     gate; a NOTIFY while a sleeper holds it, or merely waits for it; and a savepoint rolled back
     forgets the transaction's check together with its lock, so the next job checks again."""
-    pool = app.extensions["db_pool"]
-    insert = text("INSERT INTO jobs (kind, status, next_run_at) VALUES ('test.gate', 'completed', now())")
-    due = text("INSERT INTO jobs (kind) VALUES ('test.gate')")
+    insert = "INSERT INTO jobs (kind, status, next_run_at) VALUES ('test.gate', 'completed', now())"
+    due = "INSERT INTO jobs (kind) VALUES ('test.gate')"
 
     def notified():
         return bool(list(jobs_listener.notifies(timeout=0.3, stop_after=1)))
 
     def take_gate(c):
-        c.exec_driver_sql("SET LOCAL lock_timeout = '5s'; LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
+        c.execute("SET LOCAL lock_timeout = '5s'; LOCK TABLE jobs_wakeup_gate IN SHARE MODE")
 
     db.execute(due)
     assert not notified()  # every worker awake (here: none at all)
-    with pool.connect() as sleeper:
+    with own_transaction(app) as sleeper:
         take_gate(sleeper)
         db.execute(insert)  # not due: no check at all, so no NOTIFY even with a sleeper
         assert not notified()
@@ -289,7 +281,7 @@ def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, d
     db.execute(due)
     assert not notified()
 
-    with pool.connect() as silent, pool.connect() as sleeper:
+    with own_transaction(app) as silent, own_transaction(app) as sleeper:
         silent.execute(due)  # passes the gate without a NOTIFY, holds it until commit
         waiter = threading.Thread(target=take_gate, args=(sleeper,))
         waiter.start()
@@ -300,10 +292,10 @@ def test_the_trigger_notifies_exactly_when_a_worker_sleeps_or_is_about_to(app, d
         waiter.join(10)
         sleeper.rollback()
 
-    with pool.connect() as tx, pool.connect() as sleeper:
-        tx.execute(text("SAVEPOINT s"))
+    with own_transaction(app) as tx, own_transaction(app) as sleeper:
+        tx.execute("SAVEPOINT s")
         tx.execute(due)
-        tx.execute(text("ROLLBACK TO SAVEPOINT s"))  # the job, its gate lock and the check: gone
+        tx.execute("ROLLBACK TO SAVEPOINT s")  # the job, its gate lock and the check: gone
         take_gate(sleeper)  # granted at once: the rolled-back lock is released
         tx.execute(due)
         tx.commit()
@@ -345,8 +337,8 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_no_event(start_worker, ma
                message="all 1,000 settled after restart")
     counts = events_per_payment(db, like)
     assert len(counts) == 1000 and set(counts.values()) == {1}
-    wait_until(lambda: db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND "
-                                       "status = 'success'"), {"m": m["id"]}).scalar() == 1000,
+    wait_until(lambda: db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s AND "
+                                       "status = 'success'", {"m": m["id"]}) == 1000,
                timeout=120, interval=0.2, message="every event delivered")
     delivered_ids = {d["headers"]["Webhook-Id"] for d in rx.requests}
     assert len(delivered_ids) == 1000
@@ -354,17 +346,16 @@ def test_sigkilled_worker_loses_nothing_and_duplicates_no_event(start_worker, ma
 
 def test_sigterm_stops_gracefully_within_10_seconds(start_worker, db, clean_queue):
     w = start_worker()
-    wait_until(lambda: db.execute(text("SELECT count(*) FROM worker_heartbeats WHERE pid = :pid"),
-                                  {"pid": w.proc.pid}).scalar() == 1, message="worker heartbeat")
+    wait_until(lambda: db.value("SELECT count(*) FROM worker_heartbeats WHERE pid = %(pid)s", {"pid": w.proc.pid}) == 1, message="worker heartbeat")
     t0 = time.monotonic()
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(10) == 0
     assert time.monotonic() - t0 < 10
     assert "stopped" in w.output()
-    assert db.execute(text("SELECT count(*) FROM jobs WHERE status = 'processing'")).scalar() == 0
+    assert db.value("SELECT count(*) FROM jobs WHERE status = 'processing'") == 0
 
 
 def test_job_payloads_never_hold_card_data(client, merchant, db):
     create_payment(client, merchant, method="card", card=dict(CARD, number="5555 5555 5555 4444", cvv="987"))
-    dump = json.dumps(db.execute(text("SELECT payload FROM jobs")).scalars().all())
+    dump = json.dumps(db.values("SELECT payload FROM jobs"))
     assert "5555555555554444" not in dump and "5555 5555 5555 4444" not in dump and "987" not in dump

@@ -7,6 +7,6 @@ from . import bp
 @bp.get("/test/jobs/status")
 def jobs_status():
     c = db.conn()
-    n = jobs.counts(c)
+    n = jobs.overview(c)["totals"]
     return {"pending": n["pending"], "processing": n["processing"], "completed": n["completed"],
             "failed": n["dead"], "worker_status": "running" if worker_running(c) else "stopped"}

@@ -55,5 +55,4 @@ def capture_payment(payment_id):
     data = load(CaptureIn, json_body())
     c = db.conn()
     payment = payments.capture(c, g.merchant["id"], payment_id, data["amount"])
-    c.commit()
     return PAYMENT.dump(payment)

@@ -21,7 +21,6 @@ def list_webhooks():
 def retry_webhook(log_id):
     c = db.conn()
     result = webhooks.retry(c, g.merchant["id"], log_id)
-    c.commit()
     return result
 
 
@@ -39,7 +38,6 @@ def set_webhook_config():
     c = db.conn()
     config = webhooks.set_url(c, g.merchant["id"], data["webhook_url"], settings()["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
                               settings()["WEBHOOK_ALLOWED_HOSTS"])
-    c.commit()
     return config
 
 
@@ -48,7 +46,6 @@ def set_webhook_config():
 def regenerate_webhook_secret():
     c = db.conn()
     config = webhooks.regenerate_secret(c, g.merchant["id"])
-    c.commit()
     return config
 
 
@@ -57,5 +54,4 @@ def regenerate_webhook_secret():
 def send_test_webhook():
     c = db.conn()
     url = webhooks.send_test(c, g.merchant["id"])
-    c.commit()
     return {"status": "queued", "message": "Test webhook queued", "webhook_url": url}, 202

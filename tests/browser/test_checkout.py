@@ -18,7 +18,6 @@ import pytest
 import razorpay
 import requests
 from playwright.sync_api import expect
-from app.pg import text
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -138,9 +137,8 @@ def create_order(api, merchant, amount=50000):
 
 
 def payments_of(db, order_id):
-    return [dict(r) for r in db.execute(text(
-        "SELECT id, method, status, vpa, card_network, card_last4, error_code, error_description "
-        "FROM payments WHERE order_id = :o ORDER BY created_at"), {"o": order_id}).mappings()]
+    return db.all("SELECT id, method, status, vpa, card_network, card_last4, error_code, error_description "
+                  "FROM payments WHERE order_id = %(o)s ORDER BY created_at", {"o": order_id})
 
 
 def watch(page):
@@ -235,7 +233,7 @@ def test_unknown_order_is_a_clear_page(page, live_api):
 
 def test_paid_order_is_a_clear_page(page, live_api, make_merchant, db):
     order_id = create_order(live_api, make_merchant())
-    db.execute(text("UPDATE orders SET status = 'paid' WHERE id = :id"), {"id": order_id})
+    db.execute("UPDATE orders SET status = 'paid' WHERE id = %(id)s", {"id": order_id})
     resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}")
     assert resp.status == 409
     expect(page.locator(tid("error-message"))).to_contain_text("already been paid")
@@ -266,12 +264,12 @@ def test_result_endpoint_signs_only_a_successful_payment(live_api, make_merchant
     assert requests.get(url, timeout=10).status_code == 409  # no worker here: still pending
     assert requests.get(f"{live_api.url}/checkout/payments/pay_unknown000000000/result",
                         timeout=10).status_code == 404
-    db.execute(text("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
-                    "error_description = 'Declined' WHERE id = :id"), {"id": pay_id})
+    db.execute("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
+                    "error_description = 'Declined' WHERE id = %(id)s", {"id": pay_id})
     assert requests.get(url, timeout=10).json() == {"paymentId": pay_id, "orderId": order_id, "status": "failed",
                                                      "errorCode": "PAYMENT_FAILED", "errorDescription": "Declined"}
-    db.execute(text("UPDATE payments SET status = 'success', error_code = NULL, error_description = NULL "
-                    "WHERE id = :id"), {"id": pay_id})
+    db.execute("UPDATE payments SET status = 'success', error_code = NULL, error_description = NULL "
+                    "WHERE id = %(id)s", {"id": pay_id})
     body = requests.get(url, timeout=10).json()
     assert body["paymentId"] == pay_id and body["orderId"] == order_id and body["status"] == "success"
     assert set(body) == {"paymentId", "orderId", "status", "signature"}
@@ -388,7 +386,7 @@ def test_upi_payment_succeeds_on_the_standalone_page(page, live_api, live_worker
     assert payments_of(db, order_id) == [{"id": pay_id, "method": "upi", "status": "success", "vpa": "asha@okbank",
                                           "card_network": None, "card_last4": None, "error_code": None,
                                           "error_description": None}]
-    assert db.execute(text("SELECT status FROM orders WHERE id = :id"), {"id": order_id}).scalar() == "paid"
+    assert db.value("SELECT status FROM orders WHERE id = %(id)s", {"id": order_id}) == "paid"
     assert seen["posts"] == [f"{live_api.url}/api/v1/payments/public"]
     assert seen["errors"] == []
 

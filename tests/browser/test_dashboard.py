@@ -11,7 +11,6 @@ import pytest
 import requests
 from playwright.sync_api import expect
 from requests.structures import CaseInsensitiveDict
-from app.pg import text
 from standardwebhooks import Webhook
 from werkzeug.security import generate_password_hash
 
@@ -61,12 +60,10 @@ def indian(n):
 def restore_test_merchant(db):
     """The seeded merchant is shared with other tests: start each test without a webhook URL and
     put its URL and secret back afterwards, whatever the test changed."""
-    before = db.execute(text("SELECT webhook_url, webhook_secret FROM merchants WHERE id = :id"),
-                        {"id": TEST_MERCHANT_ID}).one()
-    db.execute(text("UPDATE merchants SET webhook_url = NULL WHERE id = :id"), {"id": TEST_MERCHANT_ID})
+    before = db.one("SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(id)s", {"id": TEST_MERCHANT_ID})
+    db.execute("UPDATE merchants SET webhook_url = NULL WHERE id = %(id)s", {"id": TEST_MERCHANT_ID})
     yield
-    db.execute(text("UPDATE merchants SET webhook_url = :u, webhook_secret = :s WHERE id = :id"),
-               {"u": before.webhook_url, "s": before.webhook_secret, "id": TEST_MERCHANT_ID})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s WHERE id = %(id)s", {"u": before["webhook_url"], "s": before["webhook_secret"], "id": TEST_MERCHANT_ID})
 
 
 def sign_in(page, base, email=EMAIL, password=PASSWORD, path="/login"):
@@ -78,7 +75,7 @@ def sign_in(page, base, email=EMAIL, password=PASSWORD, path="/login"):
 
 
 def merchant_row(db, merchant_id=TEST_MERCHANT_ID):
-    return db.execute(text("SELECT * FROM merchants WHERE id = :id"), {"id": merchant_id}).mappings().one()
+    return db.one("SELECT * FROM merchants WHERE id = %(id)s", {"id": merchant_id})
 
 
 def create_payment(base, headers, amount=50000, method="upi"):
@@ -94,21 +91,20 @@ def create_payment(base, headers, amount=50000, method="upi"):
 
 def wait_for_status(db, table, object_id, status, timeout=15):
     def reached():
-        return db.execute(text(f"SELECT status FROM {table} WHERE id = :id"), {"id": object_id}).scalar() == status
+        return db.value(f"SELECT status FROM {table} WHERE id = %(id)s", {"id": object_id}) == status
 
     wait_until(reached, timeout=timeout, message=f"{object_id} {status}")
 
 
 def log_by_event_id(db, event_id):
-    return db.execute(text("SELECT * FROM webhook_logs WHERE event_id = :e"), {"e": event_id}).mappings().one()
+    return db.one("SELECT * FROM webhook_logs WHERE event_id = %(e)s", {"e": event_id})
 
 
 @pytest.fixture
 def dashboard_merchant(make_merchant, db):
     """A merchant of its own with a dashboard password, for exact numbers."""
     m = make_merchant()
-    db.execute(text("UPDATE merchants SET password_hash = :h WHERE id = :id"),
-               {"h": generate_password_hash("shop-pass-1"), "id": m["id"]})
+    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash("shop-pass-1"), "id": m["id"]})
     m["email"], m["password"] = f"{m['id']}@example.com", "shop-pass-1"
     return m
 
@@ -234,15 +230,14 @@ def test_stats_chart_and_paging_come_from_real_data(page, live_api, live_worker,
     # 21 successful payments through the API: 20 × ₹20,000 + ₹1,00,000 = ₹5,00,000 …
     made = [create_payment(live_api.url, m["headers"], amount=2_000_000) for _ in range(20)]
     made.append(create_payment(live_api.url, m["headers"], amount=10_000_000, method="card"))
-    wait_until(lambda: db.execute(text("SELECT count(*) FROM payments WHERE merchant_id = :m AND status = 'success'"),
-                                  {"m": m["id"]}).scalar() == 21, timeout=20, message="21 payments settled")
+    wait_until(lambda: db.value("SELECT count(*) FROM payments WHERE merchant_id = %(m)s AND status = 'success'", {"m": m["id"]}) == 21, timeout=20, message="21 payments settled")
     # … and one that the bank declined (the live worker settles every payment as a success in test
     # mode, so this row is written as settlement would have left it).
     order_id, pay_id = new_id("order_"), new_id("pay_")
-    db.execute(text("INSERT INTO orders (id, merchant_id, amount) VALUES (:o, :m, 70000)"), {"o": order_id, "m": m["id"]})
-    db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, error_code, "
-                    "error_description) VALUES (:p, :o, :m, 70000, 'INR', 'upi', 'x@okbank', 'failed', 'PAYMENT_FAILED', "
-                    "'declined')"), {"p": pay_id, "o": order_id, "m": m["id"]})
+    db.execute("INSERT INTO orders (id, merchant_id, amount) VALUES (%(o)s, %(m)s, 70000)", {"o": order_id, "m": m["id"]})
+    db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, status, error_code, "
+                    "error_description) VALUES (%(p)s, %(o)s, %(m)s, 70000, 'INR', 'upi', 'x@okbank', 'failed', 'PAYMENT_FAILED', "
+                    "'declined')", {"p": pay_id, "o": order_id, "m": m["id"]})
 
     sign_in(page, live_api.url, m["email"], m["password"])
     expect(page.locator(tid("api-key"))).to_have_text(m["api_key"])
@@ -330,7 +325,7 @@ def test_save_url_regenerate_secret_and_test_webhook_arrives(page, live_api, liv
 
 def test_retry_a_failed_webhook_from_the_logs_table(page, live_api, live_worker, receiver, db):
     rx = receiver(responses=[500] * 5)  # every scheduled attempt fails; the manual retry succeeds
-    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": rx.url, "id": TEST_MERCHANT_ID})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": rx.url, "id": TEST_MERCHANT_ID})
     sign_in(page, live_api.url, path="/login?next=/dashboard/webhooks")
     page.click(tid("test-webhook-button"))
     event_id = CaseInsensitiveDict(rx.wait_for(1)[0]["headers"])["webhook-id"]
@@ -357,7 +352,7 @@ def test_retry_a_failed_webhook_from_the_logs_table(page, live_api, live_worker,
 
 def test_payment_page_shows_its_refunds_and_webhook_events(page, live_api, live_worker, receiver, db):
     rx = receiver()
-    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": rx.url, "id": TEST_MERCHANT_ID})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": rx.url, "id": TEST_MERCHANT_ID})
     payment = create_payment(live_api.url, api_headers(), amount=80000)
     wait_for_status(db, "payments", payment["id"], "success")
     r = requests.post(f"{live_api.url}/api/v1/payments/{payment['id']}/refunds", json={"amount": 30000, "reason": "size"},
@@ -381,7 +376,7 @@ def test_payment_page_shows_its_refunds_and_webhook_events(page, live_api, live_
 
 def test_docs_snippets_verify_a_real_delivery(page, live_api, live_worker, receiver, db, tmp_path):
     rx = receiver()
-    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": rx.url, "id": TEST_MERCHANT_ID})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": rx.url, "id": TEST_MERCHANT_ID})
     secret = merchant_row(db)["webhook_secret"]
     sign_in(page, live_api.url)
     page.goto(live_api.url + "/dashboard/docs")
@@ -452,17 +447,16 @@ console.log(JSON.stringify(samples.map((s) => {
 def test_jobs_page_shows_queue_worker_and_dead_jobs(page, live_api, live_worker, db, dashboard_merchant):
     payment = create_payment(live_api.url, api_headers(), amount=10000)
     wait_for_status(db, "payments", payment["id"], "success")
-    wait_until(lambda: db.execute(text("SELECT count(*) FROM worker_heartbeats WHERE beat_at > now() - interval '5 s'"))
-               .scalar(), timeout=15, message="a worker heartbeat")
+    wait_until(lambda: db.value("SELECT count(*) FROM worker_heartbeats WHERE beat_at > now() - interval '5 s'"),
+               timeout=15, message="a worker heartbeat")
     other = create_payment(live_api.url, dashboard_merchant["headers"], amount=10000)
-    ids = db.execute(text(
-        """
+    ids = db.values("""
         INSERT INTO jobs (kind, payload, status, attempts, last_error, created_at, next_run_at) VALUES
-          ('payment.settle', jsonb_build_object('payment_id', CAST(:mine AS text)), 'dead', 10, 'boom: the bank timed out', now(), now()),
-          ('payment.settle', jsonb_build_object('payment_id', CAST(:theirs AS text)), 'dead', 10, 'another merchant''s', now(), now()),
+          ('payment.settle', jsonb_build_object('payment_id', CAST(%(mine)s AS text)), 'dead', 10, 'boom: the bank timed out', now(), now()),
+          ('payment.settle', jsonb_build_object('payment_id', CAST(%(theirs)s AS text)), 'dead', 10, 'another merchant''s', now(), now()),
           ('dashboard.probe', '{}', 'pending', 0, NULL, now() - interval '2 hours', now() + interval '1 hour')
         RETURNING id
-        """), {"mine": payment["id"], "theirs": other["id"]}).scalars().all()
+        """, {"mine": payment["id"], "theirs": other["id"]})
     try:
         sign_in(page, live_api.url, path="/login?next=/dashboard/jobs")
         expect(page.locator(tid("worker-status"))).to_have_text("running")
@@ -475,7 +469,7 @@ def test_jobs_page_shows_queue_worker_and_dead_jobs(page, live_api, live_worker,
         expect(mine.locator(tid("dead-job-error"))).to_have_text("boom: the bank timed out")
         expect(page.locator(f'{tid("dead-job-row")}[data-job-id="{ids[1]}"]')).to_have_count(0)  # not ours
     finally:
-        db.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": ids})
+        db.execute("DELETE FROM jobs WHERE id = ANY(%(ids)s)", {"ids": ids})
 
 
 # ---- CSRF -----------------------------------------------------------------------------------------
@@ -525,7 +519,7 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
     out = Path(os.environ["DASHBOARD_SCREENSHOTS"])
     out.mkdir(parents=True, exist_ok=True)
     m = dashboard_merchant
-    db.execute(text("UPDATE merchants SET name = 'Chai & Co.' WHERE id = :id"), {"id": m["id"]})
+    db.execute("UPDATE merchants SET name = 'Chai & Co.' WHERE id = %(id)s", {"id": m["id"]})
     # Two weeks of history, written as settlement leaves it, so the chart has something to show.
     for day in range(13, 0, -1):
         for i in range((day * 7) % 5 + 2):
@@ -533,19 +527,17 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
             amount = 25_000 + ((day * 31 + i * 17) % 40) * 5_000
             status = "failed" if (day + i) % 9 == 0 else "success"
             card = (day + i) % 3 == 0
-            db.execute(text("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
-                            "(:o, :m, :a, :s, now() - make_interval(days => :d))"),
-                       {"o": order_id, "m": m["id"], "a": amount, "d": day, "s": "paid" if status == "success" else "created"})
-            db.execute(text("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, "
-                            "card_last4, status, error_code, created_at, updated_at) VALUES (:p, :o, :m, :a, 'INR', :method, "
-                            ":vpa, :net, :last4, :s, :err, now() - make_interval(days => :d, mins => :i), "
-                            "now() - make_interval(days => :d))"),
-                       {"p": pay_id, "o": order_id, "m": m["id"], "a": amount, "s": status, "d": day, "i": i * 37,
+            db.execute("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
+                            "(%(o)s, %(m)s, %(a)s, %(s)s, now() - make_interval(days => %(d)s))", {"o": order_id, "m": m["id"], "a": amount, "d": day, "s": "paid" if status == "success" else "created"})
+            db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, "
+                            "card_last4, status, error_code, created_at, updated_at) VALUES (%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, "
+                            "%(vpa)s, %(net)s, %(last4)s, %(s)s, %(err)s, now() - make_interval(days => %(d)s, mins => %(i)s), "
+                            "now() - make_interval(days => %(d)s))", {"p": pay_id, "o": order_id, "m": m["id"], "a": amount, "s": status, "d": day, "i": i * 37,
                         "method": "card" if card else "upi", "vpa": None if card else "asha@okbank",
                         "net": "visa" if card else None, "last4": "1111" if card else None,
                         "err": "PAYMENT_FAILED" if status == "failed" else None})
     ok, flaky = receiver(), receiver(responses=[500] * 10)
-    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": ok.url, "id": m["id"]})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": ok.url, "id": m["id"]})
     paid = [create_payment(live_api.url, m["headers"], amount=a, method=meth)
             for a, meth in [(49_900, "upi"), (1_25_000_00, "card"), (2_999_00, "upi")]]
     for p in paid:
@@ -553,13 +545,11 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
     requests.post(f"{live_api.url}/api/v1/payments/{paid[1]['id']}/refunds", json={"amount": 25_000_00, "reason": "returned"},
                   headers=m["headers"], timeout=10).raise_for_status()
     ok.wait_for(1, event="refund.processed")
-    wait_until(lambda: not db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND status <> 'success'"),
-                                      {"m": m["id"]}).scalar(), timeout=20, message="deliveries done")
+    wait_until(lambda: not db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s AND status <> 'success'", {"m": m["id"]}), timeout=20, message="deliveries done")
     # Then the merchant's endpoint starts failing: the next payment's events end up failed.
-    db.execute(text("UPDATE merchants SET webhook_url = :u WHERE id = :id"), {"u": flaky.url, "id": m["id"]})
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": flaky.url, "id": m["id"]})
     create_payment(live_api.url, m["headers"], amount=75_000)
-    wait_until(lambda: db.execute(text("SELECT count(*) FROM webhook_logs WHERE merchant_id = :m AND status = 'failed'"),
-                                  {"m": m["id"]}).scalar() == 2, timeout=40, message="two failed deliveries")
+    wait_until(lambda: db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s AND status = 'failed'", {"m": m["id"]}) == 2, timeout=40, message="two failed deliveries")
 
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})
     page = ctx.new_page()
