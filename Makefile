@@ -24,7 +24,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m app.launcher test $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed-dev
+# The peer queues of bench/queue_bench.py and the bare app's pool; wrk comes from the system (apt-get install wrk).
+$(VENV)/.installed-bench: bench/requirements.txt $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -r bench/requirements.txt
+	touch $@
+
+bench: $(VENV)/.installed-bench
 	bash bench/run.sh
 
 clean:

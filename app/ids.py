@@ -6,7 +6,7 @@ its primary-key index (and a payment's order_id beside the recent orders'), not 
 of the whole index. A random key changes a different page on nearly every insert, and after each
 checkpoint the first change of a page writes all 8 KB of it to the WAL. Orders created and paid
 right after a CHECKPOINT, beside 300,000 earlier ones: 7.8 KB of WAL per order and payment with
-random ids, 1.7 KB with these (bench/ids_bench.py, results in bench/README.md).
+random ids, 1.7 KB with these (docs/decisions/001-benchmark-history.md).
 
 The minute is 5 base-36 digits (0-9, a-z: one order under every collation, C or a language's)
 counted from 2025-01-01 UTC, good until the year 2139. The 11 random digits carry 65 bits, so an

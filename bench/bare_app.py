@@ -1,15 +1,16 @@
-"""The reference for bench/api_bench.py: a bare Flask app, one POST endpoint, one INSERT.
+"""The reference of bench/api_bench.py: a bare Flask app, one POST endpoint, one INSERT.
 
-Same driver as the gateway (psycopg 3), a pool of comparable size (10 connections per process, as
-DB_POOL_SIZE), same gunicorn settings (api_bench.py builds the command from app.launcher's), same
-database. No auth, no validation, no logging, no SQLAlchemy: parse the JSON body, INSERT one row
-into a table of its own, commit, answer 201 with the row.
+Same driver as the gateway (psycopg 3), a pool of 10 connections per process (as DB_POOL_SIZE),
+the same gunicorn command (api_bench.py takes the launcher's), the same database. No auth, no
+validation, no logging: parse the JSON body, INSERT one row into a table of its own, commit,
+answer 201 with the row.
 
     DATABASE_URL=postgresql://... gunicorn 'bench.bare_app:create_app()'
-    curl -d '{"amount": 50000}' -H 'Content-Type: application/json' localhost:PORT/bare
+    curl -d '{"amount": 50000}' -H 'Content-Type: application/json' localhost:8000/bare
 """
 import os
 
+import psycopg
 from flask import Flask, request
 from psycopg_pool import ConnectionPool
 
@@ -24,24 +25,12 @@ CREATE TABLE IF NOT EXISTS bench_bare (
 LOCK = 7240777  # advisory lock: two workers starting together create the table one at a time
 
 
-def ensure_table(conninfo):
-    import psycopg
-
-    with psycopg.connect(conninfo) as c:
-        c.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK,))
-        c.execute(TABLE_DDL)
-
-
-def libpq(url):
-    # SQLAlchemy-style URLs (postgresql+psycopg://) are not libpq's.
-    return url.replace("postgresql+psycopg://", "postgresql://", 1).replace("postgres://", "postgresql://", 1)
-
-
 def create_app():
-    conninfo = libpq(os.environ["DATABASE_URL"])
-    ensure_table(conninfo)
-    size = int(os.environ.get("DB_POOL_SIZE", "10"))
-    pool = ConnectionPool(conninfo, min_size=1, max_size=size, open=True,
+    conninfo = os.environ["DATABASE_URL"]
+    with psycopg.connect(conninfo) as c:
+        c.execute("SELECT pg_advisory_xact_lock(%(lock)s)", {"lock": LOCK})
+        c.execute(TABLE_DDL)
+    pool = ConnectionPool(conninfo, min_size=1, max_size=int(os.environ.get("DB_POOL_SIZE", "10")), open=True,
                           kwargs={"options": "-c timezone=UTC"})
     app = Flask(__name__)
 
@@ -49,8 +38,9 @@ def create_app():
     def bare():
         data = request.get_json()
         with pool.connection() as c:  # commits on leaving the block
-            row = c.execute("INSERT INTO bench_bare (amount, currency) VALUES (%s, %s) "
-                            "RETURNING id, created_at", (data["amount"], data.get("currency", "INR"))).fetchone()
+            row = c.execute("INSERT INTO bench_bare (amount, currency) VALUES (%(amount)s, %(currency)s) "
+                            "RETURNING id, created_at",
+                            {"amount": data["amount"], "currency": data.get("currency", "INR")}).fetchone()
         return {"id": row[0], "amount": data["amount"], "created_at": row[1].isoformat()}, 201
 
     return app

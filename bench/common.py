@@ -1,69 +1,187 @@
-"""Shared pieces of the benchmarks: a fresh database, real processes, the machine's description."""
+"""What the benchmarks share: the PostgreSQL server, a fresh database, real processes, medians.
+
+Nothing here imports the gateway: the scripts talk to PostgreSQL with psycopg, to the gateway over
+HTTP, and start it with the launcher's own gunicorn command.
+"""
+import ctypes
+import json
 import os
-import platform
+import random
+import re
+import signal
+import socket
 import statistics
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import quote, urlsplit
 
+import psutil
 import psycopg
+import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from app import db as app_db  # noqa: E402
-from helpers import Process, Receiver, free_port, wait_until  # noqa: E402,F401
-
-RESULTS = ROOT / "bench" / "results"
+PY = sys.executable
+TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"  # seeded by `flask init-db` with SEED_TEST_MERCHANT
+AUTH = {"X-Api-Key": "key_test_abc123", "X-Api-Secret": "secret_test_xyz789"}
 
 
 def server_url():
-    """DATABASE_URL's server, else the embedded one (started if needed)."""
+    """DATABASE_URL's server, else the embedded one of `make run` (.data/pg), which stops when its last user exits."""
     url = os.environ.get("DATABASE_URL")
     if url:
-        return url
-    from app.embedded import ensure_database_url
+        return re.sub(r"^postgres(?:ql)?(?:\+\w+)?://", "postgresql://", url)
+    import pgserver
 
-    return ensure_database_url()
+    (ROOT / ".data" / "pg").mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(ROOT / ".data" / "pg", cleanup_mode="stop").get_uri()
 
 
-def fresh_database(name, url=None):
-    """DROP + CREATE a database for one benchmark; returns its libpq URL with the schema applied."""
-    admin = app_db.libpq_url(url or server_url())
-    with psycopg.connect(admin, autocommit=True) as c:
+def database_url(url, name):
+    """The same server and role, database `name` (a socket path stays in ?host=)."""
+    return urlsplit(url)._replace(path="/" + quote(name)).geturl()
+
+
+def fresh_database(name):
+    """DROP and CREATE database `name`, apply the gateway's schema with its test merchant; its URL."""
+    url = server_url()
+    with psycopg.connect(url, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
-    db_url = app_db.libpq_url(url or server_url(), database=name)
-    env = dict(os.environ, DATABASE_URL=db_url, SEED_TEST_MERCHANT="true")  # the benchmarks use the test merchant
-    subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True,
-                   stdout=subprocess.DEVNULL)
+    db_url = database_url(url, name)
+    subprocess.run([PY, "-m", "flask", "--app", "app", "init-db"], env=app_env(db_url, SEED_TEST_MERCHANT="true"),
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return db_url
 
 
 def pg_settings(url):
+    """The server settings that bear on the figures, as one line to print beside them."""
     with psycopg.connect(url) as c:
-        names = ["server_version", "shared_buffers", "synchronous_commit", "fsync", "max_connections", "work_mem"]
-        return {n: c.execute(f"SHOW {n}").fetchone()[0] for n in names}
+        show = {n: c.execute(f"SHOW {n}").fetchone()[0]
+                for n in ("server_version", "shared_buffers", "synchronous_commit", "fsync")}
+    return (f"PostgreSQL {show['server_version'].split()[0]} (shared_buffers {show['shared_buffers']}, "
+            f"synchronous_commit {show['synchronous_commit']}, fsync {show['fsync']})")
 
 
-def wal_bytes(c):
-    """The server's WAL insert position in bytes: the difference of two is the WAL written between."""
-    return int(c.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0])
+def app_env(db_url, **extra):
+    """The environment of the gateway's processes: no request log, no per-request access log."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ACCESS_LOG", "TEST_MERCHANT_WEBHOOK_URL", "TEST_MODE")}
+    env.update(DATABASE_URL=db_url, SECRET_KEY="bench-secret-key", LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def test_mode_env(db_url, **extra):
+    """app_env with instant test-mode processing and webhooks allowed to a local receiver."""
+    return app_env(db_url, TEST_MODE="true", TEST_PROCESSING_DELAY="0", WEBHOOK_ALLOW_PRIVATE_TARGETS="true", **extra)
+
+
+def _die_with_parent():
+    # SIGTERM the child if the benchmark dies, even by SIGKILL (Linux PR_SET_PDEATHSIG), so no server is left behind.
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
+
+
+class Process:
+    """A child process in its own process group, its output in log_dir/<name>.log."""
+
+    def __init__(self, args, env, name, log_dir, cwd=ROOT):
+        self.name, self.log = name, Path(log_dir) / f"{name}.log"
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True, preexec_fn=_die_with_parent)
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            sys.exit(f"{self.name} exited:\n{self.log.read_text(errors='replace')[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def gunicorn_cmd(env, app="app:create_app()", root=ROOT):
+    """The launcher's gunicorn command as the tree at `root` builds it, serving `app` instead of the gateway."""
+    code = "import json, os; from app.launcher import gunicorn_cmd; print(json.dumps(gunicorn_cmd(dict(os.environ))))"
+    cmd = json.loads(subprocess.check_output([PY, "-c", code], env=env, cwd=root))
+    return [app if arg == "app:create_app()" else arg for arg in cmd]
+
+
+class Server(Process):
+    """gunicorn on a free port with WORKERS × THREADS (gthread), up once it answers HTTP."""
+
+    def __init__(self, name, env, log_dir, workers=2, threads=4, app="app:create_app()", root=ROOT):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(env, PORT=str(self.port), HOST="127.0.0.1", WEB_CONCURRENCY=str(workers),
+                   GUNICORN_THREADS=str(threads))
+        self.cmd = gunicorn_cmd(env, app, root)
+        super().__init__(self.cmd, env, name, log_dir, cwd=root)
+        self.ps = psutil.Process(self.proc.pid)
+        wait_until(lambda: self._up() and len(self.ps.children()) >= workers, timeout=60, message=f"{name} up")
+
+    def _up(self):
+        self.check_alive()
+        try:
+            return requests.get(self.url + "/", timeout=2) is not None
+        except requests.ConnectionError:
+            return False
+
+    def procs(self):
+        return [self.ps, *self.ps.children(recursive=True)]
+
+
+def start_worker(env, log_dir, noop=False):
+    """worker.py; with noop=True it also knows a 'bench.noop' job kind that does nothing."""
+    code = ("import sys, worker; worker.HANDLERS['bench.noop'] = lambda c, batch, settings, emit: {}; "
+            "sys.exit(worker.main())")
+    worker = Process([PY, "-c", code] if noop else [PY, "worker.py"], env, "worker", log_dir)
+    url = env["DATABASE_URL"]
+
+    def beating():
+        worker.check_alive()
+        with psycopg.connect(url) as c:
+            return c.execute("SELECT 1 FROM worker_heartbeats WHERE pid = %(pid)s", {"pid": worker.proc.pid}).fetchone()
+
+    wait_until(beating, timeout=30, interval=0.05, message="worker heartbeat")
+    return worker
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(interval)  # polling an observable condition
+    return value
+
+
+def new_id(prefix):
+    """An id of the gateway's shape (app/ids.py): the minute in 5 base-36 digits, then 11 random base-62 ones."""
+    minute, digits = int((time.time() - 1735689600) // 60), ""
+    for _ in range(5):
+        minute, r = divmod(minute, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + digits
+    return prefix + digits + "".join(random.choices("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", k=11))
 
 
 def machine():
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    """The machine, to print beside the figures: cores, CPU model, the 1-minute load average."""
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "?")
+    return f"{os.cpu_count()} × {model}, load {os.getloadavg()[0]:.1f}"
 
 
 def median(values):
@@ -71,44 +189,10 @@ def median(values):
 
 
 def percentile(values, p):
-    if not values:
-        return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, int(round(p / 100 * (len(s) - 1)))))
-    return s[k]
+    return s[max(0, min(len(s) - 1, round(p / 100 * (len(s) - 1))))] if s else float("nan")
 
 
-def worker_env(db_url, **extra):
-    env = dict(os.environ, DATABASE_URL=db_url, TEST_MODE="true", TEST_PROCESSING_DELAY="0",
-               LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1", WEBHOOK_ALLOW_PRIVATE_TARGETS="true")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def start_worker(env, log_dir, noop=False, name="worker"):
-    """worker.py as a real process; with noop=True it also knows a 'bench.noop' kind that does nothing."""
-    if noop:
-        code = ("import sys, worker; worker.HANDLERS['bench.noop'] = lambda c, batch, settings, emit: {}; "
-                "sys.exit(worker.main())")
-        args = [sys.executable, "-c", code]
-    else:
-        args = [sys.executable, "worker.py"]
-    p = Process(args, env, name, log_dir)
-    return p
-
-
-def wait_for_heartbeat(url, pid, timeout=30):
-    def beating():
-        with psycopg.connect(url) as c:
-            return c.execute("SELECT 1 FROM worker_heartbeats WHERE pid = %s", (pid,)).fetchone()
-
-    wait_until(beating, timeout=timeout, interval=0.05, message="worker heartbeat")
-
-
-def write_result(name, text):
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / name).write_text(text)
-
-
-def now():
-    return time.perf_counter()
+def runs(values, fmt=".0f"):
+    """'median (run, run, …)' for a table cell."""
+    return f"{median(values):{fmt}} ({', '.join(f'{v:{fmt}}' for v in values)})"
