@@ -6,12 +6,13 @@ import psycopg
 
 from . import db, ids, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
+from .events import PAYMENT_CREATED, PAYMENT_FAILED, PAYMENT_SUCCESS
 from .ids import new_id
 from .schemas import PAYMENT
 from .pg import text
 
 SETTLE = "payment.settle"
-SETTLED_EVENTS = {"success": "payment.success", "failed": "payment.failed"}  # the event a settlement emits
+SETTLED_EVENTS = {"success": PAYMENT_SUCCESS, "failed": PAYMENT_FAILED}  # the event a settlement emits
 COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
            "captured, error_code, error_description, notes, created_at, updated_at")
 
@@ -123,7 +124,7 @@ def create(c, merchant, data):
         raise ApiError(f"This order has reached its limit of {MAX_ATTEMPTS} payment attempts.", field="order_id")
     payment = {k: row[k] for k in COLUMNS.split(", ")}
     if row["has_url"]:
-        webhooks.emit_event(c, merchant["id"], "payment.created", {"payment": PAYMENT.dump(payment)})
+        webhooks.emit_event(c, merchant["id"], PAYMENT_CREATED, {"payment": PAYMENT.dump(payment)})
     return payment
 
 

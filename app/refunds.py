@@ -4,6 +4,7 @@ import random
 
 from . import db, ids, jobs, payments, webhooks
 from .errors import ApiError, NotFound
+from .events import REFUND_CREATED, REFUND_PROCESSED
 from .ids import new_id
 from .schemas import PAYMENT, REFUND
 from .pg import text
@@ -39,7 +40,7 @@ def create(c, merchant, payment_id, data, settings):
     delay = settings["TEST_PROCESSING_DELAY"] / 1000.0 if settings["TEST_MODE"] else random.uniform(3, 5)
     jobs.enqueue(c, PROCESS, {"refund_id": refund["id"]}, delay_seconds=delay)
     refund = _with_currency(refund, payment)
-    webhooks.emit_event(c, merchant["id"], "refund.created", {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})
+    webhooks.emit_event(c, merchant["id"], REFUND_CREATED, {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})
     return refund
 
 
@@ -90,7 +91,7 @@ def process_batch(c, batch, settings, emit):
         if r["has_url"]:
             payment = {k[2:]: v for k, v in r.items() if k.startswith("p_")}
             refund = _with_currency({k: r[k] for k in COLUMNS.split(", ")}, payment)
-            events.append((r["merchant_id"], "refund.processed",
+            events.append((r["merchant_id"], REFUND_PROCESSED,
                            {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)}))
     emit(events)
     return {}
