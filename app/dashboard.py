@@ -13,7 +13,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import dashboard_data as data
-from . import dashboard_docs, db, jobs, payments, ratelimit, refunds, webhooks
+from . import dashboard_docs, db, events, jobs, payments, ratelimit, refunds, webhooks
 from .auth import login_required, session_token, signed_in_merchant
 from .errors import ApiError, NotFound, html_errors
 from .health import worker_running
@@ -180,7 +180,7 @@ def _webhooks_page(url_value=None, url_error=None, status=200):
     config = webhooks.get_config(c, g.merchant["id"])
     return render_template("dashboard/webhooks.html", config=config, logs=logs, paging=_pages(total, page),
                            url_value=config["webhook_url"] if url_value is None else url_value,
-                           url_error=url_error), status
+                           url_error=url_error, events=events.CATALOG, test_event=events.WEBHOOK_TEST), status
 
 
 @bp.get("/dashboard/webhooks")
@@ -261,8 +261,9 @@ def docs():
 @login_required
 def jobs_page():
     c = db.conn()
-    return render_template("dashboard/jobs.html", queue=jobs.overview(c), running=worker_running(c),
-                           workers=data.workers(c), dead=jobs.dead_of_merchant(c, g.merchant["id"]))
+    return render_template("dashboard/jobs.html", queue=jobs.overview(c), statuses=jobs.STATUSES,
+                           running=worker_running(c), workers=data.workers(c),
+                           dead=jobs.dead_of_merchant(c, g.merchant["id"]))
 
 
 # ---- formatting (money and time are formatted here, for the templates only) ---------------------

@@ -1,8 +1,10 @@
-"""GET /openapi.json: the OpenAPI 3.1 description of the JSON API.
+"""GET /openapi.json: the OpenAPI 3.1 description of the JSON API and of the webhooks it sends.
 
 Generated with apispec from the marshmallow schemas the views load and dump with (app/schemas.py),
 so field names, types, limits, enums and nullability cannot drift from the code. What the schemas
-cannot say (paths, auth, status codes, the error envelope) is the declarative OPERATIONS table."""
+cannot say (paths, auth, status codes, the error envelope) is the declarative OPERATIONS table.
+The `webhooks` section (OpenAPI 3.1; apispec has no helper for it, so its operations go through
+the plugin's resolver by hand) is one entry per event of app/events.py's CATALOG."""
 import copy
 import functools
 
@@ -11,9 +13,12 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from flask import Blueprint, jsonify
 from marshmallow import fields
 
+from . import events
 from . import schemas as s
 from .idempotency import MAX_KEY_LENGTH
+from .outbound import TIMEOUT_SECONDS
 from .validation import VPA_RE
+from .webhooks import MAX_ATTEMPTS as WEBHOOK_ATTEMPTS
 
 OPENAPI_VERSION = "3.1.0"
 TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
@@ -223,7 +228,7 @@ OPERATIONS = [
          auth=AUTH, summary="Replace the webhook signing secret; returns the new one.",
          ok={200: s.WebhookConfigOut}, errors=[415]),
     dict(method="post", path="/api/v1/webhooks/test", id="sendTestWebhook", tag="Webhooks", auth=AUTH,
-         summary="Queue a `webhook.test` event to the configured URL.",
+         summary=f"Queue a `{events.WEBHOOK_TEST}` event to the configured URL.",
          description="400 when no webhook URL is configured.",
          ok={202: s.WebhookTestOut}, errors=[400, 415]),
 ]
@@ -236,7 +241,7 @@ REFINEMENTS = {
     ("OrderCreate", "partial_payment"): {"enum": [False]},
     ("ErrorDetail", "code"): {"enum": ERROR_CODES},
     ("PaymentOut", "card_network"): {"enum": ["visa", "mastercard", "amex", "rupay", "unknown", None]},
-    ("PaymentPublicOut", "method"): {"enum": ["upi", "card"]},
+    ("PaymentPublicOut", "method"): {"enum": list(s.PAYMENT_METHODS)},
     ("WebhookRetryOut", "status"): {"enum": ["pending"]},
     ("PaymentCreate", "vpa"): {"pattern": VPA_RE.pattern,
                                "description": "The UPI address, for `upi`; else 400 `INVALID_VPA`."},
@@ -247,6 +252,42 @@ SCHEMA_REFINEMENTS = {
         {"if": {"properties": {"method": {"const": method}}, "required": ["method"]}, "then": {"required": [details]}}
         for method, details in (("upi", "vpa"), ("card", "card"))]},
 }
+
+
+# ---- webhooks -----------------------------------------------------------------------------------
+
+def _delivery_header(name, description, required=True):
+    return {"in": "header", "name": name, "required": required, "description": description,
+            "schema": {"type": "string"}}
+
+
+# What app/webhooks.py's headers_for() sends with every attempt.
+WEBHOOK_HEADERS = [
+    _delivery_header("X-Webhook-Signature", "Hex HMAC-SHA256 of the raw body, keyed with the webhook secret "
+                                            "string (Razorpay's `verify_webhook_signature` scheme)."),
+    _delivery_header("webhook-id", "The event id (`evt_…`), the same on every attempt: handle each id once."),
+    _delivery_header("webhook-timestamp", "When this attempt was signed (unix seconds)."),
+    _delivery_header("webhook-signature", "Standard Webhooks: `v1,<base64>`, keyed with the secret after `whsec_`, "
+                                          "base64-decoded. Absent only for a secret that is not a Standard Webhooks "
+                                          "key, which the gateway never issues.", required=False),
+]
+
+
+def _webhook(event):
+    envelope = events.envelope(event.name)
+    name = envelope.__name__
+    return {
+        "operationId": name[0].lower() + name[1:],
+        "summary": event.description[0].upper() + event.description[1:] + ".",
+        "description": f"POSTed to the merchant's webhook URL as compact JSON, signed twice (the headers below). "
+                       f"A 2xx answer within {TIMEOUT_SECONDS} s acknowledges it; anything else is a failed attempt, retried with "
+                       f"the same body and `webhook-id`, {WEBHOOK_ATTEMPTS} attempts in all.",
+        "tags": ["Webhooks"],
+        "parameters": list(WEBHOOK_HEADERS),
+        "requestBody": {"required": True, "content": {"application/json": {"schema": envelope}}},
+        "responses": {"2XX": {"description": "Delivered."},
+                      "default": {"description": "A failed attempt: it will be retried."}},
+    }
 
 
 # ---- field conversions apispec does not know ---------------------------------------------------
@@ -332,7 +373,11 @@ def build():
         by_path.setdefault(op["path"], {})[op["method"]] = _operation(op)
     for path, operations in by_path.items():
         spec.path(path=path, operations=operations)
+    hooks = {event.name: {"post": _webhook(event)} for event in events.CATALOG.values()}
+    for operations in hooks.values():
+        plugin.resolver.resolve_operations(operations)  # marshmallow schemas -> components and $refs
     doc = spec.to_dict()
+    doc["webhooks"] = hooks
     _refine(doc)
     return doc
 
@@ -354,9 +399,12 @@ def _refine(doc):
 
 
 def _response_schema_names(doc):
-    """Component schemas reachable from a response (they are dumped, so every field is present)."""
+    """Component schemas reachable from a response or a webhook's body (they are dumped, so every
+    field is present)."""
     todo = [media["schema"] for item in doc["paths"].values() for op in item.values()
             for resp in op["responses"].values() for media in resp.get("content", {}).values()]
+    todo += [item["post"]["requestBody"]["content"]["application/json"]["schema"]
+             for item in doc["webhooks"].values()]
     seen = set()
     while todo:
         node = todo.pop()

@@ -6,11 +6,12 @@ import psycopg
 
 from . import db, ids, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
+from .events import PAYMENT_CREATED, PAYMENT_FAILED, PAYMENT_SUCCESS
 from .ids import new_id
 from .schemas import PAYMENT
 
 SETTLE = "payment.settle"
-SETTLED_EVENTS = {"success": "payment.success", "failed": "payment.failed"}  # the event a settlement emits
+SETTLED_EVENTS = {"success": PAYMENT_SUCCESS, "failed": PAYMENT_FAILED}  # the event a settlement emits
 COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
            "captured, error_code, error_description, notes, created_at, updated_at")
 
@@ -98,7 +99,7 @@ def create(c, merchant, data):
             row = db.one(c, _CREATE, params)
             if row is not None and row["id"] is not None and row["has_url"]:
                 payment = {k: row[k] for k in COLUMNS.split(", ")}
-                webhooks.emit_event(c, merchant["id"], "payment.created", {"payment": PAYMENT.dump(payment)})
+                webhooks.emit_event(c, merchant["id"], PAYMENT_CREATED, {"payment": PAYMENT.dump(payment)})
     except psycopg.errors.UniqueViolation as e:
         if e.diag.constraint_name == IN_FLIGHT_INDEX:  # a concurrent payment of this order won the race
             raise _in_progress() from None

@@ -4,6 +4,7 @@ import random
 
 from . import db, ids, jobs, payments, webhooks
 from .errors import ApiError, NotFound
+from .events import REFUND_CREATED, REFUND_PROCESSED
 from .ids import new_id
 from .schemas import PAYMENT, REFUND
 
@@ -42,7 +43,7 @@ def create(c, merchant, payment_id, data, settings):
         jobs.enqueue(c, PROCESS, {"refund_id": refund["id"]}, delay_seconds=delay)
         refund = _with_currency(refund, payment)
         if so_far["has_url"]:
-            webhooks.emit_event(c, merchant["id"], "refund.created",
+            webhooks.emit_event(c, merchant["id"], REFUND_CREATED,
                                 {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})
     return refund
 
@@ -90,4 +91,4 @@ def process(c, payload, settings, emit):
     if r is not None and r["has_url"]:
         payment = {k[2:]: v for k, v in r.items() if k.startswith("p_")}
         refund = _with_currency({k: r[k] for k in COLUMNS.split(", ")}, payment)
-        emit([(r["merchant_id"], "refund.processed", {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})])
+        emit([(r["merchant_id"], REFUND_PROCESSED, {"refund": REFUND.dump(refund), "payment": PAYMENT.dump(payment)})])

@@ -13,6 +13,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
 from . import db, jobs, outbound
 from .errors import ApiError, Conflict, NotFound
+from .events import CATALOG, WEBHOOK_TEST
 from .ids import new_id
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ def emit_events(c, events, lease=None):
     now = int(time.time())
     logs = {"id": [], "m": [], "e": [], "i": [], "b": []}
     for merchant_id, event, data in events:
+        if event not in CATALOG:  # merchants code against the catalog's list (docs, /openapi.json)
+            raise ValueError(f"{event!r} is not in app/events.py's CATALOG")
         event_id = new_id("evt_")
         logs["id"].append(str(uuid.uuid4()))
         logs["m"].append(str(merchant_id))
@@ -210,5 +213,5 @@ def send_test(c, merchant_id):
     url = get_config(c, merchant_id)["webhook_url"]
     if not url:
         raise ApiError("Configure a webhook URL first.", field="webhook_url")
-    emit_event(c, merchant_id, "webhook.test", {"message": "This is a test webhook.", "merchant_id": str(merchant_id)})
+    emit_event(c, merchant_id, WEBHOOK_TEST, {"message": "This is a test webhook.", "merchant_id": str(merchant_id)})
     return url

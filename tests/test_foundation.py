@@ -8,7 +8,7 @@ import requests
 
 from helpers import TEST_KEY, TEST_MERCHANT_ID, TEST_SECRET, Api, api_headers, wait_until
 
-from app import create_app, db as app_db, orders, schemas
+from app import create_app, db as app_db, jobs, orders, schemas
 
 
 def test_health_reports_database_and_time(client):
@@ -188,6 +188,7 @@ def test_deactivated_merchant_is_refused_once_the_auth_cache_expires(client, mer
     ("payments", "status", schemas.PAYMENT_STATUSES),
     ("refunds", "status", schemas.REFUND_STATUSES),
     ("webhook_logs", "status", schemas.WEBHOOK_STATUSES),
+    ("jobs", "status", jobs.STATUSES),
 ])
 def test_the_named_values_are_exactly_what_the_database_allows(db, table, column, values):
     """The API validates, documents and lists the values the schema's CHECK constraints allow, so
