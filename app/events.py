@@ -53,7 +53,7 @@ CATALOG = {e.name: e for e in (
     Event(PAYMENT_FAILED, "the payment settled as failed (`error_code`, `error_description`)", PaymentEventData,
           "payments._settle"),
     Event(REFUND_CREATED, "a refund was accepted (status `pending`)", RefundEventData, "refunds.create"),
-    Event(REFUND_PROCESSED, "the money went back", RefundEventData, "refunds.process_batch"),
+    Event(REFUND_PROCESSED, "the money went back", RefundEventData, "refunds.process"),
     Event(WEBHOOK_TEST, "you asked for a test event", WebhookTestData, "webhooks.send_test"),
 )}
 

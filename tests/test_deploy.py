@@ -392,7 +392,7 @@ def test_build_context_leaves_out_local_state(tmp_path):
     if not (ROOT / ".dockerignore").exists():
         pytest.fail("no .dockerignore: .data, .venv and .git go into the image")
     for f in ("app/__init__.py", "app/__pycache__/db.cpython-311.pyc", ".data/secret_key", ".data/pg/PG_VERSION",
-              ".venv/bin/python", ".git/HEAD", "tests/test_x.py", "bench/results/x.raw", "schema.sql",
+              ".venv/bin/python", ".git/HEAD", "tests/test_x.py", "bench/api_bench.py", "schema.sql",
               "worker.py", "requirements.txt", "templates/a.html", "static/a.css", "sdk/checkout.js",
               "test_merchant/app.py", ".env"):
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)

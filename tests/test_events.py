@@ -15,7 +15,7 @@ from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from werkzeug.security import generate_password_hash
 
 import worker as worker_module
-from app import dashboard_data, events, schemas, webhooks
+from app import events, jobs, schemas, webhooks
 from app.events import CATALOG
 from app.openapi import spec_dict
 
@@ -172,9 +172,9 @@ def test_the_jobs_page_shows_every_job_status(signed_in):
     page = html.unescape(signed_in.get("/dashboard/jobs").get_data(as_text=True))
     table = page[page.index('data-test-id="job-counts-table"'):]
     header = re.findall(r'<th class="num">([^<]+)</th>', table.split("</thead>")[0])
-    assert header == [s.capitalize() for s in dashboard_data.JOB_STATUSES]
+    assert header == [s.capitalize() for s in jobs.STATUSES]
     cards = re.findall(r'class="stat-value" data-test-id="jobs-([a-z]+)"', page)
-    assert cards == [s for s in dashboard_data.JOB_STATUSES if s != "completed"]
+    assert cards == [s for s in jobs.STATUSES if s != "completed"]
 
 
 @pytest.mark.parametrize("status", sorted(set(schemas.PAYMENT_STATUSES + schemas.REFUND_STATUSES
