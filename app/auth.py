@@ -13,8 +13,9 @@ _DUMMY_SECRET = "secret_" + "x" * 24
 
 MERCHANT_COLUMNS = "id, name, email, api_key, api_secret, webhook_url, webhook_secret, is_active"
 
-# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active}).
-# Saves a query on every API call; a deactivated merchant is refused within AUTH_CACHE_SECONDS.
+# API keys seen lately, per process: api_key -> (valid until, {id, name, api_secret, is_active,
+# has_webhook_url}). Saves a query on every API call; a deactivated merchant is refused within
+# AUTH_CACHE_SECONDS. has_webhook_url is a hint for payments.create (its statement decides).
 # Unknown keys are not cached, so guessing cannot fill it.
 AUTH_CACHE_SECONDS = 5.0
 AUTH_CACHE_MAX = 10_000
@@ -51,8 +52,8 @@ def _lookup(key):
     hit = _auth_cache.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
-    merchant = db.one(db.conn(), "SELECT id, name, api_secret, is_active FROM merchants WHERE api_key = %(key)s",
-                      {"key": key})
+    merchant = db.one(db.conn(), "SELECT id, name, api_secret, is_active, webhook_url IS NOT NULL AS has_webhook_url "
+                                 "FROM merchants WHERE api_key = %(key)s", {"key": key})
     if merchant is not None:
         if len(_auth_cache) >= AUTH_CACHE_MAX:
             _auth_cache.clear()

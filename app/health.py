@@ -22,6 +22,9 @@ def worker_running(c):
 def health():
     now = iso(datetime.now(timezone.utc))
     try:
+        # The pool tests its idle connections first and replaces the dead (a database restart):
+        # the answer is about the database now, not about a connection from before.
+        db.pool().check()
         running = worker_running(db.conn())
     except Exception:  # noqa: BLE001 - any failure to reach the database is "disconnected"
         current_app.logger.warning("health: database unreachable")

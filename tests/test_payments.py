@@ -152,12 +152,12 @@ def test_payment_and_its_settlement_commit_together(client, db, api_worker, merc
 
 
 def test_payment_created_event_commits_with_the_payment(client, db, make_merchant):
-    """No URL, no event; a URL set a moment ago (while the API still has the merchant's key
-    cached) gets the next payment's payment.created, written with the payment."""
+    """No URL, no event; a URL set a moment ago (while the API still has the merchant cached as
+    having none) gets the next payment's payment.created, written with the payment."""
     m = make_merchant()
     first = pay(client, m, create_order(client, m)["id"])
     db.execute("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = %(id)s", {"id": m["id"]})
-    assert m["api_key"] in auth._auth_cache  # the API still has the merchant as it was
+    assert auth._auth_cache[m["api_key"]][1]["has_webhook_url"] is False  # the API still thinks: no URL
     second = pay(client, m, create_order(client, m)["id"])
     events = db.values("SELECT payload->'data'->'payment'->>'id' FROM webhook_logs "
                              "WHERE merchant_id = %(m)s AND event = 'payment.created'", {"m": m["id"]})
