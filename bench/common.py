@@ -139,7 +139,7 @@ class Server(Process):
 
 def start_worker(env, log_dir, noop=False):
     """worker.py; with noop=True it also knows a 'bench.noop' job kind that does nothing."""
-    code = ("import sys, worker; worker.HANDLERS['bench.noop'] = lambda c, batch, settings, emit: {}; "
+    code = ("import sys, worker; worker.HANDLERS['bench.noop'] = worker.Batched(lambda c, batch, settings, emit: {}); "
             "sys.exit(worker.main())")
     worker = Process([PY, "-c", code] if noop else [PY, "worker.py"], env, "worker", log_dir)
     url = env["DATABASE_URL"]
