@@ -1,4 +1,6 @@
--- The only schema. Applied at every start-up and by `flask init-db`: idempotent, never drops data.
+-- The whole current schema, for readers: what migrations/0001… build, step by step, on a new
+-- database or one of an earlier release (`python -m app.launcher migrate`; a test holds the two
+-- equal). Change the schema with a new migration and the same change here.
 -- Money is integer paise; times are timestamptz; statuses are CHECKed here, transitions are
 -- guarded UPDATEs in the domain modules. Needs PostgreSQL 13+ (gen_random_uuid).
 
@@ -187,28 +189,6 @@ CREATE UNLOGGED TABLE IF NOT EXISTS rate_limits (
     reset_at timestamptz NOT NULL
 ) WITH (fillfactor = 70);
 
-
--- ---- A database of the first release, brought forward -----------------------------------------
--- The columns added since the first release are in the CREATE TABLEs above for fresh installs; an
--- older database gets each one here, and only when it is missing: ALTER TABLE … ADD COLUMN IF NOT
--- EXISTS would take the table's strongest lock at every start even with nothing to add, queueing
--- every payment behind any long transaction (a pg_dump) on the table.
-DO $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'merchants'::regclass
-                      AND attname = 'session_version' AND NOT attisdropped) THEN
-        ALTER TABLE merchants ADD COLUMN session_version integer NOT NULL DEFAULT 0;
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'payments'::regclass
-                      AND attname = 'single_flight' AND NOT attisdropped) THEN
-        ALTER TABLE payments ADD COLUMN single_flight boolean;             -- NULL on the rows already there
-        ALTER TABLE payments ALTER COLUMN single_flight SET DEFAULT true;  -- true on every new one
-    END IF;
-    IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'refunds'::regclass
-                      AND attname = 'receipt' AND NOT attisdropped) THEN
-        ALTER TABLE refunds ADD COLUMN receipt text, ADD COLUMN notes jsonb NOT NULL DEFAULT '{}'::jsonb;
-    END IF;
-END $$;
 
 -- An order has at most one payment in flight (pending or processing): of two concurrent INSERTs
 -- the second fails on this index, which payments.create answers as a 409. single_flight is true

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import create_app, db, idempotency, jobs, outbound, payments, refunds, webhooks
+from app import create_app, db, idempotency, jobs, migrate, outbound, payments, refunds, webhooks
 
 log = logging.getLogger("worker")
 
@@ -429,15 +429,20 @@ def main():
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     app = create_app()
     logging.getLogger("worker").setLevel(app.config["LOG_LEVEL"])
-    # The database may not be up yet (compose, a restart): wait for it rather than exit.
+    # The database may not be up yet, nor migrated (compose, a restart, an upgrade in progress):
+    # wait for both rather than exit. The worker never changes the schema itself.
     while not stop.is_set():
         try:
             with app.app_context(), db.connect(db.pool()) as c:
-                db.apply_schema(c)
-            break
+                missing = migrate.pending(c)
+                if not missing:
+                    db.seed_test_merchant(c, app.config)
+                    break
+            log.warning("waiting for the schema migrations %s: run `python -m app.launcher migrate`",
+                        ", ".join(missing))
         except psycopg.OperationalError as e:
             log.warning("database not reachable (%s); retrying", type(e).__name__)
-            stop.wait(1.0)
+        stop.wait(2.0)
     if stop.is_set():
         return 0
     worker = Worker(app)

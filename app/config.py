@@ -107,7 +107,7 @@ def load(env=None):
         "WEBHOOK_ALLOWED_HOSTS": allowed_hosts(env.get("WEBHOOK_ALLOWED_HOSTS")),
         "TEST_MERCHANT_PASSWORD": env.get("TEST_MERCHANT_PASSWORD", "password"),
         "TEST_MERCHANT_WEBHOOK_URL": env.get("TEST_MERCHANT_WEBHOOK_URL") or None,
-        # None: seed when TEST_MODE is on (decided in db.apply_schema, after a test config's overrides)
+        # None: seed when TEST_MODE is on (decided in db.seed_test_merchant, after a test config's overrides)
         "SEED_TEST_MERCHANT": _bool(env.get("SEED_TEST_MERCHANT")) if env.get("SEED_TEST_MERCHANT") else None,
         "CHECKOUT_FRAME_ANCESTORS": env.get("CHECKOUT_FRAME_ANCESTORS", "*"),
         "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", "10")),

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import re
 from datetime import datetime, timezone
-from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import click
@@ -23,10 +22,9 @@ from flask import current_app, g
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from .config import ROOT, TEST_MERCHANT
+from .config import TEST_MERCHANT
 
 log = logging.getLogger(__name__)
-SCHEMA_LOCK = 7240001  # advisory lock id: processes starting together apply the schema one at a time
 POOL_TIMEOUT_SECONDS = 5  # a request waits this long for a connection, then fails (503)
 
 
@@ -180,7 +178,7 @@ def page(c, table, columns, where, params, limit, offset, window=(None, None)):
     return rows, total
 
 
-# ---- schema -----------------------------------------------------------------------------------
+# ---- the test merchant -----------------------------------------------------------------------------------
 
 def seeds_test_merchant(cfg):
     """Whether start-up seeds the test merchant: SEED_TEST_MERCHANT when set, else TEST_MODE."""
@@ -188,52 +186,50 @@ def seeds_test_merchant(cfg):
     return bool(cfg.get("TEST_MODE")) if seed is None else bool(seed)
 
 
-def apply_schema(c):
-    """Run schema.sql (idempotent) and, when asked, seed the test merchant, under an advisory lock."""
+def seed_test_merchant(c, cfg):
+    """When asked (seeds_test_merchant), insert or refresh the test merchant; otherwise deactivate
+    it if an earlier start seeded it. Rows only, no schema: run at the worker's start and by the
+    tests. Returns whether it is seeded."""
     from werkzeug.security import check_password_hash, generate_password_hash
 
-    cfg = current_app.config
-    with c.transaction():
-        c.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        c.execute(Path(ROOT / "schema.sql").read_text())
-        if not seeds_test_merchant(cfg):
-            # Its key, secret and password are public (an earlier release seeded it everywhere): a start
-            # that does not ask for it switches it off, keeping its data; a seeding start turns it back on.
-            if execute(c, "UPDATE merchants SET is_active = false, updated_at = now() WHERE id = %(id)s AND is_active",
-                       {"id": TEST_MERCHANT["id"]}):
-                log.warning("deactivated the test merchant %s: its credentials are public (SEED_TEST_MERCHANT=true "
-                            "brings it back)", TEST_MERCHANT["id"])
-            return False
-        existing = one(c, "SELECT password_hash FROM merchants WHERE id = %(id)s", {"id": TEST_MERCHANT["id"]})
-        # Keep the stored hash when the password is unchanged (hashing is deliberately slow).
-        password = cfg["TEST_MERCHANT_PASSWORD"]
-        if existing and existing["password_hash"] and check_password_hash(existing["password_hash"], password):
-            password_hash = existing["password_hash"]
-        else:
-            password_hash = generate_password_hash(password)
-        c.execute(
-            """
-            INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_secret, webhook_url, password_hash)
-            VALUES (%(id)s, %(name)s, %(email)s, %(api_key)s, %(api_secret)s, %(webhook_secret)s, %(webhook_url)s,
-                    %(password_hash)s)
-            ON CONFLICT (id) DO UPDATE
-               SET password_hash = EXCLUDED.password_hash, is_active = true,
-                   -- a URL the merchant saved is kept; an empty one points at the local receiver
-                   webhook_url = COALESCE(merchants.webhook_url, EXCLUDED.webhook_url)
-            """,
-            dict(TEST_MERCHANT, webhook_url=cfg["TEST_MERCHANT_WEBHOOK_URL"], password_hash=password_hash))
+    if not seeds_test_merchant(cfg):
+        # Its key, secret and password are public (an earlier release seeded it everywhere): a start
+        # that does not ask for it switches it off, keeping its data; a seeding start turns it back on.
+        if execute(c, "UPDATE merchants SET is_active = false, updated_at = now() WHERE id = %(id)s AND is_active",
+                   {"id": TEST_MERCHANT["id"]}):
+            log.warning("deactivated the test merchant %s: its credentials are public (SEED_TEST_MERCHANT=true "
+                        "brings it back)", TEST_MERCHANT["id"])
+        return False
+    existing = one(c, "SELECT password_hash FROM merchants WHERE id = %(id)s", {"id": TEST_MERCHANT["id"]})
+    # Keep the stored hash when the password is unchanged (hashing is deliberately slow).
+    password = cfg["TEST_MERCHANT_PASSWORD"]
+    if existing and existing["password_hash"] and check_password_hash(existing["password_hash"], password):
+        password_hash = existing["password_hash"]
+    else:
+        password_hash = generate_password_hash(password)
+    c.execute(
+        """
+        INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_secret, webhook_url, password_hash)
+        VALUES (%(id)s, %(name)s, %(email)s, %(api_key)s, %(api_secret)s, %(webhook_secret)s, %(webhook_url)s,
+                %(password_hash)s)
+        ON CONFLICT (id) DO UPDATE
+           SET password_hash = EXCLUDED.password_hash, is_active = true,
+               -- a URL the merchant saved is kept; an empty one points at the local receiver
+               webhook_url = COALESCE(merchants.webhook_url, EXCLUDED.webhook_url)
+        """,
+        dict(TEST_MERCHANT, webhook_url=cfg["TEST_MERCHANT_WEBHOOK_URL"], password_hash=password_hash))
     return True
 
 
 def init_app(app):
     app.extensions["db_pool"] = make_pool(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
     app.teardown_appcontext(close_conn)
-    app.cli.add_command(init_db_command)
+    app.cli.add_command(seed_command)
 
 
-@click.command("init-db")
-def init_db_command():
-    """Apply schema.sql and seed the test merchant when asked (safe to run again)."""
+@click.command("seed")
+def seed_command():
+    """Seed the test merchant when SEED_TEST_MERCHANT (or TEST_MODE) asks, as the worker does at start."""
     with connect(pool()) as c:
-        seeded = apply_schema(c)
-    click.echo("Schema applied, test merchant seeded." if seeded else "Schema applied (test merchant not seeded).")
+        seeded = seed_test_merchant(c, current_app.config)
+    click.echo("Test merchant seeded." if seeded else "Test merchant not seeded (SEED_TEST_MERCHANT is off).")

@@ -1,9 +1,11 @@
-"""`make run` and `make test`: database, schema, then the processes, stopped together on Ctrl-C.
+"""`make run` and `make test`: database, schema migrations, then the processes, stopped together on Ctrl-C.
 
-    python -m app.launcher run     API (gunicorn) + worker.py + test merchant, in the foreground;
-                                   a child that exits is restarted with backoff
-    python -m app.launcher test    pytest against a fresh database
-    python -m app.launcher api|worker|test_merchant   one process (the Docker image's commands)
+    python -m app.launcher run       migrate, then API (gunicorn) + worker.py + test merchant in the
+                                     foreground; a child that exits is restarted with backoff
+    python -m app.launcher migrate   apply the pending schema migrations and exit
+    python -m app.launcher test      pytest against a fresh database
+    python -m app.launcher api|worker|test_merchant   one process (the Docker image's commands);
+                                     they never change the schema: run `migrate` first
 """
 import os
 import signal
@@ -25,9 +27,14 @@ def prepare_database(env):
         env["DATABASE_URL"] = ensure_database_url(stop_with_last_user=True)
 
 
-def apply_schema(env):
-    """schema.sql + seed, in a child process so it sees exactly the children's environment."""
-    subprocess.run([PY, "-m", "flask", "--app", "app", "init-db"], env=env, cwd=ROOT, check=True)
+def migrate(env):
+    """Apply the pending schema migrations (app/migrate.py) to DATABASE_URL's database."""
+    from .db import libpq_url
+    from .migrate import migrate as run_migrations
+
+    applied = run_migrations(libpq_url(env["DATABASE_URL"]))
+    print(f"migrations applied: {', '.join(applied)}" if applied else "migrations: the database is up to date",
+          flush=True)
 
 
 def bind(env, port):
@@ -158,7 +165,10 @@ def main(argv):
         env.setdefault("SEED_TEST_MERCHANT", "true")  # the demo signs in as the test merchant
     if what != "test_merchant":  # the receiver needs no database
         prepare_database(env)
-        apply_schema(env)
+    if what in ("migrate", "run"):
+        migrate(env)  # `make run` migrates first; a deployment runs `migrate` before api and worker
+        if what == "migrate":
+            return 0
     commands = {
         "run": {"api": gunicorn_cmd(env), "worker.py": [PY, "worker.py"], "test merchant": test_merchant_cmd(env)},
         "api": {"api": gunicorn_cmd(env)},

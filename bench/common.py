@@ -23,7 +23,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"  # seeded by `flask init-db` with SEED_TEST_MERCHANT
+TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"  # seeded by `flask seed` with SEED_TEST_MERCHANT
 AUTH = {"X-Api-Key": "key_test_abc123", "X-Api-Secret": "secret_test_xyz789"}
 
 
@@ -50,8 +50,9 @@ def fresh_database(name):
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         c.execute(f'CREATE DATABASE "{name}"')
     db_url = database_url(url, name)
-    subprocess.run([PY, "-m", "flask", "--app", "app", "init-db"], env=app_env(db_url, SEED_TEST_MERCHANT="true"),
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    env = app_env(db_url, SEED_TEST_MERCHANT="true")
+    for cmd in (["-m", "app.launcher", "migrate"], ["-m", "flask", "--app", "app", "seed"]):
+        subprocess.run([PY, *cmd], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     return db_url
 
 

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
 from helpers import BASE_CONFIG, Api, Process, Receiver, api_headers, connect, log_leaks  # noqa: E402
 
-from app import create_app, db as app_db, embedded as embedded_pg, webhooks  # noqa: E402
+from app import create_app, db as app_db, embedded as embedded_pg, migrate, webhooks  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -53,11 +53,26 @@ def empty_database(server_url):
     yield from scratch_database(server_url, "gateway_scratch")
 
 
+@pytest.fixture
+def new_database(server_url):
+    """Makes empty databases of this test's own, one per call, all dropped after it."""
+    made = []
+
+    def make():
+        made.append(scratch_database(server_url, "gateway_scratch"))
+        return next(made[-1])
+
+    yield make
+    for database in made:
+        next(database, None)
+
+
 @pytest.fixture(scope="session")
 def app(database_url):
     application = create_app(dict(BASE_CONFIG, DATABASE_URL=database_url))
+    migrate.migrate(database_url)
     with application.app_context(), app_db.connect(app_db.pool()) as c:
-        app_db.apply_schema(c)
+        app_db.seed_test_merchant(c, application.config)
     return application
 
 
@@ -229,8 +244,9 @@ def private_server():
     tmp_path = Path(tempfile.mkdtemp(prefix="gw-pg-"))
     url = embedded_pg.ensure_database_url(tmp_path)
     private = create_app({"DATABASE_URL": url, "SECRET_KEY": "x", "SEED_TEST_MERCHANT": True})
+    migrate.migrate(url)
     with private.app_context(), app_db.connect(app_db.pool()) as c:
-        app_db.apply_schema(c)
+        app_db.seed_test_merchant(c, private.config)
     private.extensions["db_pool"].close()
     yield tmp_path, url
     embedded_pg.stop(tmp_path)

@@ -57,13 +57,13 @@ def wait_until(predicate, timeout=10.0, interval=0.02, message="condition"):
 class Process:
     """A child process (gunicorn, worker.py) with its output captured to a file."""
 
-    def __init__(self, args, env, name, log_dir):
+    def __init__(self, args, env, name, log_dir, cwd=ROOT):
         self.name = name
         self.log_path = Path(log_dir) / f"{name}-{int(time.time() * 1000)}.log"
         self.log_file = open(self.log_path, "wb")
         # Own process group (a signal to it reaches gunicorn's workers too), and SIGTERM when the
         # test run dies, so a killed run leaves no server behind.
-        self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=self.log_file, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(args, env=env, cwd=cwd, stdout=self.log_file, stderr=subprocess.STDOUT,
                                      start_new_session=True, preexec_fn=die_with_parent)
 
     def output(self):

@@ -332,8 +332,19 @@ def test_no_compose_service_allows_private_webhook_targets(compose_services):
     assert {s["environment"]["TEST_MODE"] for s in app_services} == {"false"}
 
 
+def test_compose_migrates_once_before_api_and_worker_start(compose_services):
+    """The schema changes in one one-shot service; api and worker start only after it succeeded
+    (and never run migrations themselves)."""
+    migrate = compose_services["migrate"]
+    assert migrate["command"] == ["migrate"] and migrate["restart"] == "no"
+    assert migrate["image"] == "payment-gateway:local"
+    for name in ("api", "worker"):
+        assert compose_services[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}, name
+        assert compose_services[name]["depends_on"]["postgres"] == {"condition": "service_healthy"}, name
+
+
 def test_compose_runs_one_image_behind_nginx(compose_services):
-    app_services = {n: s for n, s in compose_services.items() if n in ("api", "worker", "test_merchant")}
+    app_services = {n: s for n, s in compose_services.items() if n in ("migrate", "api", "worker", "test_merchant")}
     assert {s["image"] for s in app_services.values()} == {"payment-gateway:local"}
     for name, s in app_services.items():
         assert s["init"] is True and s["build"]["context"] == str(ROOT), name
@@ -352,11 +363,13 @@ def test_compose_runs_one_image_behind_nginx(compose_services):
 # ---- seeding ------------------------------------------------------------------------------------------
 
 def init_db(url, **env):
-    """What every process of the image runs at start (app/launcher.py): schema, then the seed if asked."""
+    """What a deployment runs before its processes (migrate), then what the worker does at start
+    (`flask seed`: the test merchant if asked, deactivated if not)."""
     base = {k: v for k, v in os.environ.items() if k not in ("TEST_MODE", "SEED_TEST_MERCHANT")}
-    r = subprocess.run([sys.executable, "-m", "flask", "--app", "app", "init-db"], cwd=ROOT, timeout=120,
-                       env=dict(base, DATABASE_URL=url, SECRET_KEY="x", **env), capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+    for cmd in (["-m", "app.launcher", "migrate"], ["-m", "flask", "--app", "app", "seed"]):
+        r = subprocess.run([sys.executable, *cmd], cwd=ROOT, timeout=120,
+                           env=dict(base, DATABASE_URL=url, SECRET_KEY="x", **env), capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
     with psycopg.connect(url) as c:
         return c.execute("SELECT count(*) FROM merchants WHERE api_key = 'key_test_abc123' AND is_active").fetchone()[0]
 
@@ -392,14 +405,14 @@ def test_build_context_leaves_out_local_state(tmp_path):
     if not (ROOT / ".dockerignore").exists():
         pytest.fail("no .dockerignore: .data, .venv and .git go into the image")
     for f in ("app/__init__.py", "app/__pycache__/db.cpython-311.pyc", ".data/secret_key", ".data/pg/PG_VERSION",
-              ".venv/bin/python", ".git/HEAD", "tests/test_x.py", "bench/api_bench.py", "schema.sql",
+              ".venv/bin/python", ".git/HEAD", "tests/test_x.py", "bench/api_bench.py", "migrations/0001_initial.sql",
               "worker.py", "requirements.txt", "templates/a.html", "static/a.css", "sdk/checkout.js",
               "test_merchant/app.py", ".env"):
         (tmp_path / f).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / f).write_text("x")
     shutil.copy(ROOT / ".dockerignore", tmp_path / ".dockerignore")
     context = build_context(tmp_path)
-    for needed in ("app/__init__.py", "schema.sql", "worker.py", "requirements.txt", "templates/a.html",
+    for needed in ("app/__init__.py", "migrations/0001_initial.sql", "worker.py", "requirements.txt", "templates/a.html",
                    "static/a.css", "sdk/checkout.js", "test_merchant/app.py"):
         assert needed in context, needed
     leaked = [p for p in context if p.split("/")[0] in (".data", ".venv", ".git", "tests", "bench", ".env")

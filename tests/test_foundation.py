@@ -34,8 +34,8 @@ def test_test_merchant_is_seeded(client, db):
 def test_seeding_twice_keeps_one_merchant(app, db):
     with app.app_context():
         with app_db.connect(app_db.pool()) as c:
-            app_db.apply_schema(c)
-            app_db.apply_schema(c)
+            app_db.seed_test_merchant(c, app.config)
+            app_db.seed_test_merchant(c, app.config)
     assert db.value("SELECT count(*) FROM merchants WHERE email = 'test@example.com'") == 1
 
 
