@@ -7,7 +7,7 @@ import threading
 import pytest
 import requests
 
-from app import auth, db as app_db, jobs, payments, webhooks
+from app import auth, db as app_db, jobs, migrate, payments, webhooks
 from app.ids import new_id
 from helpers import CARD
 from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
