@@ -29,6 +29,13 @@ def enqueue(c, kind, payload, delay_seconds=0.0):
     return enqueue_many(c, kind, [payload], delay_seconds)[0]["id"]
 
 
+def insert_sql(kind, payload_sql, source):
+    """The INSERT of one due job per row of `source`, its payload built by `payload_sql` (SQL), for
+    a statement that also writes what the jobs are about (a payment and its settlement job in one
+    round trip: payments._CREATE)."""
+    return f"INSERT INTO jobs (kind, payload) SELECT '{kind}', {payload_sql} FROM {source}"
+
+
 def enqueue_many(c, kind, payloads, delay_seconds=0.0, lease=None):
     """Insert jobs of one kind in one statement; returns their rows (id, payload). With
     lease=(lease_id, seconds) they start leased to the calling worker, which runs them right

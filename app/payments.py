@@ -6,7 +6,7 @@ import random
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from . import db, ids, orders, validation, webhooks
+from . import db, ids, jobs, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .events import PAYMENT_CREATED, PAYMENT_FAILED, PAYMENT_SUCCESS
 from .ids import new_id
@@ -74,7 +74,7 @@ WITH o AS (SELECT id, amount, currency, status FROM orders WHERE id = %(order_id
               AND n.in_flight = 0 AND n.attempts < {MAX_ATTEMPTS}
               AND NOT (%(alone)s AND m.has_url)
            RETURNING {COLUMNS}),
-     j AS (INSERT INTO jobs (kind, payload) SELECT '{SETTLE}', jsonb_build_object('payment_id', p.id) FROM p)
+     j AS ({jobs.insert_sql(SETTLE, "jsonb_build_object('payment_id', p.id)", "p")})
 SELECT o.status AS order_status, o.amount AS order_amount, o.currency AS order_currency, m.has_url,
        n.attempts, n.in_flight, p.*
   FROM o CROSS JOIN m CROSS JOIN n LEFT JOIN p ON true
