@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import create_app, db, idempotency, jobs, migrate, outbound, payments, refunds, webhooks
+from app import create_app, db, idempotency, jobs, logs, migrate, outbound, payments, refunds, webhooks
 
 log = logging.getLogger("worker")
 
@@ -44,8 +44,21 @@ class Each:
         self.fn = fn
 
     def run(self, c, batch, settings, emit):
-        again = {j["id"]: self.fn(c, j["payload"], settings, emit) for j in batch}
+        again = {}
+        for j in batch:
+            with logs.request_context(_request_id(j["payload"])):  # what it logs and enqueues names its request
+                again[j["id"]] = self.fn(c, j["payload"], settings, emit)
         return {job_id: delay for job_id, delay in again.items() if delay is not None}
+
+
+def _request_id(payload):
+    """The request that caused a job (jobs.enqueue_many), if any."""
+    return payload.get("request_id") if isinstance(payload, dict) else None
+
+
+def _job_fields(job_id, kind, payload):
+    """extra= of a job's log lines: its id, its kind and the request that caused it."""
+    return {"job_id": job_id, "kind": kind, "request_id": _request_id(payload)}
 
 
 DELIVERY = "on the delivery threads"  # webhook.deliver: HTTP, not a transaction (Worker.submit_deliveries)
@@ -191,8 +204,12 @@ class Worker:
         status. Deliveries it emits are leased to us and start as soon as it commits."""
         t0 = time.perf_counter()
         emitted = []
+        # A batch of one request's jobs (usual, but for a busy queue) runs in its context: the
+        # deliveries it emits (payment.success) carry that request's id too.
+        request_ids = {_request_id(j["payload"]) for j in batch}
         try:
-            with db.connect(self.db) as c, db.transaction(c):
+            with logs.request_context(request_ids.pop() if len(request_ids) == 1 else None), \
+                    db.connect(self.db) as c, db.transaction(c):
                 def emit(events):
                     emitted.extend(webhooks.emit_events(c, events, lease=(lease, self.lease_s)))
 
@@ -219,7 +236,7 @@ class Worker:
         ms = (time.perf_counter() - t0) * 1000 / len(batch)
         for j in batch:
             log.info("job %s %s %s in %.1fms", j["id"], kind, "rescheduled" if j["id"] in again else "completed",
-                     ms, extra={"job_id": j["id"], "kind": kind})
+                     ms, extra=_job_fields(j["id"], kind, j["payload"]))
         # Just written in our transaction, URL and secret included: no need to read them back.
         self.submit_deliveries([(job_id, payload) for job_id, payload, _ in emitted], lease,
                                attempts={payload["log_id"]: attempt for _, payload, attempt in emitted})
@@ -232,7 +249,7 @@ class Worker:
             log.exception("could not record failure of job %s", job["id"])
             return
         log.error("job %s %s failed (%s) in %.1fms: %s", job["id"], job["kind"], status or "lease lost",
-                  seconds * 1000, error, extra={"job_id": job["id"], "kind": job["kind"]})
+                  seconds * 1000, error, extra=_job_fields(job["id"], job["kind"], job["payload"]))
 
     # ---- webhook deliveries --------------------------------------------------------------------
 
@@ -253,9 +270,10 @@ class Worker:
                 attempt = attempts.get(payload["log_id"])
                 if attempt is None:  # delivered or given up meanwhile: just finish the job
                     self.results.put({"job_id": job_id, "lease": lease, "log_id": payload["log_id"], "status": None,
-                                      "wait": None, "code": None, "body": None, "ms": 0.0})
+                                      "wait": None, "code": None, "body": None, "ms": 0.0,
+                                      "request_id": _request_id(payload)})
                     continue
-                task = (job_id, lease, attempt, payload.get("merchant_id"))
+                task = (job_id, lease, attempt, payload.get("merchant_id"), _request_id(payload))
                 if self.per_merchant_count[task[3]] < self.per_merchant:
                     self.per_merchant_count[task[3]] += 1
                     self._start(task)
@@ -290,14 +308,16 @@ class Worker:
 
     def deliver(self, task):
         """One HTTP attempt on a pool thread; the recorder thread writes its outcome."""
-        job_id, lease, attempt, _ = task
+        job_id, lease, attempt, _, request_id = task
         t0 = time.perf_counter()
         try:
-            ok, code, body = webhooks.post(self.http, attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
-                                           self.settings["WEBHOOK_ALLOWED_HOSTS"])
+            with logs.request_context(request_id):
+                ok, code, body = webhooks.post(self.http, attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
+                                               self.settings["WEBHOOK_ALLOWED_HOSTS"])
             status, wait = webhooks.outcome(attempt["attempts"], ok, self.settings["WEBHOOK_RETRY_INTERVALS"])
             self.results.put({"job_id": job_id, "lease": lease, "log_id": str(attempt["id"]), "status": status,
-                              "wait": wait, "code": code, "body": body, "ms": (time.perf_counter() - t0) * 1000})
+                              "wait": wait, "code": code, "body": body, "ms": (time.perf_counter() - t0) * 1000,
+                              "request_id": request_id})
         finally:
             self._finished(job_id)
 
@@ -335,7 +355,7 @@ class Worker:
             else:
                 outcome = f"{'delivered' if r['status'] == 'success' else 'failed, final'} (HTTP {r['code']})"
             log.info("job %s %s %s %s in %.1fms", r["job_id"], webhooks.DELIVER, r["log_id"], outcome, r["ms"],
-                     extra={"job_id": r["job_id"], "kind": webhooks.DELIVER})
+                     extra=_job_fields(r["job_id"], webhooks.DELIVER, r))
 
     # ---- periodic duties (APScheduler) ---------------------------------------------------------
 

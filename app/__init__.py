@@ -6,8 +6,9 @@ import time
 from flask import Flask, abort, g, request
 from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wsgi import ClosingIterator
 
-from . import config as config_module
+from . import config as config_module, logs
 
 
 def create_app(test_config=None):
@@ -105,25 +106,47 @@ def _nosniff(app):
 
 
 def _configure_logging(app):
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("app").setLevel(app.config["LOG_LEVEL"])
+    logs.configure(app.config["LOG_LEVEL"], app.config["LOG_FORMAT"])
 
 
 def _request_log(app):
     log = logging.getLogger("app.request")
+    wsgi_app = app.wsgi_app
+
+    def with_request_id(environ, start_response):
+        # Around the whole app, so that every answer carries the id (errors and pages included) and
+        # every line logged until the body is sent names it.
+        request_id = logs.request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+        environ["gateway.request_id"] = request_id
+
+        def start(status, headers, exc_info=None):
+            headers = [(k, v) for k, v in headers if k.lower() != "x-request-id"]
+            return start_response(status, [*headers, (logs.HEADER, request_id)], exc_info)
+
+        token = logs.bind(request_id)
+        try:
+            return ClosingIterator(wsgi_app(environ, start), lambda: logs.unbind(token))
+        except BaseException:
+            logs.unbind(token)
+            raise
+
+    app.wsgi_app = with_request_id
 
     @app.before_request
     def _start():
         g.t0 = time.perf_counter()
+        g.request_id = request.environ.get("gateway.request_id") or logs.current_request_id()
 
     @app.after_request
     def _log(resp):
-        # One line per request; never the body (it may hold card data) nor credentials.
+        # One line per request; never the body (it may hold card data) nor credentials, nor the raw
+        # path (ids, anything a client typed): the route's rule. Named arguments, so that the JSON
+        # line has each as a key of its own.
         if log.isEnabledFor(logging.INFO):
             merchant = g.get("merchant")
-            log.info("%s %s %s %.1fms%s", request.method, request.path, resp.status_code,
-                     (time.perf_counter() - g.get("t0", time.perf_counter())) * 1000,
-                     f" merchant={merchant['id']}" if merchant else "")
+            log.info("%(method)s %(route)s %(status)s %(duration_ms).1fms",
+                     {"method": request.method, "route": request.url_rule.rule if request.url_rule else None,
+                      "status": resp.status_code,
+                      "duration_ms": round((time.perf_counter() - g.get("t0", time.perf_counter())) * 1000, 1)},
+                     extra={"merchant": str(merchant["id"])} if merchant else None)
         return resp

@@ -118,4 +118,5 @@ def load(env=None):
         "WEBHOOK_PER_MERCHANT": int(env.get("WEBHOOK_PER_MERCHANT", "4")),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_FORMAT": (env.get("LOG_FORMAT") or "text").strip().lower(),  # text, or json: one object per line
     }

@@ -6,9 +6,25 @@ when it cannot drain the rest of the body, and the client's next request on it w
 So the request itself is marked to close once its body is known to be over the limit: the 413 then
 says `Connection: close` and the client opens a new connection.
 """
+from gunicorn.http import wsgi
+
 from app.config import load
 
 LIMIT = load()["MAX_CONTENT_LENGTH"]
+
+
+def _without_server_banner(default_headers):
+    """gunicorn names itself in a `Server` header on every answer and has no setting to drop it (its
+    maintainers declined one), so its response class is patched here, in the config module the
+    master loads before forking workers: the header tells a scanner what to try, and nobody else."""
+
+    def headers(self):
+        return [line for line in default_headers(self) if not line.startswith("Server:")]
+
+    return headers
+
+
+wsgi.Response.default_headers = _without_server_banner(wsgi.Response.default_headers)
 
 
 class _CountingBody:

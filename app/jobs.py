@@ -5,7 +5,7 @@ import json
 
 import psycopg
 
-from . import db
+from . import db, logs
 
 STATUSES = ("pending", "processing", "completed", "dead")
 
@@ -39,8 +39,12 @@ def insert_sql(kind, payload_sql, source):
 def enqueue_many(c, kind, payloads, delay_seconds=0.0, lease=None):
     """Insert jobs of one kind in one statement; returns their rows (id, payload). With
     lease=(lease_id, seconds) they start leased to the calling worker, which runs them right
-    after its commit without claiming them again."""
+    after its commit without claiming them again. A job enqueued while a request (or a job of one)
+    is handled carries its request_id, which the worker's lines about it name."""
     lease_id, lease_s = lease or (None, 0)
+    request_id = logs.current_request_id()
+    if request_id:
+        payloads = [{"request_id": request_id, **p} for p in payloads]
     return db.all(c, """
         INSERT INTO jobs (kind, payload, next_run_at, status, lease_id, locked_until, attempts)
         SELECT %(kind)s, p.payload, now() + make_interval(secs => %(delay)s),
