@@ -54,6 +54,8 @@ def gunicorn_cmd(env):
             "--keep-alive", env.get("GUNICORN_KEEPALIVE", "75"),
             "--config", "python:app.gunicorn_conf",
             "--graceful-timeout", "10", "--no-control-socket",
+            # gunicorn itself would believe X-Forwarded-Proto from 127.0.0.1: TRUST_PROXY alone decides.
+            "--forwarded-allow-ips", "",
             # gunicorn formats no access line at all without the flag
             *(["--access-logfile", "-"] if env.get("ACCESS_LOG") else [])]
 
