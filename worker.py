@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import create_app, db, idempotency, jobs, logs, migrate, outbound, payments, refunds, webhooks
+from app import create_app, db, idempotency, jobs, logs, metrics, migrate, outbound, payments, refunds, webhooks
 
 log = logging.getLogger("worker")
 
@@ -345,6 +345,7 @@ class Worker:
         except Exception:  # noqa: BLE001 - the leases expire and the attempts run again
             log.exception("could not record %d delivery outcomes", len(batch))
             return
+        metrics.count_deliveries(r["status"] for r in batch if r["job_id"] in held and r["status"] is not None)
         for r in batch:
             if r["job_id"] not in held:
                 outcome = "lease lost"
@@ -465,6 +466,10 @@ def main():
         stop.wait(2.0)
     if stop.is_set():
         return 0
+    if app.config["WORKER_METRICS_PORT"]:
+        host = os.environ.get("HOST") or "127.0.0.1"
+        metrics.serve_worker_metrics(host, app.config["WORKER_METRICS_PORT"], app.config["METRICS_TOKEN"])
+        log.info("worker metrics on %s:%s/metrics", host, app.config["WORKER_METRICS_PORT"])
     worker = Worker(app)
     worker.stopping = stop
     return worker.run()

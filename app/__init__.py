@@ -44,13 +44,14 @@ def create_app(test_config=None):
     db.init_app(app)
     errors.init_app(app)
 
-    from . import checkout, dashboard, money, openapi
+    from . import checkout, dashboard, metrics, money, openapi
     from .api import bp as api_bp
     from .health import bp as health_bp
 
     _request_log(app)  # first, so its start time is set before any other hook can answer
     _body_limit(app)
     _nosniff(app)
+    metrics.init_app(app)
     app.register_blueprint(health_bp)
     app.register_blueprint(api_bp)
     openapi.init_app(app)

@@ -116,6 +116,9 @@ def load(env=None):
         "JOB_LEASE_SECONDS": float(env.get("JOB_LEASE_SECONDS", "30")),
         "WEBHOOK_THREADS": int(env.get("WEBHOOK_THREADS", "16")),
         "WEBHOOK_PER_MERCHANT": int(env.get("WEBHOOK_PER_MERCHANT", "4")),
+        # /metrics: when set, only with `Authorization: Bearer <token>` (docs/metrics.md)
+        "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
+        "WORKER_METRICS_PORT": int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": (env.get("LOG_FORMAT") or "text").strip().lower(),  # text, or json: one object per line

@@ -64,6 +64,7 @@ def rollback(c):
     request made the next statements on its connection parse and plan afresh: payments mixed
     with reads took 0.77 ms of PostgreSQL CPU per request instead of 0.41 ms
     (docs/decisions/002-database-layer.md)."""
+    c._after_commit = None
     if c.closed or c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
         return
     with c.lock:
@@ -83,6 +84,7 @@ def transaction(c):
         yield c
         return
     c.execute("BEGIN")
+    c._after_commit = None  # left by a transaction that did not end here
     try:
         yield c
     except BaseException:
@@ -92,6 +94,21 @@ def transaction(c):
         rollback(c)  # a statement failed and its error was handled: nothing to commit
     else:
         c.execute("COMMIT")
+        done, c._after_commit = c._after_commit, None
+        for fn in done or ():
+            fn()
+
+
+def after_commit(c, fn):
+    """Call fn() once the work done on c so far has committed: at once between transactions (in
+    autocommit a statement commits by itself), else when the open transaction() block commits;
+    never when it rolls back. For counting what happened, not what was only attempted."""
+    if c.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        fn()
+    elif getattr(c, "_after_commit", None) is None:
+        c._after_commit = [fn]
+    else:
+        c._after_commit.append(fn)
 
 
 def release(pool, c):

@@ -6,6 +6,10 @@ when it cannot drain the rest of the body, and the client's next request on it w
 So the request itself is marked to close once its body is known to be over the limit: the 413 then
 says `Connection: close` and the client opens a new connection.
 """
+import os
+import shutil
+import tempfile
+
 from gunicorn.http import wsgi
 
 from app.config import load
@@ -64,3 +68,31 @@ def pre_request(worker, req):
         if name == "TRANSFER-ENCODING":  # chunked: counted as it is read
             req.body = _CountingBody(req)
             return
+
+
+# ---- Prometheus multiprocess mode (app/metrics.py) ------------------------------------------------
+
+_own_metrics_dir = None
+
+
+def on_starting(server):
+    """Without PROMETHEUS_MULTIPROC_DIR (a bare gunicorn run) each worker process would count
+    alone and a scrape would show one process's share: make a fresh directory for this server.
+    Set here, in the master before any worker forks, it reaches every worker before the app (and
+    prometheus_client) is imported there."""
+    global _own_metrics_dir
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _own_metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _own_metrics_dir
+
+
+def child_exit(server, worker):
+    """A worker process ended: drop its live gauge files (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)

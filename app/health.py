@@ -18,6 +18,12 @@ def worker_running(c):
                        "WHERE beat_at > now() - make_interval(secs => %(s)s))", {"s": HEARTBEAT_FRESH_SECONDS})
 
 
+def workers_alive(c):
+    """How many workers beat within HEARTBEAT_FRESH_SECONDS (gateway_workers_alive)."""
+    return db.value(c, "SELECT count(*) FROM worker_heartbeats "
+                       "WHERE beat_at > now() - make_interval(secs => %(s)s)", {"s": HEARTBEAT_FRESH_SECONDS})
+
+
 @bp.get("/health")
 def health():
     now = iso(datetime.now(timezone.utc))

@@ -167,6 +167,23 @@ def overview(c):
             "oldest_due_seconds": None if ages["oldest_due"] is None else float(ages["oldest_due"])}
 
 
+def queue_depth(c):
+    """For /metrics: jobs by kind and status for the statuses that make up the queue (pending,
+    processing, dead), and the seconds the oldest due job has waited (0 when none is due). Each
+    part reads its own partial index, so a scrape costs as much as the queue holds, not the
+    table of finished jobs (overview() above reads them all)."""
+    counts = db.all(c, """
+        SELECT kind, 'pending' AS status, count(*) AS n FROM jobs WHERE status = 'pending' GROUP BY kind
+        UNION ALL
+        SELECT kind, 'processing', count(*) FROM jobs WHERE status = 'processing' GROUP BY kind
+        UNION ALL
+        SELECT kind, 'dead', count(*) FROM jobs WHERE status = 'dead' GROUP BY kind
+        """)
+    oldest = db.value(c, "SELECT extract(epoch FROM now() - min(next_run_at)) FROM jobs "
+                         "WHERE status = 'pending' AND next_run_at <= now()")
+    return counts, max(0.0, float(oldest or 0))
+
+
 def dead_of_merchant(c, merchant_id, limit=20):
     """The most recent dead jobs that concern this merchant's payments, refunds or webhooks.
     The queue is shared by all merchants: a job's last_error may name another merchant's objects,

@@ -37,6 +37,22 @@ def migrate(env):
           flush=True)
 
 
+def metrics_dir(env, what):
+    """PROMETHEUS_MULTIPROC_DIR, emptied: the counters of an earlier run would otherwise be added
+    to this one's. `run` shares one directory (default .data/metrics) between the API and the
+    worker, so the API's /metrics carries the worker's counters; `api` and `worker` empty only a
+    directory the operator gave them (each its own: docs/metrics.md), and gunicorn makes one of
+    its own when none is given (app/gunicorn_conf.py)."""
+    if what == "run":
+        env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(DATA_DIR / "metrics"))
+    path = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if what in ("run", "api", "worker") and path:
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(path, name))
+
+
 def bind(env, port):
     """host:port to listen on: loopback unless HOST says otherwise (the receiver's /logs holds webhook bodies)."""
     host = env.get("HOST") or "127.0.0.1"
@@ -171,6 +187,7 @@ def main(argv):
         migrate(env)  # `make run` migrates first; a deployment runs `migrate` before api and worker
         if what == "migrate":
             return 0
+    metrics_dir(env, what)
     commands = {
         "run": {"api": gunicorn_cmd(env), "worker.py": [PY, "worker.py"], "test merchant": test_merchant_cmd(env)},
         "api": {"api": gunicorn_cmd(env)},

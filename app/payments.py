@@ -6,7 +6,7 @@ import random
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from . import db, ids, jobs, logs, orders, validation, webhooks
+from . import db, ids, jobs, logs, metrics, orders, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .events import PAYMENT_CREATED, PAYMENT_FAILED, PAYMENT_SUCCESS
 from .ids import new_id
@@ -113,6 +113,7 @@ def create(c, merchant, data):
         if row["in_flight"]:
             raise _in_progress()
         raise ApiError(f"This order has reached its limit of {MAX_ATTEMPTS} payment attempts.", field="order_id")
+    metrics.count_payments(c, [row])
     return {k: row[k] for k in COLUMNS.split(", ")}
 
 
@@ -212,13 +213,14 @@ def settle_batch(c, batch, settings, emit):
     for r in rows:
         delay = _delay_seconds(settings) if r["status"] == "pending" else 0
         if delay > 0:
-            to_processing.append(r["id"])
+            to_processing.append(r)
             again[job_of[r["id"]]] = delay
         else:
             settle.append((r, *_outcome(r["method"], settings)))
     if to_processing:
         db.execute(c, "UPDATE payments SET status = 'processing', updated_at = now() "
-                      "WHERE id = ANY(%(ids)s) AND status = 'pending'", {"ids": to_processing})
+                      "WHERE id = ANY(%(ids)s) AND status = 'pending'", {"ids": [r["id"] for r in to_processing]})
+        metrics.count_payments(c, [dict(r, status="processing") for r in to_processing])  # locked, all pending
     if settle:
         _settle(c, settle, emit)
     return again
@@ -249,5 +251,6 @@ def _settle(c, settle, emit):
          WHERE p.id = t.id AND p.status IN ('pending', 'processing')
         RETURNING {", ".join("p." + col.strip() for col in COLUMNS.split(","))}
         """, {"ids": ids, "s": statuses, "c": codes, "d": descs})
+    metrics.count_payments(c, settled)
     emit([(p["merchant_id"], SETTLED_EVENTS[p["status"]], {"payment": PAYMENT.dump(p)})
           for p in settled if has_url[p["id"]]])
