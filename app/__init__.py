@@ -39,10 +39,11 @@ def create_app(test_config=None):
     app.json.compact = True
     _configure_logging(app)
 
-    from . import db, errors
+    from . import auth, db, errors
 
     db.init_app(app)
     errors.init_app(app)
+    auth.init_app(app)
 
     from . import checkout, dashboard, metrics, money, openapi
     from .api import bp as api_bp

@@ -1,12 +1,13 @@
-"""Who is calling: API key + secret (headers or HTTP Basic) -> g.merchant; dashboard login_required."""
+"""Who is calling: API key + secret (headers or HTTP Basic) -> g.merchant, counted against
+API_RATE_LIMIT when it is set; dashboard login_required."""
 import functools
 import hmac
 import time
 
 from flask import current_app, g, redirect, request, session, url_for
 
-from . import db
-from .errors import AuthenticationError
+from . import db, ratelimit
+from .errors import AuthenticationError, TooManyRequests
 
 # Compared against when the key is unknown, so a wrong key costs the same time as a wrong secret.
 _DUMMY_SECRET = "secret_" + "x" * 24
@@ -44,7 +45,40 @@ def authenticate():
     if not (merchant and ok and merchant["is_active"]):
         raise AuthenticationError("Invalid API key or secret.")
     g.merchant = merchant
+    limit = current_app.extensions["api_rate_limit"]
+    if limit is not None:
+        _count_call(key, limit)
     return merchant
+
+
+def _count_call(key, limit):
+    """Count this call against its API key (committed at once: the request's connection is in
+    autocommit); over the limit, a 429 before the view reads the body or changes anything."""
+    decision = ratelimit.hit(db.conn(), f"api:{key}", limit)
+    g.api_rate_limit = decision
+    if not decision.allowed:
+        raise TooManyRequests(f"Too many requests for this API key (limit {current_app.config['API_RATE_LIMIT']}): "
+                              f"retry after {decision.headers()['Retry-After']} s.")
+
+
+def _rate_limit_headers(resp):
+    # Every answer to a counted call, its errors included, says where the key stands.
+    decision = g.get("api_rate_limit")
+    if decision is not None:
+        resp.headers.update(decision.headers())
+    return resp
+
+
+def init_app(app):
+    """Parse API_RATE_LIMIT once (a bad value stops the start); unset, the API counts nothing."""
+    raw = app.config.get("API_RATE_LIMIT")
+    try:
+        limit = ratelimit.parse(raw) if raw else None
+    except ValueError as e:
+        raise ValueError(f"API_RATE_LIMIT: {e}") from None
+    app.extensions["api_rate_limit"] = limit
+    if limit is not None:
+        app.after_request(_rate_limit_headers)
 
 
 def _lookup(key):

@@ -98,6 +98,8 @@ def load(env=None):
         # Failed dashboard sign-ins (app/ratelimit.py format), per email and per client address.
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "5/15minutes"),
         "LOGIN_ADDRESS_RATE_LIMIT": env.get("LOGIN_ADDRESS_RATE_LIMIT", "30/minute"),
+        # Authenticated API calls per API key (same format), shared by every process; unset = no limit.
+        "API_RATE_LIMIT": (env.get("API_RATE_LIMIT") or "").strip() or None,
         "TEST_MERCHANT_PORT": int(env.get("TEST_MERCHANT_PORT", "3002")),
         "TEST_MODE": test_mode,
         "TEST_PAYMENT_SUCCESS": _bool(env.get("TEST_PAYMENT_SUCCESS"), True),

@@ -68,6 +68,13 @@ class ExpiredCard(ApiError):
     code = "EXPIRED_CARD"
 
 
+class TooManyRequests(ApiError):
+    """Too many requests for this API key: retry after the seconds Retry-After gives."""
+
+    status = 429
+    code = "TOO_MANY_REQUESTS"
+
+
 class ServiceUnavailable(ApiError):
     """The database is unavailable; try again shortly."""
 

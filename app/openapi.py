@@ -38,11 +38,14 @@ ERRORS = {
     413: "`BAD_REQUEST_ERROR`: the request body is larger than 64 KB.",
     415: "`BAD_REQUEST_ERROR`: the body is not `application/json` (a form content type is refused on every "
          "write, body-less ones included).",
+    429: "`TOO_MANY_REQUESTS`: the API key used up `API_RATE_LIMIT`; `Retry-After` says in how many seconds "
+         "to retry (every answer to a limited key carries `RateLimit-Limit`, `RateLimit-Remaining` and "
+         "`RateLimit-Reset`).",
     503: "`SERVER_ERROR`: the database is unavailable; retry shortly.",
 }
 
 ERROR_CODES = ["AUTHENTICATION_ERROR", "BAD_REQUEST_ERROR", "NOT_FOUND_ERROR", "INVALID_VPA", "INVALID_CARD",
-               "EXPIRED_CARD", "SERVER_ERROR", "PAYMENT_FAILED"]
+               "EXPIRED_CARD", "TOO_MANY_REQUESTS", "SERVER_ERROR", "PAYMENT_FAILED"]
 
 
 def _path_param(name, what):
@@ -320,7 +323,7 @@ def _responses(op):
                             "content": {"application/json": {"schema": schema}}}
         if status in op.get("links", {}):
             out[str(status)]["links"] = op["links"][status]
-    errors = sorted(set(op["errors"]) | ({401} if op["auth"] else set()) | ({503} if op["path"] != "/health" else set()))
+    errors = sorted(set(op["errors"]) | ({401, 429} if op["auth"] else set()) | ({503} if op["path"] != "/health" else set()))
     for status in errors:
         out[str(status)] = {"description": ERRORS[status], "content": {"application/json": {"schema": s.ErrorOut}}}
     return out

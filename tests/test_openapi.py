@@ -401,7 +401,8 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
         assert r.status_code == 409, (path, r.get_json())
         c("post", path, r)
 
-    conform.assert_covered(lambda m, p, s: s >= 400 and s != 503)
+    # 429 needs API_RATE_LIMIT set, which this app has not: test_api_rate_limit.py provokes it.
+    conform.assert_covered(lambda m, p, s: s >= 400 and s not in (429, 503))
 
 
 def test_live_responses_conform(live_api, doc):

@@ -1,0 +1,60 @@
+"""One tree, two environments: an api_bench.py target served as is (A) and with --env-b set (B), alternated.
+
+    .venv/bin/python bench/ab_env.py --target orders --env-b API_RATE_LIMIT=1000000/second --rounds 6
+
+What a setting costs, as ab_revisions.py measures a revision: the work tree's gunicorn twice on one
+fresh `bench_api` database (A without the --env-b names even if this shell sets them), wrk as
+api_bench.py, first one alternating. Printed: each run; medians (req/s, CPU per request) and B/A.
+"""
+import argparse
+import tempfile
+
+import api_bench
+import common
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--env-b", action="append", required=True, metavar="NAME=VALUE", help="B's setting (repeatable)")
+    ap.add_argument("--target", choices=[t for t in api_bench.TARGETS if t != "bare"], default="orders")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=4)
+    args = ap.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.env_b)
+    target = api_bench.TARGETS[args.target]
+    db_url = common.fresh_database(api_bench.DB)
+    settings = common.pg_settings(db_url)
+    runs = {"A": [], "B": []}
+    with tempfile.TemporaryDirectory(prefix="ab_env_") as tmp:
+        orders = api_bench.Orders(db_url, 2 * target.orders * (args.warmup + args.rounds * args.seconds))
+        env_a = {k: v for k, v in common.app_env(db_url).items() if k not in extra}
+        servers = {}
+        try:
+            servers["A"] = common.Server("A", env_a, tmp, args.workers, args.threads)
+            servers["B"] = common.Server("B", dict(env_a, **extra), tmp, args.workers, args.threads)
+            for s in servers.values():
+                api_bench.run_wrk(s, target, args.warmup, orders, tmp)
+            for r in range(args.rounds):
+                for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
+                    x = api_bench.run_wrk(servers[name], target, args.seconds, orders, tmp)
+                    if x["errors"]:
+                        raise SystemExit(f"{name}: {x['errors']} errors; server logs in {tmp}")
+                    runs[name].append(x)
+                    print(f"round {r + 1} {name} {x['rps']:6.0f} req/s, app {x['app_ms']:.3f}, PostgreSQL "
+                          f"{x['pg_ms']:.3f} ms/req", flush=True)
+        finally:
+            for s in servers.values():
+                s.stop()
+    print(f"\n{args.target}: B = {' '.join(args.env_b)}; gunicorn {args.workers} workers × {args.threads} threads, "
+          f"gthread; wrk -t1 -c16 -d{args.seconds}s, {args.rounds} alternated rounds; {settings}; {common.machine()}")
+    for key, label, fmt in (("rps", "req/s", ".0f"), ("app_ms", "app CPU ms/req", ".3f"),
+                            ("pg_ms", "PostgreSQL CPU ms/req", ".3f")):
+        a, b = ([x[key] for x in runs[n]] for n in ("A", "B"))
+        print(f"  {label}: A {common.runs(a, fmt)}, B {common.runs(b, fmt)}; B/A {common.median(b) / common.median(a):.2f}")
+
+
+if __name__ == "__main__":
+    main()
