@@ -54,7 +54,7 @@ def authenticate():
 def _count_call(key, limit):
     """Count this call against its API key (committed at once: the request's connection is in
     autocommit); over the limit, a 429 before the view reads the body or changes anything."""
-    decision = ratelimit.hit(db.conn(), f"api:{key}", limit)
+    decision = ratelimit.take(db.conn(), f"api:{key}", limit)
     g.api_rate_limit = decision
     if not decision.allowed:
         raise TooManyRequests(f"Too many requests for this API key (limit {current_app.config['API_RATE_LIMIT']}): "

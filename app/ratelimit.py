@@ -9,6 +9,8 @@ import dataclasses
 import math
 import random
 import re
+import threading
+import time
 
 from . import db
 
@@ -61,12 +63,12 @@ _HIT = """
     before AS (SELECT reset_at FROM rate_limits WHERE key = %(key)s),
     hit AS (
         INSERT INTO rate_limits AS r (key, hits, reset_at)
-        SELECT %(key)s, 1, t.now + make_interval(secs => %(period)s) FROM t
+        SELECT %(key)s, %(n)s, t.now + make_interval(secs => %(period)s) FROM t
         ON CONFLICT (key) DO UPDATE
-           SET hits = CASE WHEN r.reset_at <= statement_timestamp() THEN 1 ELSE r.hits + 1 END,
+           SET hits = CASE WHEN r.reset_at <= statement_timestamp() THEN %(n)s ELSE r.hits + %(n)s END,
                reset_at = CASE WHEN r.reset_at <= statement_timestamp() THEN EXCLUDED.reset_at
                                ELSE r.reset_at END
-         WHERE r.reset_at <= statement_timestamp() OR r.hits < %(count)s
+         WHERE r.reset_at <= statement_timestamp() OR r.hits + %(n)s <= %(count)s
         RETURNING hits, reset_at)
     SELECT (SELECT hits FROM hit) AS hits,
            extract(epoch FROM coalesce((SELECT reset_at FROM hit), (SELECT reset_at FROM before)) - t.now)::float8
@@ -75,19 +77,61 @@ _HIT = """
     """
 
 
-def hit(c, key, limit):
-    """Count one hit on `key` if it fits in `limit`; a refused hit is not counted. One statement,
+def hit(c, key, limit, n=1):
+    """Count n hits on `key` if they fit in `limit`; refused hits are not counted. One statement,
     committed by itself unless the caller holds a transaction open (then the key's row stays
     locked until it ends)."""
     if random.random() < PURGE_CHANCE:
         purge(c)
-    row = db.one(c, _HIT, {"key": key, "count": limit.count, "period": limit.period})
+    row = db.one(c, _HIT, {"key": key, "count": limit.count, "period": limit.period, "n": n})
     # A refused hit whose row a concurrent first hit inserted after this statement's snapshot has
     # no `reset` of its own: that window has just opened, so the whole period is the wait.
     reset = limit.period if row["reset"] is None else max(row["reset"], 0.0)
     if row["hits"] is not None:
         return Decision(True, limit, limit.count - row["hits"], reset, 0.0)
     return Decision(False, limit, 0, reset, reset)
+
+
+# take(): what this process holds per key, so that most calls need no statement: key ->
+# [monotonic time the window ends, calls reserved and not used yet, shared remaining at the take,
+# refused]. A refusal is remembered until the window ends (a full window stays full: hits are
+# never given back on these keys).
+RESERVE_FRACTION = 100  # a process reserves a 1/100th of a limit at a time
+_held = {}
+_held_lock = threading.Lock()
+
+
+def take(c, key, limit):
+    """One call against `limit` on `key`, shared by every process and host. A limit under
+    2 × RESERVE_FRACTION per period costs a statement per call and is exact. A larger one is
+    taken a block of limit/RESERVE_FRACTION calls at a time, each block one statement, and served
+    from this process's memory: a window never admits more than the limit, but it may admit up to
+    a block per process less, and RateLimit-Remaining counts only this process's unused block.
+    A refused key is refused from memory until its window ends (a runaway script costs the
+    database nothing). Measured: one statement per call cost 20 % of POST /orders' throughput
+    with a limit set high; a block per 1 % of the limit, under 5 % (docs/decisions/005)."""
+    now = time.monotonic()
+    with _held_lock:
+        held = _held.get(key)
+        if held is not None and held[0] > now:
+            if held[3]:
+                return Decision(False, limit, 0, held[0] - now, held[0] - now)
+            if held[1] > 0:
+                held[1] -= 1
+                return Decision(True, limit, held[2] + held[1], held[0] - now, 0.0)
+    block = limit.count // RESERVE_FRACTION
+    decision = hit(c, key, limit, n=block) if block >= 2 else None
+    if decision is None or not decision.allowed:
+        decision = hit(c, key, limit)  # the last calls of a window go one at a time
+        block = 1
+    if block > 1 or not decision.allowed:
+        with _held_lock:
+            if len(_held) >= 10_000:
+                _held.clear()
+            _held[key] = [now + decision.reset, block - 1, decision.remaining, not decision.allowed]
+    if decision.allowed:
+        return Decision(True, limit, decision.remaining + block - 1, decision.reset, 0.0)
+    return decision
 
 
 def give_back(c, key):

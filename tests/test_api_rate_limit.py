@@ -172,3 +172,37 @@ def test_the_limit_is_shared_by_two_gunicorn_processes(process_env, log_dir, app
         for conn in conns:
             conn.close()
         api.stop()
+
+
+def test_a_large_limit_is_reserved_in_blocks_and_never_exceeded(app, db, monkeypatch):
+    """1000/hour: a process reserves 10 calls per statement and serves them from memory; two
+    processes together still get exactly 1000, then refusals that cost no statement."""
+    from app import db as app_db, ratelimit
+
+    limit, key = ratelimit.parse("1000/hour"), "api:test-blocks"
+    db.execute("DELETE FROM rate_limits WHERE key = %(k)s", {"k": key})
+    statements = []
+    real_hit = ratelimit.hit
+
+    def counted(*args, **kwargs):
+        statements.append(kwargs.get("n", 1))
+        return real_hit(*args, **kwargs)
+
+    monkeypatch.setattr(ratelimit, "hit", counted)
+    monkeypatch.setattr(ratelimit, "_held", {})
+    with app_db.connect(app.extensions["db_pool"]) as c:
+        first = [ratelimit.take(c, key, limit) for _ in range(10)]
+        assert all(d.allowed for d in first) and statements == [10]  # one statement for ten calls
+        assert db.value("SELECT hits FROM rate_limits WHERE key = %(k)s", {"k": key}) == 10
+        assert first[-1].remaining == 990
+        allowed = 10
+        for _ in range(2):  # two processes, each with its own memory
+            monkeypatch.setattr(ratelimit, "_held", {})
+            allowed += sum(ratelimit.take(c, key, limit).allowed for _ in range(700))
+        assert allowed == 1000
+        assert db.value("SELECT hits FROM rate_limits WHERE key = %(k)s", {"k": key}) == 1000
+        before = len(statements)
+        refused = [ratelimit.take(c, key, limit) for _ in range(50)]
+        assert not any(d.allowed for d in refused) and refused[-1].headers()["Retry-After"]
+        assert len(statements) == before  # remembered: no statement for a refused key until the window ends
+    assert len(statements) < 150  # about 100 blocks and the refusals' last single tries
