@@ -109,7 +109,7 @@ def take(c, key, limit):
     a block per process less, and RateLimit-Remaining counts only this process's unused block.
     A refused key is refused from memory until its window ends (a runaway script costs the
     database nothing). Measured: one statement per call cost 20 % of POST /orders' throughput
-    with a limit set high; a block per 1 % of the limit, under 5 % (docs/decisions/005)."""
+    with a limit set high; a block per 1 % of the limit, within the noise (docs/decisions/005-api-rate-limit.md)."""
     now = time.monotonic()
     with _held_lock:
         held = _held.get(key)
