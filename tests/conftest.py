@@ -1,23 +1,40 @@
-"""Fixtures: one fresh PostgreSQL database per test session (embedded pgserver, or DATABASE_URL's
-server), the app, a test client, a db connection, merchants, real processes and a real receiver."""
+"""Every fixture of the suite (the browser's own are in browser/conftest.py; helpers are in
+helpers.py). One fresh PostgreSQL database per test session (embedded pgserver, or DATABASE_URL's
+server), and on it:
+
+    app, client, db            the app, its test client, a connection for set-up and assertions
+    merchant, make_merchant    merchants of their own (key, secret, webhook URL and secret)
+    api                        `merchant`'s authenticated view of the JSON API over the test client
+    worker                     the real worker.Worker in this process, stepped by the test
+    running_worker             the real worker loop in a thread of this process (worker_threads: more)
+    start_worker, live_worker  worker.py as a real process
+    start_api, live_api        the app under gunicorn as a real process
+    receiver                   a real HTTP webhook receiver
+    dashboard_merchant, dashboard   a merchant who can sign in, and a test client signed in as them
+
+The run fails when any log holds card data or a secret (pytest_sessionfinish)."""
 import os
 import secrets
 import shutil
 import sys
 import tempfile
 import threading
-import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
+from werkzeug.security import generate_password_hash
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/helpers.py
 
-from helpers import BASE_CONFIG, Api, Process, Receiver, api_headers, connect, log_leaks  # noqa: E402
+from helpers import (BASE_CONFIG, DASHBOARD_PASSWORD, Api, MerchantApi, Process, Receiver,  # noqa: E402
+                     connect, dashboard_client, log_leaks, new_merchant, post_login)
 
-from app import create_app, db as app_db, embedded as embedded_pg, migrate, webhooks  # noqa: E402
+import worker as worker_module  # noqa: E402
+from app import create_app, db as app_db, embedded as embedded_pg, migrate  # noqa: E402
 
+
+# ---- the database and the app --------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
 def server_url():
@@ -89,18 +106,20 @@ def db(app):
 
 
 @pytest.fixture
+def clean_queue(db):
+    """Start from an empty jobs table (for tests that count jobs)."""
+    db.execute("DELETE FROM jobs")
+    yield
+
+
+# ---- merchants -----------------------------------------------------------------------------------
+
+@pytest.fixture
 def make_merchant(db):
-    """Create an isolated merchant (own key, secret, webhook URL); returns its row + auth headers."""
+    """Make merchants of their own (own key, secret, webhook URL): each one's fields + API headers."""
 
     def make(webhook_url=None, webhook_secret=None):
-        webhook_secret = webhook_secret or webhooks.new_secret()
-        mid = str(uuid.uuid4())
-        key, secret = "key_" + secrets.token_hex(8), "secret_" + secrets.token_hex(12)
-        db.execute("INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
-            "VALUES (%(id)s, %(name)s, %(email)s, %(key)s, %(secret)s, %(url)s, %(ws)s)", {"id": mid, "name": f"Merchant {mid[:6]}", "email": f"{mid}@example.com", "key": key,
-             "secret": secret, "url": webhook_url, "ws": webhook_secret})
-        return {"id": mid, "api_key": key, "api_secret": secret, "webhook_url": webhook_url,
-                "webhook_secret": webhook_secret, "headers": api_headers(key, secret)}
+        return new_merchant(db, webhook_url, webhook_secret)
 
     return make
 
@@ -110,34 +129,102 @@ def merchant(make_merchant):
     return make_merchant()
 
 
-LOG_DIR = pytest.StashKey()
-@pytest.fixture(scope="session", autouse=True)
-def log_dir(tmp_path_factory, request):
-    """Where every log of the run goes: child processes' output, and this process's records
-    (pytest_sessionfinish reads them all for card data and secrets)."""
-    import logging
-
-    path = tmp_path_factory.mktemp("process-logs")
-    request.config.stash[LOG_DIR] = path
-    handler = logging.FileHandler(path / "in-process.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.getLogger().addHandler(handler)
-    yield path
-    logging.getLogger().removeHandler(handler)
+@pytest.fixture
+def api(client, merchant):
+    """`merchant`'s authenticated view of the JSON API over the test client: api.get(path),
+    api.post(path, json=...) etc. send its headers; api.merchant is `merchant`, api.client `client`."""
+    return MerchantApi(client, merchant)
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """After every test and every process of the run has stopped (their logs complete), the run
-    fails if any log holds card data or a secret, whichever tests were selected."""
-    path = session.config.stash.get(LOG_DIR, None)
-    if path is None:
-        return
-    leaks = log_leaks(path)
-    if leaks:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        reporter.write_line("card data or secrets in the logs:\n" + "\n".join(leaks[:20]), red=True)
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+@pytest.fixture
+def dashboard_merchant(make_merchant, db):
+    """A merchant of its own who can sign in to the dashboard: m["email"], m["password"]."""
+    m = make_merchant()
+    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s",
+               {"h": generate_password_hash(DASHBOARD_PASSWORD), "id": m["id"]})
+    m["email"], m["password"] = f"{m['id']}@example.com", DASHBOARD_PASSWORD
+    return m
 
+
+@pytest.fixture
+def dashboard(app, dashboard_merchant):
+    """A test client signed in to the dashboard as dashboard_merchant, from a client address of its
+    own (so no sign-in throttle count is shared)."""
+    c = dashboard_client(app)
+    r = post_login(c, dashboard_merchant["email"], dashboard_merchant["password"])
+    assert r.status_code == 302, r.get_data(as_text=True)
+    return c
+
+
+# ---- the worker: stepped in this process, looping in a thread, or a real process -----------------
+
+@pytest.fixture(scope="module")
+def worker(app):
+    """The real worker (worker.Worker) in this process, driven by the test: worker.step() claims
+    and runs one batch (False when nothing is due); deliveries it starts run on its own threads.
+    One per test module (each holds a connection pool and threads); a test that counts or claims
+    jobs asks for clean_queue as well."""
+    w = worker_module.Worker(app)
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def worker_threads(app, db):
+    """Start worker.Worker running its real loop (NOTIFY wake-ups, delivery pool) in threads of
+    this process; stopped after the test, and woken by a NOTIFY to see the stop at once, so that
+    a test may make the poll fallback long."""
+    started = []
+
+    def start(n=1):
+        workers = [worker_module.Worker(app) for _ in range(n)]
+        for w in workers:
+            t = threading.Thread(target=w.run, daemon=True)
+            t.start()
+            started.append((w, t))
+        return workers
+
+    yield start
+    for w, _ in started:
+        w.stop()
+    db.execute("NOTIFY jobs")
+    for _, t in started:
+        t.join(15)
+    assert not any(t.is_alive() for _, t in started)
+
+
+@pytest.fixture
+def running_worker(worker_threads, clean_queue):
+    """The real worker loop in a thread of this process, from an empty queue; stopped after the test."""
+    return worker_threads()[0]
+
+
+@pytest.fixture
+def start_worker(process_env, log_dir, app):
+    """Start worker.py as a real process; stopped (SIGTERM) after the test."""
+    started = []
+
+    def start(**overrides):
+        p = Process([sys.executable, "worker.py"], dict(process_env, **{k: str(v) for k, v in overrides.items()}),
+                    "worker", log_dir)
+        started.append(p)
+        return p
+
+    yield start
+    for p in started:
+        p.stop()
+
+
+@pytest.fixture(scope="module")
+def live_worker(process_env, log_dir, app):
+    """One worker.py process for a test module that needs 'a running worker' beside live_api
+    (payments settle at once in test mode); stopped after the module."""
+    p = Process([sys.executable, "worker.py"], process_env, "live-worker", log_dir)
+    yield p
+    p.stop()
+
+
+# ---- the API as a real process, a real webhook receiver ------------------------------------------
 
 @pytest.fixture(scope="session")
 def process_env(database_url):
@@ -173,48 +260,6 @@ def live_api(process_env, log_dir, app):
 
 
 @pytest.fixture
-def start_worker(process_env, log_dir, app):
-    """Start worker.py as a real process; stopped (SIGTERM) after the test."""
-    started = []
-
-    def start(**overrides):
-        p = Process([sys.executable, "worker.py"], dict(process_env, **{k: str(v) for k, v in overrides.items()}),
-                    "worker", log_dir)
-        started.append(p)
-        return p
-
-    yield start
-    for p in started:
-        p.stop()
-
-
-@pytest.fixture
-def worker_threads(app, db):
-    """Start worker.Worker running its real loop (NOTIFY wake-ups, delivery pool) in threads of
-    this process; stopped after the test, and woken by a NOTIFY to see the stop at once, so that
-    a test may make the poll fallback long."""
-    import worker as worker_module
-
-    started = []
-
-    def start(n=1):
-        workers = [worker_module.Worker(app) for _ in range(n)]
-        for w in workers:
-            t = threading.Thread(target=w.run, daemon=True)
-            t.start()
-            started.append((w, t))
-        return workers
-
-    yield start
-    for w, _ in started:
-        w.stop()
-    db.execute("NOTIFY jobs")
-    for _, t in started:
-        t.join(15)
-    assert not any(t.is_alive() for _, t in started)
-
-
-@pytest.fixture
 def receiver():
     """A real HTTP webhook receiver on a free local port."""
     made = []
@@ -229,11 +274,22 @@ def receiver():
         r.close()
 
 
-@pytest.fixture
-def clean_queue(db):
-    """Start from an empty jobs table (for tests that count jobs)."""
-    db.execute("DELETE FROM jobs")
-    yield
+# ---- the logs of the run -------------------------------------------------------------------------
+
+LOG_DIR = pytest.StashKey()
+@pytest.fixture(scope="session", autouse=True)
+def log_dir(tmp_path_factory, request):
+    """Where every log of the run goes: child processes' output, and this process's records
+    (pytest_sessionfinish reads them all for card data and secrets)."""
+    import logging
+
+    path = tmp_path_factory.mktemp("process-logs")
+    request.config.stash[LOG_DIR] = path
+    handler = logging.FileHandler(path / "in-process.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    yield path
+    logging.getLogger().removeHandler(handler)
 
 
 @pytest.fixture
@@ -251,3 +307,16 @@ def private_server():
     yield tmp_path, url
     embedded_pg.stop(tmp_path)
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """After every test and every process of the run has stopped (their logs complete), the run
+    fails if any log holds card data or a secret, whichever tests were selected."""
+    path = session.config.stash.get(LOG_DIR, None)
+    if path is None:
+        return
+    leaks = log_leaks(path)
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line("card data or secrets in the logs:\n" + "\n".join(leaks[:20]), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

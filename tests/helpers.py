@@ -1,12 +1,18 @@
-"""Test helpers: real processes, a real HTTP receiver, and waiting on observable conditions."""
+"""The tests' one support module (the fixtures are in conftest.py): constants, waiting on
+observable conditions, real processes and a real webhook receiver, the database handle, the
+merchant's steps through the API (create an order, pay it, settle it with the real worker), the
+dashboard's sign-in, and the log scan. Tests import it as `from helpers import ...`."""
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
 import threading
 import time
+import uuid
+from html.parser import HTMLParser
 from pathlib import Path
 
 import psycopg
@@ -15,13 +21,15 @@ from psycopg.rows import dict_row
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from app import db as app_db
+from app import db as app_db, webhooks
 from app.launcher import die_with_parent, gunicorn_cmd
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
 TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"
 CARD = {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2030, "cvv": "123", "holder_name": "Asha"}
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # 2026-01-15T10:31:00Z
+JSON = {"Content-Type": "application/json"}
 
 # The app settings of the in-process tests (deterministic, instant processing, quick retries).
 BASE_CONFIG = {
@@ -35,6 +43,8 @@ BASE_CONFIG = {
     "LOG_LEVEL": "INFO",
 }
 
+
+# ---- waiting, processes, the webhook receiver ----------------------------------------------------
 
 def free_port():
     with socket.socket() as s:
@@ -166,32 +176,7 @@ class Receiver:
         self.server.shutdown()
 
 
-def api_headers(key=TEST_KEY, secret=TEST_SECRET, **extra):
-    return {"X-Api-Key": key, "X-Api-Secret": secret, **extra}
-
-
-# Never in any log of a run: the test cards' numbers, CVVs, API secrets, webhook secrets.
-FORBIDDEN_IN_LOGS = [
-    re.compile(r"4111[ -]?1111[ -]?1111[ -]?1111"),
-    re.compile(r"5555[ -]?5555[ -]?5555[ -]?4444"),
-    re.compile(r"3782[ -]?822463[ -]?10005"),
-    re.compile(r"6011[ -]?1111[ -]?1111[ -]?1117"),
-    re.compile(r"cvv\W{1,6}\d{3,4}", re.IGNORECASE),
-    re.compile(re.escape(TEST_SECRET)),
-    re.compile(r"secret_[0-9a-f]{24}"),            # make_merchant's API secrets
-    re.compile(r"whsec_test_abc123"),
-    re.compile(r"whsec_[A-Za-z0-9+/]{40,}={0,2}"),  # generated webhook secrets
-]
-
-
-def log_leaks(path):
-    """Lines of the run's logs that hold card data or a secret, as 'file:line: pattern'."""
-    leaks = []
-    for log_file in sorted(p for p in path.iterdir() if p.is_file()):
-        for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
-            leaks += [f"{log_file.name}:{n}: {p.pattern}" for p in FORBIDDEN_IN_LOGS if p.search(line)]
-    return leaks
-
+# ---- the database --------------------------------------------------------------------------------
 
 class Db(psycopg.Connection):
     """The tests' handle on the database: a psycopg connection with app.db's helpers as methods
@@ -219,3 +204,258 @@ def connect(app, autocommit=True):
 
 def own_transaction(app):
     return connect(app, autocommit=False)
+
+
+# ---- merchants -----------------------------------------------------------------------------------
+
+def api_headers(key=TEST_KEY, secret=TEST_SECRET, **extra):
+    return {"X-Api-Key": key, "X-Api-Secret": secret, **extra}
+
+
+# The seeded test merchant, in the shape new_merchant returns (its webhook settings are left out:
+# tests change them).
+TEST_MERCHANT = {"id": TEST_MERCHANT_ID, "api_key": TEST_KEY, "api_secret": TEST_SECRET, "headers": api_headers()}
+
+
+def new_merchant(db, webhook_url=None, webhook_secret=None):
+    """A merchant of its own (own key, secret, webhook URL and secret): its fields and API headers."""
+    webhook_secret = webhook_secret or webhooks.new_secret()
+    mid = str(uuid.uuid4())
+    key, secret = "key_" + secrets.token_hex(8), "secret_" + secrets.token_hex(12)
+    db.execute("INSERT INTO merchants (id, name, email, api_key, api_secret, webhook_url, webhook_secret) "
+               "VALUES (%(id)s, %(name)s, %(email)s, %(key)s, %(secret)s, %(url)s, %(ws)s)",
+               {"id": mid, "name": f"Merchant {mid[:6]}", "email": f"{mid}@example.com", "key": key,
+                "secret": secret, "url": webhook_url, "ws": webhook_secret})
+    return {"id": mid, "api_key": key, "api_secret": secret, "webhook_url": webhook_url,
+            "webhook_secret": webhook_secret, "headers": api_headers(key, secret)}
+
+
+def headers(merchant, **extra):
+    """The merchant's API headers with a JSON content type (for bodies sent as data=)."""
+    return dict(merchant["headers"], **JSON, **extra)
+
+
+class MerchantApi:
+    """A merchant's authenticated view of the JSON API over the Flask test client: get, post, put,
+    delete and open send the merchant's headers (and any others given); .merchant is the merchant."""
+
+    def __init__(self, client, merchant):
+        self.client, self.merchant = client, merchant
+
+    def open(self, path, method="GET", headers=None, **kwargs):
+        return self.client.open(path, method=method, headers=dict(self.merchant["headers"], **(headers or {})),
+                                **kwargs)
+
+    def get(self, path, **kwargs):
+        return self.open(path, "GET", **kwargs)
+
+    def post(self, path, **kwargs):
+        return self.open(path, "POST", **kwargs)
+
+    def put(self, path, **kwargs):
+        return self.open(path, "PUT", **kwargs)
+
+    def delete(self, path, **kwargs):
+        return self.open(path, "DELETE", **kwargs)
+
+
+# ---- create, pay and settle: over the Flask test client ------------------------------------------
+# In this process, the fast default. The *_over_http ones further down take the same steps against
+# a running gateway: two sets, because a test client and a real HTTP connection are two things.
+
+def payment_body(order_id, method="upi", **fields):
+    """A payment request: UPI with a VPA, or a card payment with CARD; `fields` add or override."""
+    body = {"order_id": order_id, "method": method}
+    if method == "upi":
+        body["vpa"] = "shopper@okbank"
+    elif method == "card":
+        body["card"] = dict(CARD)
+    body.update(fields)
+    return body
+
+
+def create_order(client, merchant, amount=50000, **fields):
+    """An order of the merchant, created over the Flask test client (201 asserted)."""
+    r = client.post("/api/v1/orders", json=dict(fields, amount=amount), headers=merchant["headers"])
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def pay(client, merchant, order_id, method="upi", **fields):
+    """A payment of an existing order over the Flask test client: accepted (201), still pending."""
+    r = client.post("/api/v1/payments", json=payment_body(order_id, method, **fields), headers=merchant["headers"])
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def create_payment(client, merchant, amount=50000, method="upi", **fields):
+    """A new order and its pending payment, over the Flask test client."""
+    return pay(client, merchant, create_order(client, merchant, amount)["id"], method, **fields)
+
+
+def payment_status(db, payment_id):
+    return db.value("SELECT status FROM payments WHERE id = %(id)s", {"id": payment_id})
+
+
+def settle(worker, db, payment_id):
+    """Run the real worker's steps (the `worker` fixture) until the payment is final; its status.
+    In test mode the bank answers at once, with success unless TEST_PAYMENT_SUCCESS is off."""
+    def final():
+        worker.step()
+        return payment_status(db, payment_id) in ("success", "failed")
+
+    wait_until(final, timeout=15, message=f"{payment_id} settled")
+    return payment_status(db, payment_id)
+
+
+def paid_payment(client, db, worker, merchant, amount=50000, method="upi"):
+    """An order and a successful payment of it (over the Flask test client, settled by `worker`)."""
+    order = create_order(client, merchant, amount)
+    payment = pay(client, merchant, order["id"], method)
+    assert settle(worker, db, payment["id"]) == "success"
+    return order, payment
+
+
+def count(db, table, merchant_id):
+    return db.value(f"SELECT count(*) FROM {table} WHERE merchant_id = %(m)s", {"m": merchant_id})
+
+
+# ---- create and pay: over real HTTP --------------------------------------------------------------
+# The same steps against a running gateway (live_api, start_api) through requests: for tests whose
+# subject is the real server or a client library, where the Flask test client would not do.
+
+def create_order_over_http(base_url, merchant, amount=50000, **fields):
+    """An order of the merchant, created over real HTTP (requests) at base_url (201 asserted)."""
+    r = requests.post(f"{base_url}/api/v1/orders", json=dict(fields, amount=amount), headers=merchant["headers"],
+                      timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def pay_over_http(base_url, merchant, order_id, method="upi", **fields):
+    """A payment of an existing order over real HTTP (requests): accepted (201), still pending."""
+    r = requests.post(f"{base_url}/api/v1/payments", json=payment_body(order_id, method, **fields),
+                      headers=merchant["headers"], timeout=10)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def create_payment_over_http(base_url, merchant, amount=50000, method="upi", **fields):
+    """A new order and its pending payment, over real HTTP (requests)."""
+    return pay_over_http(base_url, merchant, create_order_over_http(base_url, merchant, amount)["id"], method,
+                         **fields)
+
+
+# ---- the dashboard over the Flask test client ----------------------------------------------------
+
+DASHBOARD_PASSWORD = "shop-pass-1"  # the dashboard_merchant fixture's
+CSRF_TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def new_address():
+    """A client address of its own, so no test (nor any other file's) shares a sign-in throttle count."""
+    return f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+
+
+def dashboard_client(app, address=None):
+    """A test client standing for one browser at one client address."""
+    c = app.test_client()
+    c.environ_base["REMOTE_ADDR"] = address or new_address()
+    return c
+
+
+def csrf_token(c, path):
+    """The form token of the page at `path`, as this client sees it."""
+    return CSRF_TOKEN.search(c.get(path).get_data(as_text=True)).group(1)
+
+
+def post_login(c, email, password, **kwargs):
+    """The sign-in form, posted with its token."""
+    return c.post("/login", data={"email": email, "password": password, "csrf_token": csrf_token(c, "/login")},
+                  **kwargs)
+
+
+class Element:
+    """An element of a parsed page: its tag, attributes and children (elements and text)."""
+
+    def __init__(self, tag, attrs):
+        self.tag, self.attrs, self.children = tag, dict(attrs), []
+
+    @property
+    def text(self):
+        """Its text, descendants' included, with runs of white space as one space."""
+        parts = [c if isinstance(c, str) else c.text for c in self.children]
+        return " ".join("".join(parts).split())
+
+    def all(self, test_id, **attrs):
+        """Descendants with this data-test-id (and these attributes: data_payment_id=… for
+        data-payment-id), in document order."""
+        want = dict({k.replace("_", "-"): v for k, v in attrs.items()}, **{"data-test-id": test_id})
+        found = []
+        for c in self.children:
+            if isinstance(c, Element):
+                if all(c.attrs.get(k) == v for k, v in want.items()):
+                    found.append(c)
+                found += c.all(test_id, **attrs)
+        return found
+
+    def one(self, test_id, **attrs):
+        [found] = self.all(test_id, **attrs)
+        return found
+
+
+class _PageParser(HTMLParser):
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack = [Element("document", {})]
+
+    def handle_starttag(self, tag, attrs):
+        element = Element(tag, attrs)
+        self.stack[-1].children.append(element)
+        if tag not in self.VOID:
+            self.stack.append(element)
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, 0, -1):  # close up to the matching tag
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data):
+        self.stack[-1].children.append(data)
+
+
+def page(response):
+    """A dashboard page (a test client response) parsed, to look its elements up by data-test-id."""
+    assert response.status_code == 200, response.status_code
+    parser = _PageParser()
+    parser.feed(response.get_data(as_text=True))
+    parser.close()
+    return parser.stack[0]
+
+
+# ---- the log scan (conftest.pytest_sessionfinish) ------------------------------------------------
+
+# Never in any log of a run: the test cards' numbers, CVVs, API secrets, webhook secrets.
+FORBIDDEN_IN_LOGS = [
+    re.compile(r"4111[ -]?1111[ -]?1111[ -]?1111"),
+    re.compile(r"5555[ -]?5555[ -]?5555[ -]?4444"),
+    re.compile(r"3782[ -]?822463[ -]?10005"),
+    re.compile(r"6011[ -]?1111[ -]?1111[ -]?1117"),
+    re.compile(r"cvv\W{1,6}\d{3,4}", re.IGNORECASE),
+    re.compile(re.escape(TEST_SECRET)),
+    re.compile(r"secret_[0-9a-f]{24}"),            # new_merchant's API secrets
+    re.compile(r"whsec_test_abc123"),
+    re.compile(r"whsec_[A-Za-z0-9+/]{40,}={0,2}"),  # generated webhook secrets
+]
+
+
+def log_leaks(path):
+    """Lines of the run's logs that hold card data or a secret, as 'file:line: pattern'."""
+    leaks = []
+    for log_file in sorted(p for p in path.iterdir() if p.is_file()):
+        for n, line in enumerate(log_file.read_text(errors="replace").splitlines(), 1):
+            leaks += [f"{log_file.name}:{n}: {p.pattern}" for p in FORBIDDEN_IN_LOGS if p.search(line)]
+    return leaks

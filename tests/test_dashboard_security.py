@@ -4,7 +4,6 @@ behind a TLS proxy, no framing or caching of pages that show secrets, snippets t
 the Host header, and query strings that must not break the pager."""
 import html
 import re
-import secrets
 import threading
 import time
 import uuid
@@ -15,36 +14,7 @@ from werkzeug.security import generate_password_hash
 
 from app import config as config_module, create_app, dashboard
 from app.errors import ApiError
-from helpers import BASE_CONFIG, wait_until
-
-PASSWORD = "right-pass-1"
-TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-@pytest.fixture
-def signin_merchant(make_merchant, db):
-    """A merchant of its own with a dashboard password (its email is unique to the test)."""
-    m = make_merchant()
-    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash(PASSWORD), "id": m["id"]})
-    m["email"] = f"{m['id']}@example.com"
-    return m
-
-
-def new_address():
-    """A client address of its own, so no test (nor any other file's) shares a throttle count."""
-    return f"10.{secrets.randbelow(250)}.{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
-
-
-def browser(app, address=None):
-    """A test client standing for one browser at one client address."""
-    c = app.test_client()
-    c.environ_base["REMOTE_ADDR"] = address or new_address()
-    return c
-
-
-def post_login(c, email, password, **kwargs):
-    token = TOKEN.search(c.get("/login").get_data(as_text=True)).group(1)
-    return c.post("/login", data={"email": email, "password": password, "csrf_token": token}, **kwargs)
+from helpers import BASE_CONFIG, DASHBOARD_PASSWORD, csrf_token, dashboard_client, new_address, post_login, wait_until
 
 
 @pytest.fixture
@@ -78,13 +48,13 @@ def other_app(database_url):
 
 # ---- the sign-in throttle -------------------------------------------------------------------------
 
-def test_five_failures_lock_the_email_with_429_before_any_hash(app, signin_merchant, hashes):
-    c = browser(app)
+def test_five_failures_lock_the_email_with_429_before_any_hash(app, dashboard_merchant, hashes):
+    c = dashboard_client(app)
     for _ in range(5):
-        assert post_login(c, signin_merchant["email"], "wrong").status_code == 401
+        assert post_login(c, dashboard_merchant["email"], "wrong").status_code == 401
     assert len(hashes) == 5
     # The right password too: a guesser must not learn it was right while locked out.
-    r = post_login(c, signin_merchant["email"], PASSWORD)
+    r = post_login(c, dashboard_merchant["email"], DASHBOARD_PASSWORD)
     assert r.status_code == 429
     assert r.mimetype == "text/html"
     assert 0 < int(r.headers["Retry-After"]) <= 15 * 60
@@ -92,82 +62,82 @@ def test_five_failures_lock_the_email_with_429_before_any_hash(app, signin_merch
     assert 'data-test-id="login-form"' in page and "Too many sign-in attempts" in page
     assert len(hashes) == 5, "the locked attempt computed a password hash"
     # Another address does not unlock it (the limit is per email), and the session stays empty.
-    r = post_login(browser(app), signin_merchant["email"].upper(), PASSWORD)
+    r = post_login(dashboard_client(app), dashboard_merchant["email"].upper(), DASHBOARD_PASSWORD)
     assert r.status_code == 429
     assert c.get("/dashboard").status_code == 302
 
 
 def test_an_unknown_email_is_throttled_like_a_known_one(app, hashes):
-    c, email = browser(app), f"nobody-{uuid.uuid4()}@example.com"
+    c, email = dashboard_client(app), f"nobody-{uuid.uuid4()}@example.com"
     assert [post_login(c, email, "x").status_code for _ in range(6)] == [401] * 5 + [429]
     assert len(hashes) == 5  # the dummy hash still equalises the timing of the 5 refusals
 
 
-def test_a_success_resets_the_email_count(app, signin_merchant):
-    c = browser(app)
+def test_a_success_resets_the_email_count(app, dashboard_merchant):
+    c = dashboard_client(app)
     for _ in range(4):
-        assert post_login(c, signin_merchant["email"], "wrong").status_code == 401
-    assert post_login(c, signin_merchant["email"], PASSWORD).status_code == 302
-    c.post("/logout", data={"csrf_token": TOKEN.search(c.get("/dashboard").get_data(as_text=True)).group(1)})
-    statuses = [post_login(c, signin_merchant["email"], "wrong").status_code for _ in range(6)]
+        assert post_login(c, dashboard_merchant["email"], "wrong").status_code == 401
+    assert post_login(c, dashboard_merchant["email"], DASHBOARD_PASSWORD).status_code == 302
+    c.post("/logout", data={"csrf_token": csrf_token(c, "/dashboard")})
+    statuses = [post_login(c, dashboard_merchant["email"], "wrong").status_code for _ in range(6)]
     assert statuses == [401] * 5 + [429]
 
 
-def test_sign_in_opens_again_when_retry_after_says(other_app, signin_merchant):
+def test_sign_in_opens_again_when_retry_after_says(other_app, dashboard_merchant):
     short = other_app(LOGIN_RATE_LIMIT="2/3seconds")
-    c = browser(short)
-    assert [post_login(c, signin_merchant["email"], "wrong").status_code for _ in range(2)] == [401, 401]
-    r = post_login(c, signin_merchant["email"], PASSWORD)
+    c = dashboard_client(short)
+    assert [post_login(c, dashboard_merchant["email"], "wrong").status_code for _ in range(2)] == [401, 401]
+    r = post_login(c, dashboard_merchant["email"], DASHBOARD_PASSWORD)
     assert r.status_code == 429 and r.headers["RateLimit-Remaining"] == "0"
     retry_after = int(r.headers["Retry-After"])
     assert 1 <= retry_after <= 3
     refused_at = time.monotonic()
-    wait_until(lambda: post_login(c, signin_merchant["email"], PASSWORD).status_code == 302,
+    wait_until(lambda: post_login(c, dashboard_merchant["email"], DASHBOARD_PASSWORD).status_code == 302,
                timeout=retry_after + 2, interval=0.5, message="sign-in allowed again")
     assert time.monotonic() - refused_at <= retry_after + 1
 
 
 def test_thirty_failures_a_minute_lock_the_client_address(app, hashes):
-    c = browser(app)
+    c = dashboard_client(app)
     for i in range(30):
         assert post_login(c, f"guess-{i}-{uuid.uuid4()}@example.com", "x").status_code == 401
     r = post_login(c, f"fresh-{uuid.uuid4()}@example.com", "x")
     assert r.status_code == 429 and 0 < int(r.headers["Retry-After"]) <= 60
     assert len(hashes) == 30
     # Another client address is not affected.
-    assert post_login(browser(app), f"fresh-{uuid.uuid4()}@example.com", "x").status_code == 401
+    assert post_login(dashboard_client(app), f"fresh-{uuid.uuid4()}@example.com", "x").status_code == 401
 
 
-def test_only_failures_count_against_an_address(other_app, signin_merchant):
+def test_only_failures_count_against_an_address(other_app, dashboard_merchant):
     small = other_app(LOGIN_ADDRESS_RATE_LIMIT="3/minute")
-    c = browser(small)
+    c = dashboard_client(small)
     for _ in range(6):  # twice the address limit, all successful
-        r = post_login(c, signin_merchant["email"], PASSWORD)
+        r = post_login(c, dashboard_merchant["email"], DASHBOARD_PASSWORD)
         assert r.status_code == 302, r.status_code
-        c.post("/logout", data={"csrf_token": TOKEN.search(c.get("/dashboard").get_data(as_text=True)).group(1)})
+        c.post("/logout", data={"csrf_token": csrf_token(c, "/dashboard")})
     assert [post_login(c, f"x-{uuid.uuid4()}@example.com", "x").status_code for _ in range(4)] == [401] * 3 + [429]
 
 
-def test_the_limit_is_shared_by_two_app_instances(app, other_app, signin_merchant):
+def test_the_limit_is_shared_by_two_app_instances(app, other_app, dashboard_merchant):
     second = other_app()
     address = new_address()
-    on_first, on_second = browser(app, address), browser(second, address)
-    statuses = [post_login(client, signin_merchant["email"], "wrong").status_code
+    on_first, on_second = dashboard_client(app, address), dashboard_client(second, address)
+    statuses = [post_login(client, dashboard_merchant["email"], "wrong").status_code
                 for client in (on_first, on_second, on_first, on_second, on_first)]
     assert statuses == [401] * 5
-    assert post_login(on_second, signin_merchant["email"], PASSWORD).status_code == 429
-    assert post_login(browser(app), signin_merchant["email"], PASSWORD).status_code == 429
+    assert post_login(on_second, dashboard_merchant["email"], DASHBOARD_PASSWORD).status_code == 429
+    assert post_login(dashboard_client(app), dashboard_merchant["email"], DASHBOARD_PASSWORD).status_code == 429
 
 
-def test_parallel_guesses_get_exactly_the_limit(app, signin_merchant):
+def test_parallel_guesses_get_exactly_the_limit(app, dashboard_merchant):
     """Guessers racing each other: the count is taken atomically, so 12 at once get 5 tries."""
     statuses, start = [], threading.Barrier(12)
 
     def guess():
-        c = browser(app)
-        token = TOKEN.search(c.get("/login").get_data(as_text=True)).group(1)
+        c = dashboard_client(app)
+        token = csrf_token(c, "/login")
         start.wait()
-        statuses.append(c.post("/login", data={"email": signin_merchant["email"], "password": "wrong",
+        statuses.append(c.post("/login", data={"email": dashboard_merchant["email"], "password": "wrong",
                                                "csrf_token": token}).status_code)
 
     threads = [threading.Thread(target=guess) for _ in range(12)]
@@ -221,8 +191,8 @@ def test_defaults():
 # ---- sessions ---------------------------------------------------------------------------------------
 
 def signed_in(app, merchant):
-    c = browser(app)
-    assert post_login(c, merchant["email"], PASSWORD).status_code == 302
+    c = dashboard_client(app)
+    assert post_login(c, merchant["email"], DASHBOARD_PASSWORD).status_code == 302
     return c
 
 
@@ -238,44 +208,44 @@ def forge_host(c, host="attacker.example"):
 
 def replay(app, cookie):
     """A fresh browser presenting a captured session cookie."""
-    c = browser(app)
+    c = dashboard_client(app)
     c.set_cookie("session", cookie)
     return c.get("/dashboard")
 
 
-def test_a_cookie_captured_before_sign_out_opens_nothing_after(app, signin_merchant):
-    c = signed_in(app, signin_merchant)
+def test_a_cookie_captured_before_sign_out_opens_nothing_after(app, dashboard_merchant):
+    c = signed_in(app, dashboard_merchant)
     captured = session_cookie(c)
     assert replay(app, captured).status_code == 200
-    token = TOKEN.search(c.get("/dashboard").get_data(as_text=True)).group(1)
+    token = csrf_token(c, "/dashboard")
     assert c.post("/logout", data={"csrf_token": token}).status_code == 302
     r = replay(app, captured)
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
     # Signing in again works, with a new cookie.
-    assert signed_in(app, signin_merchant).get("/dashboard").status_code == 200
+    assert signed_in(app, dashboard_merchant).get("/dashboard").status_code == 200
 
 
-def test_a_password_change_ends_the_sessions(app, signin_merchant, db):
-    captured = session_cookie(signed_in(app, signin_merchant))
-    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash("new-pass-2"), "id": signin_merchant["id"]})
+def test_a_password_change_ends_the_sessions(app, dashboard_merchant, db):
+    captured = session_cookie(signed_in(app, dashboard_merchant))
+    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash("new-pass-2"), "id": dashboard_merchant["id"]})
     r = replay(app, captured)
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 
 
-def test_session_cookie_is_secure_over_https_behind_a_trusted_proxy(other_app, signin_merchant):
+def test_session_cookie_is_secure_over_https_behind_a_trusted_proxy(other_app, dashboard_merchant):
     proxied = other_app(TRUST_PROXY=1)
-    c = browser(proxied)
+    c = dashboard_client(proxied)
     tls = {"X-Forwarded-Proto": "https", "X-Forwarded-For": new_address()}
     r = c.get("/login", headers=tls)
     assert "; Secure" in r.headers["Set-Cookie"]
     # Plain http (a developer on localhost) keeps working without Secure.
-    assert "; Secure" not in browser(proxied).get("/login").headers["Set-Cookie"]
+    assert "; Secure" not in dashboard_client(proxied).get("/login").headers["Set-Cookie"]
     # Without TRUST_PROXY the header is the client's word and is ignored.
     direct = other_app()
-    assert "; Secure" not in browser(direct).get("/login", headers=tls).headers["Set-Cookie"]
+    assert "; Secure" not in dashboard_client(direct).get("/login", headers=tls).headers["Set-Cookie"]
     # SESSION_COOKIE_SECURE (the default when PUBLIC_URL is https) forces it.
     forced = other_app(SESSION_COOKIE_SECURE=True)
-    assert "; Secure" in browser(forced).get("/login").headers["Set-Cookie"]
+    assert "; Secure" in dashboard_client(forced).get("/login").headers["Set-Cookie"]
 
 
 def test_the_throttle_counts_the_forwarded_address_only_behind_a_trusted_proxy(other_app):
@@ -284,7 +254,7 @@ def test_the_throttle_counts_the_forwarded_address_only_behind_a_trusted_proxy(o
     proxy = new_address()  # every request comes from the proxy's address
 
     def attempt(a, client_address):
-        return post_login(browser(a, proxy), f"x-{uuid.uuid4()}@example.com", "x",
+        return post_login(dashboard_client(a, proxy), f"x-{uuid.uuid4()}@example.com", "x",
                           headers={"X-Forwarded-For": client_address}).status_code
 
     # Behind the proxy each client has its own count …
@@ -307,14 +277,14 @@ def assert_unframeable_and_uncached(r):
     assert r.headers.get("Cache-Control") == "no-store"
 
 
-def test_dashboard_pages_cannot_be_framed_or_cached(app, signin_merchant):
-    c = signed_in(app, signin_merchant)
+def test_dashboard_pages_cannot_be_framed_or_cached(app, dashboard_merchant):
+    c = signed_in(app, dashboard_merchant)
     for path in DASHBOARD_PATHS:
         r = c.get(path)
         assert r.status_code in (200, 404), path
         assert_unframeable_and_uncached(r)
-    assert_unframeable_and_uncached(browser(app).get("/login"))
-    assert_unframeable_and_uncached(post_login(browser(app), "nobody@example.com", "x"))
+    assert_unframeable_and_uncached(dashboard_client(app).get("/login"))
+    assert_unframeable_and_uncached(post_login(dashboard_client(app), "nobody@example.com", "x"))
     # The stylesheet the pages load is untouched, and the checkout keeps its own frame policy.
     css = c.get("/static/dashboard.css")
     assert css.status_code == 200 and "X-Frame-Options" not in css.headers
@@ -337,8 +307,8 @@ def _raise(error):
     # Escaped: a description can quote what was sent.
     (ApiError("Bad <b>value</b>."), 400, "Bad &lt;b&gt;value&lt;/b&gt;."),
 ])
-def test_a_failure_inside_a_dashboard_page_is_an_html_answer(app, signin_merchant, monkeypatch, error, status, text):
-    c = signed_in(app, signin_merchant)
+def test_a_failure_inside_a_dashboard_page_is_an_html_answer(app, dashboard_merchant, monkeypatch, error, status, text):
+    c = signed_in(app, dashboard_merchant)
     monkeypatch.setattr(dashboard.data, "stats", _raise(error))
     r = c.get("/dashboard")
     assert r.status_code == status and r.mimetype == "text/html"
@@ -346,19 +316,19 @@ def test_a_failure_inside_a_dashboard_page_is_an_html_answer(app, signin_merchan
     assert_unframeable_and_uncached(r)
 
 
-def test_a_form_without_its_token_gets_the_dashboard_page_and_changes_nothing(app, signin_merchant, db):
-    c = signed_in(app, signin_merchant)
+def test_a_form_without_its_token_gets_the_dashboard_page_and_changes_nothing(app, dashboard_merchant, db):
+    c = signed_in(app, dashboard_merchant)
     r = c.post("/dashboard/webhooks", data={"webhook_url": "https://evil.example/hook"})
     assert r.status_code == 400 and r.mimetype == "text/html"
     assert 'data-test-id="csrf-error"' in r.get_data(as_text=True)
-    assert db.value("SELECT webhook_url FROM merchants WHERE id = %(id)s", {"id": signin_merchant["id"]}) is None
+    assert db.value("SELECT webhook_url FROM merchants WHERE id = %(id)s", {"id": dashboard_merchant["id"]}) is None
 
 
 # ---- snippets and links never come from the Host header --------------------------------------------
 
-def test_docs_and_overview_use_the_public_url_not_the_host_header(other_app, signin_merchant):
+def test_docs_and_overview_use_the_public_url_not_the_host_header(other_app, dashboard_merchant):
     public = other_app(PUBLIC_URL="https://pay.example.com")
-    c = signed_in(public, signin_merchant)
+    c = signed_in(public, dashboard_merchant)
     forged = forge_host(c)
     docs = c.get("/dashboard/docs", headers=forged).get_data(as_text=True)
     assert "https://pay.example.com/api/v1/orders" in docs
@@ -371,8 +341,8 @@ def test_docs_and_overview_use_the_public_url_not_the_host_header(other_app, sig
 @pytest.mark.parametrize("query", ["endpoint=x", "_method=POST", "_external=1", "_scheme=https", "_anchor=x",
                                    "status=success&_method=POST"])
 @pytest.mark.parametrize("path", ["/dashboard/transactions", "/dashboard/webhooks"])
-def test_unknown_query_parameters_do_not_break_the_pager(app, signin_merchant, path, query):
-    c = signed_in(app, signin_merchant)
+def test_unknown_query_parameters_do_not_break_the_pager(app, dashboard_merchant, path, query):
+    c = signed_in(app, dashboard_merchant)
     r = c.get(f"{path}?page=2&{query}", headers=forge_host(c))
     assert r.status_code == 200
     page = r.get_data(as_text=True)

@@ -5,21 +5,19 @@ status badges (the job statuses' agreement with the database is in test_foundati
 import ast
 import html
 import importlib
-import json
 import re
 import uuid
 from pathlib import Path
 
 import pytest
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
-from werkzeug.security import generate_password_hash
 
 import worker as worker_module
 from app import events, jobs, schemas, webhooks
 from app.events import CATALOG
 from app.openapi import spec_dict
 
-from helpers import CARD
+from helpers import create_payment
 
 ROOT = Path(__file__).resolve().parent.parent
 # What an event name looks like: a resource of the API, a dot, what happened to it (file names such
@@ -65,37 +63,24 @@ def test_each_event_names_a_real_emitter():
         assert callable(getattr(importlib.import_module(f"app.{module}"), function)), event
 
 
-@pytest.fixture
-def running_worker(worker_threads, clean_queue):
-    return worker_threads()[0]
-
-
-def _pay(client, merchant, **details):
-    order = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"]).get_json()
-    r = client.post("/api/v1/payments", json=dict(details, order_id=order["id"]), headers=merchant["headers"])
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
-
-
 def _validate(doc, schema, instance):
     schema = dict(schema, components=doc["components"])
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
             for e in OAS31Validator(schema, format_checker=oas31_format_checker).iter_errors(instance)]
 
 
-def test_every_event_is_delivered_as_openapi_describes_it(app, client, make_merchant, receiver, running_worker, doc):
+def test_every_event_is_delivered_as_openapi_describes_it(app, client, make_merchant, receiver, running_worker, doc,
+                                                         monkeypatch):
     """Drive each catalog event for real: a failed and a successful payment, a refund, the test
     event. The events delivered are exactly the catalog's, and each delivery (body and headers)
     conforms to its entry in /openapi.json's webhooks."""
     rx = receiver()
     m = make_merchant(webhook_url=rx.url)
-    app.config["TEST_PAYMENT_SUCCESS"] = False
-    try:
-        _pay(client, m, method="card", card=CARD)
+    with monkeypatch.context() as declining:
+        declining.setitem(app.config, "TEST_PAYMENT_SUCCESS", False)
+        create_payment(client, m, method="card")
         rx.wait_for(1, event=events.PAYMENT_FAILED)
-    finally:
-        app.config["TEST_PAYMENT_SUCCESS"] = True
-    paid = _pay(client, m, method="upi", vpa="shopper@okbank")
+    paid = create_payment(client, m, method="upi")
     rx.wait_for(1, event=events.PAYMENT_SUCCESS)
     r = client.post(f"/api/v1/payments/{paid['id']}/refunds", json={"amount": 1000}, headers=m["headers"])
     assert r.status_code == 201
@@ -146,30 +131,16 @@ def test_the_docs_table_is_the_catalog():
 
 # ---- the dashboard ----------------------------------------------------------------------------------
 
-@pytest.fixture
-def signed_in(app, make_merchant, db):
-    """A test client signed in to the dashboard as a merchant of its own."""
-    m = make_merchant()
-    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s",
-               {"h": generate_password_hash("events-pass-1"), "id": m["id"]})
-    c = app.test_client()
-    c.environ_base["REMOTE_ADDR"] = f"10.77.{uuid.uuid4().int % 250}.{uuid.uuid4().int % 250 + 1}"
-    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/login").get_data(as_text=True)).group(1)
-    r = c.post("/login", data={"email": f"{m['id']}@example.com", "password": "events-pass-1", "csrf_token": token})
-    assert r.status_code == 302
-    return c
-
-
-def test_the_webhooks_page_lists_the_catalog(signed_in):
-    page = signed_in.get("/dashboard/webhooks").get_data(as_text=True)
+def test_the_webhooks_page_lists_the_catalog(dashboard):
+    page = dashboard.get("/dashboard/webhooks").get_data(as_text=True)
     assert re.findall(r'data-test-id="webhook-event-type" data-event="([^"]+)"', page) == list(CATALOG)
     assert f"Queues a <code>{events.WEBHOOK_TEST}</code> event" in page
     refund = page[page.index(f'data-event="{events.REFUND_CREATED}"'):]
     assert "a refund was accepted (status <code>pending</code>)" in refund.split("</tr>")[0]
 
 
-def test_the_jobs_page_shows_every_job_status(signed_in):
-    page = html.unescape(signed_in.get("/dashboard/jobs").get_data(as_text=True))
+def test_the_jobs_page_shows_every_job_status(dashboard):
+    page = html.unescape(dashboard.get("/dashboard/jobs").get_data(as_text=True))
     table = page[page.index('data-test-id="job-counts-table"'):]
     header = re.findall(r'<th class="num">([^<]+)</th>', table.split("</thead>")[0])
     assert header == [s.capitalize() for s in jobs.STATUSES]

@@ -81,33 +81,24 @@ def test_postgres_restart_under_load_loses_no_acknowledged_payment(private_serve
 
 
 @pytest.mark.slow
-def test_receiver_down_for_a_while_then_deliveries_succeed(app, client, make_merchant, db, clean_queue):
-    import worker as worker_module
-
+def test_receiver_down_for_a_while_then_deliveries_succeed(client, make_merchant, db, running_worker):
     port = free_port()
     m = make_merchant(webhook_url=f"http://127.0.0.1:{port}/webhook")
-    w = worker_module.Worker(app)
-    t = threading.Thread(target=w.run, daemon=True)
-    t.start()
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    # Nothing listens yet: the first attempts are refused and retried.
+    row = wait_until(lambda: db.one(
+        "SELECT attempts, status, response_body FROM webhook_logs WHERE merchant_id = %(m)s AND attempts >= 2",
+        {"m": m["id"]}), timeout=15, message="two refused attempts")
+    assert row["status"] == "pending" and "Connection" in row["response_body"]
+    rx = Receiver(port=port)  # the receiver comes up on the very port the merchant configured
     try:
-        client.post("/api/v1/webhooks/test", headers=m["headers"])
-        # Nothing listens yet: the first attempts are refused and retried.
-        row = wait_until(lambda: db.one(
-            "SELECT attempts, status, response_body FROM webhook_logs WHERE merchant_id = %(m)s AND attempts >= 2",
-            {"m": m["id"]}), timeout=15, message="two refused attempts")
-        assert row["status"] == "pending" and "Connection" in row["response_body"]
-        rx = Receiver(port=port)  # the receiver comes up on the very port the merchant configured
-        try:
-            rx.wait_for(1, timeout=15)
-            final = wait_until(lambda: (r := db.one(
-                "SELECT attempts, status FROM webhook_logs WHERE merchant_id = %(m)s", {"m": m["id"]}))["status"]
-                == "success" and r, message="delivered once the receiver is back")
-            assert 3 <= final["attempts"] <= 5
-        finally:
-            rx.close()
+        rx.wait_for(1, timeout=15)
+        final = wait_until(lambda: (r := db.one(
+            "SELECT attempts, status FROM webhook_logs WHERE merchant_id = %(m)s", {"m": m["id"]}))["status"]
+            == "success" and r, message="delivered once the receiver is back")
+        assert 3 <= final["attempts"] <= 5
     finally:
-        w.stop()
-        t.join(15)
+        rx.close()
 
 
 def test_a_timed_out_statement_keeps_the_pools_connections(app):

@@ -7,20 +7,19 @@ import time
 import pytest
 import requests
 
+from helpers import count, headers
+
 LIMIT = 64 * 1024
 
 
 @pytest.fixture
-def api(start_api):
+def gateway(start_api):
+    """An API process of this test's own (start_api)."""
     return start_api()
 
 
-def orders_of(db, merchant):
-    return db.value("SELECT count(*) FROM orders WHERE merchant_id = %(m)s", {"m": merchant["id"]})
-
-
-def test_a_keep_alive_connection_idle_for_6_seconds_still_answers(api, merchant):
-    conn = http.client.HTTPConnection("127.0.0.1", api.port, timeout=10)
+def test_a_keep_alive_connection_idle_for_6_seconds_still_answers(gateway, merchant):
+    conn = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=10)
     conn.request("GET", "/api/v1/orders?count=1", headers=merchant["headers"])
     first = conn.getresponse()
     first.read()
@@ -52,36 +51,36 @@ def assert_too_large(r):
     assert r.json()["error"]["description"] == "Request body is too large."
 
 
-def assert_session_still_works(s, api, merchant):
-    r = s.post(f"{api.url}/api/v1/orders", json={"amount": 50000, "receipt": "after"}, headers=merchant["headers"],
+def assert_session_still_works(s, gateway, merchant):
+    r = s.post(f"{gateway.url}/api/v1/orders", json={"amount": 50000, "receipt": "after"}, headers=merchant["headers"],
                timeout=10)
     assert r.status_code == 201 and r.json()["receipt"] == "after"
 
 
-def test_after_a_413_for_a_1_mb_body_the_next_request_on_the_session_is_answered(api, merchant, db):
+def test_after_a_413_for_a_1_mb_body_the_next_request_on_the_session_is_answered(gateway, merchant, db):
     s = requests.Session()
-    r = s.post(f"{api.url}/api/v1/orders", data=padded_order(1024 * 1024), timeout=10,
-               headers=dict(merchant["headers"], **{"Content-Type": "application/json"}))
+    r = s.post(f"{gateway.url}/api/v1/orders", data=padded_order(1024 * 1024), timeout=10,
+               headers=headers(merchant))
     assert_too_large(r)
-    assert_session_still_works(s, api, merchant)
+    assert_session_still_works(s, gateway, merchant)
     assert r.headers["Connection"] == "close"  # the body was not read: the client must not reuse it
-    assert orders_of(db, merchant) == 1
+    assert count(db, "orders", merchant["id"]) == 1
 
 
 @pytest.mark.parametrize("size", [LIMIT + 1, 100 * 1024, 1024 * 1024])
-def test_a_chunked_body_over_64_kb_is_a_413_not_cut_and_accepted(api, merchant, db, size):
+def test_a_chunked_body_over_64_kb_is_a_413_not_cut_and_accepted(gateway, merchant, db, size):
     s = requests.Session()
-    r = s.post(f"{api.url}/api/v1/orders", data=chunks(padded_order(size)), timeout=10,
-               headers=dict(merchant["headers"], **{"Content-Type": "application/json"}))
+    r = s.post(f"{gateway.url}/api/v1/orders", data=chunks(padded_order(size)), timeout=10,
+               headers=headers(merchant))
     assert_too_large(r)
-    assert_session_still_works(s, api, merchant)
-    assert orders_of(db, merchant) == 1
+    assert_session_still_works(s, gateway, merchant)
+    assert count(db, "orders", merchant["id"]) == 1
 
 
-def test_a_chunked_body_of_exactly_64_kb_is_accepted_and_keeps_the_connection(api, merchant):
+def test_a_chunked_body_of_exactly_64_kb_is_accepted_and_keeps_the_connection(gateway, merchant):
     s = requests.Session()
-    r = s.post(f"{api.url}/api/v1/orders", data=chunks(padded_order(LIMIT)), timeout=10,
-               headers=dict(merchant["headers"], **{"Content-Type": "application/json"}))
+    r = s.post(f"{gateway.url}/api/v1/orders", data=chunks(padded_order(LIMIT)), timeout=10,
+               headers=headers(merchant))
     assert r.status_code == 201 and r.json()["receipt"] == "padded"
     assert r.headers["Connection"] == "keep-alive"
-    assert_session_still_works(s, api, merchant)
+    assert_session_still_works(s, gateway, merchant)

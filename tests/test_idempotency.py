@@ -6,8 +6,7 @@ import threading
 import pytest
 import requests
 
-from helpers import CARD
-from api_support import api_worker, count, create_order, headers, paid_payment  # noqa: F401
+from helpers import CARD, count, create_order, headers, paid_payment, settle
 
 
 def post(client, merchant, path, body, key, header="Idempotency-Key"):
@@ -24,13 +23,12 @@ def test_order_replay_is_byte_for_byte(client, db, merchant):
     assert count(db, "orders", merchant["id"]) == 1
 
 
-def test_payment_replay_is_byte_for_byte_even_after_it_settled(client, db, api_worker, merchant):
+def test_payment_replay_is_byte_for_byte_even_after_it_settled(client, db, worker, merchant):
     order = create_order(client, merchant)
     body = {"order_id": order["id"], "method": "card", "card": CARD}
     first = post(client, merchant, "/api/v1/payments", body, "pay-key-1")
     assert first.status_code == 201
-    from api_support import settle
-    assert settle(api_worker, db, first.get_json()["id"]) == "success"
+    assert settle(worker, db, first.get_json()["id"]) == "success"
     again = post(client, merchant, "/api/v1/payments", body, "pay-key-1")
     assert again.status_code == 201 and again.get_data() == first.get_data()  # the stored response, not a new read
     assert count(db, "payments", merchant["id"]) == 1
@@ -45,7 +43,7 @@ def test_same_key_other_body_is_409(client, db, merchant):
     assert count(db, "orders", merchant["id"]) == 1
 
 
-def test_same_key_on_another_endpoint_is_409(client, db, api_worker, merchant):
+def test_same_key_on_another_endpoint_is_409(client, db, merchant):
     order = create_order(client, merchant)
     assert post(client, merchant, "/api/v1/orders", {"amount": 50000}, "shared").status_code == 201
     r = post(client, merchant, "/api/v1/payments", {"order_id": order["id"], "method": "upi", "vpa": "a@b"}, "shared")
@@ -120,8 +118,8 @@ def test_keys_are_scoped_per_merchant(client, db, merchant, make_merchant):
 
 
 @pytest.mark.parametrize("header", ["Idempotency-Key", "X-Refund-Idempotency"])
-def test_refund_keys(client, db, api_worker, merchant, header):
-    _, p = paid_payment(client, db, api_worker, merchant, 10000)
+def test_refund_keys(client, db, worker, merchant, header):
+    _, p = paid_payment(client, db, worker, merchant, 10000)
     path = f"/api/v1/payments/{p['id']}/refunds"
     first = post(client, merchant, path, {"amount": 4000}, "rk-1", header)
     again = post(client, merchant, path, {"amount": 4000}, "rk-1", header)

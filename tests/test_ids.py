@@ -8,7 +8,7 @@ import pytest
 from app import ids
 from app.errors import NotFound
 from app.ids import BASE62, EPOCH, new_id
-from api_support import create_order, pay
+from helpers import create_order, pay
 
 SHAPE = re.compile(r"^(order|pay|rfnd|evt)_[0-9a-z]{5}[A-Za-z0-9]{11}$")
 

@@ -1,14 +1,14 @@
 """Merchants are isolated: another merchant's order, payment and refund ids are 404 everywhere."""
 import pytest
 
-from api_support import api_worker, create_order, paid_payment, pay  # noqa: F401
+from helpers import create_order, paid_payment, pay
 
 
 @pytest.fixture
-def theirs(client, db, api_worker, make_merchant):
+def theirs(client, db, worker, make_merchant):
     """Merchant A's objects: a paid order with a refunded payment, and an unpaid order."""
     a = make_merchant()
-    order, payment = paid_payment(client, db, api_worker, a, 10000)
+    order, payment = paid_payment(client, db, worker, a, 10000)
     r = client.post(f"/api/v1/payments/{payment['id']}/refunds", json={"amount": 1000}, headers=a["headers"])
     assert r.status_code == 201
     unpaid = create_order(client, a, 20000)

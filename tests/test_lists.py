@@ -5,22 +5,22 @@ from datetime import datetime, timezone
 
 import pytest
 
-from api_support import api_worker, create_order, pay, paid_payment  # noqa: F401
+from helpers import create_payment, paid_payment
+
 from app import db as app_db
 
 T = 1_700_000_000  # 2023-11-14T22:13:20Z: far from now, so a window around it holds one object
 
 
 @pytest.fixture
-def world(client, db, api_worker, make_merchant, receiver):
+def world(client, db, worker, make_merchant, receiver):
     """A merchant with two orders, a successful payment of the first, three refunds of it, a
     pending payment of the second, and the webhook logs all that raised."""
     m = make_merchant(webhook_url=receiver().url)
-    order, paid = paid_payment(client, db, api_worker, m, 50000)
+    order, paid = paid_payment(client, db, worker, m, 50000)
     refunds = [client.post(f"/api/v1/payments/{paid['id']}/refunds", json={"amount": 100 + i},
                            headers=m["headers"]).get_json() for i in range(3)]
-    other_order = create_order(client, m, 700)
-    pending = pay(client, m, other_order["id"])
+    pending = create_payment(client, m, 700)
     log = db.value("SELECT id FROM webhook_logs WHERE merchant_id = %(m)s ORDER BY created_at LIMIT 1", {"m": m["id"]})
     return {"merchant": m, "order": order, "paid": paid, "pending": pending, "refunds": refunds, "log": str(log)}
 

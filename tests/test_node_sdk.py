@@ -5,10 +5,8 @@ import shutil
 import subprocess
 
 import pytest
-import requests
 
-from api_support import api_worker, settle  # noqa: F401
-from helpers import ROOT
+from helpers import ROOT, create_payment_over_http, settle
 
 NODE_DIR = ROOT / "tests" / "node"
 
@@ -24,13 +22,10 @@ def node_sdk():
     return NODE_DIR / "sdk_flow.js"
 
 
-def test_the_node_sdk_works_against_the_gateway(node_sdk, live_api, make_merchant, db, api_worker):
+def test_the_node_sdk_works_against_the_gateway(node_sdk, live_api, make_merchant, db, worker):
     merchant = make_merchant()
-    h = merchant["headers"]
-    order = requests.post(f"{live_api.url}/api/v1/orders", json={"amount": 30000}, headers=h, timeout=10).json()
-    payment = requests.post(f"{live_api.url}/api/v1/payments", headers=h, timeout=10,
-                            json={"order_id": order["id"], "method": "upi", "vpa": "node@okaxis"}).json()
-    assert settle(api_worker, db, payment["id"]) == "success"
+    payment = create_payment_over_http(live_api.url, merchant, 30000, vpa="node@okaxis")
+    assert settle(worker, db, payment["id"]) == "success"
 
     run = subprocess.run(["node", str(node_sdk), live_api.url, merchant["api_key"], merchant["api_secret"],
                           payment["id"]], capture_output=True, text=True, timeout=120)

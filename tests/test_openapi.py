@@ -8,11 +8,10 @@ import requests
 from openapi_schema_validator import OAS31Validator, oas31_format_checker
 from openapi_spec_validator import validate as validate_spec
 
-from helpers import CARD, TEST_KEY, wait_until
+from helpers import CARD, JSON, TEST_KEY, wait_until
 
 from app.openapi import OPERATIONS, spec_dict
 
-JSON = {"Content-Type": "application/json"}
 BIG = "x" * (70 * 1024)  # over the 64 KB body limit
 
 # Documented responses no test here can provoke deterministically, and where they are proven instead.
@@ -65,16 +64,6 @@ def doc():
 @pytest.fixture
 def conform(doc):
     return Conformance(doc)
-
-
-@pytest.fixture(scope="module")
-def worker(app):
-    """The real worker (worker.Worker), driven step by step in this process."""
-    from worker import Worker
-
-    w = Worker(app)
-    yield w
-    w.close()
 
 
 def _status(db, table, id_):

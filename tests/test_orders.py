@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from api_support import TIME_RE, count, create_order, headers, pay
+from helpers import TIME_RE, MerchantApi, count, create_order, headers, pay
 
 ORDER_ID = re.compile(r"^order_[A-Za-z0-9]{16}$")
 
@@ -40,9 +40,9 @@ def test_get_order_adds_updated_at(client, merchant):
     assert got == order
 
 
-def test_unknown_order_is_404(client, merchant):
+def test_unknown_order_is_404(api):
     for order_id in ("order_AAAAAAAAAAAAAAAA", "nope", "order_%00", "x" * 300):
-        r = client.get(f"/api/v1/orders/{order_id}", headers=merchant["headers"])
+        r = api.get(f"/api/v1/orders/{order_id}")
         assert r.status_code == 404, order_id
         assert r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
 
@@ -61,20 +61,19 @@ def test_public_order_view_of_unknown_order_is_404(client, order_id):
     assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
 
 
-def test_order_payments(client, merchant, make_merchant):
+def test_order_payments(client, merchant, api, make_merchant):
     order, other = create_order(client, merchant, 900), create_order(client, merchant, 800)
-    assert client.get(f"/api/v1/orders/{order['id']}/payments", headers=merchant["headers"]).get_json() == {
+    assert api.get(f"/api/v1/orders/{order['id']}/payments").get_json() == {
         "data": [], "total": 0, "limit": 10, "offset": 0}
     mine = pay(client, merchant, order["id"], "card")
     pay(client, merchant, other["id"])
-    r = client.get(f"/api/v1/orders/{order['id']}/payments?count=5", headers=merchant["headers"])
+    r = api.get(f"/api/v1/orders/{order['id']}/payments?count=5")
     assert r.status_code == 200
     body = r.get_json()
     assert (body["total"], body["limit"], body["offset"]) == (1, 5, 0)
-    assert body["data"] == [client.get(f"/api/v1/payments/{mine['id']}", headers=merchant["headers"]).get_json()]
+    assert body["data"] == [api.get(f"/api/v1/payments/{mine['id']}").get_json()]
     # Another merchant's order, or none: 404 (and the route exists: a bad parameter is a 400 first).
-    assert client.get(f"/api/v1/orders/{order['id']}/payments?nope=1",
-                      headers=merchant["headers"]).get_json()["error"]["field"] == "nope"
+    assert api.get(f"/api/v1/orders/{order['id']}/payments?nope=1").get_json()["error"]["field"] == "nope"
     for who, order_id in ((make_merchant(), order["id"]), (merchant, "order_AAAAAAAAAAAAAAAA"), (merchant, "order_%00")):
         r = client.get(f"/api/v1/orders/{order_id}/payments", headers=who["headers"])
         assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
@@ -96,52 +95,52 @@ def twelve_orders(client, merchant):
     return [create_order(client, merchant, 100 + i) for i in range(1, 13)]
 
 
-def _list(client, merchant, query=""):
-    r = client.get("/api/v1/orders" + query, headers=merchant["headers"])
+def _list(api, query=""):
+    r = api.get("/api/v1/orders" + query)
     assert r.status_code == 200, r.get_json()
     return r.get_json()
 
 
-def test_list_defaults_to_ten_newest_first(client, merchant, twelve_orders):
-    body = _list(client, merchant)
+def test_list_defaults_to_ten_newest_first(api, twelve_orders):
+    body = _list(api)
     assert list(body) == ["data", "total", "limit", "offset"]
     assert body["total"] == 12 and body["limit"] == 10 and body["offset"] == 0
     assert [o["amount"] for o in body["data"]] == list(range(112, 102, -1))
     assert body["data"][0] == dict(twelve_orders[-1], updated_at=body["data"][0]["updated_at"])
 
 
-def test_list_limit_and_offset(client, merchant, twelve_orders):
-    body = _list(client, merchant, "?limit=5&offset=10")
+def test_list_limit_and_offset(api, twelve_orders):
+    body = _list(api, "?limit=5&offset=10")
     assert (body["total"], body["limit"], body["offset"]) == (12, 5, 10)
     assert [o["amount"] for o in body["data"]] == [102, 101]
 
 
-def test_list_aliases_count_and_skip(client, merchant, twelve_orders):
-    body = _list(client, merchant, "?count=3&skip=2")
+def test_list_aliases_count_and_skip(api, twelve_orders):
+    body = _list(api, "?count=3&skip=2")
     assert (body["limit"], body["offset"]) == (3, 2)
     assert [o["amount"] for o in body["data"]] == [110, 109, 108]
 
 
-def test_list_limit_is_capped_at_100(client, merchant, twelve_orders):
-    body = _list(client, merchant, "?limit=1000")
+def test_list_limit_is_capped_at_100(api, twelve_orders):
+    body = _list(api, "?limit=1000")
     assert body["limit"] == 100 and len(body["data"]) == 12
 
 
-def test_list_past_the_end_is_empty(client, merchant, twelve_orders):
-    body = _list(client, merchant, "?offset=50")
+def test_list_past_the_end_is_empty(api, twelve_orders):
+    body = _list(api, "?offset=50")
     assert body["data"] == [] and body["total"] == 12
 
 
 def test_list_shows_only_own_orders(client, merchant, make_merchant):
     create_order(client, merchant)
-    other = make_merchant()
-    assert _list(client, other) == {"data": [], "total": 0, "limit": 10, "offset": 0}
+    other = MerchantApi(client, make_merchant())
+    assert _list(other) == {"data": [], "total": 0, "limit": 10, "offset": 0}
 
 
 @pytest.mark.parametrize("query", ["?limit=-1", "?limit=abc", "?offset=-5", "?count=1.5", "?skip=x",
                                    "?offset=99999999999999999999", "?limit="])
-def test_bad_paging_is_400(client, merchant, query):
-    r = client.get("/api/v1/orders" + query, headers=merchant["headers"])
+def test_bad_paging_is_400(api, query):
+    r = api.get("/api/v1/orders" + query)
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
 
 
@@ -207,8 +206,8 @@ def test_bad_order_body_is_4xx_and_writes_nothing(client, db, merchant, body, st
     assert count(db, "orders", merchant["id"]) == 0
 
 
-def test_errors_name_the_field(client, merchant):
-    r = client.post("/api/v1/orders", json={"amount": 50}, headers=merchant["headers"])
+def test_errors_name_the_field(api):
+    r = api.post("/api/v1/orders", json={"amount": 50})
     assert r.get_json()["error"]["field"] == "amount"
 
 
@@ -232,14 +231,13 @@ def test_one_megabyte_string_is_413(client, db, merchant):
     assert count(db, "orders", merchant["id"]) == 0
 
 
-def test_charset_parameter_is_accepted(client, merchant):
-    r = client.post("/api/v1/orders", data='{"amount": 500}',
-                    headers=dict(merchant["headers"], **{"Content-Type": "application/json; charset=utf-8"}))
+def test_charset_parameter_is_accepted(api):
+    r = api.post("/api/v1/orders", data='{"amount": 500}', headers={"Content-Type": "application/json; charset=utf-8"})
     assert r.status_code == 201
 
 
-def test_unknown_method_on_orders_is_405_json(client, merchant):
-    r = client.delete("/api/v1/orders", headers=merchant["headers"])
+def test_unknown_method_on_orders_is_405_json(api):
+    r = api.delete("/api/v1/orders")
     assert r.status_code == 405 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
 
 

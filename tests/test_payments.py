@@ -9,9 +9,8 @@ import requests
 
 from app import auth, db as app_db, jobs, migrate, payments, webhooks
 from app.ids import new_id
-from helpers import CARD
-from api_support import (JSON, TIME_RE, api_worker, count, create_order, headers, paid_payment, pay,  # noqa: F401
-                         settle)
+from helpers import (CARD, JSON, TIME_RE, count, create_order, create_payment, headers, paid_payment, pay, payment_body,
+                     settle)
 
 PAY_ID = re.compile(r"^pay_[A-Za-z0-9]{16}$")
 PUBLIC_FIELDS = {"id", "order_id", "status", "amount", "currency", "method"}
@@ -58,12 +57,6 @@ def test_card_payment_accepts_spec_variants(client, merchant, card_fields):
     pay(client, merchant, order["id"], "card", card=dict(CARD, **card_fields))
 
 
-def _payment_body(order_id, over):
-    body = {"order_id": order_id, "method": "card", "card": dict(CARD)}
-    body.update(over)
-    return body
-
-
 @pytest.mark.parametrize("over,status,code,field", [
     ({"method": "upi", "vpa": "no-at-sign"}, 400, "INVALID_VPA", "vpa"),
     ({"method": "upi", "vpa": "a@b.c"}, 400, "INVALID_VPA", "vpa"),
@@ -102,7 +95,7 @@ def _payment_body(order_id, over):
 @pytest.mark.parametrize("path", ["/api/v1/payments", "/api/v1/payments/public"])
 def test_bad_payment_is_refused_and_writes_nothing(client, db, merchant, path, over, status, code, field):
     order = create_order(client, merchant, 50000)
-    body = _payment_body(order["id"], over)
+    body = dict(payment_body(order["id"], "card"), **over)
     r = client.post(path, json=body, headers=merchant["headers"] if "public" not in path else {})
     assert r.status_code == status, r.get_json()
     err = r.get_json()["error"]
@@ -138,14 +131,14 @@ def test_amount_equal_to_the_order_is_accepted(client, merchant):
     assert pay(client, merchant, order["id"], amount=777, currency="INR")["amount"] == 777
 
 
-def test_payment_and_its_settlement_commit_together(client, db, api_worker, merchant):
+def test_payment_and_its_settlement_commit_together(client, db, worker, merchant):
     """Accepted at once as pending; the worker's job (written with it) settles it and pays the order."""
     order = create_order(client, merchant)
     p = pay(client, merchant, order["id"])
     assert p["status"] == "pending"
     job = db.value("SELECT count(*) FROM jobs WHERE kind = 'payment.settle' AND payload->>'payment_id' = %(id)s", {"id": p["id"]})
     assert job == 1
-    assert settle(api_worker, db, p["id"]) == "success"
+    assert settle(worker, db, p["id"]) == "success"
     got = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
     assert got["status"] == "success" and got["error_code"] is None
     assert client.get(f"/api/v1/orders/{order['id']}", headers=merchant["headers"]).get_json()["status"] == "paid"
@@ -155,10 +148,10 @@ def test_payment_created_event_commits_with_the_payment(client, db, make_merchan
     """No URL, no event; a URL set a moment ago (while the API still has the merchant cached as
     having none) gets the next payment's payment.created, written with the payment."""
     m = make_merchant()
-    first = pay(client, m, create_order(client, m)["id"])
+    first = create_payment(client, m)
     db.execute("UPDATE merchants SET webhook_url = 'http://127.0.0.1:9/hook' WHERE id = %(id)s", {"id": m["id"]})
     assert auth._auth_cache[m["api_key"]][1]["has_webhook_url"] is False  # the API still thinks: no URL
-    second = pay(client, m, create_order(client, m)["id"])
+    second = create_payment(client, m)
     events = db.values("SELECT payload->'data'->'payment'->>'id' FROM webhook_logs "
                              "WHERE merchant_id = %(m)s AND event = 'payment.created'", {"m": m["id"]})
     assert events == [second["id"]]
@@ -188,8 +181,8 @@ def test_no_payment_without_its_event(client, db, make_merchant, monkeypatch, ur
     assert db.value(jobs) == before
 
 
-def test_paying_a_paid_order_is_400(client, db, api_worker, merchant):
-    order, _ = paid_payment(client, db, api_worker, merchant)
+def test_paying_a_paid_order_is_400(client, db, worker, merchant):
+    order, _ = paid_payment(client, db, worker, merchant)
     for path, h in [("/api/v1/payments", merchant["headers"]), ("/api/v1/payments/public", {})]:
         r = client.post(path, json={"order_id": order["id"], "method": "upi", "vpa": "a@b"}, headers=h)
         assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
@@ -197,11 +190,11 @@ def test_paying_a_paid_order_is_400(client, db, api_worker, merchant):
 
 
 @pytest.mark.parametrize("webhook_url", [None, "http://127.0.0.1:9/hook"], ids=["no URL", "URL"])
-def test_an_orders_error_comes_before_a_bad_method(client, db, api_worker, make_merchant, webhook_url):
+def test_an_orders_error_comes_before_a_bad_method(client, db, worker, make_merchant, webhook_url):
     """A payment with both a bad VPA and an order that cannot be paid names the order's problem,
     whichever way the payment would have been written."""
     m = make_merchant(webhook_url=webhook_url)
-    order, _ = paid_payment(client, db, api_worker, m)
+    order, _ = paid_payment(client, db, worker, m)
     other = create_order(client, m, 5000)
     cases = [({"order_id": order["id"]}, "Order is already paid."),
              ({"order_id": other["id"], "amount": 4000}, "Payment amount must equal the order amount."),
@@ -232,18 +225,18 @@ def test_unknown_payment_is_404(client, merchant, payment_id):
         assert r.status_code == 404 and r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
 
 
-def test_public_poll_view_has_exactly_the_spec_fields(client, db, api_worker, merchant):
+def test_public_poll_view_has_exactly_the_spec_fields(client, db, worker, merchant):
     order = create_order(client, merchant, 2500)
     p = pay(client, merchant, order["id"], "card")
     r = client.get(f"/api/v1/payments/{p['id']}/public")  # no credentials
     assert r.status_code == 200
     assert r.get_json() == {"id": p["id"], "order_id": order["id"], "status": "pending", "amount": 2500,
                             "currency": "INR", "method": "card"}
-    settle(api_worker, db, p["id"])
+    settle(worker, db, p["id"])
     assert client.get(f"/api/v1/payments/{p['id']}/public").get_json()["status"] == "success"
 
 
-def test_public_payment_create(client, db, api_worker, merchant):
+def test_public_payment_create(client, db, worker, merchant):
     """The checkout's call: no credentials, the merchant is the order's."""
     order = create_order(client, merchant, 4200)
     r = client.post("/api/v1/payments/public", json={"order_id": order["id"], "method": "upi", "vpa": "x@ybl"})
@@ -253,7 +246,7 @@ def test_public_payment_create(client, db, api_worker, merchant):
     assert (p["order_id"], p["amount"], p["currency"], p["method"], p["status"]) == (order["id"], 4200, "INR", "upi", "pending")
     full = client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()
     assert full["merchant_id"] == merchant["id"] and full["vpa"] == "x@ybl"
-    assert settle(api_worker, db, p["id"]) == "success"
+    assert settle(worker, db, p["id"]) == "success"
 
 
 def test_public_payment_of_unknown_order_is_404(client):
@@ -273,8 +266,8 @@ def test_payment_endpoints_need_credentials(client, merchant):
 # ---- lists -------------------------------------------------------------------------------------
 
 def test_list_payments(client, merchant, make_merchant):
-    made = [pay(client, merchant, create_order(client, merchant)["id"]) for _ in range(12)]
-    pay(client, (other := make_merchant()), create_order(client, other)["id"])
+    made = [create_payment(client, merchant) for _ in range(12)]
+    create_payment(client, make_merchant())
     r = client.get("/api/v1/payments", headers=merchant["headers"])
     body = r.get_json()
     assert list(body) == ["data", "total", "limit", "offset"]
@@ -289,13 +282,13 @@ def test_list_payments(client, merchant, make_merchant):
 
 # ---- capture -------------------------------------------------------------------------------------
 
-def test_capture_needs_a_successful_payment(client, db, api_worker, merchant):
+def test_capture_needs_a_successful_payment(client, db, worker, merchant):
     order = create_order(client, merchant, 9900)
     p = pay(client, merchant, order["id"])
     r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
     assert r.status_code == 400
     assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "description": "Payment not in capturable state"}
-    settle(api_worker, db, p["id"])
+    settle(worker, db, p["id"])
     r = client.post(f"/api/v1/payments/{p['id']}/capture", json={"amount": 9900}, headers=merchant["headers"])
     assert r.status_code == 200
     got = r.get_json()
@@ -319,8 +312,8 @@ def test_failed_payment_is_not_capturable(client, db, merchant):
 
 @pytest.mark.parametrize("body", [{}, {"amount": 9899}, {"amount": 9900.0}, {"amount": "9900"}, {"amount": True},
                                   {"amount": 9900, "extra": 1}, {"amount": -9900}])
-def test_bad_capture_is_400_and_leaves_it_uncaptured(client, db, api_worker, merchant, body):
-    _, p = paid_payment(client, db, api_worker, merchant, 9900)
+def test_bad_capture_is_400_and_leaves_it_uncaptured(client, db, worker, merchant, body):
+    _, p = paid_payment(client, db, worker, merchant, 9900)
     r = client.post(f"/api/v1/payments/{p['id']}/capture", json=body, headers=merchant["headers"])
     assert r.status_code == 400 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR"
     assert client.get(f"/api/v1/payments/{p['id']}", headers=merchant["headers"]).get_json()["captured"] is False
@@ -337,7 +330,7 @@ CARDS = [("4111111111111111", "737"), ("5555555555554444", "8812"), ("3782822463
          ("6011111111111117", "5207")]
 
 
-def test_database_holds_neither_card_number_nor_cvv(client, db, api_worker, make_merchant, receiver, caplog):
+def test_database_holds_neither_card_number_nor_cvv(client, db, worker, make_merchant, receiver, caplog):
     """After card payments (private and public, accepted, settled, replayed, refunded, and refused),
     no column of any table holds a full card number or a CVV; the webhooks and logs do not either."""
     caplog.set_level(logging.DEBUG)
@@ -358,12 +351,12 @@ def test_database_holds_neither_card_number_nor_cvv(client, db, api_worker, make
         assert r.status_code == 201
         if i % 2:
             assert client.post(path, data=body, headers=h).status_code == 201  # replayed
-        assert settle(api_worker, db, r.get_json()["id"]) == "success"
+        assert settle(worker, db, r.get_json()["id"]) == "success"
         assert client.post(f"/api/v1/payments/{r.get_json()['id']}/refunds", json={"amount": 100},
                            headers=merchant["headers"]).status_code == 201
     hook.wait_for(4, event="payment.success")
     for _ in range(10):  # process the refunds and the deliveries emitted so far
-        if not api_worker.step():
+        if not worker.step():
             break
 
     tables = db.values("SELECT table_name FROM information_schema.tables "
@@ -380,9 +373,9 @@ def test_database_holds_neither_card_number_nor_cvv(client, db, api_worker, make
             assert f'"{cvv}"' not in haystack and '"cvv":' not in haystack, f"CVV in the {where}"
 
 
-def test_list_payments_by_status(client, db, api_worker, merchant):
-    _, done = paid_payment(client, db, api_worker, merchant)
-    pending = pay(client, merchant, create_order(client, merchant)["id"])  # after the worker's step
+def test_list_payments_by_status(client, db, worker, merchant):
+    _, done = paid_payment(client, db, worker, merchant)
+    pending = create_payment(client, merchant)  # after the worker's step
     pending_list = client.get("/api/v1/payments?status=pending", headers=merchant["headers"]).get_json()
     assert [p["id"] for p in pending_list["data"]] == [pending["id"]] and pending_list["total"] == 1
     success_list = client.get("/api/v1/payments?status=success", headers=merchant["headers"]).get_json()
@@ -392,7 +385,7 @@ def test_list_payments_by_status(client, db, api_worker, merchant):
         assert r.status_code == 400 and r.get_json()["error"]["field"] == "status"
 
 
-def test_an_old_database_with_several_payments_in_flight_upgrades_and_is_paid_once(app, client, db, api_worker,
+def test_an_old_database_with_several_payments_in_flight_upgrades_and_is_paid_once(app, client, db, worker,
                                                                                      merchant):
     """A database from before one payment in flight per order was enforced, where an order has three
     payments pending: migration 0001 still applies (the unique index leaves those rows out), a new
@@ -416,7 +409,7 @@ def test_an_old_database_with_several_payments_in_flight_upgrades_and_is_paid_on
                     headers=merchant["headers"])
     assert r.status_code == 409 and "in progress" in r.get_json()["error"]["description"]
     for p in together:
-        settle(api_worker, db, p["id"])
+        settle(worker, db, p["id"])
     rows = db.all("SELECT id, status, error_code, error_description FROM payments WHERE order_id = %(o)s", {"o": order["id"]})
     assert sorted(r["status"] for r in rows) == ["failed", "failed", "success"]
     assert {(r["error_code"], r["error_description"]) for r in rows if r["status"] == "failed"} == {
@@ -434,17 +427,17 @@ def _post_payment(client, merchant, endpoint, order_id, vpa="shopper@okbank", ke
     return client.post(path, json={"order_id": order_id, "method": "upi", "vpa": vpa}, headers=h)
 
 
-def _fail_in_flight(app, api_worker, db, monkeypatch, order_id):
+def _fail_in_flight(app, worker, db, monkeypatch, order_id):
     """Let the real worker settle the order's payment in flight as declined by the bank."""
     pid = db.value("SELECT id FROM payments WHERE order_id = %(o)s AND status IN ('pending', 'processing')", {"o": order_id})
     with monkeypatch.context() as m:
         m.setitem(app.config, "TEST_PAYMENT_SUCCESS", False)
-        assert settle(api_worker, db, pid) == "failed"
+        assert settle(worker, db, pid) == "failed"
 
 
 @pytest.mark.parametrize("endpoint", ["private", "public"])
 def test_a_second_payment_while_one_is_in_flight_is_409_and_a_retry_after_a_failure_works(
-        app, client, db, api_worker, monkeypatch, make_merchant, receiver, endpoint):
+        app, client, db, worker, monkeypatch, make_merchant, receiver, endpoint):
     m = make_merchant(webhook_url=receiver().url)
     order = create_order(client, m)
     first = _post_payment(client, m, endpoint, order["id"])
@@ -458,21 +451,21 @@ def test_a_second_payment_while_one_is_in_flight_is_409_and_a_retry_after_a_fail
     assert count(db, "webhook_logs", m["id"]) == 1  # payment.created of the first only
     db.execute("UPDATE payments SET status = 'processing' WHERE id = %(id)s", {"id": first.get_json()["id"]})
     assert _post_payment(client, m, endpoint, order["id"]).status_code == 409  # processing is in flight too
-    _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
+    _fail_in_flight(app, worker, db, monkeypatch, order["id"])
     again = _post_payment(client, m, endpoint, order["id"])  # the checkout's Try again after a failure
     assert again.status_code == 201 and again.get_json()["id"] != first.get_json()["id"]
     assert count(db, "payments", m["id"]) == 2
 
 
 @pytest.mark.parametrize("endpoint", ["private", "public"])
-def test_an_order_takes_at_most_20_payment_attempts(app, client, db, api_worker, monkeypatch, merchant, endpoint):
+def test_an_order_takes_at_most_20_payment_attempts(app, client, db, worker, monkeypatch, merchant, endpoint):
     order = create_order(client, merchant)
     first = _post_payment(client, merchant, endpoint, order["id"], key="attempt-1")
     assert first.status_code == 201
-    _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
+    _fail_in_flight(app, worker, db, monkeypatch, order["id"])
     for i in range(2, 21):
         assert _post_payment(client, merchant, endpoint, order["id"], key=f"attempt-{i}").status_code == 201
-        _fail_in_flight(app, api_worker, db, monkeypatch, order["id"])
+        _fail_in_flight(app, worker, db, monkeypatch, order["id"])
     r = _post_payment(client, merchant, endpoint, order["id"], key="attempt-21")
     assert r.status_code == 400, r.get_json()
     assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "field": "order_id",

@@ -3,16 +3,15 @@ against independent reference definitions, and refund arithmetic over the real A
 refunds of a payment are split, they never add up to more than its amount, and a refund is
 accepted (201) exactly when its amount is at most what remains."""
 import string
-import uuid
 from datetime import date, datetime, timezone
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from helpers import api_headers, wait_until
+from helpers import MerchantApi, connect, new_merchant, paid_payment
 
-from app import db as app_db, validation as v
+from app import validation as v
 
 PURE = settings(max_examples=300, deadline=None, database=None)
 API = settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -187,49 +186,25 @@ def test_vpa_with_anything_after_the_bank_fails(local, bank, tail):
 # ---- refund arithmetic over the API --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def api(app):
-    """The app's test client with its own merchant, and the real worker driven in-process."""
-    from worker import Worker
-
-    mid, key, secret = str(uuid.uuid4()), "key_" + uuid.uuid4().hex[:16], "secret_" + uuid.uuid4().hex
-    with app_db.connect(app.extensions["db_pool"]) as c:
-        app_db.execute(c, "INSERT INTO merchants (id, name, email, api_key, api_secret) VALUES (%(id)s, 'Props', %(e)s, %(k)s, %(s)s)", {"id": mid, "e": f"{mid}@example.com", "k": key, "s": secret})
-    worker = Worker(app)
-    yield app.test_client(), api_headers(key, secret), worker, app.extensions["db_pool"]
-    worker.close()
-
-
-def _settled_payment(api, amount):
-    client, headers, worker, pool = api
-    order = client.post("/api/v1/orders", headers=headers, json={"amount": amount})
-    assert order.status_code == 201, order.get_json()
-    pay = client.post("/api/v1/payments", headers=headers,
-                      json={"order_id": order.get_json()["id"], "method": "upi", "vpa": "p@bank"})
-    assert pay.status_code == 201, pay.get_json()
-    payment_id = pay.get_json()["id"]
-
-    def settled():
-        worker.step()
-        with app_db.connect(pool) as c:
-            return app_db.value(c, "SELECT status FROM payments WHERE id = %(id)s", {"id": payment_id}) == "success"
-
-    wait_until(settled, timeout=15, message="payment settled")
-    return payment_id
+def shop(app):
+    """A merchant of this module's own (its API over the test client) and a database connection,
+    module-scoped: Hypothesis runs all examples of a test within one setup of its fixtures."""
+    with connect(app) as db:
+        yield MerchantApi(app.test_client(), new_merchant(db)), db
 
 
 @API
 @given(st.integers(100, 100_000), st.lists(st.one_of(st.none(), st.integers(1, 120_000)), min_size=1, max_size=8),
        st.data())
-def test_refunds_never_exceed_the_payment(api, amount, requests, data):
-    client, headers, worker, pool = api
-    payment_id = _settled_payment(api, amount)
+def test_refunds_never_exceed_the_payment(shop, worker, amount, requests, data):
+    api, db = shop
+    payment_id = paid_payment(api.client, db, worker, api.merchant, amount)[1]["id"]
     remaining = amount
     for i, wanted in enumerate(requests):
         if wanted is not None and data.draw(st.booleans(), label=f"within remaining #{i}") and remaining > 0:
             wanted = 1 + wanted % remaining  # aim inside the remaining amount too, not only at random
         path = data.draw(st.sampled_from(["refunds", "refund"]), label=f"path #{i}")
-        r = client.post(f"/api/v1/payments/{payment_id}/{path}", headers=headers,
-                        json={} if wanted is None else {"amount": wanted})
+        r = api.post(f"/api/v1/payments/{payment_id}/{path}", json={} if wanted is None else {"amount": wanted})
         expected_ok = remaining > 0 and (wanted is None or wanted <= remaining)
         assert (r.status_code == 201) == expected_ok, (amount, remaining, wanted, r.status_code, r.get_json())
         if expected_ok:
@@ -241,10 +216,9 @@ def test_refunds_never_exceed_the_payment(api, amount, requests, data):
         if i % 3 == 2:
             worker.step()  # some refunds get processed on the way: processed ones count as well
 
-    listed = client.get(f"/api/v1/payments/{payment_id}/refunds?limit=100", headers=headers).get_json()
+    listed = api.get(f"/api/v1/payments/{payment_id}/refunds?limit=100").get_json()
     assert sum(r["amount"] for r in listed["data"]) == amount - remaining <= amount
-    with app_db.connect(pool) as c:
-        stored = app_db.value(c, "SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = %(p)s", {"p": payment_id})
+    stored = db.value("SELECT COALESCE(sum(amount), 0) FROM refunds WHERE payment_id = %(p)s", {"p": payment_id})
     assert stored == amount - remaining
 
 

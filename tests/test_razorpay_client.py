@@ -5,10 +5,8 @@ from datetime import datetime, timezone
 
 import pytest
 import razorpay
-import requests
 
-from helpers import TEST_KEY, TEST_SECRET, api_headers
-from api_support import api_worker, settle  # noqa: F401
+from helpers import TEST_KEY, TEST_MERCHANT, TEST_SECRET, pay_over_http, settle
 
 
 @pytest.fixture
@@ -27,14 +25,11 @@ def test_create_and_fetch_order(rzp):
     assert listed["data"][0]["id"] == order["id"] and listed["limit"] == 1
 
 
-def test_fetch_payment_capture_and_refund(rzp, live_api, db, api_worker):
+def test_fetch_payment_capture_and_refund(rzp, live_api, db, worker):
     order = rzp.order.create({"amount": 25000, "currency": "INR"})
-    r = requests.post(f"{live_api.url}/api/v1/payments", headers=api_headers(), timeout=10,
-                      json={"order_id": order["id"], "method": "upi", "vpa": "rzp@okaxis"})
-    assert r.status_code == 201
-    payment_id = r.json()["id"]
+    payment_id = pay_over_http(live_api.url, TEST_MERCHANT, order["id"], vpa="rzp@okaxis")["id"]
     assert rzp.payment.fetch(payment_id)["status"] == "pending"
-    assert settle(api_worker, db, payment_id) == "success"
+    assert settle(worker, db, payment_id) == "success"
 
     payment = rzp.payment.fetch(payment_id)
     assert (payment["status"], payment["amount"], payment["order_id"], payment["vpa"]) == ("success", 25000, order["id"], "rzp@okaxis")
@@ -50,13 +45,11 @@ def test_fetch_payment_capture_and_refund(rzp, live_api, db, api_worker):
     assert rzp.order.fetch(order["id"])["status"] == "paid"
 
 
-def test_refund_routes_the_client_calls(rzp, live_api, db, api_worker):
+def test_refund_routes_the_client_calls(rzp, live_api, db, worker):
     """refund.create / refund.all / order.payments / payment.fetch_refund_id and list filters."""
     order = rzp.order.create({"amount": 30000, "currency": "INR"})
-    r = requests.post(f"{live_api.url}/api/v1/payments", headers=api_headers(), timeout=10,
-                      json={"order_id": order["id"], "method": "upi", "vpa": "rzp@okaxis"})
-    payment_id = r.json()["id"]
-    assert settle(api_worker, db, payment_id) == "success"
+    payment_id = pay_over_http(live_api.url, TEST_MERCHANT, order["id"], vpa="rzp@okaxis")["id"]
+    assert settle(worker, db, payment_id) == "success"
 
     listed = rzp.order.payments(order["id"])
     assert [p["id"] for p in listed["data"]] == [payment_id] and listed["total"] == 1

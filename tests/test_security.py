@@ -8,8 +8,7 @@ import hmac
 
 import pytest
 
-from helpers import CARD, TEST_KEY, TEST_SECRET, api_headers
-from api_support import api_worker, count, create_order, paid_payment  # noqa: F401
+from helpers import CARD, TEST_KEY, TEST_SECRET, api_headers, count, create_order, paid_payment
 
 from app import auth
 
@@ -64,10 +63,10 @@ def _basic(merchant):
 
 
 @pytest.mark.parametrize("content_type", FORM_TYPES)
-def test_a_cross_site_form_cannot_refund_a_payment(client, db, api_worker, merchant, content_type):
+def test_a_cross_site_form_cannot_refund_a_payment(client, db, worker, merchant, content_type):
     """What another site's <form method=post> sends with the browser's cached Basic credentials:
     no body (or form fields), a form content type. It refunded the payment in full."""
-    _, payment = paid_payment(client, db, api_worker, merchant)
+    _, payment = paid_payment(client, db, worker, merchant)
     for path in (f"/api/v1/payments/{payment['id']}/refund", f"/api/v1/payments/{payment['id']}/refunds"):
         for data in (b"", b"amount=100"):
             r = client.post(path, data=data, headers=dict(_basic(merchant), **{"Content-Type": content_type}))
@@ -76,10 +75,10 @@ def test_a_cross_site_form_cannot_refund_a_payment(client, db, api_worker, merch
     assert count(db, "refunds", merchant["id"]) == 0
 
 
-def test_a_cross_site_fetch_without_a_content_type_cannot_refund_a_payment(client, db, api_worker, merchant):
+def test_a_cross_site_fetch_without_a_content_type_cannot_refund_a_payment(client, db, worker, merchant):
     """fetch(url, {method: "POST", mode: "no-cors", credentials: "include"}) from another site sends
     no content type and no body; the browser marks it Sec-Fetch-Site: cross-site."""
-    _, payment = paid_payment(client, db, api_worker, merchant)
+    _, payment = paid_payment(client, db, worker, merchant)
     for path in (f"/api/v1/payments/{payment['id']}/refund", "/api/v1/webhooks/config/secret"):
         r = client.post(path, headers=dict(_basic(merchant), **{"Sec-Fetch-Site": "cross-site"}))
         assert r.status_code == 403 and r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR", r.get_json()
@@ -116,9 +115,9 @@ def test_a_form_content_type_is_415_on_every_api_write_before_authentication(cli
         assert r.get_json()["error"]["code"] == "BAD_REQUEST_ERROR" and "WWW-Authenticate" not in r.headers
 
 
-def test_an_empty_post_without_a_content_type_still_works(client, db, api_worker, merchant):
+def test_an_empty_post_without_a_content_type_still_works(client, db, worker, merchant):
     """What Razorpay's client sends for a body-less call: no Content-Type, no body."""
-    _, payment = paid_payment(client, db, api_worker, merchant)
+    _, payment = paid_payment(client, db, worker, merchant)
     r = client.post(f"/api/v1/payments/{payment['id']}/refund", headers=_basic(merchant))
     assert r.status_code == 201 and r.get_json()["amount"] == payment["amount"]
     r = client.post("/api/v1/webhooks/config/secret", headers=merchant["headers"])

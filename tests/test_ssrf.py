@@ -19,11 +19,6 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 @pytest.fixture
-def running_worker(worker_threads, clean_queue):
-    return worker_threads()[0]
-
-
-@pytest.fixture
 def strict(app, monkeypatch):
     """The gateway outside test mode: private targets refused unless named in WEBHOOK_ALLOWED_HOSTS."""
     monkeypatch.setitem(app.config, "WEBHOOK_ALLOW_PRIVATE_TARGETS", False)

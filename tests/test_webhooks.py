@@ -7,23 +7,9 @@ import pytest
 import razorpay
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from helpers import wait_until
+from helpers import create_payment, wait_until
 
-import worker as worker_module
 from app import webhooks
-
-
-@pytest.fixture
-def running_worker(worker_threads, clean_queue):
-    return worker_threads()[0]
-
-
-def pay(client, merchant, amount=50000):
-    order = client.post("/api/v1/orders", json={"amount": amount}, headers=merchant["headers"]).get_json()
-    r = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@okbank"},
-                    headers=merchant["headers"])
-    assert r.status_code == 201
-    return r.get_json()
 
 
 def log_row(db, event_id):
@@ -45,7 +31,7 @@ def verify_both(delivery, secret):
 def test_payment_events_are_delivered_and_verify_with_both_schemes(client, make_merchant, receiver, running_worker):
     rx = receiver()
     m = make_merchant(webhook_url=rx.url)
-    p = pay(client, m)
+    p = create_payment(client, m)
     created, success = rx.wait_for(1, event="payment.created")[0], rx.wait_for(1, event="payment.success")[0]
     for d in (created, success):
         verify_both(d, m["webhook_secret"])
@@ -59,22 +45,20 @@ def test_payment_events_are_delivered_and_verify_with_both_schemes(client, make_
 def test_seeded_secret_verifies_with_standardwebhooks(client, make_merchant, receiver, running_worker):
     rx = receiver()
     m = make_merchant(webhook_url=rx.url, webhook_secret="whsec_test_abc123")
-    pay(client, m)
+    create_payment(client, m)
     verify_both(rx.wait_for(1, event="payment.success")[0], "whsec_test_abc123")
 
 
-def test_failed_payment_and_refund_events(app, client, make_merchant, receiver, running_worker):
+def test_failed_payment_and_refund_events(app, client, make_merchant, receiver, running_worker, monkeypatch):
     rx = receiver()
     m = make_merchant(webhook_url=rx.url)
-    app.config["TEST_PAYMENT_SUCCESS"] = False
-    try:
-        failed = pay(client, m)
+    with monkeypatch.context() as declining:
+        declining.setitem(app.config, "TEST_PAYMENT_SUCCESS", False)
+        failed = create_payment(client, m)
         d = rx.wait_for(1, event="payment.failed")[0]
-    finally:
-        app.config["TEST_PAYMENT_SUCCESS"] = True
     assert d["json"]["data"]["payment"]["id"] == failed["id"]
     assert d["json"]["data"]["payment"]["error_code"] == "PAYMENT_FAILED"
-    ok = pay(client, m)
+    ok = create_payment(client, m)
     rx.wait_for(1, event="payment.success")
     r = client.post(f"/api/v1/payments/{ok['id']}/refunds", json={"amount": 1000}, headers=m["headers"])
     assert r.status_code == 201
@@ -126,7 +110,7 @@ def test_five_failures_end_failed_with_exactly_five_deliveries(client, make_merc
 def test_attempts_are_visible_in_the_logs_api(client, make_merchant, receiver, running_worker):
     rx = receiver()
     m = make_merchant(webhook_url=rx.url)
-    pay(client, m)
+    create_payment(client, m)
     rx.wait_for(1, event="payment.success")
     logs = wait_until(lambda: (b := client.get("/api/v1/webhooks", headers=m["headers"]).get_json())["total"] == 2
                       and all(x["status"] == "success" for x in b["data"]) and b, message="two successful logs")
@@ -138,7 +122,7 @@ def test_attempts_are_visible_in_the_logs_api(client, make_merchant, receiver, r
 
 
 def test_no_url_no_log_row(client, merchant, db, running_worker):
-    p = pay(client, merchant)
+    p = create_payment(client, merchant)
     wait_until(lambda: client.get(f"/api/v1/payments/{p['id']}/public").get_json()["status"] == "success")
     assert db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s", {"m": merchant["id"]}) == 0
     r = client.post("/api/v1/webhooks/test", headers=merchant["headers"])
@@ -168,18 +152,14 @@ def test_config_read_set_clear_and_regenerate(client, merchant):
     assert client.put("/api/v1/webhooks/config", json={"webhook_url": None}, headers=h).status_code == 200
 
 
-def test_secret_and_url_are_read_at_send_time(client, make_merchant, receiver, db, app, clean_queue):
+def test_secret_and_url_are_read_at_send_time(client, make_merchant, receiver, db, worker, clean_queue):
     rx = receiver()
     m = make_merchant(webhook_url="http://127.0.0.1:9/old")
-    client.post("/api/v1/webhooks/test", headers=m["headers"])  # queued, not yet sent (no worker running)
-    db.execute("UPDATE merchants SET webhook_url = %(u)s, webhook_secret = 'whsec_rotated' WHERE id = %(m)s", {"u": rx.url, "m": m["id"]})
-    w = worker_module.Worker(app)
-    try:
-        w.step()
-        d = rx.wait_for(1)[0]
-    finally:
-        w.close()
-    verify_both(d, "whsec_rotated")
+    client.post("/api/v1/webhooks/test", headers=m["headers"])  # queued, not yet sent (the worker is stepped)
+    db.execute("UPDATE merchants SET webhook_url = %(u)s, webhook_secret = 'whsec_rotated' WHERE id = %(m)s",
+               {"u": rx.url, "m": m["id"]})
+    worker.step()
+    verify_both(rx.wait_for(1)[0], "whsec_rotated")
 
 
 def test_a_hanging_merchant_does_not_delay_another(client, make_merchant, receiver, running_worker):
@@ -222,7 +202,7 @@ def test_url_set_a_moment_ago_gets_the_very_next_event(client, merchant, receive
     rx = receiver()
     assert client.put("/api/v1/webhooks/config", json={"webhook_url": rx.url},
                       headers=merchant["headers"]).status_code == 200
-    pay(client, merchant)
+    create_payment(client, merchant)
     rx.wait_for(1, event="payment.created")
 
 

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from helpers import CARD, own_transaction, wait_until
+from helpers import CARD, create_payment, own_transaction, wait_until
 
 import worker as worker_module
 from app import db as db_module, ids as ids_module, jobs, payments
@@ -44,13 +44,6 @@ def events_per_payment(db, like):
     return {r["pid"]: r["count"] for r in rows}
 
 
-@pytest.fixture
-def worker(app, clean_queue):
-    w = worker_module.Worker(app)
-    yield w
-    w.close()
-
-
 def drain(w, limit=100):
     """Run worker steps until nothing is due."""
     for _ in range(limit):
@@ -59,63 +52,50 @@ def drain(w, limit=100):
     raise AssertionError("queue did not drain")
 
 
-def create_payment(client, merchant, **body):
-    order = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"]).get_json()
-    body = body or {"method": "upi", "vpa": "shopper@okbank"}
-    r = client.post("/api/v1/payments", json={"order_id": order["id"], **body}, headers=merchant["headers"])
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
-
-
-def test_payment_settles_to_success_and_pays_the_order(client, merchant, worker):
+def test_payment_settles_to_success_and_pays_the_order(client, merchant, api, worker, clean_queue):
     pay = create_payment(client, merchant)
     assert pay["status"] == "pending"
     drain(worker)
-    got = client.get(f"/api/v1/payments/{pay['id']}", headers=merchant["headers"]).get_json()
+    got = api.get(f"/api/v1/payments/{pay['id']}").get_json()
     assert got["status"] == "success" and got["error_code"] is None
-    order = client.get(f"/api/v1/orders/{pay['order_id']}", headers=merchant["headers"]).get_json()
-    assert order["status"] == "paid"
+    assert api.get(f"/api/v1/orders/{pay['order_id']}").get_json()["status"] == "paid"
 
 
-def test_payment_goes_through_processing_during_the_bank_delay(app, client, merchant, worker, db):
-    app.config["TEST_PROCESSING_DELAY"] = 300
-    try:
-        pay = create_payment(client, merchant, method="card", card=CARD)
-        assert worker.step()
-        assert client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "processing"
-        # The delay is the job's next_run_at, not a sleep in the worker: nothing is due right now.
-        assert not worker.step()
-        wait_until(lambda: worker.step(), timeout=5, message="settlement after the delay")
-        assert client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success"
-    finally:
-        app.config["TEST_PROCESSING_DELAY"] = 0
+def test_payment_goes_through_processing_during_the_bank_delay(app, client, merchant, api, worker, clean_queue,
+                                                               monkeypatch):
+    monkeypatch.setitem(app.config, "TEST_PROCESSING_DELAY", 300)
+    pay = create_payment(client, merchant, method="card", card=CARD)
+    assert worker.step()
+    assert client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "processing"
+    # The delay is the job's next_run_at, not a sleep in the worker: nothing is due right now.
+    assert not worker.step()
+    wait_until(lambda: worker.step(), timeout=5, message="settlement after the delay")
+    assert client.get(f"/api/v1/payments/{pay['id']}/public").get_json()["status"] == "success"
 
 
-def test_failing_test_mode_marks_payment_failed_with_reason(app, client, merchant, worker):
-    app.config["TEST_PAYMENT_SUCCESS"] = False
-    try:
+def test_failing_test_mode_marks_payment_failed_with_reason(app, client, merchant, api, worker, clean_queue,
+                                                            monkeypatch):
+    with monkeypatch.context() as m:
+        m.setitem(app.config, "TEST_PAYMENT_SUCCESS", False)
         pay = create_payment(client, merchant)
         drain(worker)
-    finally:
-        app.config["TEST_PAYMENT_SUCCESS"] = True
-    got = client.get(f"/api/v1/payments/{pay['id']}", headers=merchant["headers"]).get_json()
+    got = api.get(f"/api/v1/payments/{pay['id']}").get_json()
     assert got["status"] == "failed"
     assert got["error_code"] == "PAYMENT_FAILED" and got["error_description"]
-    order = client.get(f"/api/v1/orders/{pay['order_id']}", headers=merchant["headers"]).get_json()
-    assert order["status"] == "created"  # still payable
+    assert api.get(f"/api/v1/orders/{pay['order_id']}").get_json()["status"] == "created"  # still payable
 
 
-def test_refund_is_processed_with_timestamp(client, merchant, worker):
+def test_refund_is_processed_with_timestamp(client, merchant, api, worker, clean_queue):
     pay = create_payment(client, merchant)
     drain(worker)
-    r = client.post(f"/api/v1/payments/{pay['id']}/refunds", json={"amount": 20000}, headers=merchant["headers"])
+    r = api.post(f"/api/v1/payments/{pay['id']}/refunds", json={"amount": 20000})
     assert r.status_code == 201 and r.get_json()["status"] == "pending"
     drain(worker)
-    refund = client.get(f"/api/v1/refunds/{r.get_json()['id']}", headers=merchant["headers"]).get_json()
+    refund = api.get(f"/api/v1/refunds/{r.get_json()['id']}").get_json()
     assert refund["status"] == "processed" and refund["processed_at"].endswith("Z")
 
 
-def test_a_job_run_twice_settles_once_and_emits_one_event(client, make_merchant, worker, db):
+def test_a_job_run_twice_settles_once_and_emits_one_event(client, make_merchant, worker, clean_queue, db):
     m = make_merchant(webhook_url="http://127.0.0.1:9/unused")
     pay = create_payment(client, m)
     drain(worker)
@@ -126,10 +106,9 @@ def test_a_job_run_twice_settles_once_and_emits_one_event(client, make_merchant,
     assert db.value("SELECT status FROM payments WHERE id = %(id)s", {"id": pay["id"]}) == "success"
 
 
-def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client, merchant, worker, db):
-    order = client.post("/api/v1/orders", json={"amount": 50000}, headers=merchant["headers"]).get_json()
-    first = client.post("/api/v1/payments", json={"order_id": order["id"], "method": "upi", "vpa": "a@bank"},
-                        headers=merchant["headers"]).get_json()["id"]
+def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client, merchant, worker, clean_queue,
+                                                                         db):
+    first = create_payment(client, merchant, vpa="a@bank")["id"]
     # A second one in flight, as a database from before one payment in flight per order may hold.
     ids = [first, ids_module.new_id("pay_")]
     db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, single_flight) "
@@ -140,7 +119,7 @@ def test_second_success_for_a_paid_order_fails_instead_of_charging_twice(client,
     assert sorted(statuses) == ["failed", "success"]
 
 
-def test_crashing_handler_retries_with_backoff_then_dies_keeping_the_error(worker, db, monkeypatch):
+def test_crashing_handler_retries_with_backoff_then_dies_keeping_the_error(worker, clean_queue, db, monkeypatch):
     def crash(c, payload, settings, emit):
         raise RuntimeError("bank adapter exploded")
 
@@ -157,7 +136,7 @@ def test_crashing_handler_retries_with_backoff_then_dies_keeping_the_error(worke
     assert row["status"] == "dead" and "bank adapter exploded" in row["last_error"]
 
 
-def test_one_bad_job_does_not_hold_back_its_batch(client, merchant, worker, db, monkeypatch):
+def test_one_bad_job_does_not_hold_back_its_batch(client, merchant, worker, clean_queue, db, monkeypatch):
     good = create_payment(client, merchant)
     bad_job = jobs.enqueue(db, payments.SETTLE, {"payment_id": None})  # a malformed payload
     real = worker_module.HANDLERS[payments.SETTLE]
@@ -186,7 +165,7 @@ def test_expired_lease_is_reclaimed_and_the_old_owner_cannot_finish(db, clean_qu
     assert jobs.finish(db, [(job_id, "00000000-0000-0000-0000-000000000002", None)]) == [job_id]
 
 
-def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, db):
+def test_jobs_status_endpoint_counts_and_sees_the_worker(client, worker, clean_queue, db):
     jobs.enqueue(db, "test.noop", {})
     body = client.get("/api/v1/test/jobs/status").get_json()
     assert body["pending"] >= 1 and set(body) == {"pending", "processing", "completed", "failed", "worker_status"}

@@ -1,4 +1,5 @@
-"""Browser fixtures: Playwright driving Debian's Chromium (/usr/bin/chromium); no browser download."""
+"""Browser fixtures: Playwright driving Debian's Chromium (/usr/bin/chromium); no browser download.
+Every other fixture (live_api, live_worker, make_merchant …) is in tests/conftest.py."""
 import os
 import shutil
 
@@ -37,14 +38,3 @@ def page(context):
     p.set_default_timeout(10_000)
     return p
 
-
-@pytest.fixture(scope="module")
-def live_worker(process_env, log_dir, app):
-    """A worker.py process for a browser test module (payments settle at once in test mode)."""
-    import sys
-
-    from helpers import Process
-
-    p = Process([sys.executable, "worker.py"], process_env, "browser-worker", log_dir)
-    yield p
-    p.stop()

@@ -21,7 +21,7 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from helpers import Api, api_headers, free_port
+from helpers import TEST_MERCHANT, Api, create_order_over_http, free_port
 
 pytestmark = pytest.mark.browser
 
@@ -130,12 +130,6 @@ def merchant_site():
 
 # ---- helpers ------------------------------------------------------------------------------------
 
-def create_order(api, merchant, amount=50000):
-    r = requests.post(f"{api.url}/api/v1/orders", json={"amount": amount}, headers=merchant["headers"], timeout=10)
-    assert r.status_code == 201, r.text
-    return r.json()["id"]
-
-
 def payments_of(db, order_id):
     return db.all("SELECT id, method, status, vpa, card_network, card_last4, error_code, error_description "
                   "FROM payments WHERE order_id = %(o)s ORDER BY created_at", {"o": order_id})
@@ -186,7 +180,7 @@ def expect_signature(merchant, data):
 # ---- headers, error pages (no worker needed) ----------------------------------------------------
 
 def test_checkout_security_headers_and_sdk_served(live_api, make_merchant):
-    order_id = create_order(live_api, make_merchant())
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     r = requests.get(f"{live_api.url}/checkout", params={"order_id": order_id}, timeout=10)
     assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")
     csp = r.headers["Content-Security-Policy"]
@@ -217,7 +211,7 @@ def test_checkout_security_headers_and_sdk_served(live_api, make_merchant):
 @pytest.mark.parametrize("origin", ["http://shop.example/path", "javascript:alert(1)", "null", "*",
                                     "http://a.example; script-src *", "ftp://shop.example", "http://user@shop.example"])
 def test_embedded_checkout_refuses_a_malformed_parent_origin(live_api, make_merchant, origin):
-    order_id = create_order(live_api, make_merchant())
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     r = requests.get(f"{live_api.url}/checkout", timeout=10,
                      params={"order_id": order_id, "embedded": "true", "parent_origin": origin})
     assert r.status_code == 400 and "parent_origin" in r.text
@@ -232,7 +226,7 @@ def test_unknown_order_is_a_clear_page(page, live_api):
 
 
 def test_paid_order_is_a_clear_page(page, live_api, make_merchant, db):
-    order_id = create_order(live_api, make_merchant())
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     db.execute("UPDATE orders SET status = 'paid' WHERE id = %(id)s", {"id": order_id})
     resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}")
     assert resp.status == 409
@@ -242,7 +236,7 @@ def test_paid_order_is_a_clear_page(page, live_api, make_merchant, db):
 
 def test_key_of_another_merchant_is_refused(page, live_api, make_merchant):
     owner, other = make_merchant(), make_merchant()
-    order_id = create_order(live_api, owner)
+    order_id = create_order_over_http(live_api.url, owner)["id"]
     resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}&key={other['api_key']}")
     assert resp.status == 403
     expect(page.locator(tid("error-message"))).to_contain_text("different merchant")
@@ -255,7 +249,7 @@ def test_key_of_another_merchant_is_refused(page, live_api, make_merchant):
 
 def test_result_endpoint_signs_only_a_successful_payment(live_api, make_merchant, db):
     merchant = make_merchant()
-    order_id = create_order(live_api, merchant)
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
     r = requests.post(f"{live_api.url}/api/v1/payments/public", timeout=10,
                       json={"order_id": order_id, "method": "upi", "vpa": "asha@okbank"})
     assert r.status_code == 201
@@ -279,7 +273,7 @@ def test_result_endpoint_signs_only_a_successful_payment(live_api, make_merchant
 # ---- client-side checks: caught before anything is sent -----------------------------------------
 
 def test_invalid_vpa_is_caught_before_submit(page, live_api, make_merchant, db):
-    order_id = create_order(live_api, make_merchant())
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     seen = watch(page)
     page.goto(f"{live_api.url}/checkout?order_id={order_id}")
     for bad in ["not-a-vpa", "asha@ok-bank", "@okbank", "asha@"]:
@@ -304,7 +298,7 @@ def test_invalid_vpa_is_caught_before_submit(page, live_api, make_merchant, db):
     ({"cvv": "12345"}, "#cvv-error", "3 or 4 digits"),
 ])
 def test_invalid_card_is_caught_before_submit(page, live_api, make_merchant, db, card, field, message):
-    order_id = create_order(live_api, make_merchant())
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     seen = watch(page)
     page.goto(f"{live_api.url}/checkout?order_id={order_id}")
     fill_card(page, **card)
@@ -328,7 +322,7 @@ def failing_gateway(live_api, start_worker):
 
 
 def test_failed_payment_shows_error_then_retry_returns_to_the_form(page, failing_gateway, make_merchant, db):
-    order_id = create_order(failing_gateway, make_merchant())
+    order_id = create_order_over_http(failing_gateway.url, make_merchant())["id"]
     page.goto(f"{failing_gateway.url}/checkout?order_id={order_id}")
     pay_upi(page)
     expect(page.locator(tid("processing-state"))).to_be_visible()
@@ -352,7 +346,7 @@ def test_failed_payment_shows_error_then_retry_returns_to_the_form(page, failing
 
 def test_sdk_reports_a_failure_and_stays_open(page, failing_gateway, make_merchant, merchant_site, db):
     merchant = make_merchant()
-    order_id = create_order(failing_gateway, merchant)
+    order_id = create_order_over_http(failing_gateway.url, merchant)["id"]
     site = merchant_site(failing_gateway.url)
     page.goto(site.url(order_id, merchant["api_key"]))
     page.locator("#pay").click()
@@ -369,7 +363,7 @@ def test_sdk_reports_a_failure_and_stays_open(page, failing_gateway, make_mercha
 # ---- successful payments (live_worker: payments settle at once) ---------------------------------
 
 def test_upi_payment_succeeds_on_the_standalone_page(page, live_api, live_worker, make_merchant, db):
-    order_id = create_order(live_api, make_merchant())
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     seen = watch(page)
     page.goto(f"{live_api.url}/checkout?order_id={order_id}")
     expect(page.locator(tid("checkout-container"))).to_be_visible()
@@ -392,7 +386,7 @@ def test_upi_payment_succeeds_on_the_standalone_page(page, live_api, live_worker
 
 
 def test_card_payment_succeeds_by_keyboard_alone(page, live_api, live_worker, make_merchant, db):
-    order_id = create_order(live_api, make_merchant(), amount=123456)
+    order_id = create_order_over_http(live_api.url, make_merchant(), amount=123456)["id"]
     seen = watch(page)
     page.goto(f"{live_api.url}/checkout?order_id={order_id}")
     expect(page.locator(tid("order-amount"))).to_have_text("₹1,234.56")
@@ -427,7 +421,7 @@ def test_card_payment_succeeds_by_keyboard_alone(page, live_api, live_worker, ma
 
 def test_sdk_pays_inside_the_iframe_on_another_origin(page, live_api, live_worker, make_merchant, merchant_site, db):
     merchant = make_merchant()
-    order_id = create_order(live_api, merchant)
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
     site = merchant_site(live_api.url)
     assert site.origin != live_api.url
     seen = watch(page)
@@ -461,7 +455,7 @@ def test_sdk_pays_inside_the_iframe_on_another_origin(page, live_api, live_worke
 
 def test_sdk_close_button_and_escape_close_the_modal(page, live_api, make_merchant, merchant_site):
     merchant = make_merchant()
-    order_id = create_order(live_api, merchant)
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
     site = merchant_site(live_api.url)
     page.goto(site.url(order_id, merchant["api_key"]))
     modal, closes = page.locator(tid("payment-modal")), page.locator('#events li[data-kind="close"]')
@@ -490,7 +484,7 @@ def test_sdk_close_button_and_escape_close_the_modal(page, live_api, make_mercha
 
 def test_sdk_ignores_forged_messages(page, live_api, make_merchant, merchant_site):
     merchant = make_merchant()
-    order_id = create_order(live_api, merchant)
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
     site = merchant_site(live_api.url)
     page.goto(site.url(order_id, merchant["api_key"]))
     page.locator("#pay").click()
@@ -524,7 +518,7 @@ def test_sdk_ignores_forged_messages(page, live_api, make_merchant, merchant_sit
 
 def test_sdk_with_another_merchants_key_is_refused_in_the_modal(page, live_api, make_merchant, merchant_site):
     owner, other = make_merchant(), make_merchant()
-    order_id = create_order(live_api, owner)
+    order_id = create_order_over_http(live_api.url, owner)["id"]
     site = merchant_site(live_api.url)
     page.goto(site.url(order_id, other["api_key"]))
     page.locator("#pay").click()
@@ -541,7 +535,7 @@ def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker,
     try:
         page = context.new_page()
         page.set_default_timeout(10_000)
-        order_id = create_order(live_api, make_merchant(), amount=10_000_000)  # ₹1,00,000.00
+        order_id = create_order_over_http(live_api.url, make_merchant(), amount=10_000_000)["id"]  # ₹1,00,000.00
         page.goto(f"{live_api.url}/checkout?order_id={order_id}")
         expect(page.locator(tid("order-amount"))).to_have_text("₹1,00,000.00")
 
@@ -561,7 +555,7 @@ def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker,
         assert fits()
 
         merchant = make_merchant()
-        order_id = create_order(live_api, merchant)
+        order_id = create_order_over_http(live_api.url, merchant)["id"]
         site = merchant_site(live_api.url)
         page.goto(site.url(order_id, merchant["api_key"]))
         page.locator("#pay").click()
@@ -578,7 +572,7 @@ def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker,
 def test_screenshots(browser, live_api, tmp_path):
     """Render the checkout at desktop and phone sizes. With CHECKOUT_SCREENSHOTS=docs the pictures
     are written to docs/ (the README shows them); otherwise to a temporary directory."""
-    order_id = create_order(live_api, {"headers": api_headers()}, amount=50000)  # the seeded Test Merchant
+    order_id = create_order_over_http(live_api.url, TEST_MERCHANT, amount=50000)["id"]  # the seeded Test Merchant
     out = DOCS if os.environ.get("CHECKOUT_SCREENSHOTS") == "docs" else tmp_path
     for name, viewport, method in [("checkout-desktop.png", {"width": 1280, "height": 800}, "upi"),
                                    ("checkout-phone.png", {"width": 360, "height": 740}, "card")]:

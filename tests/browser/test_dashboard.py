@@ -12,9 +12,8 @@ import requests
 from playwright.sync_api import expect
 from requests.structures import CaseInsensitiveDict
 from standardwebhooks import Webhook
-from werkzeug.security import generate_password_hash
 
-from helpers import CARD, TEST_MERCHANT_ID, api_headers, wait_until
+from helpers import TEST_MERCHANT, TEST_MERCHANT_ID, TIME_RE, api_headers, create_payment_over_http, wait_until
 
 from app import webhooks
 from app.ids import new_id
@@ -23,7 +22,6 @@ from app.money import indian_digits, money, money_whole
 pytestmark = pytest.mark.browser
 
 EMAIL, PASSWORD = "test@example.com", "password"
-ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 # Every data-test-id of the dashboard that a page shows without any data (rows are checked with data).
 PAGE_IDS = {
@@ -78,17 +76,6 @@ def merchant_row(db, merchant_id=TEST_MERCHANT_ID):
     return db.one("SELECT * FROM merchants WHERE id = %(id)s", {"id": merchant_id})
 
 
-def create_payment(base, headers, amount=50000, method="upi"):
-    """An order and a payment through the JSON API, as a merchant's server does it."""
-    r = requests.post(f"{base}/api/v1/orders", json={"amount": amount, "receipt": "dash"}, headers=headers, timeout=10)
-    assert r.status_code == 201, r.text
-    body = {"order_id": r.json()["id"], "method": method}
-    body.update({"vpa": "shopper@okbank"} if method == "upi" else {"card": dict(CARD)})
-    r = requests.post(f"{base}/api/v1/payments", json=body, headers=headers, timeout=10)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
 def wait_for_status(db, table, object_id, status, timeout=15):
     def reached():
         return db.value(f"SELECT status FROM {table} WHERE id = %(id)s", {"id": object_id}) == status
@@ -98,15 +85,6 @@ def wait_for_status(db, table, object_id, status, timeout=15):
 
 def log_by_event_id(db, event_id):
     return db.one("SELECT * FROM webhook_logs WHERE event_id = %(e)s", {"e": event_id})
-
-
-@pytest.fixture
-def dashboard_merchant(make_merchant, db):
-    """A merchant of its own with a dashboard password, for exact numbers."""
-    m = make_merchant()
-    db.execute("UPDATE merchants SET password_hash = %(h)s WHERE id = %(id)s", {"h": generate_password_hash("shop-pass-1"), "id": m["id"]})
-    m["email"], m["password"] = f"{m['id']}@example.com", "shop-pass-1"
-    return m
 
 
 # ---- formatting (pure) --------------------------------------------------------------------------
@@ -184,9 +162,8 @@ def test_login_shows_every_dashboard_test_id(page, live_api):
 # ---- transactions and stats -----------------------------------------------------------------------
 
 def test_api_payment_appears_in_transactions_with_amount_and_status(page, live_api, live_worker, db):
-    headers = api_headers()
-    upi = create_payment(live_api.url, headers, amount=123456)
-    card = create_payment(live_api.url, headers, amount=50000, method="card")
+    upi = create_payment_over_http(live_api.url, TEST_MERCHANT, amount=123456)
+    card = create_payment_over_http(live_api.url, TEST_MERCHANT, amount=50000, method="card")
     for p in (upi, card):
         wait_for_status(db, "payments", p["id"], "success")
 
@@ -198,7 +175,7 @@ def test_api_payment_appears_in_transactions_with_amount_and_status(page, live_a
     expect(row.locator(tid("amount"))).to_have_text("₹1,234.56")
     expect(row.locator(tid("method"))).to_have_text("upi")
     expect(row.locator(tid("status"))).to_have_text("success")
-    expect(row.locator(tid("created-at"))).to_have_text(ISO_Z)
+    expect(row.locator(tid("created-at"))).to_have_text(TIME_RE)
     card_row = page.locator(f'{tid("transaction-row")}[data-payment-id="{card["id"]}"]')
     expect(card_row.locator(tid("amount"))).to_have_text("₹500.00")
     expect(card_row.locator(tid("method"))).to_have_text("card")
@@ -228,8 +205,8 @@ def test_api_payment_appears_in_transactions_with_amount_and_status(page, live_a
 def test_stats_chart_and_paging_come_from_real_data(page, live_api, live_worker, db, dashboard_merchant):
     m = dashboard_merchant
     # 21 successful payments through the API: 20 × ₹20,000 + ₹1,00,000 = ₹5,00,000 …
-    made = [create_payment(live_api.url, m["headers"], amount=2_000_000) for _ in range(20)]
-    made.append(create_payment(live_api.url, m["headers"], amount=10_000_000, method="card"))
+    made = [create_payment_over_http(live_api.url, m, amount=2_000_000) for _ in range(20)]
+    made.append(create_payment_over_http(live_api.url, m, amount=10_000_000, method="card"))
     wait_until(lambda: db.value("SELECT count(*) FROM payments WHERE merchant_id = %(m)s AND status = 'success'", {"m": m["id"]}) == 21, timeout=20, message="21 payments settled")
     # … and one that the bank declined (the live worker settles every payment as a success in test
     # mode, so this row is written as settlement would have left it).
@@ -310,7 +287,7 @@ def test_save_url_regenerate_secret_and_test_webhook_arrives(page, live_api, liv
     expect(item.locator(tid("webhook-status"))).to_have_text("success")
     expect(item.locator(tid("webhook-attempts"))).to_have_text("1")
     expect(item.locator(tid("webhook-response-code"))).to_have_text("200")
-    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(ISO_Z)
+    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(TIME_RE)
     for name in ROW_IDS["webhook-log-item"]:
         expect(item.locator(tid(name))).to_have_count(1)
 
@@ -353,7 +330,7 @@ def test_retry_a_failed_webhook_from_the_logs_table(page, live_api, live_worker,
 def test_payment_page_shows_its_refunds_and_webhook_events(page, live_api, live_worker, receiver, db):
     rx = receiver()
     db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": rx.url, "id": TEST_MERCHANT_ID})
-    payment = create_payment(live_api.url, api_headers(), amount=80000)
+    payment = create_payment_over_http(live_api.url, TEST_MERCHANT, amount=80000)
     wait_for_status(db, "payments", payment["id"], "success")
     r = requests.post(f"{live_api.url}/api/v1/payments/{payment['id']}/refunds", json={"amount": 30000, "reason": "size"},
                       headers=api_headers(), timeout=10)
@@ -445,11 +422,11 @@ console.log(JSON.stringify(samples.map((s) => {
 # ---- jobs -----------------------------------------------------------------------------------------
 
 def test_jobs_page_shows_queue_worker_and_dead_jobs(page, live_api, live_worker, db, dashboard_merchant):
-    payment = create_payment(live_api.url, api_headers(), amount=10000)
+    payment = create_payment_over_http(live_api.url, TEST_MERCHANT, amount=10000)
     wait_for_status(db, "payments", payment["id"], "success")
     wait_until(lambda: db.value("SELECT count(*) FROM worker_heartbeats WHERE beat_at > now() - interval '5 s'"),
                timeout=15, message="a worker heartbeat")
-    other = create_payment(live_api.url, dashboard_merchant["headers"], amount=10000)
+    other = create_payment_over_http(live_api.url, dashboard_merchant, amount=10000)
     ids = db.values("""
         INSERT INTO jobs (kind, payload, status, attempts, last_error, created_at, next_run_at) VALUES
           ('payment.settle', jsonb_build_object('payment_id', CAST(%(mine)s AS text)), 'dead', 10, 'boom: the bank timed out', now(), now()),
@@ -538,7 +515,7 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
                         "err": "PAYMENT_FAILED" if status == "failed" else None})
     ok, flaky = receiver(), receiver(responses=[500] * 10)
     db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": ok.url, "id": m["id"]})
-    paid = [create_payment(live_api.url, m["headers"], amount=a, method=meth)
+    paid = [create_payment_over_http(live_api.url, m, amount=a, method=meth)
             for a, meth in [(49_900, "upi"), (1_25_000_00, "card"), (2_999_00, "upi")]]
     for p in paid:
         wait_for_status(db, "payments", p["id"], "success")
@@ -548,7 +525,7 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
     wait_until(lambda: not db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s AND status <> 'success'", {"m": m["id"]}), timeout=20, message="deliveries done")
     # Then the merchant's endpoint starts failing: the next payment's events end up failed.
     db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": flaky.url, "id": m["id"]})
-    create_payment(live_api.url, m["headers"], amount=75_000)
+    create_payment_over_http(live_api.url, m, amount=75_000)
     wait_until(lambda: db.value("SELECT count(*) FROM webhook_logs WHERE merchant_id = %(m)s AND status = 'failed'", {"m": m["id"]}) == 2, timeout=40, message="two failed deliveries")
 
     ctx = browser.new_context(viewport={"width": 1280, "height": 900})

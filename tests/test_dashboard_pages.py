@@ -1,0 +1,127 @@
+"""The dashboard's pages over the Flask test client: the numbers, rows and pages they compute from
+the database. browser/test_dashboard.py drives the same pages in Chromium, with payments made
+through the running gateway; these tests write the rows directly, so each case is exact and quick."""
+import pytest
+
+from helpers import TIME_RE, new_merchant, page, paid_payment, wait_until
+
+from app.ids import new_id
+
+
+def insert_payments(db, merchant_id, payments):
+    """Orders and payments as settlement leaves them, one second apart, the last one newest:
+    `payments` is a list of (amount, status, method). Returns their ids in that order."""
+    ids = []
+    for i, (amount, status, method) in enumerate(payments):
+        order_id, pay_id = new_id("order_"), new_id("pay_")
+        age = {"s": len(payments) - i}
+        db.execute("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
+                   "(%(o)s, %(m)s, %(a)s, %(os)s, now() - make_interval(secs => %(s)s))",
+                   dict(age, o=order_id, m=merchant_id, a=amount, os="paid" if status == "success" else "created"))
+        db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, "
+                   "card_last4, status, error_code, error_description, created_at, updated_at) VALUES "
+                   "(%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, %(vpa)s, %(net)s, %(last4)s, %(status)s, %(err)s, "
+                   "%(desc)s, now() - make_interval(secs => %(s)s), now() - make_interval(secs => %(s)s))",
+                   dict(age, p=pay_id, o=order_id, m=merchant_id, a=amount, method=method, status=status,
+                        vpa="shopper@okbank" if method == "upi" else None,
+                        net="visa" if method == "card" else None, last4="1111" if method == "card" else None,
+                        err="PAYMENT_FAILED" if status == "failed" else None,
+                        desc="declined" if status == "failed" else None))
+        ids.append(pay_id)
+    return ids
+
+
+@pytest.fixture
+def twenty_two_payments(db, dashboard_merchant, make_merchant):
+    """The merchant's 21 successful payments (20 × ₹20,000 and one ₹1,00,000 card payment, ₹5,00,000
+    in all) and, newest, one the bank declined; and another merchant's payment, which must not count."""
+    made = insert_payments(db, dashboard_merchant["id"], [(2_000_000, "success", "upi")] * 20
+                           + [(10_000_000, "success", "card"), (70_000, "failed", "upi")])
+    insert_payments(db, make_merchant()["id"], [(99_900, "success", "upi")])
+    return made
+
+
+def test_overview_counts_the_merchants_own_payments(dashboard, dashboard_merchant, twenty_two_payments):
+    overview = page(dashboard.get("/dashboard"))
+    assert overview.one("api-key").text == dashboard_merchant["api_key"]
+    assert overview.one("api-secret").text == dashboard_merchant["api_secret"]
+    assert overview.one("total-transactions").text == "22"
+    assert overview.one("total-amount").text == "₹5,00,000"
+    assert overview.one("success-rate").text == "95%"  # 21 of 22, rounded down
+    bars = overview.all("chart-day")
+    assert len(bars) == 14 and sum(int(b.attrs["data-count"]) for b in bars) == 22
+
+
+def test_transactions_are_paged_newest_first_and_filtered_by_status(dashboard, twenty_two_payments):
+    made = twenty_two_payments
+    first = page(dashboard.get("/dashboard/transactions"))
+    rows = first.all("transaction-row")
+    assert [r.attrs["data-payment-id"] for r in rows] == made[::-1][:20]
+    assert first.one("page-info").text == "1–20 of 22"
+    assert first.one("next-page").attrs["href"] == "/dashboard/transactions?page=2"
+    row = first.one("transaction-row", data_payment_id=made[2])  # the oldest on this page
+    assert row.one("payment-id").text == made[2] and row.one("order-id").text.startswith("order_")
+    assert (row.one("amount").text, row.one("method").text, row.one("status").text) == ("₹20,000.00", "upi", "success")
+    assert TIME_RE.match(row.one("created-at").text)
+
+    second = page(dashboard.get("/dashboard/transactions?page=2"))
+    assert [r.attrs["data-payment-id"] for r in second.all("transaction-row")] == [made[1], made[0]]
+    assert second.one("page-info").text == "21–22 of 22" and not second.all("next-page")
+
+    failed = page(dashboard.get("/dashboard/transactions?status=failed"))
+    [row] = failed.all("transaction-row")
+    assert row.attrs["data-payment-id"] == made[-1] and row.one("status").text == "failed"
+    assert row.one("amount").text == "₹700.00"
+
+
+def test_a_payment_page_shows_its_refunds_and_webhook_events(client, db, worker, dashboard, dashboard_merchant,
+                                                             receiver):
+    m = dashboard_merchant
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": receiver().url, "id": m["id"]})
+    _, payment = paid_payment(client, db, worker, m, 80000)
+    r = client.post(f"/api/v1/payments/{payment['id']}/refunds", json={"amount": 30000, "reason": "size"},
+                    headers=m["headers"])
+    assert r.status_code == 201, r.get_json()
+    refund = r.get_json()
+
+    def processed():
+        worker.step()
+        return db.value("SELECT status FROM refunds WHERE id = %(id)s", {"id": refund["id"]}) == "processed"
+
+    wait_until(processed, message="refund processed")
+
+    detail = page(dashboard.get(f"/dashboard/transactions/{payment['id']}"))
+    assert detail.one("transaction-detail").attrs["data-payment-id"] == payment["id"]
+    row = detail.one("refund-row", data_refund_id=refund["id"])
+    assert (row.one("refund-amount").text, row.one("refund-status").text) == ("₹300.00", "processed")
+    assert detail.one("refunded-amount").text == "₹300.00"
+    assert detail.one("method").text == "upi · shopper@okbank"
+    assert [item.one("webhook-event").text for item in detail.all("payment-webhook-item")] == [
+        "payment.created", "payment.success", "refund.created", "refund.processed"]
+    assert dashboard.get("/dashboard/transactions/pay_doesnotexist0000").status_code == 404
+
+
+def test_jobs_page_shows_the_queue_the_worker_and_only_the_merchants_dead_jobs(dashboard, dashboard_merchant, db,
+                                                                              clean_queue):
+    [mine] = insert_payments(db, dashboard_merchant["id"], [(10_000, "pending", "upi")])
+    [theirs] = insert_payments(db, new_merchant(db)["id"], [(10_000, "pending", "upi")])
+    ids = db.values("""
+        INSERT INTO jobs (kind, payload, status, attempts, last_error, created_at, next_run_at) VALUES
+          ('payment.settle', jsonb_build_object('payment_id', CAST(%(mine)s AS text)), 'dead', 10, 'boom: the bank timed out', now(), now()),
+          ('payment.settle', jsonb_build_object('payment_id', CAST(%(theirs)s AS text)), 'dead', 10, 'another merchant''s', now(), now()),
+          ('dashboard.probe', '{}', 'pending', 0, NULL, now() - interval '2 hours', now() + interval '1 hour')
+        RETURNING id
+        """, {"mine": mine, "theirs": theirs})
+    db.execute("INSERT INTO worker_heartbeats (worker_id, hostname, pid) VALUES ('dashboard-pages', 'here', 1)")
+    try:
+        jobs = page(dashboard.get("/dashboard/jobs"))
+    finally:
+        db.execute("DELETE FROM worker_heartbeats WHERE worker_id = 'dashboard-pages'")
+        db.execute("DELETE FROM jobs WHERE id = ANY(%(ids)s)", {"ids": ids})
+    assert jobs.one("worker-status").text == "running"
+    assert jobs.one("oldest-pending-age").text == "2 h 0 min"
+    assert (jobs.one("jobs-pending").text, jobs.one("jobs-dead").text) == ("1", "2")
+    assert jobs.one("job-kind-row", data_kind="payment.settle").one("job-count-dead").text == "2"
+    assert jobs.one("job-kind-row", data_kind="dashboard.probe").one("job-count-pending").text == "1"
+    assert jobs.one("dead-job-row", data_job_id=str(ids[0])).one("dead-job-error").text == "boom: the bank timed out"
+    assert [row.attrs["data-job-id"] for row in jobs.all("dead-job-row")] == [str(ids[0])]  # not another merchant's
