@@ -27,7 +27,6 @@ def main():
     target = api_bench.TARGETS[args.target]
     db_url = common.fresh_database(api_bench.DB)
     settings = common.pg_settings(db_url)
-    runs = {"A": [], "B": []}
     with tempfile.TemporaryDirectory(prefix="ab_env_") as tmp:
         orders = api_bench.Orders(db_url, 2 * target.orders * (args.warmup + args.rounds * args.seconds))
         env_a = {k: v for k, v in common.app_env(db_url).items() if k not in extra}
@@ -35,25 +34,13 @@ def main():
         try:
             servers["A"] = common.Server("A", env_a, tmp, args.workers, args.threads)
             servers["B"] = common.Server("B", dict(env_a, **extra), tmp, args.workers, args.threads)
-            for s in servers.values():
-                api_bench.run_wrk(s, target, args.warmup, orders, tmp)
-            for r in range(args.rounds):
-                for name in ("A", "B") if r % 2 == 0 else ("B", "A"):
-                    x = api_bench.run_wrk(servers[name], target, args.seconds, orders, tmp)
-                    if x["errors"]:
-                        raise SystemExit(f"{name}: {x['errors']} errors; server logs in {tmp}")
-                    runs[name].append(x)
-                    print(f"round {r + 1} {name} {x['rps']:6.0f} req/s, app {x['app_ms']:.3f}, PostgreSQL "
-                          f"{x['pg_ms']:.3f} ms/req", flush=True)
+            runs = api_bench.alternate(servers, target, args.rounds, args.seconds, args.warmup, orders, tmp)
         finally:
             for s in servers.values():
                 s.stop()
     print(f"\n{args.target}: B = {' '.join(args.env_b)}; gunicorn {args.workers} workers × {args.threads} threads, "
           f"gthread; wrk -t1 -c16 -d{args.seconds}s, {args.rounds} alternated rounds; {settings}; {common.machine()}")
-    for key, label, fmt in (("rps", "req/s", ".0f"), ("app_ms", "app CPU ms/req", ".3f"),
-                            ("pg_ms", "PostgreSQL CPU ms/req", ".3f")):
-        a, b = ([x[key] for x in runs[n]] for n in ("A", "B"))
-        print(f"  {label}: A {common.runs(a, fmt)}, B {common.runs(b, fmt)}; B/A {common.median(b) / common.median(a):.2f}")
+    api_bench.print_ratios(runs, "A", "B")
 
 
 if __name__ == "__main__":

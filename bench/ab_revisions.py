@@ -31,7 +31,6 @@ def main():
     target = api_bench.TARGETS[args.target]
     db_url = common.fresh_database(api_bench.DB)
     settings = common.pg_settings(db_url)
-    runs = {"old": [], "new": []}
     with tempfile.TemporaryDirectory(prefix="ab_revisions_") as tmp:
         old_tree = Path(tmp) / "old"
         subprocess.run(["git", "worktree", "add", "--detach", "-q", str(old_tree), args.old], cwd=common.ROOT, check=True)
@@ -39,18 +38,9 @@ def main():
         try:
             env = common.app_env(db_url)
             orders = api_bench.Orders(db_url, 2 * target.orders * (args.warmup + args.rounds * args.seconds))
-            servers["new"] = common.Server("new", env, tmp, args.workers, args.threads)
             servers["old"] = common.Server("old", env, tmp, args.workers, args.threads, root=old_tree)
-            for s in servers.values():
-                api_bench.run_wrk(s, target, args.warmup, orders, tmp)
-            for r in range(args.rounds):
-                for name in ("old", "new") if r % 2 == 0 else ("new", "old"):
-                    x = api_bench.run_wrk(servers[name], target, args.seconds, orders, tmp)
-                    if x["errors"]:
-                        raise SystemExit(f"{name}: {x['errors']} errors; server logs in {tmp}")
-                    runs[name].append(x)
-                    print(f"round {r + 1} {name} {x['rps']:6.0f} req/s, app {x['app_ms']:.3f} ms/req, "
-                          f"PostgreSQL {x['pg_ms']:.3f} ms/req", flush=True)
+            servers["new"] = common.Server("new", env, tmp, args.workers, args.threads)
+            runs = api_bench.alternate(servers, target, args.rounds, args.seconds, args.warmup, orders, tmp)
         finally:
             for s in servers.values():
                 s.stop()
@@ -58,11 +48,7 @@ def main():
     print(f"\n{args.target}: old = {args.old}, new = the work tree; gunicorn {args.workers} workers × {args.threads} "
           f"threads, gthread; wrk -t1 -c16 -d{args.seconds}s, {args.rounds} alternated rounds; {settings}; "
           f"{common.machine()}")
-    for key, label, fmt in (("rps", "req/s", ".0f"), ("app_ms", "app CPU ms/req", ".3f"),
-                            ("pg_ms", "PostgreSQL CPU ms/req", ".3f")):
-        old, new = ([x[key] for x in runs[n]] for n in ("old", "new"))
-        print(f"  {label}: old {common.runs(old, fmt)}, new {common.runs(new, fmt)}; "
-              f"new/old {common.median(new) / common.median(old):.2f}")
+    api_bench.print_ratios(runs, "old", "new")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,33 @@ def run_wrk(server, target, seconds, orders, tmp, connections=16):
             "app_ms": used(app1, app0) * 1000 / n, "pg_ms": used(pg1, pg0) * 1000 / n}
 
 
+def alternate(servers, target, rounds, seconds, warmup, orders, tmp):
+    """Warm both servers up, then `rounds` rounds of wrk on each, which goes first alternating;
+    {name: [run, …]}. For side-by-side comparisons of two servers (ab_revisions.py, ab_env.py)."""
+    names = list(servers)
+    runs = {name: [] for name in names}
+    for s in servers.values():
+        run_wrk(s, target, warmup, orders, tmp)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            x = run_wrk(servers[name], target, seconds, orders, tmp)
+            if x["errors"]:
+                raise SystemExit(f"{name}: {x['errors']} errors; server logs in {tmp}")
+            runs[name].append(x)
+            print(f"round {r + 1} {name} {x['rps']:6.0f} req/s, app {x['app_ms']:.3f} ms/req, "
+                  f"PostgreSQL {x['pg_ms']:.3f} ms/req", flush=True)
+    return runs
+
+
+def print_ratios(runs, first, second):
+    """Medians of req/s and CPU per request of both, and second/first."""
+    for key, label, fmt in (("rps", "req/s", ".0f"), ("app_ms", "app CPU ms/req", ".3f"),
+                            ("pg_ms", "PostgreSQL CPU ms/req", ".3f")):
+        a, b = ([x[key] for x in runs[n]] for n in (first, second))
+        print(f"  {label}: {first} {common.runs(a, fmt)}, {second} {common.runs(b, fmt)}; "
+              f"{second}/{first} {common.median(b) / common.median(a):.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=3)
