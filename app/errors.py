@@ -119,8 +119,7 @@ def _page_handler(e):
         rule, _ = current_app.create_url_adapter(request).match(method=e.valid_methods[0], return_rule=True)
     except HTTPException:
         return None
-    blueprint = rule.endpoint.rpartition(".")[0]
-    return current_app.error_handler_spec[blueprint][None].get(HTTPException) if blueprint else None
+    return _page_error if rule.endpoint.rpartition(".")[0] in _PAGE_BLUEPRINTS else None
 
 
 def _db_error(e):
@@ -151,10 +150,13 @@ def _page_error(e):
     return "Internal server error", 500
 
 
+_PAGE_BLUEPRINTS = set()  # the blueprints html_errors() was given: their 405s are pages too
+
+
 def html_errors(bp):
     """Errors of the requests `bp` serves, and a 405 on one of its URLs, answer as HTML; the
     app's handlers, for every other request, answer with the JSON envelope."""
-    bp.register_error_handler(HTTPException, _page_error)  # by this class too, for _page_handler
+    _PAGE_BLUEPRINTS.add(bp.name)
     bp.register_error_handler(Exception, _page_error)
 
 
