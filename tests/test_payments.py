@@ -7,7 +7,7 @@ import threading
 import pytest
 import requests
 
-from app import auth, db as app_db, jobs, migrate, payments, webhooks
+from app import auth, jobs, migrate, payments, webhooks
 from app.ids import new_id
 from helpers import (CARD, JSON, TIME_RE, count, create_order, create_payment, headers, paid_payment, pay, payment_body,
                      settle)

@@ -95,7 +95,8 @@ class MerchantSite:
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.server = make_server("127.0.0.1", self.port, self._app, threaded=True)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.01},
+                                       daemon=True)  # close() waits for a poll (the default is 0.5 s)
         self.thread.start()
 
     @Request.application
