@@ -25,6 +25,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from . import db
 from .errors import AuthenticationError
+from .schemas import PAYMENT_METHODS, PAYMENT_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,7 @@ prometheus_client.disable_created_metrics()
 UNMATCHED = "<unmatched>"  # the route of a request no URL rule matched: a raw path would be unbounded
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 DELIVERY_OUTCOMES = ("success", "retry", "failed")
-PAYMENT_METHODS = ("upi", "card")
-PAYMENT_STATUSES = ("pending", "processing", "success", "failed")
+QUEUE_STATUSES = ("pending", "processing", "dead")  # jobs.queue_depth's statuses
 
 # registry=None: never in the global registry; a scrape builds its own (scrape_registry).
 HTTP_REQUESTS = Counter("gateway_http_requests", "HTTP requests answered, by method, URL rule and status.",
@@ -76,13 +76,8 @@ def count_deliveries(statuses):
 
 
 def init_app(app):
-    """Count and time every request; serve /metrics."""
-
-    def _start():
-        g.metrics_t0 = time.perf_counter()
-
-    # First of all before_request hooks: one of them answering (a 413) is still timed.
-    app.before_request_funcs.setdefault(None, []).insert(0, _start)
+    """Count and time every request (from the start time the request log sets first: g.t0); serve
+    /metrics."""
 
     @app.after_request
     def _count(resp):
@@ -90,7 +85,7 @@ def init_app(app):
         route = rule.rule if rule is not None else UNMATCHED
         method = request.method if request.method in METHODS else "OTHER"
         HTTP_REQUESTS.labels(method, route, str(resp.status_code)).inc()
-        t0 = g.get("metrics_t0")
+        t0 = g.get("t0")
         if t0 is not None:
             HTTP_DURATION.labels(route).observe(time.perf_counter() - t0)
         return resp
@@ -128,7 +123,7 @@ class _Queue:
                                   labels=["kind", "status"])
         # Every known kind with zeros, so a dashboard line is at 0 rather than missing.
         values = {(kind, status): 0 for kind in (payments.SETTLE, refunds.PROCESS, webhooks.DELIVER)
-                  for status in ("pending", "processing", "dead")}
+                  for status in QUEUE_STATUSES}
         values.update({(r["kind"], r["status"]): r["n"] for r in counts})
         for (kind, status), n in sorted(values.items()):
             depth.add_metric([kind, status], n)

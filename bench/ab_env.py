@@ -16,13 +16,7 @@ import common
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--env-b", action="append", required=True, metavar="NAME=VALUE", help="B's setting (repeatable)")
-    ap.add_argument("--target", choices=[t for t in api_bench.TARGETS if t != "bare"], default="orders")
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=4)
-    args = ap.parse_args()
+    args = api_bench.side_by_side_arguments(ap, "orders")
     extra = dict(kv.split("=", 1) for kv in args.env_b)
     target = api_bench.TARGETS[args.target]
     db_url = common.fresh_database(api_bench.DB)

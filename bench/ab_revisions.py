@@ -21,13 +21,7 @@ import common
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("old", help="git revision to compare the work tree with")
-    ap.add_argument("--target", choices=[t for t in api_bench.TARGETS if t != "bare"], default="payments+reads")
-    ap.add_argument("--rounds", type=int, default=6)
-    ap.add_argument("--seconds", type=int, default=8)
-    ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=4)
-    args = ap.parse_args()
+    args = api_bench.side_by_side_arguments(ap, "payments+reads")
     target = api_bench.TARGETS[args.target]
     db_url = common.fresh_database(api_bench.DB)
     settings = common.pg_settings(db_url)

@@ -123,6 +123,17 @@ def run_wrk(server, target, seconds, orders, tmp, connections=16):
             "app_ms": used(app1, app0) * 1000 / n, "pg_ms": used(pg1, pg0) * 1000 / n}
 
 
+def side_by_side_arguments(ap, default_target):
+    """The options ab_revisions.py and ab_env.py share; returns the parsed arguments."""
+    ap.add_argument("--target", choices=[t for t in TARGETS if t != "bare"], default=default_target)
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--seconds", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=4)
+    return ap.parse_args()
+
+
 def alternate(servers, target, rounds, seconds, warmup, orders, tmp):
     """Warm both servers up, then `rounds` rounds of wrk on each, which goes first alternating;
     {name: [run, …]}. For side-by-side comparisons of two servers (ab_revisions.py, ab_env.py)."""
