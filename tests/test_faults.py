@@ -116,6 +116,13 @@ def test_a_timed_out_statement_keeps_the_pools_connections(app):
     after = pool.get_stats()
     for lost in ("connections_lost", "returns_bad"):
         assert after.get(lost, 0) == before.get(lost, 0), lost
+    # And the pool kept it: it is among the idle connections it hands out.
+    idle = [pool.getconn() for _ in range(after["pool_available"])]
+    try:
+        assert pid in {c.info.backend_pid for c in idle}
+    finally:
+        for c in idle:
+            pool.putconn(c)
 
 
 def test_a_rolled_back_transaction_keeps_the_connections_prepared_statements(app, merchant, db):
