@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import create_app, db, idempotency, jobs, logs, metrics, migrate, outbound, payments, refunds, webhooks
+from app import create_app, db, idempotency, jobs, logs, metrics, migrate, outbound, payments, refunds, rollups, webhooks
 
 log = logging.getLogger("worker")
 
@@ -367,6 +367,7 @@ class Worker:
                   args=["reclaim expired leases", jobs.reclaim_expired])
         s.add_job(self._duty, "interval", minutes=10, args=["delete expired idempotency keys", idempotency.delete_expired])
         s.add_job(self._duty, "interval", minutes=5, args=["trim finished jobs", jobs.trim])
+        s.add_job(self._duty, "interval", minutes=1, args=["seal rollups", rollups.seal], next_run_time=_now())
         s.add_job(self.extend_leases, "interval", seconds=max(1.0, self.lease_s / 3))
         s.start()
         return s

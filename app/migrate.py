@@ -8,8 +8,9 @@ lock on any table).
 - Each migration runs in a transaction of its own with a lock_timeout: a migration that would
   queue behind a long transaction (a pg_dump, a report) gives up after LOCK_TIMEOUT instead of
   holding every later query on that table behind it, and is tried again, ATTEMPTS times.
-- A file whose first line is `-- migrate: no-transaction` runs outside a transaction, for the one
-  statement that cannot run in one: CREATE INDEX CONCURRENTLY (write it with IF NOT EXISTS).
+- A file whose first line is `-- migrate: no-transaction` runs outside a transaction, one
+  statement at a time (each ends with `;` at the end of a line), for what cannot run in one:
+  CREATE/DROP INDEX CONCURRENTLY (write them with IF [NOT] EXISTS, so a retry skips what is done).
 - 0001 is the schema of the first releases, written to bring any of their databases forward:
   a database made before migrations existed (its tables, no schema_migrations) gets 0001 like a
   new one and keeps its data.
@@ -17,6 +18,7 @@ lock on any table).
 How to write one: docs/migrations.md.
 """
 import logging
+import re
 import time
 from pathlib import Path
 
@@ -41,6 +43,13 @@ def files(directory=DIRECTORY):
         version, name = path.stem.split("_", 1)
         found.append((version, name, path))
     return found
+
+
+def statements(sql):
+    """The statements of a no-transaction file: sent one by one, since several in one query string
+    would run as one implicit transaction."""
+    found = [s.strip() for s in re.split(r";[ \t]*$", sql, flags=re.MULTILINE)]
+    return [s for s in found if any(line.strip() and not line.strip().startswith("--") for line in s.splitlines())]
 
 
 def applied(c):
@@ -85,7 +94,8 @@ def _apply(c, version, name, sql, lock_timeout, attempts):
             if sql.startswith(NO_TRANSACTION):
                 c.execute(f"SET lock_timeout = '{lock_timeout}'")
                 try:
-                    c.execute(sql)
+                    for statement in statements(sql):
+                        c.execute(statement)
                 finally:
                     c.execute("RESET lock_timeout")
                 c.execute(*record)

@@ -1,7 +1,7 @@
 """Orders: what a merchant wants to be paid (amount in paise), paid by at most one payment."""
 import json
 
-from . import db, ids
+from . import db, ids, rollups
 from .errors import NotFound
 from .ids import new_id
 
@@ -46,4 +46,5 @@ def get_public(c, order_id):
 
 def list_(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's orders, newest first."""
-    return db.page(c, "orders", COLUMNS, "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window)
+    return db.page(c, "orders", COLUMNS, "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window,
+                   count=rollups.counter(c, "orders", merchant_id))

@@ -6,7 +6,7 @@ import random
 import psycopg
 from psycopg.pq import TransactionStatus
 
-from . import db, ids, jobs, logs, metrics, orders, validation, webhooks
+from . import db, ids, jobs, logs, metrics, orders, rollups, validation, webhooks
 from .errors import ApiError, Conflict, ExpiredCard, InvalidCard, InvalidVpa, NotFound
 from .events import PAYMENT_CREATED, PAYMENT_FAILED, PAYMENT_SUCCESS
 from .ids import new_id
@@ -159,7 +159,9 @@ def list_(c, merchant_id, limit, offset, status=None, window=(None, None), order
         where, params["status"] = where + " AND status = %(status)s", status
     if order_id:
         where, params["order_id"] = where + " AND order_id = %(order_id)s", order_id
-    return db.page(c, "payments", COLUMNS, where, params, limit, offset, window)
+    # One order's payments are few (at most 20): counted as they are; the merchant's from the rollups.
+    return db.page(c, "payments", COLUMNS, where, params, limit, offset, window,
+                   count=None if order_id else rollups.counter(c, "payments", merchant_id, status))
 
 
 def capture(c, merchant_id, payment_id, amount):

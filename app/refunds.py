@@ -2,7 +2,7 @@
 import json
 import random
 
-from . import db, ids, jobs, payments, webhooks
+from . import db, ids, jobs, payments, rollups, webhooks
 from .errors import ApiError, NotFound
 from .events import REFUND_CREATED, REFUND_PROCESSED
 from .ids import new_id
@@ -68,7 +68,8 @@ def get_of_payment(c, merchant_id, payment_id, refund_id):
 
 def list_(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's refunds, newest first."""
-    return db.page(c, "refunds", WITH_CURRENCY, "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window)
+    return db.page(c, "refunds", WITH_CURRENCY, "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window,
+                   count=rollups.counter(c, "refunds", merchant_id))
 
 
 def list_for_payment(c, merchant_id, payment_id, limit, offset, window=(None, None)):

@@ -158,9 +158,11 @@ def test_from_and_to_are_served_by_a_merchant_and_created_at_index(app, world, n
         c.execute("SET LOCAL enable_seqscan = off")
         explain = Explain(c)
         run(explain, world["merchant"]["id"], 10, 0, window=(T, T + 60))
-    assert len(explain.plans) == 2
+    on_table = [p for p in explain.plans if any(n.get("Relation Name") == LISTS[name][1] for n in _nodes(p))]
+    assert len(on_table) == 2  # the total and the page
     for plan in explain.plans:
         nodes = list(_nodes(plan))
         assert not [n for n in nodes if n["Node Type"] == "Seq Scan"], plan
-        conds = [n.get("Index Cond", "") for n in nodes if n.get("Relation Name") == LISTS[name][1]]
+    for plan in on_table:
+        conds = [n.get("Index Cond", "") for n in _nodes(plan) if n.get("Relation Name") == LISTS[name][1]]
         assert any("merchant_id =" in x and "created_at >=" in x and "created_at <" in x for x in conds), plan
