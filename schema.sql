@@ -206,10 +206,10 @@ CREATE INDEX IF NOT EXISTS refunds_merchant_created ON refunds (merchant_id, cre
 -- hour and by the trigger below when a row of a sealed hour changes; never by payment creation.
 CREATE TABLE IF NOT EXISTS rollups (
     merchant_id uuid NOT NULL,
-    kind        text NOT NULL,               -- the table counted: payments, orders, refunds
+    kind        text NOT NULL,               -- the table counted: payments, orders, refunds, webhook_logs
     hour        timestamptz NOT NULL,        -- date_trunc('hour', created_at, 'UTC')
     status      text NOT NULL,
-    currency    text NOT NULL DEFAULT '',    -- '' where the table has none (refunds)
+    currency    text NOT NULL DEFAULT '',    -- '' where the table has none (refunds, webhook_logs)
     n           bigint NOT NULL,
     amount      bigint NOT NULL DEFAULT 0,   -- paise
     PRIMARY KEY (merchant_id, kind, hour, status, currency)
@@ -221,7 +221,7 @@ CREATE TABLE IF NOT EXISTS rollups_sealed (
     kind         text PRIMARY KEY,
     sealed_until timestamptz
 );
-INSERT INTO rollups_sealed (kind) VALUES ('payments'), ('orders'), ('refunds') ON CONFLICT DO NOTHING;
+INSERT INTO rollups_sealed (kind) VALUES ('payments'), ('orders'), ('refunds'), ('webhook_logs') ON CONFLICT DO NOTHING;
 
 -- Move a changed row's count between hours or statuses when the row is in a sealed hour. The
 -- shared lock waits for a sealing in progress (it holds the exclusive one), so a change is either
@@ -277,6 +277,15 @@ CREATE TRIGGER refunds_rollups_change AFTER UPDATE OF status, created_at, mercha
     EXECUTE FUNCTION rollups_follow('refunds');
 CREATE TRIGGER refunds_rollups_delete AFTER DELETE ON refunds FOR EACH ROW
     WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('refunds');
+
+CREATE TRIGGER webhook_logs_rollups_insert AFTER INSERT ON webhook_logs FOR EACH ROW
+    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('webhook_logs');
+CREATE TRIGGER webhook_logs_rollups_change AFTER UPDATE OF status, created_at, merchant_id ON webhook_logs FOR EACH ROW
+    WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
+          AND (OLD.status, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.status, NEW.created_at, NEW.merchant_id))
+    EXECUTE FUNCTION rollups_follow('webhook_logs');
+CREATE TRIGGER webhook_logs_rollups_delete AFTER DELETE ON webhook_logs FOR EACH ROW
+    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('webhook_logs');
 
 -- The sealing reads an hour of every merchant's rows by created_at: a BRIN index serves that for a
 -- few pages of index and next to no cost on insert (rows arrive in created_at order).

@@ -129,14 +129,10 @@ def _private(resp):
 
 # ---- pages ------------------------------------------------------------------------------------
 
-def _page():
-    page = request.args.get("page", "1")
-    return min(max(int(page), 1), 100_000) if page.isdigit() and len(page) < 7 else 1
-
-
-def _pages(total, page):
-    return {"page": page, "pages": max(math.ceil(total / PAGE_SIZE), 1), "total": total,
-            "first": (page - 1) * PAGE_SIZE + 1 if total else 0, "last": min(page * PAGE_SIZE, total)}
+def _browse(kind, columns, status=None):
+    """The page the pager's ?before= / ?after= cursor names (see dashboard_data.browse)."""
+    return data.browse(db.conn(), kind, columns, g.merchant["id"], status, before=request.args.get("before"),
+                       after=request.args.get("after"), size=PAGE_SIZE)
 
 
 @bp.get("/dashboard")
@@ -153,10 +149,9 @@ def overview():
 def transactions():
     status = request.args.get("status", "")
     status = status if status in PAYMENT_STATUSES else ""
-    page = _page()
-    rows, total = payments.list_(db.conn(), g.merchant["id"], PAGE_SIZE, (page - 1) * PAGE_SIZE, status or None)
-    return render_template("dashboard/transactions.html", rows=rows, status=status, statuses=PAYMENT_STATUSES,
-                           paging=_pages(total, page), pager_args={"status": status} if status else {})
+    paging = _browse("payments", payments.COLUMNS, status or None)
+    return render_template("dashboard/transactions.html", rows=paging["rows"], status=status, statuses=PAYMENT_STATUSES,
+                           paging=paging, pager_args={"status": status} if status else {})
 
 
 @bp.get("/dashboard/transactions/<payment_id>")
@@ -175,10 +170,9 @@ def transaction(payment_id):
 
 def _webhooks_page(url_value=None, url_error=None, status=200):
     c = db.conn()
-    page = _page()
-    logs, total = webhooks.list_logs(c, g.merchant["id"], PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    paging = _browse("webhook_logs", webhooks.LOG_COLUMNS)
     config = webhooks.get_config(c, g.merchant["id"])
-    return render_template("dashboard/webhooks.html", config=config, logs=logs, paging=_pages(total, page),
+    return render_template("dashboard/webhooks.html", config=config, logs=paging["rows"], paging=paging,
                            url_value=config["webhook_url"] if url_value is None else url_value,
                            url_error=url_error, events=events.CATALOG, test_event=events.WEBHOOK_TEST), status
 

@@ -1,7 +1,11 @@
 """What the dashboard reads: stats, the payments chart, a payment's webhook events, the workers.
 Plain functions over parameterised SQL that never commit (all reads, but for ending sessions)."""
 
-from . import db
+import uuid
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from . import db, rollups
 from .health import HEARTBEAT_FRESH_SECONDS
 
 CHART_DAYS = 14
@@ -22,43 +26,70 @@ def end_sessions(c, merchant_id):
 def stats(c, merchant_id):
     """Totals over the merchant's payments: count of all, amount of the successful ones (per
     currency, INR first) and the success rate among settled payments (whole percent, rounded down
-    so a single failure never shows as 100%)."""
-    row = db.one(c, """
-        SELECT count(*) AS total,
-               count(*) FILTER (WHERE status = 'success') AS succeeded,
-               count(*) FILTER (WHERE status = 'failed') AS failed
-          FROM payments WHERE merchant_id = %(m)s
-        """, {"m": merchant_id})
-    amounts = db.all(c, "SELECT currency, sum(amount) AS amount FROM payments WHERE merchant_id = %(m)s AND status = 'success' "
-        "GROUP BY currency ORDER BY currency <> 'INR', currency", {"m": merchant_id})
-    settled = row["succeeded"] + row["failed"]
-    by_currency = {a["currency"]: int(a["amount"]) for a in amounts}
+    so a single failure never shows as 100%). From the rollups: flat cost however long the history."""
+    count, by_currency = Counter(), Counter()
+    for r in rollups.summary(c, "payments", merchant_id):
+        count[r["status"]] += r["n"]
+        if r["status"] == "success":
+            by_currency[r["currency"]] += r["amount"]
+    total, succeeded, failed = sum(count.values()), count["success"], count["failed"]
+    settled = succeeded + failed
     return {
-        "total_transactions": row["total"],
-        "succeeded": row["succeeded"],
-        "failed": row["failed"],
-        "in_flight": row["total"] - settled,
+        "total_transactions": total,
+        "succeeded": succeeded,
+        "failed": failed,
+        "in_flight": total - settled,
         "total_amount": by_currency.pop("INR", 0),
-        "other_amounts": by_currency,
-        "success_rate": (row["succeeded"] * 100 // settled) if settled else 0,
+        "other_amounts": dict(sorted(by_currency.items())),
+        "success_rate": (succeeded * 100 // settled) if settled else 0,
     }
 
 
 def payments_per_day(c, merchant_id, days=CHART_DAYS):
     """One row per UTC day of the last `days` days (today included, empty days as zeros)."""
-    rows = db.all(c, """
-        SELECT d::date AS day,
-               count(p.id) AS total,
-               count(p.id) FILTER (WHERE p.status = 'success') AS succeeded
-          FROM generate_series((now() AT TIME ZONE 'UTC')::date - (%(days)s - 1), (now() AT TIME ZONE 'UTC')::date,
-                               interval '1 day') AS d
-          LEFT JOIN payments p
-                 ON p.merchant_id = %(m)s
-                AND p.created_at >= d AT TIME ZONE 'UTC'
-                AND p.created_at < (d + interval '1 day') AT TIME ZONE 'UTC'
-         GROUP BY d ORDER BY d
-        """, {"m": merchant_id, "days": days})
-    return [dict(r) for r in rows]
+    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    first = today - timedelta(days=days - 1)
+    per_day = {first + timedelta(days=i): {"total": 0, "succeeded": 0} for i in range(days)}
+    for r in rollups.summary(c, "payments", merchant_id, since=first, by_day=True):
+        day = per_day.get(r["day"].astimezone(timezone.utc))
+        if day is not None:
+            day["total"] += r["n"]
+            day["succeeded"] += r["n"] if r["status"] == "success" else 0
+    return [{"day": d.date(), **v} for d, v in per_day.items()]
+
+
+def browse(c, kind, columns, merchant_id, status=None, before=None, after=None, size=20):
+    """A page of the merchant's rows of `kind` (payments, webhook_logs), newest first, by cursor:
+    the rows just older than the row whose id is `before`, or just newer than `after` (an id that
+    is not the merchant's, or not an id, starts from the newest). Constant time however deep, with
+    the page's place in the whole list from the rollups: {rows, newer, older, first, last, total}."""
+    where, params = "merchant_id = %(m)s", {"m": merchant_id}
+    if status:
+        where, params["status"] = where + " AND status = %(status)s", status
+    cursor, cursor_id = None, after or before
+    if cursor_id and (kind != "webhook_logs" or _is_uuid(cursor_id)):
+        row = db.one(c, f"SELECT created_at, id FROM {kind} WHERE merchant_id = %(m)s AND id = %(id)s",
+                     {"m": merchant_id, "id": cursor_id})
+        cursor = (row["created_at"], row["id"]) if row else None
+    rows, newer, older = db.keyset(c, kind, columns, where, params, size,
+                                   before=cursor if before else None, after=cursor if after else None)
+    total = rollups.count(c, kind, merchant_id, status=status)
+    place = 0
+    if rows and newer:  # rows before the first one: newer seconds from the rollups, its own second counted
+        top = rows[0]
+        place = rollups.count(c, kind, merchant_id, (top["created_at"] + timedelta(microseconds=1), None), status)
+        place += db.value(c, f"SELECT count(*) FROM {kind} WHERE {where} AND created_at = %(at)s AND id > %(id)s",
+                          dict(params, at=top["created_at"], id=top["id"]))
+    return {"rows": rows, "newer": newer, "older": older, "total": total,
+            "first": place + 1 if rows else 0, "last": place + len(rows)}
+
+
+def _is_uuid(text):
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def chart(days_rows, width=560, height=170, top=16, label_height=18):

@@ -201,6 +201,24 @@ def page(c, table, columns, where, params, limit, offset, window=(None, None), c
     return rows, total
 
 
+def keyset(c, table, columns, where, params, limit, before=None, after=None):
+    """A page by cursor, newest first, in constant time however deep: the rows just older than
+    `before` or just newer than `after` (each a (created_at, id) of a row), through the
+    (merchant_id, created_at DESC, id DESC) indexes. Returns (rows, newer, older): whether there
+    are rows on either side of the page."""
+    params = dict(params, limit=limit + 1)
+    if after:
+        params["at"], params["id"] = after
+        rows = all(c, f"SELECT {columns} FROM {table} WHERE {where} AND (created_at, id) > (%(at)s, %(id)s) "
+                      f"ORDER BY created_at, id LIMIT %(limit)s", params)
+        return rows[:limit][::-1], len(rows) > limit, True
+    if before:
+        params["at"], params["id"] = before
+        where += " AND (created_at, id) < (%(at)s, %(id)s)"
+    rows = all(c, f"SELECT {columns} FROM {table} WHERE {where} ORDER BY created_at DESC, id DESC LIMIT %(limit)s", params)
+    return rows[:limit], before is not None, len(rows) > limit
+
+
 # ---- the test merchant -----------------------------------------------------------------------------------
 
 def seeds_test_merchant(cfg):

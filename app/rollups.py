@@ -24,6 +24,7 @@ KINDS = {  # kind (the table counted) -> what its rollup sums; currency '' where
     "payments": "currency, amount",
     "orders": "currency, amount",
     "refunds": "'' AS currency, amount",
+    "webhook_logs": "'' AS currency, 0 AS amount",
 }
 LOCK = 7240002  # exclusive while sealing; the trigger takes it shared
 HOUR = timedelta(hours=1)
@@ -117,6 +118,27 @@ def count(c, kind, merchant_id, window=(None, None), status=None):
         parts.append(f"(SELECT coalesce(sum(n), 0)::bigint FROM rollups WHERE kind = %(kind)s AND {match}"
                      + (" AND hour >= %(first)s" if hours[0] else "") + " AND hour < %(last)s)")
     return db.value(c, "SELECT " + " + ".join(parts or ["0"]), params)
+
+
+def summary(c, kind, merchant_id, since=None, by_day=False):
+    """The merchant's rows of `kind` created since `since` (a UTC hour; None for all) by status and
+    currency, with their amount; per UTC day too with by_day: rows of {day?, status, currency, n,
+    amount}. The sealed hours from the rollups, the rest counted."""
+    sealed = sealed_until(c, kind)
+    day, group = ("date_trunc('day', at, 'UTC') AS day, ", "1, 2, 3") if by_day else ("", "1, 2")
+    return db.all(c, f"""
+        SELECT {day}status, currency, sum(n)::bigint AS n, sum(amount)::bigint AS amount FROM (
+            SELECT hour AS at, status, currency, n, amount FROM rollups
+             WHERE merchant_id = %(m)s AND kind = %(kind)s AND hour < %(sealed)s::timestamptz
+               AND hour >= coalesce(%(since)s::timestamptz, '-infinity')
+            UNION ALL
+            SELECT created_at, status, currency, 1, amount FROM (
+                SELECT created_at, status, {KINDS[kind]} FROM {kind}
+                 WHERE merchant_id = %(m)s AND created_at >= greatest(coalesce(%(sealed)s::timestamptz, '-infinity'),
+                                                                      coalesce(%(since)s::timestamptz, '-infinity'))
+            ) AS live
+        ) AS t GROUP BY {group} ORDER BY 1
+        """, {"m": merchant_id, "kind": kind, "sealed": sealed, "since": since})
 
 
 def counter(c, kind, merchant_id, status=None):

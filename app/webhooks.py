@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from . import db, jobs, outbound
+from . import db, jobs, outbound, rollups
 from .errors import ApiError, Conflict, NotFound
 from .events import CATALOG, WEBHOOK_TEST
 from .ids import new_id
@@ -156,10 +156,13 @@ def record_attempts(c, results):
 
 # ---- merchant-facing operations -------------------------------------------------------------
 
+LOG_COLUMNS = "id, event, status, attempts, created_at, last_attempt_at, next_retry_at, response_code"
+
+
 def list_logs(c, merchant_id, limit, offset, window=(None, None)):
     """The merchant's webhook logs, newest first."""
-    return db.page(c, "webhook_logs", "id, event, status, attempts, created_at, last_attempt_at, next_retry_at, "
-                       "response_code", "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window)
+    return db.page(c, "webhook_logs", LOG_COLUMNS, "merchant_id = %(m)s", {"m": merchant_id}, limit, offset, window,
+                   count=rollups.counter(c, "webhook_logs", merchant_id))
 
 
 def retry(c, merchant_id, log_id):

@@ -23,6 +23,7 @@ from werkzeug.wrappers import Request, Response
 
 from app import db as app_db, webhooks
 from app.launcher import die_with_parent, gunicorn_cmd
+from app.ids import new_id
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
@@ -316,6 +317,36 @@ def paid_payment(client, db, worker, merchant, amount=50000, method="upi"):
     payment = pay(client, merchant, order["id"], method)
     assert settle(worker, db, payment["id"]) == "success"
     return order, payment
+
+
+def insert_payments(db, merchant_id, payments):
+    """Orders and payments as settlement leaves them, one second apart, the last one newest:
+    `payments` is a list of (amount, status, method). Returns their ids in that order."""
+    ids = []
+    for i, (amount, status, method) in enumerate(payments):
+        order_id, pay_id = new_id("order_"), new_id("pay_")
+        age = {"s": len(payments) - i}
+        db.execute("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
+                   "(%(o)s, %(m)s, %(a)s, %(os)s, now() - make_interval(secs => %(s)s))",
+                   dict(age, o=order_id, m=merchant_id, a=amount, os="paid" if status == "success" else "created"))
+        db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, "
+                   "card_last4, status, error_code, error_description, created_at, updated_at) VALUES "
+                   "(%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, %(vpa)s, %(net)s, %(last4)s, %(status)s, %(err)s, "
+                   "%(desc)s, now() - make_interval(secs => %(s)s), now() - make_interval(secs => %(s)s))",
+                   dict(age, p=pay_id, o=order_id, m=merchant_id, a=amount, method=method, status=status,
+                        vpa="shopper@okbank" if method == "upi" else None,
+                        net="visa" if method == "card" else None, last4="1111" if method == "card" else None,
+                        err="PAYMENT_FAILED" if status == "failed" else None,
+                        desc="declined" if status == "failed" else None))
+        ids.append(pay_id)
+    return ids
+
+
+def insert_webhook_logs(db, merchant_id, n):
+    """n delivered webhook logs, one second apart, the last one newest. Returns their ids in that order."""
+    return [str(db.value("INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, status, created_at) "
+                         "VALUES (%(m)s, 'payment.success', %(e)s, '{}', '{}', 'success', now() - make_interval(secs => %(s)s)) "
+                         "RETURNING id", {"m": merchant_id, "e": new_id("evt_"), "s": n - i})) for i in range(n)]
 
 
 def count(db, table, merchant_id):

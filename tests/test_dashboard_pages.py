@@ -3,32 +3,9 @@ the database. browser/test_dashboard.py drives the same pages in Chromium, with 
 through the running gateway; these tests write the rows directly, so each case is exact and quick."""
 import pytest
 
-from helpers import TIME_RE, new_merchant, page, paid_payment, wait_until
+from helpers import TIME_RE, insert_payments, new_merchant, page, paid_payment, wait_until
 
 from app.ids import new_id
-
-
-def insert_payments(db, merchant_id, payments):
-    """Orders and payments as settlement leaves them, one second apart, the last one newest:
-    `payments` is a list of (amount, status, method). Returns their ids in that order."""
-    ids = []
-    for i, (amount, status, method) in enumerate(payments):
-        order_id, pay_id = new_id("order_"), new_id("pay_")
-        age = {"s": len(payments) - i}
-        db.execute("INSERT INTO orders (id, merchant_id, amount, status, created_at) VALUES "
-                   "(%(o)s, %(m)s, %(a)s, %(os)s, now() - make_interval(secs => %(s)s))",
-                   dict(age, o=order_id, m=merchant_id, a=amount, os="paid" if status == "success" else "created"))
-        db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, "
-                   "card_last4, status, error_code, error_description, created_at, updated_at) VALUES "
-                   "(%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, %(vpa)s, %(net)s, %(last4)s, %(status)s, %(err)s, "
-                   "%(desc)s, now() - make_interval(secs => %(s)s), now() - make_interval(secs => %(s)s))",
-                   dict(age, p=pay_id, o=order_id, m=merchant_id, a=amount, method=method, status=status,
-                        vpa="shopper@okbank" if method == "upi" else None,
-                        net="visa" if method == "card" else None, last4="1111" if method == "card" else None,
-                        err="PAYMENT_FAILED" if status == "failed" else None,
-                        desc="declined" if status == "failed" else None))
-        ids.append(pay_id)
-    return ids
 
 
 @pytest.fixture
@@ -58,15 +35,23 @@ def test_transactions_are_paged_newest_first_and_filtered_by_status(dashboard, t
     rows = first.all("transaction-row")
     assert [r.attrs["data-payment-id"] for r in rows] == made[::-1][:20]
     assert first.one("page-info").text == "1–20 of 22"
-    assert first.one("next-page").attrs["href"] == "/dashboard/transactions?page=2"
+    assert first.one("next-page").attrs["href"] == f"/dashboard/transactions?before={made[2]}"
+    assert not first.all("prev-page")
     row = first.one("transaction-row", data_payment_id=made[2])  # the oldest on this page
     assert row.one("payment-id").text == made[2] and row.one("order-id").text.startswith("order_")
     assert (row.one("amount").text, row.one("method").text, row.one("status").text) == ("₹20,000.00", "upi", "success")
     assert TIME_RE.match(row.one("created-at").text)
 
-    second = page(dashboard.get("/dashboard/transactions?page=2"))
+    second = page(dashboard.get(f"/dashboard/transactions?before={made[2]}"))
     assert [r.attrs["data-payment-id"] for r in second.all("transaction-row")] == [made[1], made[0]]
     assert second.one("page-info").text == "21–22 of 22" and not second.all("next-page")
+    assert second.one("prev-page").attrs["href"] == f"/dashboard/transactions?after={made[1]}"
+    back = page(dashboard.get(f"/dashboard/transactions?after={made[1]}"))
+    assert [r.attrs["data-payment-id"] for r in back.all("transaction-row")] == made[::-1][:20]
+    assert back.one("page-info").text == "1–20 of 22" and not back.all("prev-page")
+    # A cursor that is not one of the merchant's payments starts from the newest.
+    for cursor in ("pay_unknown", "'; --", made[0] + "x"):
+        assert page(dashboard.get(f"/dashboard/transactions?before={cursor}")).one("page-info").text == "1–20 of 22"
 
     failed = page(dashboard.get("/dashboard/transactions?status=failed"))
     [row] = failed.all("transaction-row")
