@@ -266,6 +266,8 @@ def init_app(app):
     app.extensions["db_pool"] = make_pool(app.config["DATABASE_URL"], app.config["DB_POOL_SIZE"])
     app.teardown_appcontext(close_conn)
     app.cli.add_command(seed_command)
+    from .rollups import recount_command  # rollups builds on this module
+    app.cli.add_command(recount_command)
 
 
 @click.command("seed")

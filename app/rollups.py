@@ -16,7 +16,9 @@ whatever the history.
   by a transaction that began at 10:59:59.9 and commits at 11:00:01 carries created_at 10:59:59.9,
   so hour 10 is sealed only once that transaction is over.
 """
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
+
+import click
 
 from . import db
 
@@ -144,3 +146,12 @@ def summary(c, kind, merchant_id, since=None, by_day=False):
 def counter(c, kind, merchant_id, status=None):
     """count() as db.page takes it: the total of the merchant's list for a window."""
     return lambda start, end: count(c, kind, merchant_id, (start, end), status)
+
+
+@click.command("recount-rollups")
+@click.option("--since", default="2000-01-01", show_default=True, help="Count again every hour from this date (UTC).")
+def recount_command(since):
+    """Count the rollups again (after rows were written with triggers off, e.g. a data-only restore)."""
+    start = datetime.fromisoformat(since).replace(tzinfo=timezone.utc)
+    with db.connect(db.pool()) as c:
+        click.echo(f"{seal(c, recount_from=start)} rollup rows written.")

@@ -154,7 +154,7 @@ def seal_rollups(db_url):
         return None
     code = ("from app import create_app, db, rollups\n"
             "app = create_app()\n"
-            "with app.app_context(), db.connect(db.pool()) as c, db.transaction(c):\n"
+            "with app.app_context(), db.connect(db.pool()) as c:\n"
             "    rollups.seal(c)\n")
     t = time.monotonic()
     subprocess.run([common.PY, "-c", code], env=common.app_env(db_url), cwd=common.ROOT, check=True)
@@ -163,9 +163,22 @@ def seal_rollups(db_url):
     return seconds
 
 
-def pages(n):
-    """(label, path, API or dashboard, reported only) for a merchant with n payments."""
+def landmarks(db_url):
+    """Ids the pages need: the payment just before now-OLD_DAYS (or the oldest), for the dashboard's
+    page that far back, and a recent refunded payment with webhook logs, for a payment's page."""
+    with psycopg.connect(db_url) as c:
+        old = c.execute("SELECT id FROM payments WHERE merchant_id = %(m)s ORDER BY created_at <= now() - %(d)s * interval '1 day' "
+                        "DESC, created_at DESC LIMIT 1", {"m": common.TEST_MERCHANT_ID, "d": OLD_DAYS}).fetchone()[0]
+        refunded = c.execute("SELECT payment_id FROM refunds WHERE merchant_id = %(m)s ORDER BY created_at DESC LIMIT 1",
+                             {"m": common.TEST_MERCHANT_ID}).fetchone()[0]
+    return {"old": old, "refunded": refunded}
+
+
+def pages(n, ids=None):
+    """(label, path, API or dashboard, reported only) for a merchant with n payments; ids from
+    landmarks() (None: for the labels alone)."""
     old = int(time.time()) - OLD_DAYS * 86400
+    ids = ids or {"old": "", "refunded": ""}
     return [
         ("GET /api/v1/orders?count=10", "/api/v1/orders?count=10", "api", False),
         ("GET /api/v1/payments?count=10", "/api/v1/payments?count=10", "api", False),
@@ -180,6 +193,9 @@ def pages(n):
         ("GET /dashboard/transactions", "/dashboard/transactions", "dashboard", False),
         ("GET /dashboard/transactions?status=failed", "/dashboard/transactions?status=failed", "dashboard", False),
         ("GET /dashboard/webhooks", "/dashboard/webhooks", "dashboard", False),
+        (f"GET /dashboard/transactions?before=<a payment {OLD_DAYS}d back>", f"/dashboard/transactions?before={ids['old']}",
+         "dashboard", False),
+        ("GET /dashboard/transactions/<a refunded payment>", f"/dashboard/transactions/{ids['refunded']}", "dashboard", False),
     ]
 
 
@@ -193,13 +209,13 @@ def sign_in(session, base):
         sys.exit(f"dashboard sign-in failed: {r.status_code} {r.text[:300]}")
 
 
-def measure(base, n):
+def measure(base, n, ids):
     """{label: median ms, or the failing status as a string}, and the reported-only labels."""
     api, browser = requests.Session(), requests.Session()
     api.headers.update(common.AUTH)
     sign_in(browser, base)
     out, reported = {}, set()
-    for label, path, kind, only_reported in pages(n):
+    for label, path, kind, only_reported in pages(n, ids):
         session = api if kind == "api" else browser
         times, failed = [], None
         for k in range(WARMUPS + TIMED):
@@ -310,7 +326,7 @@ def main():
             seal_rollups(db_url)
             server = common.Server("api", common.app_env(db_url), log_dir, args.workers, args.threads)
             try:
-                results[n], only = measure(server.url, n)
+                results[n], only = measure(server.url, n, landmarks(db_url))
                 reported |= only
             finally:
                 server.stop()
