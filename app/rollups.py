@@ -38,7 +38,12 @@ def _floor(t):
 
 def _ceil(t):
     f = _floor(t)
-    return f if f == t else f + HOUR
+    if f == t:
+        return f
+    try:
+        return f + HOUR
+    except OverflowError:  # the last hour of year 9999: nothing can be later
+        return None
 
 
 def horizon(c):
@@ -96,9 +101,13 @@ def count(c, kind, merchant_id, window=(None, None), status=None):
     """The exact number of the merchant's rows of `kind` with created_at in window ((from, to) as
     datetimes, to exclusive, None for open) and, optionally, this status."""
     lo, hi = window
+    if lo and hi and lo >= hi:
+        return 0
     sealed = sealed_until(c, kind)
     first = _ceil(lo) if lo else None  # the whole sealed hours inside the window: [first, last)
     last = min(_floor(hi), sealed) if hi and sealed else sealed
+    if lo and first is None:  # the window starts in the last hour there is
+        last = None
     params = {"m": merchant_id, "kind": kind, "status": status}
     match = "merchant_id = %(m)s" + (" AND status = %(status)s" if status else "")
     if last is None or (first is not None and first >= last):

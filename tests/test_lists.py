@@ -166,3 +166,11 @@ def test_from_and_to_are_served_by_a_merchant_and_created_at_index(app, world, n
     for plan in on_table:
         conds = [n.get("Index Cond", "") for n in _nodes(plan) if n.get("Relation Name") == LISTS[name][1]]
         assert any("merchant_id =" in x and "created_at >=" in x and "created_at <" in x for x in conds), plan
+
+
+@pytest.mark.parametrize("name", list(LISTS))
+def test_windows_at_the_edge_of_time_are_empty_lists(client, world, name):
+    """The last hour of year 9999 has no next hour to count the rollups from: still an empty list."""
+    for query in ("?from=253402300797&to=0", "?from=253402300797", "?from=253402300000&to=253402300798"):
+        body = _get(client, world, _path(name, world) + query)
+        assert (body["data"], body["total"]) == ([], 0), query
