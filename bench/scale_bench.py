@@ -16,10 +16,9 @@ size and the ratio largest/smallest. Exit status 1 when a page answered anything
 `to=<now-80d>` rows find nothing below 880,000 payments (80 days): there they time the index
 seek alone.
 
---explain prints EXPLAIN (ANALYZE, BUFFERS) of the list and dashboard queries at the largest size:
-the SQL of app/db.py page() and app/dashboard_data.py, copied here (nothing in bench/ imports the
-gateway), planned for these parameter values; the gateway's prepared statements may switch to a
-generic plan after their fifth run.
+--explain prints EXPLAIN (ANALYZE, BUFFERS) of every statement the pages run at the largest size
+(bench/explain_pages.py calls the gateway's own functions) and fails when one reads a whole table;
+the gateway's prepared statements may switch to a generic plan after their fifth run.
 """
 import argparse
 import re
@@ -27,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 
 import psycopg
 import requests
@@ -238,68 +236,13 @@ def measure(base, n, ids):
 
 # ---- --explain: the gateway's list and dashboard SQL ----------------------------------------------
 
-PAYMENT_COLUMNS = ("id, order_id, merchant_id, amount, currency, method, status, vpa, card_network, card_last4, "
-                   "captured, error_code, error_description, notes, created_at, updated_at")
-ORDER_COLUMNS = "id, merchant_id, amount, currency, receipt, notes, status, created_at, updated_at"
-REFUND_COLUMNS = ("id, payment_id, merchant_id, amount, reason, receipt, notes, status, created_at, processed_at, "
-                  "(SELECT p.currency FROM payments p WHERE p.id = refunds.payment_id) AS currency")
-WEBHOOK_COLUMNS = "id, event, status, attempts, created_at, last_attempt_at, next_retry_at, response_code"
-
-
-def page_sql(table, columns, where):
-    """app/db.py page(): the exact total, then one page newest first."""
-    return [f"SELECT count(*) FROM {table} WHERE {where}",
-            f"SELECT {columns} FROM {table} WHERE {where} ORDER BY created_at DESC, id DESC "
-            f"LIMIT %(limit)s OFFSET %(offset)s"]
-
-
-def explain_queries(n):
-    """(title, [sql], params) of every list the pages above read."""
-    m = "merchant_id = %(m)s"
-    old = "merchant_id = %(m)s AND created_at < %(to_at)s"
-    return [
-        ("GET /api/v1/payments", page_sql("payments", PAYMENT_COLUMNS, m), {}),
-        ("GET /api/v1/payments?status=failed (and /dashboard/transactions?status=failed, 20 a page)",
-         page_sql("payments", PAYMENT_COLUMNS, m + " AND status = %(status)s"), {"status": "failed"}),
-        (f"GET /api/v1/payments?to=<now-{OLD_DAYS}d>", page_sql("payments", PAYMENT_COLUMNS, old), {}),
-        ("GET /api/v1/payments?skip=<N-20>", page_sql("payments", PAYMENT_COLUMNS, m)[1:], {"offset": max(n - 20, 0)}),
-        ("GET /api/v1/orders", page_sql("orders", ORDER_COLUMNS, m), {}),
-        (f"GET /api/v1/orders?to=<now-{OLD_DAYS}d>", page_sql("orders", ORDER_COLUMNS, old), {}),
-        ("GET /api/v1/refunds", page_sql("refunds", REFUND_COLUMNS, m), {}),
-        ("GET /api/v1/webhooks (and /dashboard/webhooks, 20 a page)", page_sql("webhook_logs", WEBHOOK_COLUMNS, m), {}),
-        ("GET /dashboard: stats() and payments_per_day() of app/dashboard_data.py", [
-            """SELECT count(*) AS total,
-                      count(*) FILTER (WHERE status = 'success') AS succeeded,
-                      count(*) FILTER (WHERE status = 'failed') AS failed
-                 FROM payments WHERE merchant_id = %(m)s""",
-            "SELECT currency, sum(amount) AS amount FROM payments WHERE merchant_id = %(m)s AND status = 'success' "
-            "GROUP BY currency ORDER BY currency <> 'INR', currency",
-            """SELECT d::date AS day, count(p.id) AS total, count(p.id) FILTER (WHERE p.status = 'success') AS succeeded
-                 FROM generate_series((now() AT TIME ZONE 'UTC')::date - (%(days)s - 1), (now() AT TIME ZONE 'UTC')::date,
-                                      interval '1 day') AS d
-                 LEFT JOIN payments p
-                        ON p.merchant_id = %(m)s
-                       AND p.created_at >= d AT TIME ZONE 'UTC'
-                       AND p.created_at < (d + interval '1 day') AT TIME ZONE 'UTC'
-                GROUP BY d ORDER BY d"""], {"days": 14}),
-    ]
-
-
 def explain(db_url, n):
-    """EXPLAIN (ANALYZE, BUFFERS) of explain_queries(n), printed."""
-    # page() turns to=T into created_at < T + 1 s
-    to_at = datetime.fromtimestamp(int(time.time()) - OLD_DAYS * 86400 + 1, timezone.utc)
-    base = {"m": common.TEST_MERCHANT_ID, "limit": 10, "offset": 0, "to_at": to_at}
-    print(f"\n## EXPLAIN (ANALYZE, BUFFERS) at {n:,} payments\n")
-    with psycopg.connect(db_url, autocommit=True) as c:
-        c.execute("SET timezone = 'UTC'")
-        for title, statements, params in explain_queries(n):
-            print(f"### {title}\n")
-            for sql in statements:
-                print("    " + " ".join(sql.split()))
-                for (line,) in c.execute("EXPLAIN (ANALYZE, BUFFERS) " + sql, dict(base, **params)):
-                    print("      " + line)
-                print()
+    """EXPLAIN (ANALYZE, BUFFERS) of every statement the pages run (bench/explain_pages.py, which
+    calls the gateway's own functions); False when a plan reads a whole table."""
+    print(f"\n## EXPLAIN (ANALYZE, BUFFERS) at {n:,} payments\n", flush=True)
+    done = subprocess.run([common.PY, str(common.ROOT / "bench" / "explain_pages.py"), common.TEST_MERCHANT_ID],
+                          env=dict(common.app_env(db_url), PYTHONPATH=str(common.ROOT)), cwd=common.ROOT)
+    return done.returncode == 0
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -314,6 +257,7 @@ def main():
     args = ap.parse_args()
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",")})
     results, seeded, reported = {}, {}, set()
+    failed_explain = False
     settings = common.pg_settings(common.server_url())
     with psycopg.connect(common.server_url()) as c:
         settings += f", jit {c.execute('SHOW jit').fetchone()[0]}"  # it compiles the overview's chart query at 200,000
@@ -330,8 +274,8 @@ def main():
                 reported |= only
             finally:
                 server.stop()
-            if args.explain and n == sizes[-1]:
-                explain(db_url, n)
+            if args.explain and n == sizes[-1] and not explain(db_url, n):
+                failed_explain = True
             if not args.keep:
                 with psycopg.connect(common.server_url(), autocommit=True) as c:
                     c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -353,6 +297,8 @@ def main():
         print(f"| {name} | " + " | ".join(x if isinstance(x, str) else f"{x:.1f}" for x in cells) + f" | {ratio} |")
     if failed:
         sys.exit("some page did not answer 200 (see above)")
+    if failed_explain:
+        sys.exit("some page reads a whole table (see the plans above)")
 
 
 if __name__ == "__main__":
