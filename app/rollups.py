@@ -22,27 +22,29 @@ import click
 
 from . import db
 
-KINDS = {  # kind (the table counted) -> what its rollup sums; currency '' where there is none
-    "payments": "currency, amount",
-    "orders": "currency, amount",
-    "refunds": "'' AS currency, amount",
-    "webhook_logs": "'' AS currency, 0 AS amount",
+KINDS = {  # kind (the table counted) -> its currency and amount: '' and 0 where it has none
+    "payments": {"currency": "currency", "amount": "amount"},
+    "orders": {"currency": "currency", "amount": "amount"},
+    "refunds": {"currency": "''", "amount": "amount"},
+    "webhook_logs": {"currency": "''", "amount": "0"},
 }
 LOCK = 7240002  # exclusive while sealing; the trigger takes it shared
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
 
 
-def _floor(t):
-    return t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+def _floor(t, unit=None):
+    t = t.astimezone(timezone.utc).replace(minute=0, second=0, microsecond=0)
+    return t.replace(hour=0) if unit == DAY else t
 
 
-def _ceil(t):
-    f = _floor(t)
+def _ceil(t, unit=None):
+    f = _floor(t, unit)
     if f == t:
         return f
     try:
-        return f + HOUR
-    except OverflowError:  # the last hour of year 9999: nothing can be later
+        return f + (unit or HOUR)
+    except OverflowError:  # the last hour or day of year 9999: nothing can be later
         return None
 
 
@@ -69,6 +71,7 @@ def seal(c, recount_from=None):
         if recount_from is not None:
             recount_from = _floor(recount_from)
             db.execute(c, "DELETE FROM rollups WHERE hour >= %(t)s", {"t": recount_from})
+            db.execute(c, "DELETE FROM rollups_daily WHERE day >= %(t)s", {"t": _floor(recount_from, DAY)})
         for row in db.all(c, "SELECT kind, sealed_until FROM rollups_sealed"):
             kind, since = row["kind"], row["sealed_until"]
             if kind not in KINDS:
@@ -81,12 +84,25 @@ def seal(c, recount_from=None):
             written += db.execute(c, f"""
                 INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
                 SELECT merchant_id, %(kind)s, date_trunc('hour', created_at, 'UTC'), status, currency, count(*), sum(amount)
-                  FROM (SELECT merchant_id, created_at, status, {KINDS[kind]} FROM {kind}
+                  FROM (SELECT merchant_id, created_at, status, {KINDS[kind]["currency"]} AS currency,
+                               {KINDS[kind]["amount"]} AS amount FROM {kind}
                          WHERE created_at < %(end)s{' AND created_at >= %(since)s' if since else ''}) AS rows
                  GROUP BY 1, 3, 4, 5
                 ON CONFLICT (merchant_id, kind, hour, status, currency)
                 DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount
                 """, {"kind": kind, "since": since, "end": end})
+            # The days that are now whole: the sums of their hours (a day left half counted by a
+            # recount starts over from its hours, which are all there).
+            day_from = _floor(since, DAY) if since else None
+            if day_from:
+                db.execute(c, "DELETE FROM rollups_daily WHERE kind = %(kind)s AND day >= %(from)s",
+                           {"kind": kind, "from": day_from})
+            written += db.execute(c, f"""
+                INSERT INTO rollups_daily (merchant_id, kind, day, status, currency, n, amount)
+                SELECT merchant_id, kind, date_trunc('day', hour, 'UTC'), status, currency, sum(n), sum(amount)
+                  FROM rollups WHERE kind = %(kind)s AND hour < %(to)s{' AND hour >= %(from)s' if day_from else ''}
+                 GROUP BY 1, 2, 3, 4, 5
+                """, {"kind": kind, "from": day_from, "to": _floor(end, DAY)})
             db.execute(c, "UPDATE rollups_sealed SET sealed_until = %(end)s WHERE kind = %(kind)s", {"kind": kind, "end": end})
     return written
 
@@ -97,59 +113,65 @@ def sealed_until(c, kind):
     return db.value(c, "SELECT sealed_until FROM rollups_sealed WHERE kind = %(kind)s", {"kind": kind})
 
 
+def _pieces(lo, hi, sealed):
+    """A window [lo, hi) (None: open) cut into what counts it cheapest: ("days", start, end) of
+    rollups_daily, ("hours", …) of rollups, ("rows", …) of the table itself, in that order of
+    preference; every piece non-empty, together exactly the window."""
+    first = _ceil(lo) if lo else None  # the whole sealed hours: [first, last)
+    last = min(_floor(hi), sealed) if hi and sealed else sealed
+    if last is None or (lo and first is None) or (first is not None and first >= last):
+        return [("rows", lo, hi)]
+    day_first = _ceil(first, DAY) if first else None  # the whole days among them: [day_first, day_last)
+    day_last = _floor(last, DAY)
+    if first and (day_first is None or day_first >= day_last):
+        middle = [("hours", first, last)]
+    else:
+        middle = ([("hours", first, day_first)] if first else []) + [("days", day_first, day_last), ("hours", day_last, last)]
+    pieces = ([("rows", lo, first)] if lo else []) + middle + [("rows", last, hi)]
+    return [p for p in pieces if p[1] is None or p[2] is None or p[1] < p[2]]
+
+
+def _select(kind, pieces, columns, match, params):
+    """One SELECT per piece of the merchant's rows, `columns` a dict of (rollup, row) expressions."""
+    selects = []
+    for i, (source, start, end) in enumerate(pieces):
+        table, at = {"days": ("rollups_daily", "day"), "hours": ("rollups", "hour"), "rows": (kind, "created_at")}[source]
+        where = match + ("" if source == "rows" else " AND kind = %(kind)s")
+        if start is not None:
+            where, params[f"s{i}"] = where + f" AND {at} >= %(s{i})s", start
+        if end is not None:
+            where, params[f"e{i}"] = where + f" AND {at} < %(e{i})s", end
+        pick = ", ".join(expr[source == "rows"].replace("{at}", at) for expr in columns.values())
+        selects.append(f"SELECT {pick} FROM {table} WHERE {where}")
+    return selects
+
+
 def count(c, kind, merchant_id, window=(None, None), status=None):
     """The exact number of the merchant's rows of `kind` with created_at in window ((from, to) as
     datetimes, to exclusive, None for open) and, optionally, this status."""
     lo, hi = window
     if lo and hi and lo >= hi:
         return 0
-    sealed = sealed_until(c, kind)
-    first = _ceil(lo) if lo else None  # the whole sealed hours inside the window: [first, last)
-    last = min(_floor(hi), sealed) if hi and sealed else sealed
-    if lo and first is None:  # the window starts in the last hour there is
-        last = None
     params = {"m": merchant_id, "kind": kind, "status": status}
     match = "merchant_id = %(m)s" + (" AND status = %(status)s" if status else "")
-    if last is None or (first is not None and first >= last):
-        hours, ranges = None, [(lo, hi)]
-    else:  # the rollups cover [first, last); the rows around them are counted
-        hours, ranges = (first, last), ([(lo, first)] if lo else []) + [(last, hi)]
-    parts = []
-    for i, (start, end) in enumerate(ranges):
-        if start is not None and end is not None and start >= end:
-            continue
-        bounds = ""
-        if start is not None:
-            bounds, params[f"s{i}"] = bounds + f" AND created_at >= %(s{i})s", start
-        if end is not None:
-            bounds, params[f"e{i}"] = bounds + f" AND created_at < %(e{i})s", end
-        parts.append(f"(SELECT count(*) FROM {kind} WHERE {match}{bounds})")
-    if hours:
-        params["first"], params["last"] = hours
-        parts.append(f"(SELECT coalesce(sum(n), 0)::bigint FROM rollups WHERE kind = %(kind)s AND {match}"
-                     + (" AND hour >= %(first)s" if hours[0] else "") + " AND hour < %(last)s)")
-    return db.value(c, "SELECT " + " + ".join(parts or ["0"]), params)
+    parts = _select(kind, _pieces(lo, hi, sealed_until(c, kind)), {"n": ("coalesce(sum(n), 0)::bigint", "count(*)")},
+                    match, params)
+    return db.value(c, "SELECT " + " + ".join(f"({p})" for p in parts), params)
 
 
 def summary(c, kind, merchant_id, since=None, by_day=False):
-    """The merchant's rows of `kind` created since `since` (a UTC hour; None for all) by status and
-    currency, with their amount; per UTC day too with by_day: rows of {day?, status, currency, n,
-    amount}. The sealed hours from the rollups, the rest counted."""
-    sealed = sealed_until(c, kind)
+    """The merchant's rows of `kind` created since `since` (None for all) by status and currency,
+    with their amount; per UTC day too with by_day: rows of {day?, status, currency, n, amount}."""
+    params = {"m": merchant_id, "kind": kind}
+    columns = {"at": ("{at}", "{at}"), "status": ("status", "status"), "currency": ("currency", KINDS[kind]["currency"]),
+               "n": ("n", "1"), "amount": ("amount", KINDS[kind]["amount"])}
+    rows = _select(kind, _pieces(since, None, sealed_until(c, kind)), columns, "merchant_id = %(m)s", params)
     day, group = ("date_trunc('day', at, 'UTC') AS day, ", "1, 2, 3") if by_day else ("", "1, 2")
     return db.all(c, f"""
-        SELECT {day}status, currency, sum(n)::bigint AS n, sum(amount)::bigint AS amount FROM (
-            SELECT hour AS at, status, currency, n, amount FROM rollups
-             WHERE merchant_id = %(m)s AND kind = %(kind)s AND hour < %(sealed)s::timestamptz
-               AND hour >= coalesce(%(since)s::timestamptz, '-infinity')
-            UNION ALL
-            SELECT created_at, status, currency, 1, amount FROM (
-                SELECT created_at, status, {KINDS[kind]} FROM {kind}
-                 WHERE merchant_id = %(m)s AND created_at >= greatest(coalesce(%(sealed)s::timestamptz, '-infinity'),
-                                                                      coalesce(%(since)s::timestamptz, '-infinity'))
-            ) AS live
-        ) AS t GROUP BY {group} ORDER BY 1
-        """, {"m": merchant_id, "kind": kind, "sealed": sealed, "since": since})
+        SELECT {day}status, currency, sum(n)::bigint AS n, sum(amount)::bigint AS amount
+          FROM ({" UNION ALL ".join(rows)}) AS t (at, status, currency, n, amount)
+         GROUP BY {group} ORDER BY 1
+        """, params)
 
 
 def counter(c, kind, merchant_id, status=None):

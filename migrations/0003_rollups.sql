@@ -15,6 +15,19 @@ CREATE TABLE rollups (
     PRIMARY KEY (merchant_id, kind, hour, status, currency)
 );
 
+-- The same per UTC day, for every day wholly before sealed_until: the sums of its hours, so a total
+-- over years reads a row a day, not 24.
+CREATE TABLE rollups_daily (
+    merchant_id uuid NOT NULL,
+    kind        text NOT NULL,
+    day         timestamptz NOT NULL,        -- date_trunc('day', created_at, 'UTC')
+    status      text NOT NULL,
+    currency    text NOT NULL DEFAULT '',
+    n           bigint NOT NULL,
+    amount      bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (merchant_id, kind, day, status, currency)
+);
+
 -- Every row of the kind created before sealed_until is counted in rollups; newer rows are counted
 -- from the table itself. NULL: nothing sealed yet.
 CREATE TABLE rollups_sealed (
@@ -44,6 +57,13 @@ BEGIN
                 r ->> 'status', coalesce(r ->> 'currency', ''), sign, sign * coalesce((r ->> 'amount')::bigint, 0))
         ON CONFLICT (merchant_id, kind, hour, status, currency)
         DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
+        IF (r ->> 'created_at')::timestamptz < date_trunc('day', sealed, 'UTC') THEN
+            INSERT INTO rollups_daily AS t (merchant_id, kind, day, status, currency, n, amount)
+            VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('day', (r ->> 'created_at')::timestamptz, 'UTC'),
+                    r ->> 'status', coalesce(r ->> 'currency', ''), sign, sign * coalesce((r ->> 'amount')::bigint, 0))
+            ON CONFLICT (merchant_id, kind, day, status, currency)
+            DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
+        END IF;
     END LOOP;
     RETURN NULL;
 END $$;
