@@ -81,26 +81,40 @@ CREATE TABLE IF NOT EXISTS refunds (
 );
 CREATE INDEX IF NOT EXISTS refunds_payment_id ON refunds (payment_id);
 
+-- One partition per UTC day of created_at, webhook_logs_pYYYYMMDD, created ahead by
+-- app/partitions.py (`migrate` and the worker) and dropped whole once past the retention
+-- (WEBHOOK_LOG_RETENTION_DAYS); the DEFAULT partition takes the rows of a day that has none yet,
+-- so an insert never fails, and they move to their day's partition when it is created. A database
+-- upgraded with logs also has webhook_logs_legacy: its rows from before, up to the end of the day of
+-- the newest (migrations/0004).
 CREATE TABLE IF NOT EXISTS webhook_logs (
-    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    merchant_id     uuid NOT NULL REFERENCES merchants (id),
+    id              uuid NOT NULL DEFAULT gen_random_uuid(),
+    merchant_id     uuid NOT NULL CONSTRAINT webhook_logs_merchant_id_fkey REFERENCES merchants (id),
     event           text NOT NULL,
-    event_id        text NOT NULL UNIQUE,     -- evt_…, the webhook-id header, stable across retries
+    event_id        text NOT NULL,            -- evt_…, the webhook-id header, stable across retries
     payload         jsonb NOT NULL,
     body            text NOT NULL,            -- the exact bytes signed and sent on every attempt
     -- pending: to be (re)delivered; success: a 2xx came back; failed: all attempts used up
-    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'success', 'failed')),
-    attempts        integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+    status          text NOT NULL DEFAULT 'pending'
+                    CONSTRAINT webhook_logs_status_check CHECK (status IN ('pending', 'success', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0 CONSTRAINT webhook_logs_attempts_check CHECK (attempts >= 0),
     last_attempt_at timestamptz,
     next_retry_at   timestamptz,
     response_code   integer,
     response_body   text,
     job_id          bigint,                   -- its delivery job (one at a time), reused by a manual retry
-    created_at      timestamptz NOT NULL DEFAULT now()
-);
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    -- The ids are random (uuid4, evt_ + 16 random characters): unique with their time is unique.
+    -- A unique index of a partitioned table must hold the partition key.
+    CONSTRAINT webhook_logs_pkey PRIMARY KEY (id, created_at),
+    CONSTRAINT webhook_logs_event_id_key UNIQUE (event_id, created_at)
+) PARTITION BY RANGE (created_at);
 CREATE INDEX IF NOT EXISTS webhook_logs_merchant_id ON webhook_logs (merchant_id, created_at DESC);
 CREATE INDEX IF NOT EXISTS webhook_logs_status ON webhook_logs (status);
 CREATE INDEX IF NOT EXISTS webhook_logs_next_retry ON webhook_logs (next_retry_at) WHERE status = 'pending';
+CREATE TABLE IF NOT EXISTS webhook_logs_default PARTITION OF webhook_logs DEFAULT;
+-- A payment's page lists the events that carry it.
+CREATE INDEX IF NOT EXISTS webhook_logs_payment ON webhook_logs ((payload -> 'data' -> 'payment' ->> 'id'));
 
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key          text NOT NULL,

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import create_app, db, idempotency, jobs, logs, metrics, migrate, outbound, payments, refunds, rollups, webhooks
+from app import (create_app, db, idempotency, jobs, logs, metrics, migrate, outbound, partitions, payments, refunds,
+                 rollups, webhooks)
 
 log = logging.getLogger("worker")
 
@@ -263,7 +264,7 @@ class Worker:
         if attempts is None:
             # One read for the whole batch: bodies, attempts, and the merchants' URL and secret now.
             with db.connect(self.db) as c:
-                attempts = webhooks.load_attempts(c, [p["log_id"] for _, p in items])
+                attempts = webhooks.load_attempts(c, [p for _, p in items])
         deferred = []
         with self.lock:
             for job_id, payload in items:
@@ -315,9 +316,9 @@ class Worker:
                 ok, code, body = webhooks.post(self.http, attempt, self.settings["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
                                                self.settings["WEBHOOK_ALLOWED_HOSTS"])
             status, wait = webhooks.outcome(attempt["attempts"], ok, self.settings["WEBHOOK_RETRY_INTERVALS"])
-            self.results.put({"job_id": job_id, "lease": lease, "log_id": str(attempt["id"]), "status": status,
-                              "wait": wait, "code": code, "body": body, "ms": (time.perf_counter() - t0) * 1000,
-                              "request_id": request_id})
+            self.results.put({"job_id": job_id, "lease": lease, "log_id": str(attempt["id"]),
+                              "created_at": attempt["created_at"], "status": status, "wait": wait, "code": code,
+                              "body": body, "ms": (time.perf_counter() - t0) * 1000, "request_id": request_id})
         finally:
             self._finished(job_id)
 
@@ -368,6 +369,9 @@ class Worker:
         s.add_job(self._duty, "interval", minutes=10, args=["delete expired idempotency keys", idempotency.delete_expired])
         s.add_job(self._duty, "interval", minutes=5, args=["trim finished jobs", jobs.trim])
         s.add_job(self._duty, "interval", minutes=1, args=["seal rollups", rollups.seal], next_run_time=_now())
+        # webhook_logs' days: the expired ones dropped, the next ones created (logged by partitions).
+        s.add_job(self._duty, "interval", hours=1, next_run_time=_now(), kwargs={"quiet": True}, args=[
+            "webhook log partitions", lambda c: partitions.maintain(c, self.settings["WEBHOOK_LOG_RETENTION_DAYS"])])
         s.add_job(self.extend_leases, "interval", seconds=max(1.0, self.lease_s / 3))
         s.start()
         return s

@@ -36,6 +36,17 @@ def retry_intervals(test_mode, raw):
     return [5, 10, 15, 20] if test_mode else [60, 300, 1800, 7200]
 
 
+def retention_days(raw, default=30):
+    """WEBHOOK_LOG_RETENTION_DAYS: whole days a webhook log is kept (at least); unset or 0: 30."""
+    raw = (raw or "").strip()
+    if not raw.isdigit():
+        if raw:
+            raise ValueError(f"WEBHOOK_LOG_RETENTION_DAYS {raw!r}: expected a whole number of days "
+                             f"(0 or unset: {default})")
+        return default
+    return int(raw) or default
+
+
 def allowed_hosts(raw):
     """Where webhooks may go although it is a private address: a comma list of exact host names, any
     case, each alone (every port) or with a port (`test_merchant:3002`, `[::1]:3002`). Returns the
@@ -118,6 +129,8 @@ def load(env=None):
         "JOB_LEASE_SECONDS": float(env.get("JOB_LEASE_SECONDS", "30")),
         "WEBHOOK_THREADS": int(env.get("WEBHOOK_THREADS", "16")),
         "WEBHOOK_PER_MERCHANT": int(env.get("WEBHOOK_PER_MERCHANT", "4")),
+        # webhook_logs' days older than this are dropped (app/partitions.py)
+        "WEBHOOK_LOG_RETENTION_DAYS": retention_days(env.get("WEBHOOK_LOG_RETENTION_DAYS")),
         # /metrics: when set, only with `Authorization: Bearer <token>` (docs/metrics.md)
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "WORKER_METRICS_PORT": int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,

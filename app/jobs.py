@@ -36,25 +36,30 @@ def insert_sql(kind, payload_sql, source):
     return f"INSERT INTO jobs (kind, payload) SELECT '{kind}', {payload_sql} FROM {source}"
 
 
-def enqueue_many(c, kind, payloads, delay_seconds=0.0, lease=None):
+def enqueue_many(c, kind, payloads, delay_seconds=0.0, lease=None, stamp=None):
     """Insert jobs of one kind in one statement; returns their rows (id, payload). With
     lease=(lease_id, seconds) they start leased to the calling worker, which runs them right
     after its commit without claiming them again. A job enqueued while a request (or a job of one)
-    is handled carries its request_id, which the worker's lines about it name."""
+    is handled carries its request_id, which the worker's lines about it name. With stamp (a
+    key), each payload also gets the transaction's time, now(), under that key: the time of what
+    the caller writes in the same transaction (webhooks: the log's created_at)."""
     lease_id, lease_s = lease or (None, 0)
     request_id = logs.current_request_id()
     if request_id:
         payloads = [{"request_id": request_id, **p} for p in payloads]
     return db.all(c, """
         INSERT INTO jobs (kind, payload, next_run_at, status, lease_id, locked_until, attempts)
-        SELECT %(kind)s, p.payload, now() + make_interval(secs => %(delay)s),
+        SELECT %(kind)s,
+               CASE WHEN %(stamp)s::text IS NULL THEN p.payload
+                    ELSE p.payload || jsonb_build_object(%(stamp)s::text, now()) END,
+               now() + make_interval(secs => %(delay)s),
                CASE WHEN %(lease)s::uuid IS NULL THEN 'pending' ELSE 'processing' END, %(lease)s::uuid,
                CASE WHEN %(lease)s::uuid IS NULL THEN NULL ELSE now() + make_interval(secs => %(lease_s)s) END,
                CASE WHEN %(lease)s::uuid IS NULL THEN 0 ELSE 1 END
           FROM unnest(%(payloads)s::jsonb[]) AS p(payload)
         RETURNING id, payload
         """, {"kind": kind, "payloads": [json.dumps(p) for p in payloads], "delay": float(delay_seconds),
-              "lease": lease_id, "lease_s": float(lease_s)})
+              "lease": lease_id, "lease_s": float(lease_s), "stamp": stamp})
 
 
 def claim(c, lease_id, limit, lease_seconds, exclude_kinds=()):

@@ -107,6 +107,33 @@ def seal(c, recount_from=None):
     return written
 
 
+def count_in(c, kind, table):
+    """Count in the rows of `table` (attached to `kind` as a partition, so no INSERT trigger saw
+    them) where they fall in sealed hours and days, as the trigger would have: in the caller's
+    transaction, after the attach."""
+    db.execute(c, "SELECT pg_advisory_xact_lock_shared(%(lock)s)", {"lock": LOCK})
+    sealed = sealed_until(c, kind)
+    if sealed is None:
+        return
+    for rollup, at, bound in (("rollups", "hour", sealed), ("rollups_daily", "day", _floor(sealed, DAY))):
+        db.execute(c, f"""
+            INSERT INTO {rollup} AS t (merchant_id, kind, {at}, status, currency, n, amount)
+            SELECT merchant_id, %(kind)s, date_trunc('{at}', created_at, 'UTC'), status, {KINDS[kind]["currency"]},
+                   count(*), sum({KINDS[kind]["amount"]})
+              FROM {table} WHERE created_at < %(bound)s GROUP BY 1, 3, 4, 5
+            ON CONFLICT (merchant_id, kind, {at}, status, currency)
+            DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount
+            """, {"kind": kind, "bound": bound})
+
+
+def forget(c, kind, start, end):
+    """Delete the rollups of [start, end) (whole UTC days; start None: from the first), in the transaction that dropped every
+    row of `kind` in that time, after the drop (which waited for any change to them)."""
+    for rollup, at in (("rollups", "hour"), ("rollups_daily", "day")):
+        db.execute(c, f"DELETE FROM {rollup} WHERE kind = %(kind)s AND {at} < %(e)s "
+                      f"AND {at} >= coalesce(%(s)s::timestamptz, '-infinity')", {"kind": kind, "s": start, "e": end})
+
+
 def sealed_until(c, kind):
     """Where the kind's rollups end (None: nothing sealed yet). It only ever moves forward, so a
     value read a moment ago is still a correct bound: the hours before it stay sealed."""

@@ -61,9 +61,10 @@ def emit_events(c, events, lease=None):
     caller's transaction. Callers emit only for merchants with a webhook URL (read in that
     transaction); one cleared meanwhile gets no log row, and its job finds nothing to send. The
     body is serialised here, once; every attempt sends these exact bytes. With a lease (see
-    jobs.enqueue_many) the jobs start leased to the calling worker. Returns, per log written,
-    (job_id, job payload, attempt): the attempt is what load_attempts() would read, so a worker
-    that emits can send at once without reading it back."""
+    jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its
+    log's created_at, the partition key, so that the worker reads the log from one partition.
+    Returns, per log written, (job_id, job payload, attempt): the attempt is what load_attempts()
+    would read, so a worker that emits can send at once without reading it back."""
     if not events:
         return []
     now = int(time.time())
@@ -80,19 +81,22 @@ def emit_events(c, events, lease=None):
                                     separators=(",", ":"), ensure_ascii=False))
     with db.transaction(c):
         queued = jobs.enqueue_many(c, DELIVER, [{"log_id": i, "merchant_id": m} for i, m in zip(logs["id"], logs["m"])],
-                                   lease=lease)
+                                   lease=lease, stamp="created_at")
         payload_of = {r["payload"]["log_id"]: r for r in queued}
         rows = db.all(c, """
             WITH logs AS (
-                INSERT INTO webhook_logs (id, merchant_id, event, event_id, payload, body, next_retry_at, job_id)
-                SELECT t.id, t.m, t.e, t.i, t.b::jsonb, t.b, now(), t.j
-                  FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(e)s::text[], %(i)s::text[], %(b)s::text[], %(j)s::bigint[])
-                       AS t(id, m, e, i, b, j)
+                INSERT INTO webhook_logs (id, merchant_id, event, event_id, payload, body, next_retry_at, job_id,
+                                          created_at)
+                SELECT t.id, t.m, t.e, t.i, t.b::jsonb, t.b, now(), t.j, t.at
+                  FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(e)s::text[], %(i)s::text[], %(b)s::text[],
+                              %(j)s::bigint[], %(at)s::timestamptz[]) AS t(id, m, e, i, b, j, at)
                   JOIN merchants ON merchants.id = t.m AND merchants.webhook_url IS NOT NULL
-                RETURNING id, merchant_id, event_id, body)
-            SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, m.webhook_url, m.webhook_secret  -- an attempt: what post() needs
+                RETURNING id, merchant_id, event_id, body, created_at)
+            SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at,  -- an attempt: what post() needs
+                   m.webhook_url, m.webhook_secret
               FROM logs JOIN merchants m ON m.id = logs.merchant_id
-            """, dict(logs, j=[payload_of[log_id]["id"] for log_id in logs["id"]]))
+            """, dict(logs, j=[payload_of[log_id]["id"] for log_id in logs["id"]],
+                      at=[payload_of[log_id]["payload"]["created_at"] for log_id in logs["id"]]))
     return [(payload_of[str(r["id"])]["id"], payload_of[str(r["id"])]["payload"], r) for r in rows]
 
 
@@ -103,15 +107,29 @@ def emit_event(c, merchant_id, event, data):
 
 # ---- delivery (worker side) ---------------------------------------------------------------------
 
-def load_attempts(c, log_ids):
+def _span(times):
+    """(first, last) of the logs' created_at, the bounds that let PostgreSQL read only their days'
+    partitions; (None, None), every partition, when one is unknown (a job queued before its
+    payload carried created_at)."""
+    times = [datetime.fromisoformat(t) if isinstance(t, str) else t for t in times]
+    if not times or None in times:
+        return None, None
+    return min(times), max(times)
+
+
+def load_attempts(c, payloads):
     """What the next attempt of each pending log needs, with the merchant's URL and secret as they
-    are now (they may have changed since the event was emitted). Logs no longer pending
-    (delivered, or given up) are absent."""
+    are now (they may have changed since the event was emitted), by log_id from the delivery
+    jobs' payloads. Logs no longer pending (delivered, or given up) are absent."""
+    first, last = _span([p.get("created_at") for p in payloads])
     rows = db.all(c, """
-        SELECT w.id, w.event_id, w.body, w.attempts, m.webhook_url, m.webhook_secret  -- an attempt: what post() needs
+        SELECT w.id, w.event_id, w.body, w.attempts, w.created_at,  -- an attempt: what post() needs
+               m.webhook_url, m.webhook_secret
           FROM webhook_logs w JOIN merchants m ON m.id = w.merchant_id
          WHERE w.id = ANY(CAST(%(ids)s AS uuid[])) AND w.status = 'pending'
-        """, {"ids": list(log_ids)})
+           AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
+           AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+        """, {"ids": [p["log_id"] for p in payloads], "first": first, "last": last})
     return {str(r["id"]): r for r in rows}
 
 
@@ -137,20 +155,24 @@ def outcome(attempts_before, ok, intervals):
 def record_attempts(c, results):
     """Write many attempts' outcomes, each fenced on its job's lease: the job is completed (or
     rescheduled for the retry) and its log updated only while we still hold the lease. results:
-    dicts with job_id, lease, log_id, status, wait, code, body. Returns the job ids recorded."""
+    dicts with job_id, lease, log_id, created_at (the attempt's), status, wait, code, body.
+    Returns the job ids recorded."""
     held = set(jobs.finish(c, [(r["job_id"], r["lease"], r["wait"]) for r in results]))
     logged = [r for r in results if r["job_id"] in held and r["status"] is not None]
     if logged:
-        cols = {k: [r[k] for r in logged] for k in ("log_id", "status", "wait", "code", "body")}
+        cols = {k: [r.get(k) for r in logged] for k in ("log_id", "created_at", "status", "wait", "code", "body")}
+        first, last = _span(cols["created_at"])
         db.execute(c, """
             UPDATE webhook_logs w
                SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
                    response_code = t.code, response_body = t.body,
                    next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
-              FROM unnest(%(log_id)s::uuid[], %(status)s::text[], %(wait)s::float8[], %(code)s::int[], %(body)s::text[])
-                   AS t(log_id, status, wait, code, body)
-             WHERE w.id = t.log_id AND w.status = 'pending'
-            """, cols)
+              FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(status)s::text[], %(wait)s::float8[],
+                          %(code)s::int[], %(body)s::text[]) AS t(log_id, created_at, status, wait, code, body)
+             WHERE w.id = t.log_id AND (t.created_at IS NULL OR w.created_at = t.created_at) AND w.status = 'pending'
+               AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
+               AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+            """, dict(cols, first=first, last=last))
     return held
 
 
@@ -173,8 +195,9 @@ def retry(c, merchant_id, log_id):
     except ValueError:
         raise NotFound("Webhook log not found.") from None  # not even an id: checked here, not by a failed query
     with db.transaction(c):
-        row = db.one(c, "SELECT id, job_id FROM webhook_logs WHERE id = %(id)s::uuid AND merchant_id = %(m)s FOR UPDATE",
-                     {"id": log_id, "m": merchant_id})
+        # By id alone (the URL has no more), so every partition is read: a merchant's click, not the delivery path.
+        row = db.one(c, "SELECT id, job_id, created_at FROM webhook_logs WHERE id = %(id)s::uuid AND merchant_id = %(m)s "
+                        "FOR UPDATE", {"id": log_id, "m": merchant_id})
         if row is None:
             raise NotFound("Webhook log not found.")
         job = jobs.status(c, row["job_id"])
@@ -184,9 +207,11 @@ def retry(c, merchant_id, log_id):
             jobs.run_now(c, row["job_id"])
             job_id = row["job_id"]
         else:
-            job_id = jobs.enqueue(c, DELIVER, {"log_id": str(row["id"]), "merchant_id": str(merchant_id)})
+            job_id = jobs.enqueue(c, DELIVER, {"log_id": str(row["id"]), "merchant_id": str(merchant_id),
+                                               "created_at": row["created_at"].isoformat()})
         db.execute(c, "UPDATE webhook_logs SET status = 'pending', attempts = 0, next_retry_at = now(), job_id = %(j)s, "
-                      "response_code = NULL, response_body = NULL WHERE id = %(id)s", {"j": job_id, "id": row["id"]})
+                      "response_code = NULL, response_body = NULL WHERE id = %(id)s AND created_at = %(at)s",
+                   {"j": job_id, "id": row["id"], "at": row["created_at"]})
     return {"id": str(row["id"]), "status": "pending", "message": "Webhook retry scheduled"}
 
 

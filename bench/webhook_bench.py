@@ -29,9 +29,10 @@ WITH logs AS (
     INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, next_retry_at, job_id)
     SELECT t.m, 'webhook.test', t.i, t.b::jsonb, t.b, now(), nextval('jobs_id_seq')
       FROM unnest(%(m)s::uuid[], %(i)s::text[], %(b)s::text[]) AS t(m, i, b)
-    RETURNING id, merchant_id, job_id)
+    RETURNING id, merchant_id, job_id, created_at)
 INSERT INTO jobs (id, kind, payload)
-SELECT job_id, 'webhook.deliver', jsonb_build_object('log_id', id, 'merchant_id', merchant_id) FROM logs
+SELECT job_id, 'webhook.deliver', jsonb_build_object('log_id', id, 'merchant_id', merchant_id, 'created_at', created_at)
+  FROM logs
 """
 
 

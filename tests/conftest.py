@@ -31,7 +31,7 @@ from helpers import (BASE_CONFIG, DASHBOARD_PASSWORD, Api, MerchantApi, Process,
                      connect, dashboard_client, log_leaks, new_merchant, post_login)
 
 import worker as worker_module  # noqa: E402
-from app import create_app, db as app_db, embedded as embedded_pg, migrate  # noqa: E402
+from app import create_app, db as app_db, embedded as embedded_pg, migrate, partitions  # noqa: E402
 
 
 # ---- the database and the app --------------------------------------------------------------------
@@ -89,6 +89,7 @@ def app(database_url):
     application = create_app(dict(BASE_CONFIG, DATABASE_URL=database_url))
     migrate.migrate(database_url)
     with application.app_context(), app_db.connect(app_db.pool()) as c:
+        partitions.ensure(c)  # as `python -m app.launcher migrate` does
         app_db.seed_test_merchant(c, application.config)
     return application
 

@@ -8,7 +8,7 @@ import pytest
 from helpers import connect, create_order, create_payment, settle, wait_until
 
 from app import db as app_db
-from app import rollups
+from app import partitions, rollups
 from app.ids import new_id
 
 HOUR = timedelta(hours=1)
@@ -42,8 +42,8 @@ def counted(db, kind, merchant_id, window, status=None):
         """, {"m": merchant_id, "s": status, "lo": lo, "hi": hi})
 
 
-def assert_exact(c, db, kind, merchant_id, statuses=(None,)):
-    for window in windows():
+def assert_exact(c, db, kind, merchant_id, statuses=(None,), more=()):
+    for window in windows() + list(more):
         for status in statuses:
             assert rollups.count(c, kind, merchant_id, window, status) == counted(db, kind, merchant_id, window, status), \
                 (kind, window, status)
@@ -168,3 +168,22 @@ def test_totals_stay_exact_while_sealing_races_status_changes_and_imports(app, c
         t.join(30)
     assert not errors
     assert_exact(c, db, "payments", m["id"], (None, "pending", "processing", "failed"))
+
+
+def test_webhook_log_totals_stay_exact_as_partitions_are_created_and_dropped(c, db, make_merchant):
+    """Logs that waited in the DEFAULT partition move into their day's new partition (deleted
+    there, inserted with no trigger: counted in again); expired days are dropped whole (their
+    rollups deleted with them); expired DEFAULT rows are deleted row by row."""
+    m = make_merchant()
+    for days in (45, 40, 40, 20, 3, 3, 0):
+        db.execute("INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, status, created_at) "
+                   "VALUES (%(m)s, 'payment.success', %(e)s, '{}', '{}', 'success', now() - make_interval(days => %(d)s))",
+                   {"m": m["id"], "e": new_id("evt_"), "d": days})
+    days = [(this_hour() - timedelta(days=d), None) for d in (50, 41, 30, 19, 2)]
+    rollups.seal(c)
+    assert_exact(c, db, "webhook_logs", m["id"], more=days)
+    partitions.ensure(db)
+    assert_exact(c, db, "webhook_logs", m["id"], more=days)
+    partitions.drop_expired(db, retention_days=30)
+    assert counted(db, "webhook_logs", m["id"], (None, None)) == 4
+    assert_exact(c, db, "webhook_logs", m["id"], more=days)
