@@ -10,8 +10,9 @@ success, 12 % failed, pending and processing in the last five minutes; 60 % UPI,
 a processed refund for 1 in 20 successful payments, 10 minutes to 10 hours after it; one
 delivered webhook log of about 640 bytes per payment of the last 30 days. Then rollups.seal()
 when app/rollups.py exists, and the gateway under the launcher's gunicorn command (2 workers ×
-4 threads, gthread). Each page is fetched sequentially on one keep-alive connection, 2 warm-ups
-then 7 timed requests; the median is kept. Printed: one row per page, its milliseconds at each
+4 threads, gthread), one server per size. Each page is fetched sequentially on keep-alive
+connections, at every size in turn (the sizes alternate), 3 warm-ups then 15 timed requests;
+the median is kept. Printed: one row per page, its milliseconds at each
 size and the ratio largest/smallest. Exit status 1 when a page answered anything but 200. The
 `to=<now-80d>` rows find nothing below 880,000 payments (80 days): there they time the index
 seek alone.
@@ -34,7 +35,7 @@ import common
 
 PER_DAY = 11_000
 EMAIL, PASSWORD = "test@example.com", "password"  # the test merchant's dashboard sign-in (app/config.py)
-WARMUPS, TIMED = 2, 7
+WARMUPS, TIMED = 3, 15
 OLD_DAYS = 80  # the `to=` window: payments older than this
 
 B36 = "'0123456789abcdefghijklmnopqrstuvwxyz'"
@@ -207,30 +208,38 @@ def sign_in(session, base):
         sys.exit(f"dashboard sign-in failed: {r.status_code} {r.text[:300]}")
 
 
-def measure(base, n, ids):
-    """{label: median ms, or the failing status as a string}, and the reported-only labels."""
-    api, browser = requests.Session(), requests.Session()
-    api.headers.update(common.AUTH)
-    sign_in(browser, base)
-    out, reported = {}, set()
-    for label, path, kind, only_reported in pages(n, ids):
-        session = api if kind == "api" else browser
-        times, failed = [], None
+def measure(servers):
+    """servers: {n: (base URL, landmarks)}. Each page is fetched at every size in turn, round after
+    round (the sizes alternate, so a slow spell of the machine hits them alike). Returns
+    {n: {label: median ms, or the failing status as a string}} and the reported-only labels."""
+    sessions = {}
+    for n, (base, _) in servers.items():
+        api, browser = requests.Session(), requests.Session()
+        api.headers.update(common.AUTH)
+        sign_in(browser, base)
+        sessions[n] = {"api": api, "dashboard": browser}
+    out, reported = {n: {} for n in servers}, set()
+    listing = {n: pages(n, ids) for n, (_, ids) in servers.items()}
+    for i, (label, _, kind, only_reported) in enumerate(next(iter(listing.values()))):
+        times, failed = {n: [] for n in servers}, {}
         for k in range(WARMUPS + TIMED):
-            t = time.perf_counter()
-            r = session.get(base + path, allow_redirects=False, timeout=120)
-            ms = (time.perf_counter() - t) * 1000
-            if r.status_code != 200:
-                failed = f"HTTP {r.status_code}"
-                print(f"  {label}: {failed}: {r.text[:300]}", flush=True)
-                break
-            if k >= WARMUPS:
-                times.append(ms)
-        out[label] = failed or common.median(times)
+            for n, (base, _) in servers.items():
+                if n in failed:
+                    continue
+                t = time.perf_counter()
+                r = sessions[n][kind].get(base + listing[n][i][1], allow_redirects=False, timeout=120)
+                ms = (time.perf_counter() - t) * 1000
+                if r.status_code != 200:
+                    failed[n] = f"HTTP {r.status_code}"
+                    print(f"  {label} at {n:,}: {failed[n]}: {r.text[:300]}", flush=True)
+                elif k >= WARMUPS:
+                    times[n].append(ms)
+        for n in servers:
+            out[n][label] = failed.get(n) or common.median(times[n])
         if only_reported:
             reported.add(label)
-        if not failed:
-            print(f"  {label}: {out[label]:.1f} ms (min {min(times):.1f}, max {max(times):.1f})", flush=True)
+        print(f"  {label}: " + ", ".join(f"{n:,}: {out[n][label]}" if n in failed else f"{n:,}: {out[n][label]:.1f} ms"
+                                         for n in servers), flush=True)
     return out, reported
 
 
@@ -261,27 +270,33 @@ def main():
     settings = common.pg_settings(common.server_url())
     with psycopg.connect(common.server_url()) as c:
         settings += f", jit {c.execute('SHOW jit').fetchone()[0]}"  # it compiles the overview's chart query at 200,000
+    databases = {}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as log_dir:
-        for n in sizes:
-            name = f"bench_scale_{n}"
-            print(f"\n# {n:,} payments ({n / PER_DAY:.1f} days at {PER_DAY:,} a day): database {name}", flush=True)
-            db_url = common.fresh_database(name)
-            seeded[n] = seed(db_url, n)[1]
-            seal_rollups(db_url)
-            server = common.Server("api", common.app_env(db_url), log_dir, args.workers, args.threads)
+        try:
+            for n in sizes:
+                name = f"bench_scale_{n}"
+                print(f"\n# {n:,} payments ({n / PER_DAY:.1f} days at {PER_DAY:,} a day): database {name}", flush=True)
+                databases[n] = common.fresh_database(name)
+                seeded[n] = seed(databases[n], n)[1]
+                seal_rollups(databases[n])
+            servers = {n: common.Server("api", common.app_env(url), log_dir, args.workers, args.threads)
+                       for n, url in databases.items()}
             try:
-                results[n], only = measure(server.url, n, landmarks(db_url))
-                reported |= only
+                print("\n# the pages, sizes alternating", flush=True)
+                results, reported = measure({n: (srv.url, landmarks(databases[n])) for n, srv in servers.items()})
             finally:
-                server.stop()
-            if args.explain and n == sizes[-1] and not explain(db_url, n):
+                for srv in servers.values():
+                    srv.stop()
+            if args.explain and not explain(databases[sizes[-1]], sizes[-1]):
                 failed_explain = True
+        finally:
             if not args.keep:
                 with psycopg.connect(common.server_url(), autocommit=True) as c:
-                    c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                    for n in databases:
+                        c.execute(f'DROP DATABASE IF EXISTS "bench_scale_{n}" WITH (FORCE)')
     print(f"\ngunicorn {args.workers} workers × {args.threads} threads, gthread (the launcher's command), "
-          f"LOG_LEVEL=WARNING; sequential GETs on one keep-alive connection, median of {TIMED} after {WARMUPS} "
-          f"warm-ups; {settings}; {common.machine()}")
+          f"LOG_LEVEL=WARNING, one server per size; sequential GETs on keep-alive connections, the sizes "
+          f"alternating, median of {TIMED} after {WARMUPS} warm-ups; {settings}; {common.machine()}")
     print("seeding (payments, orders, refunds, webhook logs, VACUUM ANALYZE): "
           + ", ".join(f"{n:,}: {s:.0f} s" for n, s in seeded.items()) + "\n")
     first, last = sizes[0], sizes[-1]
