@@ -71,38 +71,21 @@ END $$;
 -- The WHEN clauses keep the trigger off the hot paths: a sealed hour always ends before the start
 -- of the current hour of any transaction that can still write (the sealing waits for older ones),
 -- so a row created in this hour, or changed in the hour it was created, never calls the function.
-CREATE TRIGGER payments_rollups_insert AFTER INSERT ON payments FOR EACH ROW
-    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('payments');
-CREATE TRIGGER payments_rollups_change AFTER UPDATE OF status, created_at, merchant_id ON payments FOR EACH ROW
-    WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
-          AND (OLD.status, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.status, NEW.created_at, NEW.merchant_id))
-    EXECUTE FUNCTION rollups_follow('payments');
-CREATE TRIGGER payments_rollups_delete AFTER DELETE ON payments FOR EACH ROW
-    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('payments');
-
-CREATE TRIGGER orders_rollups_insert AFTER INSERT ON orders FOR EACH ROW
-    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('orders');
-CREATE TRIGGER orders_rollups_change AFTER UPDATE OF status, created_at, merchant_id ON orders FOR EACH ROW
-    WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
-          AND (OLD.status, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.status, NEW.created_at, NEW.merchant_id))
-    EXECUTE FUNCTION rollups_follow('orders');
-CREATE TRIGGER orders_rollups_delete AFTER DELETE ON orders FOR EACH ROW
-    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('orders');
-
-CREATE TRIGGER refunds_rollups_insert AFTER INSERT ON refunds FOR EACH ROW
-    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('refunds');
-CREATE TRIGGER refunds_rollups_change AFTER UPDATE OF status, created_at, merchant_id ON refunds FOR EACH ROW
-    WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
-          AND (OLD.status, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.status, NEW.created_at, NEW.merchant_id))
-    EXECUTE FUNCTION rollups_follow('refunds');
-CREATE TRIGGER refunds_rollups_delete AFTER DELETE ON refunds FOR EACH ROW
-    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('refunds');
-
-CREATE TRIGGER webhook_logs_rollups_insert AFTER INSERT ON webhook_logs FOR EACH ROW
-    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('webhook_logs');
-CREATE TRIGGER webhook_logs_rollups_change AFTER UPDATE OF status, created_at, merchant_id ON webhook_logs FOR EACH ROW
-    WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
-          AND (OLD.status, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.status, NEW.created_at, NEW.merchant_id))
-    EXECUTE FUNCTION rollups_follow('webhook_logs');
-CREATE TRIGGER webhook_logs_rollups_delete AFTER DELETE ON webhook_logs FOR EACH ROW
-    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('webhook_logs');
+-- Three triggers per counted table: <table>_rollups_insert, _change and _delete.
+DO $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['payments', 'orders', 'refunds', 'webhook_logs'] LOOP
+        EXECUTE format($sql$
+            CREATE TRIGGER %1$I AFTER INSERT ON %4$I FOR EACH ROW
+                WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow(%4$L);
+            CREATE TRIGGER %2$I AFTER UPDATE OF status, created_at, merchant_id ON %4$I FOR EACH ROW
+                WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
+                      AND (OLD.status, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.status, NEW.created_at, NEW.merchant_id))
+                EXECUTE FUNCTION rollups_follow(%4$L);
+            CREATE TRIGGER %3$I AFTER DELETE ON %4$I FOR EACH ROW
+                WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow(%4$L);
+            $sql$, t || '_rollups_insert', t || '_rollups_change', t || '_rollups_delete', t);
+    END LOOP;
+END $$;
