@@ -7,7 +7,7 @@ long migration 0004 holds the table of a database it upgrades.
 
 Two databases, each with --rows logs written through webhook_logs by SQL (generate_series; bodies
 of about 600 bytes, the payload the same JSON; 10 merchants; spread evenly over --days days):
-  bench_partitions_old  migrations 0001 and 0002 only: the table before partitioning;
+  bench_partitions_old  migrations 0001 to 0003 only: the table before partitioning;
   bench_partitions      every migration, then one partition per UTC day for --days days back and
                         7 ahead as app/partitions.py names them (44 daily partitions and the
                         DEFAULT one at --days 36).
@@ -363,9 +363,9 @@ def main():
     args = p.parse_args()
     print(f"# {common.machine()}; {common.pg_settings(common.server_url())}", flush=True)
     print("| what | figure | notes |\n|---|---|---|")
-    old = make_database(OLD, {"0001", "0002"})
+    old = make_database(OLD, {"0001", "0002", "0003"})
     seed(old, args.rows, args.days)
-    new = make_database(NEW, {"0001", "0002", "0004"})
+    new = make_database(NEW, {"0001", "0002", "0003", "0004"})
     parts = make_days(new, args.days)
     print(f"  {parts} partitions", flush=True)
     seed(new, args.rows, args.days)
