@@ -28,7 +28,7 @@ KINDS = {  # kind (the table counted) -> its currency and amount: '' and 0 where
     "refunds": {"currency": "''", "amount": "amount"},
     "webhook_logs": {"currency": "''", "amount": "0"},
 }
-LOCK = 7240002  # exclusive while sealing; the trigger takes it shared
+LOCK = 7240003  # advisory lock, exclusive while sealing; the trigger takes it shared (migration 0003)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 

@@ -45,7 +45,7 @@ DECLARE
     r jsonb;
     sign int;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(7240002);
+    PERFORM pg_advisory_xact_lock_shared(7240003);
     SELECT sealed_until INTO sealed FROM rollups_sealed WHERE kind = TG_ARGV[0];
     FOR r, sign IN
         SELECT to_jsonb(OLD), -1 WHERE TG_OP IN ('UPDATE', 'DELETE') AND OLD.created_at < sealed

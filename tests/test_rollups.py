@@ -187,3 +187,13 @@ def test_webhook_log_totals_stay_exact_as_partitions_are_created_and_dropped(c, 
     partitions.drop_expired(db, retention_days=30)
     assert counted(db, "webhook_logs", m["id"], (None, None)) == 4
     assert_exact(c, db, "webhook_logs", m["id"], more=days)
+
+
+def test_each_advisory_lock_has_its_own_key():
+    """The sealing's lock (taken shared by every trigger that moves a count) is neither the
+    migrations' nor the partitions': sharing one would make partition upkeep skip its turn, or wait,
+    whenever a late settlement moves a count."""
+    from app import migrate
+
+    assert len({migrate.LOCK_ID, partitions.LOCK_ID, rollups.LOCK}) == 3
+    assert f"pg_advisory_xact_lock_shared({rollups.LOCK})" in (migrate.DIRECTORY / "0003_rollups.sql").read_text()
