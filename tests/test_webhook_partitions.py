@@ -36,6 +36,12 @@ def day_name(db, days_ago=0):
                     {"d": days_ago})
 
 
+def free_day(db, after=2):
+    """Days ago of a past day with no partition yet (other tests create some)."""
+    names = {p["name"] for p in partitions.partitions(db)}
+    return next(d for d in range(after + 1, 29) if day_name(db, d) not in names)
+
+
 def listed(client, merchant):
     return [w["id"] for w in client.get("/api/v1/webhooks?count=100", headers=merchant["headers"]).get_json()["data"]]
 
@@ -54,23 +60,25 @@ def test_a_log_lands_in_its_days_partition_and_its_job_carries_its_time(client, 
 def test_ensure_creates_the_days_ahead_once_and_moves_the_default_partitions_rows(db, merchant):
     ahead = [day_name(db, -n) for n in range(partitions.DAYS_AHEAD + 1)]
     assert set(ahead) <= {p["name"] for p in partitions.partitions(db)}  # made when the database was migrated
-    waiting = add_log(db, merchant["id"], days_ago=3)  # a day with no partition: the worker was away
+    day = free_day(db)
+    waiting = add_log(db, merchant["id"], days_ago=day)  # a day with no partition: the worker was away
     assert waiting["partition"] == "webhook_logs_default"
 
     created = partitions.ensure(db)
-    assert day_name(db, 3) in created
-    assert partition_of(db, waiting) == day_name(db, 3)
+    assert day_name(db, day) in created
+    assert partition_of(db, waiting) == day_name(db, day)
     assert db.value("SELECT count(*) FROM webhook_logs_default WHERE id = %(id)s", {"id": waiting["id"]}) == 0
     assert partitions.ensure(db) == []
 
 
 def test_ensure_leaves_the_work_to_a_process_already_at_it(app, db, merchant):
-    waiting = add_log(db, merchant["id"], days_ago=4)
+    day = free_day(db)
+    waiting = add_log(db, merchant["id"], days_ago=day)
     with own_transaction(app) as other:
         other.execute("SELECT pg_advisory_xact_lock(%(id)s)", {"id": partitions.LOCK_ID})
         assert partitions.ensure(db) == []
         assert partition_of(db, waiting) == "webhook_logs_default"
-    assert day_name(db, 4) in partitions.ensure(db)
+    assert day_name(db, day) in partitions.ensure(db)
 
 
 def test_drop_expired_drops_whole_days_past_the_retention_and_keeps_the_others(db, client, dashboard,
