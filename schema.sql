@@ -104,10 +104,10 @@ CREATE TABLE IF NOT EXISTS webhook_logs (
     response_body   text,
     job_id          bigint,                   -- its delivery job (one at a time), reused by a manual retry
     created_at      timestamptz NOT NULL DEFAULT now(),
+    endpoint_id     text,                     -- its endpoint (webhook_endpoints); NULL on logs from before endpoints: the first
     -- The ids are random (uuid4, evt_ + 16 random characters): unique with their time is unique.
     -- A unique index of a partitioned table must hold the partition key.
-    CONSTRAINT webhook_logs_pkey PRIMARY KEY (id, created_at),
-    CONSTRAINT webhook_logs_event_id_key UNIQUE (event_id, created_at)
+    CONSTRAINT webhook_logs_pkey PRIMARY KEY (id, created_at)
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX IF NOT EXISTS webhook_logs_merchant_id ON webhook_logs (merchant_id, created_at DESC);
 CREATE INDEX IF NOT EXISTS webhook_logs_status ON webhook_logs (status);
@@ -115,6 +115,41 @@ CREATE INDEX IF NOT EXISTS webhook_logs_next_retry ON webhook_logs (next_retry_a
 CREATE TABLE IF NOT EXISTS webhook_logs_default PARTITION OF webhook_logs DEFAULT;
 -- A payment's page lists the events that carry it.
 CREATE INDEX IF NOT EXISTS webhook_logs_payment ON webhook_logs ((payload -> 'data' -> 'payment' ->> 'id'));
+
+-- Several webhook endpoints per merchant, each with its own URL, secret and event filter
+-- (app/endpoints.py). The merchant's first endpoint keeps its URL and secret where they always
+-- were, merchants.webhook_url and webhook_secret, so that operators' SQL on them keeps working: its
+-- row here holds only its settings (events, enabled, the secret being rotated out).
+CREATE TABLE IF NOT EXISTS webhook_endpoints (
+    id                  text PRIMARY KEY CHECK (id ~ '^we_[A-Za-z0-9]{16}$'),
+    merchant_id         uuid NOT NULL REFERENCES merchants (id),
+    is_first            boolean NOT NULL DEFAULT false,
+    url                 text,                -- NULL on the first endpoint: merchants.webhook_url
+    secret              text,                -- NULL on the first endpoint: merchants.webhook_secret
+    description         text,
+    events              text[] NOT NULL DEFAULT '{*}',   -- event names, or {*} for all
+    enabled             boolean NOT NULL DEFAULT true,
+    -- During a rotation: the secret before, still signing every delivery until it expires.
+    previous_secret     text,
+    previous_expires_at timestamptz,
+    created_at          timestamptz NOT NULL DEFAULT now(),
+    updated_at          timestamptz NOT NULL DEFAULT now(),
+    CHECK (is_first = (url IS NULL) AND is_first = (secret IS NULL)),
+    CHECK ((previous_secret IS NULL) = (previous_expires_at IS NULL))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS webhook_endpoints_first ON webhook_endpoints (merchant_id) WHERE is_first;
+CREATE INDEX IF NOT EXISTS webhook_endpoints_merchant ON webhook_endpoints (merchant_id, created_at, id);
+
+-- A merchant that has (or is given, by the API or by SQL) a webhook URL has its first endpoint.
+CREATE OR REPLACE FUNCTION webhook_endpoints_first() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO webhook_endpoints (id, merchant_id, is_first)
+    VALUES ('we_' || substr(md5(random()::text || NEW.id::text), 1, 16), NEW.id, true)
+    ON CONFLICT (merchant_id) WHERE is_first DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER merchants_first_endpoint AFTER INSERT OR UPDATE OF webhook_url ON merchants FOR EACH ROW
+    WHEN (NEW.webhook_url IS NOT NULL) EXECUTE FUNCTION webhook_endpoints_first();
 
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key          text NOT NULL,

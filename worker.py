@@ -255,10 +255,10 @@ class Worker:
     # ---- webhook deliveries --------------------------------------------------------------------
 
     def submit_deliveries(self, items, lease, attempts=None):
-        """Start leased delivery jobs on the pool, at most per_merchant at once per merchant; the
-        next ones of that merchant wait here (still leased) and start as soon as one finishes.
-        A merchant with a long local backlog (a hanging endpoint) gets the excess back in the
-        queue for a moment instead, so it cannot fill the worker's memory."""
+        """Start leased delivery jobs on the pool, at most per_merchant (WEBHOOK_PER_MERCHANT) at
+        once per endpoint; the next ones of that endpoint wait here (still leased) and start as
+        soon as one finishes. An endpoint with a long local backlog (a hanging one) gets the excess
+        back in the queue for a moment instead, so it cannot fill the worker's memory."""
         if not items:
             return
         if attempts is None:
@@ -274,7 +274,10 @@ class Worker:
                                       "wait": None, "code": None, "body": None, "ms": 0.0,
                                       "request_id": _request_id(payload)})
                     continue
-                task = (job_id, lease, attempt, payload.get("merchant_id"), _request_id(payload))
+                # Capped per endpoint, so a hanging endpoint delays none of the merchant's others
+                # (jobs queued before endpoints existed carry only their merchant).
+                task = (job_id, lease, attempt, payload.get("endpoint_id") or payload.get("merchant_id"),
+                        _request_id(payload))
                 if self.per_merchant_count[task[3]] < self.per_merchant:
                     self.per_merchant_count[task[3]] += 1
                     self._start(task)

@@ -71,6 +71,7 @@ ORDER_ID = _path_param("order_id", "order (`order_…`)")
 PAYMENT_ID = _path_param("payment_id", "payment (`pay_…`)")
 REFUND_ID = _path_param("refund_id", "refund (`rfnd_…`)")
 LOG_ID = _path_param("log_id", "webhook log (UUID)")
+ENDPOINT_ID = _path_param("endpoint_id", "webhook endpoint (`we_…`)")
 
 QUERY_DESCRIPTIONS = {
     "limit": "Page size: 10 by default, values above 100 are capped to 100.",
@@ -228,8 +229,36 @@ OPERATIONS = [
          summary="Alias of `PUT /api/v1/webhooks/config` for HTML forms and simple clients.",
          body=s.WebhookConfigIn, ok={200: s.WebhookConfigOut}, errors=[400, 413, 415]),
     dict(method="post", path="/api/v1/webhooks/config/secret", id="regenerateWebhookSecret", tag="Webhooks",
-         auth=AUTH, summary="Replace the webhook signing secret; returns the new one.",
-         ok={200: s.WebhookConfigOut}, errors=[415]),
+         auth=AUTH, summary="Replace the webhook signing secret (the first endpoint's); returns the new one.",
+         description="At once, unless the body gives `expire_previous_in`: then as "
+                     "`POST /api/v1/webhooks/endpoints/{endpoint_id}/secret`.",
+         body=s.SecretRotation, body_required=False, ok={200: s.WebhookConfigOut}, errors=[400, 413, 415]),
+    dict(method="get", path="/api/v1/webhooks/endpoints", id="listWebhookEndpoints", tag="Webhooks", auth=AUTH,
+         summary="The merchant's webhook endpoints, the first one (`/webhooks/config`'s) first; secrets left out.",
+         ok={200: s.EndpointListOut}, errors=[]),
+    dict(method="post", path="/api/v1/webhooks/endpoints", id="createWebhookEndpoint", tag="Webhooks", auth=AUTH,
+         summary="Add an endpoint with its own signing secret; it gets the events it lists (`[\"*\"]`: all).",
+         description="A merchant with no endpoint gets it as its first one, the URL of `/webhooks/config`. "
+                     "The URL is checked like `/webhooks/config`'s.",
+         body=s.EndpointCreate, ok={201: s.EndpointWithSecretOut}, errors=[400, 413, 415]),
+    dict(method="get", path="/api/v1/webhooks/endpoints/{endpoint_id}", id="getWebhookEndpoint", tag="Webhooks",
+         auth=AUTH, summary="One endpoint, with its secret.", params=[ENDPOINT_ID],
+         ok={200: s.EndpointWithSecretOut}, errors=[404]),
+    dict(method="patch", path="/api/v1/webhooks/endpoints/{endpoint_id}", id="updateWebhookEndpoint", tag="Webhooks",
+         auth=AUTH, summary="Change an endpoint's URL, events, description or `enabled`.",
+         description="Events raised while an endpoint is disabled are not queued for it.",
+         params=[ENDPOINT_ID], body=s.EndpointUpdate, ok={200: s.EndpointWithSecretOut}, errors=[400, 404, 413, 415]),
+    dict(method="delete", path="/api/v1/webhooks/endpoints/{endpoint_id}", id="deleteWebhookEndpoint",
+         tag="Webhooks", auth=AUTH, summary="Remove an endpoint; its pending deliveries are cancelled.",
+         description="Removing the first endpoint makes the next one first (its URL and secret become "
+                     "`/webhooks/config`'s).", params=[ENDPOINT_ID], ok={204: None}, errors=[404, 415]),
+    dict(method="post", path="/api/v1/webhooks/endpoints/{endpoint_id}/secret", id="rotateWebhookEndpointSecret",
+         tag="Webhooks", auth=AUTH, summary="Rotate the endpoint's signing secret.",
+         description="Until `expire_previous_in` seconds have passed (default 86400) every delivery carries both "
+                     "signatures: `webhook-signature: v1,<new> v1,<old>`, `X-Webhook-Signature` with the new secret "
+                     "and `X-Webhook-Signature-Previous` with the old one.",
+         params=[ENDPOINT_ID], body=s.SecretRotation, body_required=False, ok={200: s.EndpointWithSecretOut},
+         errors=[400, 404, 413, 415]),
     dict(method="post", path="/api/v1/webhooks/test", id="sendTestWebhook", tag="Webhooks", auth=AUTH,
          summary=f"Queue a `{events.WEBHOOK_TEST}` event to the configured URL.",
          description="400 when no webhook URL is configured.",
@@ -318,6 +347,9 @@ def _extra_field_properties(self, field, ret, **kwargs):
 def _responses(op):
     out = {}
     for status, target in op["ok"].items():
+        if target is None:  # 204
+            out[str(status)] = {"description": "Done; no body."}
+            continue
         schema, description = target if isinstance(target, tuple) else (target, "OK." if status < 300 else "")
         out[str(status)] = {"description": description or "OK.",
                             "content": {"application/json": {"schema": schema}}}

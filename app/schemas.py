@@ -154,6 +154,32 @@ class WebhookConfigIn(Base):
     webhook_url = Text(required=True, allow_none=True, validate=validate.Length(max=2048))
 
 
+EVENT_FILTER = {"description": 'Event names (see the `webhooks` section), or `["*"]` for every event.'}
+
+
+class EndpointCreate(Base):
+    url = Text(required=True, validate=validate.Length(1, 2048))
+    events = fields.List(Text(validate=validate.Length(1, 64)), load_default=lambda: ["*"],
+                         validate=validate.Length(1, 64), metadata=EVENT_FILTER)
+    description = Text(load_default=None, allow_none=True, validate=validate.Length(max=255))
+
+
+class EndpointUpdate(Base):
+    url = Text(validate=validate.Length(1, 2048))
+    events = fields.List(Text(validate=validate.Length(1, 64)), validate=validate.Length(1, 64), metadata=EVENT_FILTER)
+    description = Text(allow_none=True, validate=validate.Length(max=255))
+    enabled = fields.Boolean(truthy={True}, falsy={False})
+
+
+WEEK = 7 * 86400
+
+
+class SecretRotation(Base):
+    expire_previous_in = StrictInt(validate=validate.Range(0, WEEK), metadata={
+        "description": "Seconds the secret being replaced keeps signing every delivery beside the new one "
+                       "(0: replaced at once)."})
+
+
 # Unix seconds the API can turn into a time: up to 9999-12-31 (one second short, since `to` is
 # compared with the second after it).
 MAX_UNIX_SECONDS = 253_402_300_798
@@ -320,6 +346,25 @@ class WebhookLogOut(Out):
     response_code = fields.Integer(allow_none=True)
 
 
+class EndpointOut(Out):
+    id = fields.String(metadata={"description": "`we_…`"})
+    url = fields.String()
+    events = fields.List(fields.String(), metadata=EVENT_FILTER)
+    description = fields.String(allow_none=True)
+    enabled = fields.Boolean()
+    created_at = Time()
+
+
+class EndpointWithSecretOut(EndpointOut):
+    secret = fields.String(metadata={"description": "The signing secret (`whsec_…`)."})
+    previous_expires_at = Time(allow_none=True, metadata={
+        "description": "Until then the secret it replaced still signs every delivery too."})
+
+
+class EndpointListOut(Out):
+    data = fields.List(fields.Nested(EndpointOut))
+
+
 class WebhookConfigOut(Out):
     webhook_url = fields.String(allow_none=True)
     webhook_secret = fields.String(allow_none=True)
@@ -366,6 +411,8 @@ PAYMENT = PaymentOut()
 PAYMENT_PUBLIC = PaymentPublicOut()
 REFUND = RefundOut()
 WEBHOOK_LOG = WebhookLogOut()
+ENDPOINT = EndpointOut()
+ENDPOINT_WITH_SECRET = EndpointWithSecretOut()
 
 
 # ---- responses built without a schema (documented in /openapi.json) ---------------------------

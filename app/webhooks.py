@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 
-from . import db, jobs, outbound, rollups
+from . import db, endpoints, jobs, outbound, rollups
 from .errors import ApiError, Conflict, NotFound
 from .events import CATALOG, WEBHOOK_TEST
 from .ids import new_id
@@ -29,9 +29,12 @@ def sign_hex(secret, body):
     return hmac.new(secret.encode(), body.encode(), hashlib.sha256).hexdigest()
 
 
-def headers_for(secret, event_id, body, timestamp=None):
+def headers_for(secret, event_id, body, timestamp=None, previous_secret=None):
     """The delivery headers: the hex signature and the Standard Webhooks ones, the latter signed by
-    the reference library so that its verify() accepts exactly what we send."""
+    the reference library so that its verify() accepts exactly what we send. During a secret's
+    rotation (previous_secret) the body is signed with both: `webhook-signature` carries both
+    `v1,` signatures (a receiver with either secret verifies it) and X-Webhook-Signature-Previous
+    the hex one with the old secret."""
     ts = int(timestamp if timestamp is not None else time.time())
     headers = {
         "Content-Type": "application/json",
@@ -40,12 +43,18 @@ def headers_for(secret, event_id, body, timestamp=None):
         "webhook-id": event_id,
         "webhook-timestamp": str(ts),
     }
-    try:
-        headers["webhook-signature"] = Webhook(secret).sign(event_id, datetime.fromtimestamp(ts, timezone.utc), body)
-    except (ValueError, EmptyWebhookSecretError):
-        # The library derives no key from this secret, so no receiver could verify a signature.
-        log.warning("webhook %s: the secret is not a Standard Webhooks key; sent with the hex signature only",
-                    event_id)
+    signatures = []
+    for key in [secret] + ([previous_secret] if previous_secret else []):
+        try:
+            signatures.append(Webhook(key).sign(event_id, datetime.fromtimestamp(ts, timezone.utc), body))
+        except (ValueError, EmptyWebhookSecretError):
+            # The library derives no key from this secret, so no receiver could verify a signature.
+            log.warning("webhook %s: a secret is not a Standard Webhooks key; not signed with it the standard way",
+                        event_id)
+    if signatures:
+        headers["webhook-signature"] = " ".join(signatures)
+    if previous_secret:
+        headers["X-Webhook-Signature-Previous"] = sign_hex(previous_secret, body)
     return headers
 
 
@@ -57,51 +66,59 @@ def new_secret():
 # ---- events -----------------------------------------------------------------------------------
 
 def emit_events(c, events, lease=None):
-    """Write one webhook_logs row and one delivery job per (merchant_id, event, data), in the
-    caller's transaction. Callers emit only for merchants with a webhook URL (read in that
-    transaction); one cleared meanwhile gets no log row, and its job finds nothing to send. The
-    body is serialised here, once; every attempt sends these exact bytes. With a lease (see
-    jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its
-    log's created_at, the partition key, so that the worker reads the log from one partition.
+    """Write, for each (merchant_id, event, data), one webhook_logs row and one delivery job per
+    enabled endpoint of the merchant that subscribes to the event, in the caller's transaction.
+    The body is serialised here, once per event (every endpoint and every attempt gets these exact
+    bytes, under the one event id). With a lease (see jobs.enqueue_many) the jobs start leased to
+    the calling worker. A job's payload carries its log's created_at, the partition key, so that
+    the worker reads the log from one partition, and its endpoint, whose deliveries it caps.
     Returns, per log written, (job_id, job payload, attempt): the attempt is what load_attempts()
     would read, so a worker that emits can send at once without reading it back."""
     if not events:
         return []
-    now = int(time.time())
-    logs = {"id": [], "m": [], "e": [], "i": [], "b": []}
-    for merchant_id, event, data in events:
+    for _, event, _ in events:
         if event not in CATALOG:  # merchants code against the catalog's list (docs, /openapi.json)
             raise ValueError(f"{event!r} is not in app/events.py's CATALOG")
+    now = int(time.time())
+    targets = endpoints.subscribed(c, [m for m, _, _ in events])
+    logs = {"id": [], "m": [], "e": [], "i": [], "b": [], "we": []}
+    for merchant_id, event, data in events:
         event_id = new_id("evt_")
-        logs["id"].append(str(uuid.uuid4()))
-        logs["m"].append(str(merchant_id))
-        logs["e"].append(event)
-        logs["i"].append(event_id)
-        logs["b"].append(json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
-                                    separators=(",", ":"), ensure_ascii=False))
+        body = json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
+                          separators=(",", ":"), ensure_ascii=False)
+        for endpoint_id, wanted in targets.get(str(merchant_id), ()):
+            if endpoints.wants(wanted, event):
+                logs["id"].append(str(uuid.uuid4()))
+                logs["m"].append(str(merchant_id))
+                logs["e"].append(event)
+                logs["i"].append(event_id)
+                logs["b"].append(body)
+                logs["we"].append(endpoint_id)
+    if not logs["id"]:
+        return []
     with db.transaction(c):
-        queued = jobs.enqueue_many(c, DELIVER, [{"log_id": i, "merchant_id": m} for i, m in zip(logs["id"], logs["m"])],
+        queued = jobs.enqueue_many(c, DELIVER, [{"log_id": i, "merchant_id": m, "endpoint_id": we}
+                                                for i, m, we in zip(logs["id"], logs["m"], logs["we"])],
                                    lease=lease, stamp="created_at")
         payload_of = {r["payload"]["log_id"]: r for r in queued}
-        rows = db.all(c, """
+        rows = db.all(c, f"""
             WITH logs AS (
-                INSERT INTO webhook_logs (id, merchant_id, event, event_id, payload, body, next_retry_at, job_id,
-                                          created_at)
-                SELECT t.id, t.m, t.e, t.i, t.b::jsonb, t.b, now(), t.j, t.at
-                  FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(e)s::text[], %(i)s::text[], %(b)s::text[],
-                              %(j)s::bigint[], %(at)s::timestamptz[]) AS t(id, m, e, i, b, j, at)
-                  JOIN merchants ON merchants.id = t.m AND merchants.webhook_url IS NOT NULL
-                RETURNING id, merchant_id, event_id, body, created_at)
-            SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at,  -- an attempt: what post() needs
-                   m.webhook_url, m.webhook_secret
+                INSERT INTO webhook_logs (id, merchant_id, endpoint_id, event, event_id, payload, body, next_retry_at,
+                                          job_id, created_at)
+                SELECT t.id, t.m, t.we, t.e, t.i, t.b::jsonb, t.b, now(), t.j, t.at
+                  FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(we)s::text[], %(e)s::text[], %(i)s::text[], %(b)s::text[],
+                              %(j)s::bigint[], %(at)s::timestamptz[]) AS t(id, m, we, e, i, b, j, at)
+                RETURNING id, merchant_id, endpoint_id, event_id, body, created_at)
+            SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, {_TARGET}
               FROM logs JOIN merchants m ON m.id = logs.merchant_id
+              LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
             """, dict(logs, j=[payload_of[log_id]["id"] for log_id in logs["id"]],
                       at=[payload_of[log_id]["payload"]["created_at"] for log_id in logs["id"]]))
     return [(payload_of[str(r["id"])]["id"], payload_of[str(r["id"])]["payload"], r) for r in rows]
 
 
 def emit_event(c, merchant_id, event, data):
-    """One event for a merchant that has a webhook URL."""
+    """One event, to every endpoint of the merchant that subscribes to it."""
     return emit_events(c, [(merchant_id, event, data)])
 
 
@@ -117,18 +134,30 @@ def _span(times):
     return min(times), max(times)
 
 
+# Where an attempt goes, as it is now (the endpoint's URL and secrets may have changed since the
+# event): the endpoint's, the merchant's for its first endpoint (and for logs from before
+# endpoints, which have none), no URL for an endpoint deleted since or disabled.
+_TARGET = """
+    CASE WHEN e.id IS NULL AND logs.endpoint_id IS NULL THEN m.webhook_url
+         WHEN e.enabled THEN coalesce(e.url, m.webhook_url) END AS webhook_url,
+    coalesce(e.secret, m.webhook_secret) AS webhook_secret,
+    CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END AS previous_secret
+"""
+
+
 def load_attempts(c, payloads):
-    """What the next attempt of each pending log needs, with the merchant's URL and secret as they
-    are now (they may have changed since the event was emitted), by log_id from the delivery
+    """What the next attempt of each pending log needs (see _TARGET), by log_id from the delivery
     jobs' payloads. Logs no longer pending (delivered, or given up) are absent."""
     first, last = _span([p.get("created_at") for p in payloads])
-    rows = db.all(c, """
-        SELECT w.id, w.event_id, w.body, w.attempts, w.created_at,  -- an attempt: what post() needs
-               m.webhook_url, m.webhook_secret
-          FROM webhook_logs w JOIN merchants m ON m.id = w.merchant_id
-         WHERE w.id = ANY(CAST(%(ids)s AS uuid[])) AND w.status = 'pending'
-           AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
-           AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+    rows = db.all(c, f"""
+        SELECT logs.id, logs.event_id, logs.body, logs.attempts, logs.created_at, {_TARGET}
+          FROM webhook_logs logs JOIN merchants m ON m.id = logs.merchant_id
+          LEFT JOIN webhook_endpoints e
+                 ON e.id = coalesce(logs.endpoint_id,
+                                    (SELECT id FROM webhook_endpoints WHERE merchant_id = logs.merchant_id AND is_first))
+         WHERE logs.id = ANY(CAST(%(ids)s AS uuid[])) AND logs.status = 'pending'
+           AND logs.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
+           AND logs.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
         """, {"ids": [p["log_id"] for p in payloads], "first": first, "last": last})
     return {str(r["id"]): r for r in rows}
 
@@ -138,7 +167,8 @@ def post(http, attempt, allow_private, allowed_hosts=()):
     never raises."""
     if not attempt["webhook_url"]:
         return False, None, "no webhook URL configured"
-    headers = headers_for(attempt["webhook_secret"] or "", attempt["event_id"], attempt["body"])
+    headers = headers_for(attempt["webhook_secret"] or "", attempt["event_id"], attempt["body"],
+                          previous_secret=attempt.get("previous_secret"))
     return outbound.send(http, attempt["webhook_url"], attempt["body"].encode(), headers, allow_private, allowed_hosts)
 
 
@@ -230,9 +260,16 @@ def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
     return get_config(c, merchant_id)
 
 
-def regenerate_secret(c, merchant_id):
-    db.execute(c, "UPDATE merchants SET webhook_secret = %(s)s, updated_at = now() WHERE id = %(m)s",
-               {"s": new_secret(), "m": merchant_id})
+def regenerate_secret(c, merchant_id, expire_previous_in=0):
+    """A new secret for the first endpoint; the old one keeps signing for expire_previous_in
+    seconds (0: replaced at once)."""
+    first = db.value(c, "SELECT e.id FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id "
+                        "WHERE e.merchant_id = %(m)s AND e.is_first AND m.webhook_url IS NOT NULL", {"m": merchant_id})
+    if first:
+        endpoints.rotate(c, merchant_id, first, expire_previous_in)
+    else:  # no URL yet: the secret waits for one
+        db.execute(c, "UPDATE merchants SET webhook_secret = %(s)s, updated_at = now() WHERE id = %(m)s",
+                   {"s": new_secret(), "m": merchant_id})
     return get_config(c, merchant_id)
 
 

@@ -35,6 +35,10 @@ class Conformance:
         body = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
         where = f"{method.upper()} {template} -> {status}: {body[:500]}"
         assert status in op["responses"], f"undocumented status: {where}"
+        if "content" not in op["responses"][status]:  # 204
+            assert not body, f"a body where none is documented: {where}"
+            self.seen.add((method, template, status))
+            return None
         content = op["responses"][status]["content"]
         mimetype = response.mimetype if hasattr(response, "mimetype") else response.headers["Content-Type"].split(";")[0]
         assert mimetype in content, f"undocumented content type {mimetype}: {where}"
@@ -154,7 +158,8 @@ def _request_schemas(doc):
 def test_request_bodies_refuse_unknown_fields(doc):
     schemas = doc["components"]["schemas"]
     assert _request_schemas(doc) == {"OrderCreate", "PaymentCreate", "CardIn", "CaptureIn", "RefundCreate",
-                                     "RefundCreateForPayment", "WebhookConfigIn"}
+                                     "RefundCreateForPayment", "WebhookConfigIn", "EndpointCreate", "EndpointUpdate",
+                                     "SecretRotation"}
     for name in _request_schemas(doc):
         assert schemas[name]["additionalProperties"] is False, name
 
@@ -273,6 +278,23 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     c("post", "/api/v1/webhooks/config/secret", client.post("/api/v1/webhooks/config/secret", headers=h))
     c("post", "/api/v1/webhooks/config", client.post("/api/v1/webhooks/config", headers=h,
                                                      json={"webhook_url": hook.url}))
+
+    # Endpoints: the first one (the config's URL) and one more, changed, rotated, removed.
+    base = "/api/v1/webhooks/endpoints"
+    one = base + "/{endpoint_id}"
+    made = c("post", base, client.post(base, headers=h, json={
+        "url": hook.url, "events": ["payment.success", "refund.processed"], "description": "ops"}))
+    listed = c("get", base, client.get(base, headers=h))
+    assert [e["id"] for e in listed["data"]][1:] == [made["id"]] and "secret" not in listed["data"][0]
+    assert c("get", one, client.get(f"{base}/{made['id']}", headers=h))["secret"] == made["secret"]
+    changed = c("patch", one, client.patch(f"{base}/{made['id']}", headers=h, json={"enabled": False,
+                                                                                     "description": None}))
+    assert (changed["enabled"], changed["description"]) == (False, None)
+    rotated = c("post", one + "/secret", client.post(f"{base}/{made['id']}/secret", headers=h,
+                                                      json={"expire_previous_in": 60}))
+    assert rotated["secret"] != made["secret"] and rotated["previous_expires_at"]
+    assert c("delete", one, client.delete(f"{base}/{made['id']}", headers=h)) is None
+
     cleared = c("put", "/api/v1/webhooks/config", client.put("/api/v1/webhooks/config", headers=h,
                                                              json={"webhook_url": None}))
     assert cleared["webhook_url"] is None
@@ -282,7 +304,8 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
 
 def _fill(path):
     return path.replace("{order_id}", "order_0000000000000000").replace("{payment_id}", "pay_0000000000000000") \
-        .replace("{refund_id}", "rfnd_0000000000000000").replace("{log_id}", str(uuid.uuid4()))
+        .replace("{refund_id}", "rfnd_0000000000000000").replace("{log_id}", str(uuid.uuid4())) \
+        .replace("{endpoint_id}", "we_0000000000000000")
 
 
 def _send(client, method, path, **kwargs):
@@ -317,7 +340,7 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
                 assert r.status_code == 400, (method, path)
                 c(method, path, r)
             if "{" in path and "404" in op["responses"]:
-                body = {"amount": 100} if path.endswith("/capture") else None
+                body = {"amount": 100} if path.endswith("/capture") else {} if method == "patch" else None
                 r = _send(client, method, url, headers=h, json=body)
                 assert r.status_code == 404, (method, path, r.get_json())
                 assert c(method, path, r)["error"]["code"] == "NOT_FOUND_ERROR"
@@ -363,6 +386,21 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
     r = client.post("/api/v1/webhooks/test", headers=h)
     assert r.status_code == 400
     c("post", "/api/v1/webhooks/test", r)
+    for bad in ({"url": "ftp://example.com/x"}, {"url": "https://example.com/h", "events": ["payment.captured"]},
+                {"url": "https://example.com/h", "events": []}, {"events": ["*"]}):
+        r = client.post("/api/v1/webhooks/endpoints", headers=h, json=bad)
+        assert r.status_code == 400, (bad, r.get_json())
+        c("post", "/api/v1/webhooks/endpoints", r)
+    made = client.post("/api/v1/webhooks/endpoints", headers=h, json={"url": "https://example.com/h"}).get_json()
+    one = "/api/v1/webhooks/endpoints/{endpoint_id}"
+    for bad in ({"enabled": "yes"}, {"events": ["nope"]}, {"secret": "x"}):
+        r = client.patch(one.replace("{endpoint_id}", made["id"]), headers=h, json=bad)
+        assert r.status_code == 400, (bad, r.get_json())
+        c("patch", one, r)
+    for path in ("/api/v1/webhooks/endpoints/{endpoint_id}/secret", "/api/v1/webhooks/config/secret"):
+        r = client.post(path.replace("{endpoint_id}", made["id"]), headers=h, json={"expire_previous_in": -1})
+        assert r.status_code == 400
+        c("post", path, r)
 
     for path in ("/api/v1/payments", "/api/v1/payments/public"):
         r = client.post(path, headers=h, json={"order_id": "order_0000000000000000", "method": "upi", "vpa": "a@b"})

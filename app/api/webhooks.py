@@ -1,9 +1,10 @@
-"""/api/v1/webhooks: logs, retry, configuration, test event."""
-from flask import g
+"""/api/v1/webhooks: logs, retry, endpoints, configuration (the first endpoint), test event."""
+from flask import g, request
 
-from .. import db, webhooks
+from .. import db, endpoints, webhooks
 from ..auth import api_auth
-from ..schemas import WEBHOOK_LOG, WebhookConfigIn, load
+from ..schemas import (ENDPOINT, ENDPOINT_WITH_SECRET, WEBHOOK_LOG, EndpointCreate, EndpointUpdate, SecretRotation,
+                       WebhookConfigIn, load)
 from . import bp
 from .common import json_body, listing, paging, settings
 
@@ -44,9 +45,62 @@ def set_webhook_config():
 @bp.post("/webhooks/config/secret")
 @api_auth
 def regenerate_webhook_secret():
+    """The first endpoint's secret, replaced at once unless the body gives expire_previous_in."""
+    keep = _rotation().get("expire_previous_in", 0)
     c = db.conn()
-    config = webhooks.regenerate_secret(c, g.merchant["id"])
-    return config
+    return webhooks.regenerate_secret(c, g.merchant["id"], keep)
+
+
+# ---- endpoints -----------------------------------------------------------------------------------
+
+def _rotation():
+    return load(SecretRotation, json_body()) if request.content_length else {}
+
+
+@bp.get("/webhooks/endpoints")
+@api_auth
+def list_endpoints():
+    rows = endpoints.list_(db.conn(), g.merchant["id"])
+    return {"data": ENDPOINT.dump(rows, many=True)}
+
+
+@bp.post("/webhooks/endpoints")
+@api_auth
+def create_endpoint():
+    data = load(EndpointCreate, json_body())
+    row = endpoints.create(db.conn(), g.merchant["id"], data["url"], data["events"], data["description"],
+                           settings()["WEBHOOK_ALLOW_PRIVATE_TARGETS"], settings()["WEBHOOK_ALLOWED_HOSTS"])
+    return ENDPOINT_WITH_SECRET.dump(row), 201
+
+
+@bp.get("/webhooks/endpoints/<endpoint_id>")
+@api_auth
+def get_endpoint(endpoint_id):
+    return ENDPOINT_WITH_SECRET.dump(endpoints.get(db.conn(), g.merchant["id"], endpoint_id))
+
+
+@bp.patch("/webhooks/endpoints/<endpoint_id>")
+@api_auth
+def update_endpoint(endpoint_id):
+    changes = load(EndpointUpdate, json_body())
+    row = endpoints.update(db.conn(), g.merchant["id"], endpoint_id, changes,
+                           settings()["WEBHOOK_ALLOW_PRIVATE_TARGETS"], settings()["WEBHOOK_ALLOWED_HOSTS"])
+    return ENDPOINT_WITH_SECRET.dump(row)
+
+
+@bp.delete("/webhooks/endpoints/<endpoint_id>")
+@api_auth
+def delete_endpoint(endpoint_id):
+    endpoints.delete(db.conn(), g.merchant["id"], endpoint_id)
+    return "", 204
+
+
+@bp.post("/webhooks/endpoints/<endpoint_id>/secret")
+@api_auth
+def rotate_endpoint_secret(endpoint_id):
+    keep = _rotation().get("expire_previous_in", endpoints.DEFAULT_OVERLAP)
+    row = endpoints.rotate(db.conn(), g.merchant["id"], endpoint_id, keep)
+    return ENDPOINT_WITH_SECRET.dump(row)
 
 
 @bp.post("/webhooks/test")

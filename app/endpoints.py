@@ -1,0 +1,151 @@
+"""Webhook endpoints (we_…): several per merchant, each with its URL, secret and event filter.
+
+The merchant's first endpoint keeps its URL and secret in merchants.webhook_url and webhook_secret
+(operators' SQL and /webhooks/config work on them); its row holds its other settings, and a
+trigger (migration 0006) creates that row whenever the merchant gets a URL. A merchant has
+endpoints exactly when it has a webhook URL: deleting the first endpoint makes the next one first.
+Plain functions over SQL that never commit.
+"""
+from . import db, outbound
+from .errors import ApiError, NotFound
+from .events import CATALOG
+from .ids import new_id
+
+ALL = "*"
+DEFAULT_OVERLAP = 86400  # seconds a rotated-out secret keeps signing, unless the merchant says otherwise
+
+# An endpoint as the API shows it, URL and secret read from the merchant for the first one.
+_SELECT = """
+    SELECT e.id, e.merchant_id, e.is_first, coalesce(e.url, m.webhook_url) AS url,
+           coalesce(e.secret, m.webhook_secret) AS secret, e.description, e.events, e.enabled,
+           CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END AS previous_secret,
+           CASE WHEN e.previous_expires_at > now() THEN e.previous_expires_at END AS previous_expires_at,
+           e.created_at
+      FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id
+     WHERE e.merchant_id = %(m)s AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
+"""
+
+
+def check_events(events):
+    """A list of catalog event names, or ["*"]; a 400 naming the first unknown one."""
+    if not events:
+        raise ApiError("events must name at least one event, or be [\"*\"].", field="events")
+    for name in events:
+        if name != ALL and name not in CATALOG:
+            raise ApiError(f"Unknown event {name!r}; see GET /openapi.json (webhooks) for the list.", field="events")
+    return [ALL] if ALL in events else sorted(set(events))
+
+
+def list_(c, merchant_id):
+    return db.all(c, _SELECT + " ORDER BY e.is_first DESC, e.created_at, e.id", {"m": merchant_id})
+
+
+def get(c, merchant_id, endpoint_id, lock=False):
+    row = db.one(c, _SELECT + " AND e.id = %(id)s" + (" FOR UPDATE OF e" if lock else ""),
+                 {"m": merchant_id, "id": endpoint_id})
+    if row is None:
+        raise NotFound("Webhook endpoint not found.")
+    return row
+
+
+def create(c, merchant_id, url, events, description, allow_private, allowed_hosts=()):
+    """A new endpoint with a secret of its own. A merchant with none gets it as its first one."""
+    from .webhooks import new_secret
+
+    outbound.check_url(url, allow_private, allowed_hosts)
+    events = check_events(events)
+    with db.transaction(c):
+        has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR UPDATE",
+                           {"m": merchant_id})
+        if not has_url:
+            db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
+                          "WHERE id = %(m)s", {"u": url, "s": new_secret(), "m": merchant_id})
+            endpoint_id = db.value(c, "UPDATE webhook_endpoints SET events = %(ev)s, description = %(d)s, enabled = true, "
+                                      "previous_secret = NULL, previous_expires_at = NULL, updated_at = now() "
+                                      "WHERE merchant_id = %(m)s AND is_first RETURNING id",
+                                   {"ev": events, "d": description, "m": merchant_id})
+        else:
+            endpoint_id = db.value(c, "INSERT INTO webhook_endpoints (id, merchant_id, url, secret, events, description) "
+                                      "VALUES (%(id)s, %(m)s, %(u)s, %(s)s, %(ev)s, %(d)s) RETURNING id",
+                                   {"id": new_id("we_"), "m": merchant_id, "u": url, "s": new_secret(), "ev": events,
+                                    "d": description})
+        return get(c, merchant_id, endpoint_id)
+
+
+def update(c, merchant_id, endpoint_id, changes, allow_private, allowed_hosts=()):
+    """Change url, events, description and/or enabled."""
+    if "url" in changes:
+        outbound.check_url(changes["url"], allow_private, allowed_hosts)
+    if "events" in changes:
+        changes["events"] = check_events(changes["events"])
+    with db.transaction(c):
+        endpoint = get(c, merchant_id, endpoint_id, lock=True)
+        if "url" in changes and endpoint["is_first"]:
+            db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, updated_at = now() WHERE id = %(m)s",
+                       {"u": changes.pop("url"), "m": merchant_id})
+        sets = ", ".join(f"{k} = %({k})s" for k in ("url", "events", "description", "enabled") if k in changes)
+        db.execute(c, f"UPDATE webhook_endpoints SET {sets + ', ' if sets else ''}updated_at = now() WHERE id = %(id)s",
+                   dict(changes, id=endpoint_id))
+        return get(c, merchant_id, endpoint_id)
+
+
+def delete(c, merchant_id, endpoint_id):
+    """Remove the endpoint; its pending deliveries are cancelled (marked failed). The first one's
+    place goes to the next endpoint, or the merchant is left with no webhook URL."""
+    with db.transaction(c):
+        endpoint = get(c, merchant_id, endpoint_id, lock=True)
+        db.execute(c, "UPDATE webhook_logs SET status = 'failed', next_retry_at = NULL, "
+                      "response_body = 'endpoint deleted' WHERE merchant_id = %(m)s AND status = 'pending' "
+                      "AND (endpoint_id = %(id)s OR (endpoint_id IS NULL AND %(first)s))",
+                   {"m": merchant_id, "id": endpoint_id, "first": endpoint["is_first"]})
+        db.execute(c, "DELETE FROM webhook_endpoints WHERE id = %(id)s", {"id": endpoint_id})
+        if not endpoint["is_first"]:
+            return
+        heir = db.one(c, "SELECT id, url, secret FROM webhook_endpoints WHERE merchant_id = %(m)s "
+                         "ORDER BY created_at, id LIMIT 1 FOR UPDATE", {"m": merchant_id})
+        if heir is None:
+            db.execute(c, "UPDATE merchants SET webhook_url = NULL, updated_at = now() WHERE id = %(m)s", {"m": merchant_id})
+            return
+        # The heir's URL and secret move into the merchant's row (the trigger finds its row there).
+        db.execute(c, "UPDATE webhook_endpoints SET is_first = true, url = NULL, secret = NULL WHERE id = %(id)s",
+                   {"id": heir["id"]})
+        db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
+                      "WHERE id = %(m)s", {"u": heir["url"], "s": heir["secret"], "m": merchant_id})
+
+
+def rotate(c, merchant_id, endpoint_id, expire_previous_in):
+    """A new secret; the one it replaces keeps signing every delivery for expire_previous_in
+    seconds (0: replaced at once). Returns the endpoint."""
+    from .webhooks import new_secret
+
+    with db.transaction(c):
+        endpoint = get(c, merchant_id, endpoint_id, lock=True)
+        secret = new_secret()
+        db.execute(c, """
+            UPDATE webhook_endpoints
+               SET secret = CASE WHEN is_first THEN NULL ELSE %(s)s END,
+                   previous_secret = CASE WHEN %(keep)s > 0 THEN %(old)s END,
+                   previous_expires_at = CASE WHEN %(keep)s > 0 THEN now() + make_interval(secs => %(keep)s) END,
+                   updated_at = now()
+             WHERE id = %(id)s
+            """, {"s": secret, "old": endpoint["secret"], "keep": expire_previous_in, "id": endpoint_id})
+        if endpoint["is_first"]:
+            db.execute(c, "UPDATE merchants SET webhook_secret = %(s)s, updated_at = now() WHERE id = %(m)s",
+                       {"s": secret, "m": merchant_id})
+        return get(c, merchant_id, endpoint_id)
+
+
+def subscribed(c, merchant_ids):
+    """{merchant_id: [(endpoint_id, events)]}: the enabled endpoints of these merchants."""
+    found = {}
+    for r in db.all(c, """
+            SELECT e.id, e.merchant_id, e.events FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id
+             WHERE e.merchant_id = ANY(%(ms)s::uuid[]) AND e.enabled AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
+             ORDER BY e.is_first DESC, e.created_at, e.id
+            """, {"ms": sorted({str(m) for m in merchant_ids})}):
+        found.setdefault(str(r["merchant_id"]), []).append((r["id"], r["events"]))
+    return found
+
+
+def wants(events, event):
+    return ALL in events or event in events

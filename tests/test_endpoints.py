@@ -1,0 +1,178 @@
+"""Webhook endpoints (app/endpoints.py): several per merchant, each getting exactly the events it
+subscribes to, signed with its own secret; rotation with both signatures until the old secret
+expires; /webhooks/config as the first endpoint; removal; one endpoint hanging delays no other."""
+import hashlib
+import hmac
+
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from helpers import create_payment, paid_payment, wait_until
+
+BASE = "/api/v1/webhooks/endpoints"
+
+
+def add(client, m, url, events=None, **fields):
+    body = dict(fields, url=url) | ({"events": events} if events is not None else {})
+    r = client.post(BASE, headers=m["headers"], json=body)
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def header(delivery, name):
+    return {k.lower(): v for k, v in delivery["headers"].items()}.get(name.lower())
+
+
+def hex_ok(secret, delivery):
+    expected = hmac.new(secret.encode(), delivery["body"], hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header(delivery, "X-Webhook-Signature"))
+
+
+def standard_ok(secret, delivery):
+    try:
+        Webhook(secret).verify(delivery["body"], delivery["headers"])
+    except WebhookVerificationError:
+        return False
+    return True
+
+
+def pump(worker, done):
+    """Run the worker's steps until done() (its deliveries run on its own threads)."""
+    wait_until(lambda: (worker.step(), done())[1], timeout=15, message="deliveries")
+
+
+def events_of(receiver):
+    return sorted(r["json"]["event"] for r in receiver.requests)
+
+
+def test_two_endpoints_get_exactly_their_events_signed_with_their_own_secrets(client, db, worker, make_merchant,
+                                                                             receiver):
+    all_rx, refunds_rx = receiver(), receiver()
+    m = make_merchant()
+    first = add(client, m, all_rx.url)  # the merchant's first: /webhooks/config's URL and secret
+    assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json() == {
+        "webhook_url": all_rx.url, "webhook_secret": first["secret"]}
+    second = add(client, m, refunds_rx.url, ["refund.created", "refund.processed"], description="accounting")
+    assert first["secret"] != second["secret"]
+
+    _, payment = paid_payment(client, db, worker, m)
+    client.post(f"/api/v1/payments/{payment['id']}/refunds", headers=m["headers"], json={"amount": 100})
+    pump(worker, lambda: len(all_rx.requests) >= 4 and len(refunds_rx.requests) >= 2)
+    assert events_of(all_rx) == ["payment.created", "payment.success", "refund.created", "refund.processed"]
+    assert events_of(refunds_rx) == ["refund.created", "refund.processed"]
+    assert all(hex_ok(first["secret"], d) and standard_ok(first["secret"], d) for d in all_rx.requests)
+    assert all(hex_ok(second["secret"], d) and standard_ok(second["secret"], d) for d in refunds_rx.requests)
+    assert not any(standard_ok(first["secret"], d) for d in refunds_rx.requests)
+    # One event, one id, whichever endpoints it goes to.
+    ids = {d["json"]["event"]: header(d, "webhook-id") for d in all_rx.requests}
+    assert {header(d, "webhook-id") for d in refunds_rx.requests} == {ids["refund.created"], ids["refund.processed"]}
+    logs = db.all("SELECT endpoint_id, event FROM webhook_logs WHERE merchant_id = %(m)s", {"m": m["id"]})
+    assert sorted((r["endpoint_id"] == second["id"], r["event"]) for r in logs if r["event"].startswith("refund")) == [
+        (False, "refund.created"), (False, "refund.processed"), (True, "refund.created"), (True, "refund.processed")]
+
+
+@pytest.mark.parametrize("how", ["endpoint", "config"])
+def test_a_rotation_signs_with_both_secrets_until_the_old_one_expires(client, db, worker, make_merchant, receiver,
+                                                                    how):
+    rx = receiver()
+    m = make_merchant()
+    endpoint = add(client, m, rx.url)
+    old = endpoint["secret"]
+    path = f"{BASE}/{endpoint['id']}/secret" if how == "endpoint" else "/api/v1/webhooks/config/secret"
+    r = client.post(path, headers=m["headers"], json={"expire_previous_in": 3600})
+    assert r.status_code == 200
+    new = client.get(f"{BASE}/{endpoint['id']}", headers=m["headers"]).get_json()["secret"]
+    assert new != old
+
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    worker.step()
+    during = rx.wait_for(1)[0]
+    assert standard_ok(new, during) and standard_ok(old, during)  # a receiver with either secret accepts it
+    assert header(during, "webhook-signature").count("v1,") == 2
+    assert hex_ok(new, during)
+    assert header(during, "X-Webhook-Signature-Previous") == hmac.new(old.encode(), during["body"],
+                                                                         hashlib.sha256).hexdigest()
+
+    db.execute("UPDATE webhook_endpoints SET previous_expires_at = now() - interval '1 second' WHERE id = %(id)s",
+               {"id": endpoint["id"]})
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    worker.step()
+    after = rx.wait_for(2)[1]
+    assert standard_ok(new, after) and not standard_ok(old, after) and hex_ok(new, after)
+    assert header(after, "X-Webhook-Signature-Previous") is None
+
+
+def test_the_config_secret_without_a_body_is_replaced_at_once(client, worker, make_merchant, receiver):
+    rx = receiver()
+    m = make_merchant()
+    old = add(client, m, rx.url)["secret"]
+    new = client.post("/api/v1/webhooks/config/secret", headers=m["headers"]).get_json()["webhook_secret"]
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    worker.step()
+    got = rx.wait_for(1)[0]
+    assert standard_ok(new, got) and not standard_ok(old, got)
+
+
+def test_the_config_url_is_the_first_endpoint_and_sql_on_it_takes_effect(client, db, worker, make_merchant, receiver):
+    before, after = receiver(), receiver()
+    m = make_merchant()
+    r = client.put("/api/v1/webhooks/config", headers=m["headers"], json={"webhook_url": before.url})
+    assert r.status_code == 200
+    [first] = client.get(BASE, headers=m["headers"]).get_json()["data"]
+    assert (first["url"], first["events"], first["enabled"]) == (before.url, ["*"], True)
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(m)s", {"u": after.url, "m": m["id"]})
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    worker.step()
+    after.wait_for(1)
+    assert before.requests == []
+
+
+def test_a_disabled_endpoint_gets_nothing_new_and_a_removed_one_loses_its_queue(client, db, worker, make_merchant,
+                                                                               receiver):
+    first_rx, other_rx = receiver(), receiver()
+    m = make_merchant()
+    first = add(client, m, first_rx.url)
+    other = add(client, m, other_rx.url)
+    r = client.patch(f"{BASE}/{other['id']}", headers=m["headers"], json={"enabled": False})
+    assert r.get_json()["enabled"] is False
+    create_payment(client, m)
+    assert db.value("SELECT count(*) FROM webhook_logs WHERE endpoint_id = %(e)s", {"e": other["id"]}) == 0
+
+    client.patch(f"{BASE}/{other['id']}", headers=m["headers"], json={"enabled": True})
+    create_payment(client, m)  # queued for both; the other is removed before the worker runs
+    assert client.delete(f"{BASE}/{other['id']}", headers=m["headers"]).status_code == 204
+    assert db.value("SELECT status FROM webhook_logs WHERE endpoint_id = %(e)s", {"e": other["id"]}) == "failed"
+    pump(worker, lambda: len(first_rx.requests) >= 2)
+    assert other_rx.requests == []
+    assert client.get(f"{BASE}/{other['id']}", headers=m["headers"]).status_code == 404
+
+    # Removing the first endpoint hands its place to the next one.
+    third = add(client, m, other_rx.url, ["webhook.test"])
+    assert client.delete(f"{BASE}/{first['id']}", headers=m["headers"]).status_code == 204
+    config = client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()
+    assert config == {"webhook_url": other_rx.url, "webhook_secret": third["secret"]}
+    assert [e["id"] for e in client.get(BASE, headers=m["headers"]).get_json()["data"]] == [third["id"]]
+    assert client.delete(f"{BASE}/{third['id']}", headers=m["headers"]).status_code == 204
+    assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()["webhook_url"] is None
+
+
+def test_another_merchants_endpoint_is_not_found(client, make_merchant, receiver):
+    owner, stranger = make_merchant(), make_merchant()
+    endpoint = add(client, owner, receiver().url)
+    for method in ("get", "patch", "delete"):
+        r = client.open(f"{BASE}/{endpoint['id']}", method=method.upper(), headers=stranger["headers"],
+                        json={} if method == "patch" else None)
+        assert r.status_code == 404, method
+    assert client.post(f"{BASE}/{endpoint['id']}/secret", headers=stranger["headers"]).status_code == 404
+
+
+def test_a_hanging_endpoint_does_not_delay_the_merchants_other_endpoint(client, make_merchant, receiver,
+                                                                        running_worker):
+    slow, fast = receiver(hang=3), receiver()
+    m = make_merchant()
+    add(client, m, slow.url)
+    add(client, m, fast.url)
+    for _ in range(8):
+        client.post("/api/v1/webhooks/test", headers=m["headers"])
+    got = fast.wait_for(8, timeout=2.5)  # every one while the slow endpoint still hangs
+    assert len(got) == 8
