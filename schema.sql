@@ -151,6 +151,21 @@ END $$;
 CREATE TRIGGER merchants_first_endpoint AFTER INSERT OR UPDATE OF webhook_url ON merchants FOR EACH ROW
     WHEN (NEW.webhook_url IS NOT NULL) EXECUTE FUNCTION webhook_endpoints_first();
 
+-- Every event raised for a merchant, once, whatever the number of endpoints it went to (none
+-- included): GET /api/v1/events, and what a replay sends again. Kept, like the delivery logs, by
+-- UTC day partitions dropped whole after WEBHOOK_LOG_RETENTION_DAYS (app/partitions.py creates them).
+CREATE TABLE IF NOT EXISTS events (
+    id          text NOT NULL CHECK (id ~ '^evt_[A-Za-z0-9]{16}$'),
+    merchant_id uuid NOT NULL REFERENCES merchants (id),
+    event       text NOT NULL,
+    body        text NOT NULL,     -- the exact bytes every delivery of it sends: {id, event, timestamp, data}
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (id, created_at)
+) PARTITION BY RANGE (created_at);
+CREATE INDEX IF NOT EXISTS events_merchant_created ON events (merchant_id, created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS events_merchant_event_created ON events (merchant_id, event, created_at DESC, id DESC);
+CREATE TABLE IF NOT EXISTS events_default PARTITION OF events DEFAULT;
+
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key          text NOT NULL,
     merchant_id  uuid NOT NULL REFERENCES merchants (id),
@@ -257,7 +272,7 @@ CREATE TABLE IF NOT EXISTS rollups (
     merchant_id uuid NOT NULL,
     kind        text NOT NULL,               -- the table counted: payments, orders, refunds, webhook_logs
     hour        timestamptz NOT NULL,        -- date_trunc('hour', created_at, 'UTC')
-    status      text NOT NULL,
+    status      text NOT NULL,               -- for events: the event's name
     currency    text NOT NULL DEFAULT '',    -- '' where the table has none (refunds, webhook_logs)
     n           bigint NOT NULL,
     amount      bigint NOT NULL DEFAULT 0,   -- paise
@@ -283,7 +298,8 @@ CREATE TABLE IF NOT EXISTS rollups_sealed (
     kind         text PRIMARY KEY,
     sealed_until timestamptz
 );
-INSERT INTO rollups_sealed (kind) VALUES ('payments'), ('orders'), ('refunds'), ('webhook_logs') ON CONFLICT DO NOTHING;
+INSERT INTO rollups_sealed (kind) VALUES ('payments'), ('orders'), ('refunds'), ('webhook_logs'), ('events')
+    ON CONFLICT DO NOTHING;
 
 -- Move a changed row's count between hours or statuses when the row is in a sealed hour. The
 -- shared lock waits for a sealing in progress (it holds the exclusive one), so a change is either
@@ -303,13 +319,15 @@ BEGIN
     LOOP
         INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
         VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('hour', (r ->> 'created_at')::timestamptz, 'UTC'),
-                r ->> 'status', coalesce(r ->> 'currency', ''), sign, sign * coalesce((r ->> 'amount')::bigint, 0))
+                coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                sign * coalesce((r ->> 'amount')::bigint, 0))
         ON CONFLICT (merchant_id, kind, hour, status, currency)
         DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
         IF (r ->> 'created_at')::timestamptz < date_trunc('day', sealed, 'UTC') THEN
             INSERT INTO rollups_daily AS t (merchant_id, kind, day, status, currency, n, amount)
             VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('day', (r ->> 'created_at')::timestamptz, 'UTC'),
-                    r ->> 'status', coalesce(r ->> 'currency', ''), sign, sign * coalesce((r ->> 'amount')::bigint, 0))
+                    coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                    sign * coalesce((r ->> 'amount')::bigint, 0))
             ON CONFLICT (merchant_id, kind, day, status, currency)
             DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
         END IF;
@@ -348,3 +366,13 @@ CREATE INDEX IF NOT EXISTS refunds_created_brin ON refunds USING brin (created_a
 -- A status filter (GET /payments?status=, the dashboard's) reads only that status's rows, newest
 -- first, however rare the status.
 CREATE INDEX IF NOT EXISTS payments_merchant_status_created ON payments (merchant_id, status, created_at DESC, id DESC);
+
+-- events (its table is above): counted by the rollups by event name.
+CREATE TRIGGER events_rollups_insert AFTER INSERT ON events FOR EACH ROW
+    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events');
+CREATE TRIGGER events_rollups_change AFTER UPDATE OF event, created_at, merchant_id ON events FOR EACH ROW
+    WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
+          AND (OLD.event, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.event, NEW.created_at, NEW.merchant_id))
+    EXECUTE FUNCTION rollups_follow('events');
+CREATE TRIGGER events_rollups_delete AFTER DELETE ON events FOR EACH ROW
+    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events');

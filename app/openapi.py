@@ -72,6 +72,8 @@ PAYMENT_ID = _path_param("payment_id", "payment (`pay_…`)")
 REFUND_ID = _path_param("refund_id", "refund (`rfnd_…`)")
 LOG_ID = _path_param("log_id", "webhook log (UUID)")
 ENDPOINT_ID = _path_param("endpoint_id", "webhook endpoint (`we_…`)")
+EVENT_ID = _path_param("event_id", "event (`evt_…`)")
+EVENT_PAGING = {"in": "query", "schema": s.EventListQuery}
 
 QUERY_DESCRIPTIONS = {
     "limit": "Page size: 10 by default, values above 100 are capped to 100.",
@@ -81,6 +83,7 @@ QUERY_DESCRIPTIONS = {
     "from": "Only objects created at or after this time (unix seconds; whole seconds, inclusive).",
     "to": "Only objects created at or before this time (unix seconds; the whole second is included).",
     "status": "Only payments with this status.",
+    "event": "Only events of this name (see the `webhooks` section).",
 }
 
 
@@ -259,6 +262,19 @@ OPERATIONS = [
                      "and `X-Webhook-Signature-Previous` with the old one.",
          params=[ENDPOINT_ID], body=s.SecretRotation, body_required=False, ok={200: s.EndpointWithSecretOut},
          errors=[400, 404, 413, 415]),
+    dict(method="post", path="/api/v1/webhooks/endpoints/{endpoint_id}/replay", id="replayWebhookEndpoint",
+         tag="Webhooks", auth=AUTH, summary="Deliver again to this endpoint the events raised since a time.",
+         description="Every event of the merchant raised at or after `since` that the endpoint subscribes to now "
+                     "(with `status: failed`, only those whose delivery to it used up its attempts), through the "
+                     "normal delivery path: the same event id and body, signed with the endpoint's current "
+                     "secret(s). Events are kept `WEBHOOK_LOG_RETENTION_DAYS` days.",
+         params=[ENDPOINT_ID], body=s.Replay, ok={202: s.ReplayOut}, errors=[400, 404, 413, 415]),
+    dict(method="get", path="/api/v1/events", id="listEvents", tag="Webhooks", auth=AUTH,
+         summary="The merchant's events, newest first: one per event whatever the endpoints it went to.",
+         description=LIST + " Kept `WEBHOOK_LOG_RETENTION_DAYS` days; recorded while the merchant has a webhook "
+                            "endpoint.", params=[EVENT_PAGING], ok={200: s.list_of(s.EventOut)}, errors=[400]),
+    dict(method="get", path="/api/v1/events/{event_id}", id="getEvent", tag="Webhooks", auth=AUTH,
+         summary="One event.", params=[EVENT_ID], ok={200: s.EventOut}, errors=[404]),
     dict(method="post", path="/api/v1/webhooks/test", id="sendTestWebhook", tag="Webhooks", auth=AUTH,
          summary=f"Queue a `{events.WEBHOOK_TEST}` event to the configured URL.",
          description="400 when no webhook URL is configured.",

@@ -22,11 +22,12 @@ import click
 
 from . import db
 
-KINDS = {  # kind (the table counted) -> its currency and amount: '' and 0 where it has none
-    "payments": {"currency": "currency", "amount": "amount"},
-    "orders": {"currency": "currency", "amount": "amount"},
-    "refunds": {"currency": "''", "amount": "amount"},
-    "webhook_logs": {"currency": "''", "amount": "0"},
+KINDS = {  # kind (the table counted) -> what its rollups count by: '' and 0 where it has none
+    "payments": {"status": "status", "currency": "currency", "amount": "amount"},
+    "orders": {"status": "status", "currency": "currency", "amount": "amount"},
+    "refunds": {"status": "status", "currency": "''", "amount": "amount"},
+    "webhook_logs": {"status": "status", "currency": "''", "amount": "0"},
+    "events": {"status": "event", "currency": "''", "amount": "0"},  # by event name, for ?event=
 }
 LOCK = 7240003  # advisory lock, exclusive while sealing; the trigger takes it shared (migration 0003)
 HOUR = timedelta(hours=1)
@@ -84,7 +85,7 @@ def seal(c, recount_from=None):
             written += db.execute(c, f"""
                 INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
                 SELECT merchant_id, %(kind)s, date_trunc('hour', created_at, 'UTC'), status, currency, count(*), sum(amount)
-                  FROM (SELECT merchant_id, created_at, status, {KINDS[kind]["currency"]} AS currency,
+                  FROM (SELECT merchant_id, created_at, {KINDS[kind]["status"]} AS status, {KINDS[kind]["currency"]} AS currency,
                                {KINDS[kind]["amount"]} AS amount FROM {kind}
                          WHERE created_at < %(end)s{' AND created_at >= %(since)s' if since else ''}) AS rows
                  GROUP BY 1, 3, 4, 5
@@ -118,7 +119,7 @@ def count_in(c, kind, table):
     for rollup, at, bound in (("rollups", "hour", sealed), ("rollups_daily", "day", _floor(sealed, DAY))):
         db.execute(c, f"""
             INSERT INTO {rollup} AS t (merchant_id, kind, {at}, status, currency, n, amount)
-            SELECT merchant_id, %(kind)s, date_trunc('{at}', created_at, 'UTC'), status, {KINDS[kind]["currency"]},
+            SELECT merchant_id, %(kind)s, date_trunc('{at}', created_at, 'UTC'), {KINDS[kind]["status"]}, {KINDS[kind]["currency"]},
                    count(*), sum({KINDS[kind]["amount"]})
               FROM {table} WHERE created_at < %(bound)s GROUP BY 1, 3, 4, 5
             ON CONFLICT (merchant_id, kind, {at}, status, currency)
@@ -158,12 +159,15 @@ def _pieces(lo, hi, sealed):
     return [p for p in pieces if p[1] is None or p[2] is None or p[1] < p[2]]
 
 
-def _select(kind, pieces, columns, match, params):
-    """One SELECT per piece of the merchant's rows, `columns` a dict of (rollup, row) expressions."""
+def _select(kind, pieces, columns, params, status=None):
+    """One SELECT per piece of the merchant's rows (of this status, if given), `columns` a dict of
+    (rollup, row) expressions."""
     selects = []
     for i, (source, start, end) in enumerate(pieces):
         table, at = {"days": ("rollups_daily", "day"), "hours": ("rollups", "hour"), "rows": (kind, "created_at")}[source]
-        where = match + ("" if source == "rows" else " AND kind = %(kind)s")
+        where = "merchant_id = %(m)s" + ("" if source == "rows" else " AND kind = %(kind)s")
+        if status:
+            where, params["status"] = where + f" AND {KINDS[kind]['status'] if source == 'rows' else 'status'} = %(status)s", status
         if start is not None:
             where, params[f"s{i}"] = where + f" AND {at} >= %(s{i})s", start
         if end is not None:
@@ -179,10 +183,9 @@ def count(c, kind, merchant_id, window=(None, None), status=None):
     lo, hi = window
     if lo and hi and lo >= hi:
         return 0
-    params = {"m": merchant_id, "kind": kind, "status": status}
-    match = "merchant_id = %(m)s" + (" AND status = %(status)s" if status else "")
+    params = {"m": merchant_id, "kind": kind}
     parts = _select(kind, _pieces(lo, hi, sealed_until(c, kind)), {"n": ("coalesce(sum(n), 0)::bigint", "count(*)")},
-                    match, params)
+                    params, status)
     return db.value(c, "SELECT " + " + ".join(f"({p})" for p in parts), params)
 
 
@@ -190,9 +193,9 @@ def summary(c, kind, merchant_id, since=None, by_day=False):
     """The merchant's rows of `kind` created since `since` (None for all) by status and currency,
     with their amount; per UTC day too with by_day: rows of {day?, status, currency, n, amount}."""
     params = {"m": merchant_id, "kind": kind}
-    columns = {"at": ("{at}", "{at}"), "status": ("status", "status"), "currency": ("currency", KINDS[kind]["currency"]),
-               "n": ("n", "1"), "amount": ("amount", KINDS[kind]["amount"])}
-    rows = _select(kind, _pieces(since, None, sealed_until(c, kind)), columns, "merchant_id = %(m)s", params)
+    columns = {"at": ("{at}", "{at}"), "status": ("status", KINDS[kind]["status"]),
+               "currency": ("currency", KINDS[kind]["currency"]), "n": ("n", "1"), "amount": ("amount", KINDS[kind]["amount"])}
+    rows = _select(kind, _pieces(since, None, sealed_until(c, kind)), columns, params)
     day, group = ("date_trunc('day', at, 'UTC') AS day, ", "1, 2, 3") if by_day else ("", "1, 2")
     return db.all(c, f"""
         SELECT {day}status, currency, sum(n)::bigint AS n, sum(amount)::bigint AS amount

@@ -201,6 +201,10 @@ class ListQuery(Schema):
     to = fields.Integer(validate=validate.Range(min=0, max=MAX_UNIX_SECONDS))
 
 
+class EventListQuery(ListQuery):
+    event = Text(validate=validate.Length(1, 64), metadata={"description": "Only events of this name."})
+
+
 class PaymentListQuery(ListQuery):
     # Only real statuses: anything else could only list nothing, and a NUL in it was a 500.
     status = Text(validate=validate.OneOf(PAYMENT_STATUSES))
@@ -346,6 +350,24 @@ class WebhookLogOut(Out):
     response_code = fields.Integer(allow_none=True)
 
 
+class Replay(Base):
+    since = StrictInt(required=True, validate=validate.Range(0, MAX_UNIX_SECONDS), metadata={
+        "description": "Unix seconds: every event raised at or after this time that the endpoint subscribes to."})
+    status = Text(validate=validate.OneOf(["failed"]), metadata={
+        "description": "`failed`: only the events whose delivery to this endpoint used up its attempts."})
+
+
+class ReplayOut(Out):
+    queued = fields.Integer(metadata={"description": "Deliveries queued."})
+
+
+class EventOut(Out):
+    id = fields.String(metadata={"description": "`evt_…`, the `webhook-id` of its deliveries."})
+    event = fields.String()
+    created_at = Time()
+    data = fields.Dict(metadata={"description": "As in the webhook's body."})
+
+
 class EndpointOut(Out):
     id = fields.String(metadata={"description": "`we_…`"})
     url = fields.String()
@@ -412,6 +434,7 @@ PAYMENT_PUBLIC = PaymentPublicOut()
 REFUND = RefundOut()
 WEBHOOK_LOG = WebhookLogOut()
 ENDPOINT = EndpointOut()
+EVENT = EventOut()
 ENDPOINT_WITH_SECRET = EndpointWithSecretOut()
 
 

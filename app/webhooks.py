@@ -81,39 +81,50 @@ def emit_events(c, events, lease=None):
             raise ValueError(f"{event!r} is not in app/events.py's CATALOG")
     now = int(time.time())
     targets = endpoints.subscribed(c, [m for m, _, _ in events])
+    raised = {"i": [], "m": [], "e": [], "b": []}  # one events row each, whoever it goes to
     logs = {"id": [], "m": [], "e": [], "i": [], "b": [], "we": []}
     for merchant_id, event, data in events:
         event_id = new_id("evt_")
         body = json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
                           separators=(",", ":"), ensure_ascii=False)
+        for key, value in zip("imeb", (event_id, str(merchant_id), event, body)):
+            raised[key].append(value)
         for endpoint_id, wanted in targets.get(str(merchant_id), ()):
             if endpoints.wants(wanted, event):
-                logs["id"].append(str(uuid.uuid4()))
-                logs["m"].append(str(merchant_id))
-                logs["e"].append(event)
-                logs["i"].append(event_id)
-                logs["b"].append(body)
-                logs["we"].append(endpoint_id)
-    if not logs["id"]:
-        return []
+                _add_log(logs, merchant_id, event, event_id, body, endpoint_id)
     with db.transaction(c):
-        queued = jobs.enqueue_many(c, DELIVER, [{"log_id": i, "merchant_id": m, "endpoint_id": we}
-                                                for i, m, we in zip(logs["id"], logs["m"], logs["we"])],
-                                   lease=lease, stamp="created_at")
-        payload_of = {r["payload"]["log_id"]: r for r in queued}
-        rows = db.all(c, f"""
-            WITH logs AS (
-                INSERT INTO webhook_logs (id, merchant_id, endpoint_id, event, event_id, payload, body, next_retry_at,
-                                          job_id, created_at)
-                SELECT t.id, t.m, t.we, t.e, t.i, t.b::jsonb, t.b, now(), t.j, t.at
-                  FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(we)s::text[], %(e)s::text[], %(i)s::text[], %(b)s::text[],
-                              %(j)s::bigint[], %(at)s::timestamptz[]) AS t(id, m, we, e, i, b, j, at)
-                RETURNING id, merchant_id, endpoint_id, event_id, body, created_at)
-            SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, {_TARGET}
-              FROM logs JOIN merchants m ON m.id = logs.merchant_id
-              LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
-            """, dict(logs, j=[payload_of[log_id]["id"] for log_id in logs["id"]],
-                      at=[payload_of[log_id]["payload"]["created_at"] for log_id in logs["id"]]))
+        db.execute(c, "INSERT INTO events (id, merchant_id, event, body) "
+                      "SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b)s::text[])", raised)
+        rows = queue_logs(c, logs, lease) if logs["id"] else []
+    return rows
+
+
+def _add_log(logs, merchant_id, event, event_id, body, endpoint_id):
+    for key, value in zip(("id", "m", "e", "i", "b", "we"),
+                          (str(uuid.uuid4()), str(merchant_id), event, event_id, body, endpoint_id)):
+        logs[key].append(value)
+
+
+def queue_logs(c, logs, lease=None):
+    """Insert delivery logs (columns as lists: id, m, e, i, b, we) and one delivery job each, in
+    the caller's transaction; (job_id, job payload, attempt) per log."""
+    queued = jobs.enqueue_many(c, DELIVER, [{"log_id": i, "merchant_id": m, "endpoint_id": we}
+                                            for i, m, we in zip(logs["id"], logs["m"], logs["we"])],
+                               lease=lease, stamp="created_at")
+    payload_of = {r["payload"]["log_id"]: r for r in queued}
+    rows = db.all(c, f"""
+        WITH logs AS (
+            INSERT INTO webhook_logs (id, merchant_id, endpoint_id, event, event_id, payload, body, next_retry_at,
+                                      job_id, created_at)
+            SELECT t.id, t.m, t.we, t.e, t.i, t.b::jsonb, t.b, now(), t.j, t.at
+              FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(we)s::text[], %(e)s::text[], %(i)s::text[], %(b)s::text[],
+                          %(j)s::bigint[], %(at)s::timestamptz[]) AS t(id, m, we, e, i, b, j, at)
+            RETURNING id, merchant_id, endpoint_id, event_id, body, created_at)
+        SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, {_TARGET}
+          FROM logs JOIN merchants m ON m.id = logs.merchant_id
+          LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
+        """, dict(logs, j=[payload_of[log_id]["id"] for log_id in logs["id"]],
+                  at=[payload_of[log_id]["payload"]["created_at"] for log_id in logs["id"]]))
     return [(payload_of[str(r["id"])]["id"], payload_of[str(r["id"])]["payload"], r) for r in rows]
 
 
@@ -243,6 +254,54 @@ def retry(c, merchant_id, log_id):
                       "response_code = NULL, response_body = NULL WHERE id = %(id)s AND created_at = %(at)s",
                    {"j": job_id, "id": row["id"], "at": row["created_at"]})
     return {"id": str(row["id"]), "status": "pending", "message": "Webhook retry scheduled"}
+
+
+# ---- events (GET /api/v1/events) and replay ---------------------------------------------------------
+
+EVENT_COLUMNS = "id, event, body, created_at"
+
+
+def list_events(c, merchant_id, limit, offset, window=(None, None), event=None):
+    """The merchant's events, newest first; optionally of one name."""
+    where, params = "merchant_id = %(m)s", {"m": merchant_id}
+    if event:
+        where, params["event"] = where + " AND event = %(event)s", event
+    return db.page(c, "events", EVENT_COLUMNS, where, params, limit, offset, window,
+                   count=rollups.counter(c, "events", merchant_id, event))
+
+
+def get_event(c, merchant_id, event_id):
+    row = db.one(c, f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %(id)s AND merchant_id = %(m)s",
+                 {"id": event_id, "m": merchant_id})
+    if row is None:
+        raise NotFound("Event not found.")
+    return row
+
+
+def replay(c, merchant_id, endpoint_id, since, failed_only=False):
+    """Queue again, for one endpoint, the merchant's events raised since `since` (a datetime) that
+    it subscribes to now; with failed_only, only those whose delivery to it used up its attempts.
+    The same event id and body, signed with the endpoint's secret(s) when sent. Returns how many
+    deliveries were queued."""
+    with db.transaction(c):
+        endpoint = endpoints.get(c, merchant_id, endpoint_id, lock=True)
+        failed = """
+            AND EXISTS (SELECT 1 FROM webhook_logs l
+                         WHERE l.merchant_id = ev.merchant_id AND l.event_id = ev.id AND l.status = 'failed'
+                           AND l.created_at >= %(since)s
+                           AND coalesce(l.endpoint_id, CASE WHEN %(first)s THEN %(we)s END) = %(we)s)"""
+        rows = db.all(c, f"""
+            SELECT ev.id, ev.event, ev.body FROM events ev
+             WHERE ev.merchant_id = %(m)s AND ev.created_at >= %(since)s {failed if failed_only else ''}
+             ORDER BY ev.created_at, ev.id
+            """, {"m": merchant_id, "since": since, "we": endpoint_id, "first": endpoint["is_first"]})
+        logs = {"id": [], "m": [], "e": [], "i": [], "b": [], "we": []}
+        for r in rows:
+            if endpoints.wants(endpoint["events"], r["event"]):
+                _add_log(logs, merchant_id, r["event"], r["id"], r["body"], endpoint_id)
+        if logs["id"]:
+            queue_logs(c, logs)
+        return len(logs["id"])
 
 
 def get_config(c, merchant_id):

@@ -8,7 +8,7 @@ CREATE TABLE rollups (
     merchant_id uuid NOT NULL,
     kind        text NOT NULL,               -- the table counted: payments, orders, refunds, webhook_logs
     hour        timestamptz NOT NULL,        -- date_trunc('hour', created_at, 'UTC')
-    status      text NOT NULL,
+    status      text NOT NULL,               -- for events: the event's name
     currency    text NOT NULL DEFAULT '',    -- '' where the table has none (refunds, webhook_logs)
     n           bigint NOT NULL,
     amount      bigint NOT NULL DEFAULT 0,   -- paise
@@ -54,13 +54,15 @@ BEGIN
     LOOP
         INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
         VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('hour', (r ->> 'created_at')::timestamptz, 'UTC'),
-                r ->> 'status', coalesce(r ->> 'currency', ''), sign, sign * coalesce((r ->> 'amount')::bigint, 0))
+                coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                sign * coalesce((r ->> 'amount')::bigint, 0))
         ON CONFLICT (merchant_id, kind, hour, status, currency)
         DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
         IF (r ->> 'created_at')::timestamptz < date_trunc('day', sealed, 'UTC') THEN
             INSERT INTO rollups_daily AS t (merchant_id, kind, day, status, currency, n, amount)
             VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('day', (r ->> 'created_at')::timestamptz, 'UTC'),
-                    r ->> 'status', coalesce(r ->> 'currency', ''), sign, sign * coalesce((r ->> 'amount')::bigint, 0))
+                    coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                    sign * coalesce((r ->> 'amount')::bigint, 0))
             ON CONFLICT (merchant_id, kind, day, status, currency)
             DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
         END IF;

@@ -16,8 +16,9 @@
 -- partition: what this builds there is exactly schema.sql.
 
 ALTER TABLE webhook_logs RENAME TO webhook_logs_legacy;
--- Their (id) and (event_id) unique indexes give way to (id, created_at) and (event_id, created_at):
--- a unique index of a partitioned table must hold the partition key.
+-- Its (id) unique index gives way to (id, created_at): a unique index of a partitioned table must
+-- hold the partition key. event_id is no longer unique: one event goes to each endpoint that
+-- subscribes to it (migration 0006), and a replay sends it again, under the same id.
 ALTER TABLE webhook_logs_legacy DROP CONSTRAINT webhook_logs_pkey, DROP CONSTRAINT webhook_logs_event_id_key,
     ALTER COLUMN id SET NOT NULL;  -- kept by the primary key's drop, but the parent's key requires it
 -- The other indexes are the parent's as they were: attaching adopts them instead of building anew.
@@ -49,8 +50,7 @@ CREATE TABLE webhook_logs (
     job_id          bigint,                   -- its delivery job (one at a time), reused by a manual retry
     created_at      timestamptz NOT NULL DEFAULT now(),
     -- The ids are random (uuid4, evt_ + 16 random characters): unique with their time is unique.
-    CONSTRAINT webhook_logs_pkey PRIMARY KEY (id, created_at),
-    CONSTRAINT webhook_logs_event_id_key UNIQUE (event_id, created_at)
+    CONSTRAINT webhook_logs_pkey PRIMARY KEY (id, created_at)
 ) PARTITION BY RANGE (created_at);
 CREATE INDEX webhook_logs_merchant_id ON webhook_logs (merchant_id, created_at DESC);
 CREATE INDEX webhook_logs_status ON webhook_logs (status);
@@ -82,16 +82,11 @@ BEGIN
         DROP TABLE webhook_logs_legacy;
         RETURN;
     END IF;
-    -- Unique indexes built beforehand become the partition's keys, so attaching builds none.
+    -- A unique index built beforehand becomes the partition's key, so attaching builds none.
     IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('webhook_logs_id_created_at') AND indisvalid
                   AND indrelid = 'webhook_logs_legacy'::regclass) THEN
         ALTER TABLE webhook_logs_legacy ADD CONSTRAINT webhook_logs_legacy_pkey PRIMARY KEY
             USING INDEX webhook_logs_id_created_at;
-    END IF;
-    IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = to_regclass('webhook_logs_event_id_created_at') AND indisvalid
-                  AND indrelid = 'webhook_logs_legacy'::regclass) THEN
-        ALTER TABLE webhook_logs_legacy ADD CONSTRAINT webhook_logs_legacy_event_id_key UNIQUE
-            USING INDEX webhook_logs_event_id_created_at;
     END IF;
     EXECUTE format('ALTER TABLE webhook_logs ATTACH PARTITION webhook_logs_legacy FOR VALUES FROM (MINVALUE) TO (%L)',
                    upper);

@@ -38,6 +38,3 @@ SELECT 'we_' || substr(md5(random()::text || id::text), 1, 16), id, true, update
 
 -- Each delivery log is for one endpoint; NULL on logs from before endpoints: the first one's.
 ALTER TABLE webhook_logs ADD COLUMN endpoint_id text;
--- One event goes to each endpoint that subscribes to it, and a replay sends it again: its id is
--- no longer unique among the logs (it stays the event's one id, the webhook-id header).
-ALTER TABLE webhook_logs DROP CONSTRAINT webhook_logs_event_id_key;

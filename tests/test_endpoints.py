@@ -176,3 +176,55 @@ def test_a_hanging_endpoint_does_not_delay_the_merchants_other_endpoint(client, 
         client.post("/api/v1/webhooks/test", headers=m["headers"])
     got = fast.wait_for(8, timeout=2.5)  # every one while the slow endpoint still hangs
     assert len(got) == 8
+
+
+def test_events_are_listed_once_each_whatever_the_endpoints(client, db, worker, make_merchant, receiver):
+    m = make_merchant()
+    add(client, m, receiver().url, ["refund.processed"])  # the first endpoint takes none of these events
+    add(client, m, receiver().url)
+    payments = [create_payment(client, m) for _ in range(3)]
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    body = client.get("/api/v1/events?count=100", headers=m["headers"]).get_json()
+    assert body["total"] == 4 and [e["event"] for e in body["data"]] == ["webhook.test"] + ["payment.created"] * 3
+    assert [e["data"]["payment"]["id"] for e in body["data"][1:]] == [p["id"] for p in reversed(payments)]
+    only = client.get("/api/v1/events?event=payment.created&count=1", headers=m["headers"]).get_json()
+    assert (only["total"], len(only["data"])) == (3, 1)
+    one = client.get(f"/api/v1/events/{body['data'][0]['id']}", headers=m["headers"]).get_json()
+    assert one == body["data"][0] and set(one) == {"id", "event", "created_at", "data"}
+    assert client.get("/api/v1/events/evt_0000000000000000", headers=m["headers"]).status_code == 404
+    r = client.get("/api/v1/events?event=payment.captured", headers=m["headers"])
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "event"
+    # Each delivery carries its event's id; the events to an endpoint that wants none of them: none.
+    logs = db.all("SELECT event_id FROM webhook_logs WHERE merchant_id = %(m)s", {"m": m["id"]})
+    assert sorted(r["event_id"] for r in logs) == sorted(e["id"] for e in body["data"])
+
+
+def test_replay_sends_again_exactly_the_events_since_a_time(client, db, worker, make_merchant, receiver):
+    rx = receiver()
+    m = make_merchant()
+    endpoint = add(client, m, rx.url, ["payment.created", "webhook.test"])
+    old = create_payment(client, m)
+    db.execute("UPDATE events SET created_at = now() - interval '2 hours' WHERE merchant_id = %(m)s", {"m": m["id"]})
+    client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": False})
+    missed = [create_payment(client, m) for _ in range(2)]  # raised while it was disabled: not queued for it
+    client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": True})
+    pump(worker, lambda: len(rx.requests) >= 1)
+    assert [d["json"]["data"]["payment"]["id"] for d in rx.requests] == [old["id"]]
+
+    since = int(db.value("SELECT extract(epoch FROM now() - interval '1 hour')"))
+    r = client.post(f"{BASE}/{endpoint['id']}/replay", headers=m["headers"], json={"since": since})
+    assert r.status_code == 202 and r.get_json() == {"queued": 2}
+    pump(worker, lambda: len(rx.requests) >= 3)
+    replayed = rx.requests[1:]
+    assert sorted(d["json"]["data"]["payment"]["id"] for d in replayed) == sorted(p["id"] for p in missed)
+    events = {e["id"]: e for e in client.get("/api/v1/events?count=100", headers=m["headers"]).get_json()["data"]}
+    assert all(header(d, "webhook-id") in events and standard_ok(endpoint["secret"], d) for d in replayed)
+
+    # status=failed: only the deliveries to this endpoint that used up their attempts.
+    db.execute("UPDATE webhook_logs SET status = 'failed' WHERE endpoint_id = %(e)s AND event_id = %(i)s",
+               {"e": endpoint["id"], "i": header(replayed[0], "webhook-id")})
+    r = client.post(f"{BASE}/{endpoint['id']}/replay", headers=m["headers"], json={"since": 0, "status": "failed"})
+    assert r.get_json() == {"queued": 1}
+    pump(worker, lambda: len(rx.requests) >= 4)
+    assert header(rx.requests[3], "webhook-id") == header(replayed[0], "webhook-id")
+    assert rx.requests[3]["body"] == replayed[0]["body"]

@@ -159,19 +159,20 @@ def test_request_bodies_refuse_unknown_fields(doc):
     schemas = doc["components"]["schemas"]
     assert _request_schemas(doc) == {"OrderCreate", "PaymentCreate", "CardIn", "CaptureIn", "RefundCreate",
                                      "RefundCreateForPayment", "WebhookConfigIn", "EndpointCreate", "EndpointUpdate",
-                                     "SecretRotation"}
+                                     "SecretRotation", "Replay"}
     for name in _request_schemas(doc):
         assert schemas[name]["additionalProperties"] is False, name
 
 
 LISTS = ("/api/v1/orders", "/api/v1/payments", "/api/v1/orders/{order_id}/payments", "/api/v1/refunds",
-         "/api/v1/payments/{payment_id}/refunds", "/api/v1/webhooks")
+         "/api/v1/payments/{payment_id}/refunds", "/api/v1/webhooks", "/api/v1/events")
 
 
 def test_list_operations_document_paging(doc):
     for path in LISTS:
         params = {p["name"]: p for p in doc["paths"][path]["get"]["parameters"] if p["in"] == "query"}
-        expected = {"limit", "offset", "count", "skip", "from", "to"} | ({"status"} if path == "/api/v1/payments" else set())
+        expected = {"limit", "offset", "count", "skip", "from", "to"} | {"/api/v1/payments": {"status"},
+                                                                          "/api/v1/events": {"event"}}.get(path, set())
         assert set(params) == expected, path  # any other parameter is a 400
         assert all(params[n]["schema"]["type"] == "integer" and params[n]["schema"]["minimum"] == 0
                    for n in ("limit", "offset", "count", "skip", "from", "to"))
@@ -293,7 +294,15 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     rotated = c("post", one + "/secret", client.post(f"{base}/{made['id']}/secret", headers=h,
                                                       json={"expire_previous_in": 60}))
     assert rotated["secret"] != made["secret"] and rotated["previous_expires_at"]
+    replayed = c("post", one + "/replay", client.post(f"{base}/{listed['data'][0]['id']}/replay", headers=h,
+                                                       json={"since": 0}))
+    assert replayed["queued"] >= 1
+    assert c("post", one + "/replay", client.post(f"{base}/{made['id']}/replay", headers=h,
+                                                   json={"since": 0, "status": "failed"}))["queued"] == 0
     assert c("delete", one, client.delete(f"{base}/{made['id']}", headers=h)) is None
+    events_page = c("get", "/api/v1/events", client.get("/api/v1/events?event=payment.success&count=1", headers=h))
+    assert events_page["total"] >= 1 and events_page["data"][0]["event"] == "payment.success"
+    c("get", "/api/v1/events/{event_id}", client.get(f"/api/v1/events/{events_page['data'][0]['id']}", headers=h))
 
     cleared = c("put", "/api/v1/webhooks/config", client.put("/api/v1/webhooks/config", headers=h,
                                                              json={"webhook_url": None}))
@@ -305,7 +314,7 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
 def _fill(path):
     return path.replace("{order_id}", "order_0000000000000000").replace("{payment_id}", "pay_0000000000000000") \
         .replace("{refund_id}", "rfnd_0000000000000000").replace("{log_id}", str(uuid.uuid4())) \
-        .replace("{endpoint_id}", "we_0000000000000000")
+        .replace("{endpoint_id}", "we_0000000000000000").replace("{event_id}", "evt_0000000000000000")
 
 
 def _send(client, method, path, **kwargs):
@@ -340,13 +349,14 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
                 assert r.status_code == 400, (method, path)
                 c(method, path, r)
             if "{" in path and "404" in op["responses"]:
-                body = {"amount": 100} if path.endswith("/capture") else {} if method == "patch" else None
+                body = ({"amount": 100} if path.endswith("/capture") else {"since": 0} if path.endswith("/replay")
+                        else {} if method == "patch" else None)
                 r = _send(client, method, url, headers=h, json=body)
                 assert r.status_code == 404, (method, path, r.get_json())
                 assert c(method, path, r)["error"]["code"] == "NOT_FOUND_ERROR"
 
     # 400s of the list parameters, the bodies and the payment rules.
-    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds"):
+    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds", "/api/v1/events"):
         c("get", path, client.get(path + "?limit=ten", headers=h))
         assert c("get", path, client.get(path + "?order_id=x", headers=h))["error"]["field"] == "order_id"
     order = c("post", "/api/v1/orders", client.post("/api/v1/orders", headers=h, json={"amount": 1000}))
@@ -397,6 +407,11 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
         r = client.patch(one.replace("{endpoint_id}", made["id"]), headers=h, json=bad)
         assert r.status_code == 400, (bad, r.get_json())
         c("patch", one, r)
+    for bad in ({}, {"since": -1}, {"since": 0, "status": "success"}):
+        r = client.post(f"/api/v1/webhooks/endpoints/{made['id']}/replay", headers=h, json=bad)
+        assert r.status_code == 400, bad
+        c("post", "/api/v1/webhooks/endpoints/{endpoint_id}/replay", r)
+    c("get", "/api/v1/events", client.get("/api/v1/events?event=payment.captured", headers=h))
     for path in ("/api/v1/webhooks/endpoints/{endpoint_id}/secret", "/api/v1/webhooks/config/secret"):
         r = client.post(path.replace("{endpoint_id}", made["id"]), headers=h, json={"expire_previous_in": -1})
         assert r.status_code == 400

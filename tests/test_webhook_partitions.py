@@ -180,10 +180,10 @@ def migrated_with_logs(url, tmp_path, days_ago, prebuilt=False):
                       {"m": m, "e": f"evt_{uuid.uuid4().hex[:16]}", "d": days})
         if prebuilt:
             c.execute("CREATE UNIQUE INDEX CONCURRENTLY webhook_logs_id_created_at ON webhook_logs (id, created_at)")
-            c.execute("CREATE UNIQUE INDEX CONCURRENTLY webhook_logs_event_id_created_at "
-                      "ON webhook_logs (event_id, created_at)")
+            c.execute("CREATE INDEX CONCURRENTLY webhook_logs_payment_id "
+                      "ON webhook_logs ((payload -> 'data' -> 'payment' ->> 'id'))")
         indexes = c.values("SELECT to_regclass(n)::oid FROM unnest(ARRAY['webhook_logs_id_created_at', "
-                           "'webhook_logs_event_id_created_at']) n")
+                           "'webhook_logs_payment_id']) n")
     migrate.migrate(url)
     return indexes
 
@@ -204,7 +204,7 @@ def test_an_upgraded_databases_logs_stay_in_a_legacy_partition_dropped_whole_whe
     with Db.connect(url, autocommit=True, row_factory=dict_row) as c:
         # The indexes built beforehand became the legacy partition's keys instead of new ones.
         assert c.values("SELECT to_regclass(n)::oid FROM unnest(ARRAY['webhook_logs_legacy_pkey', "
-                        "'webhook_logs_legacy_event_id_key']) n") == prebuilt
+                        "'webhook_logs_payment_id']) n") == prebuilt
         assert c.value("SELECT count(*) FROM webhook_logs WHERE tableoid = 'webhook_logs_legacy'::regclass") == 2
         partitions.ensure(c)
         assert partitions.drop_expired(c, retention_days=30)[0] == ["webhook_logs_legacy"]

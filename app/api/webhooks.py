@@ -1,10 +1,15 @@
 """/api/v1/webhooks: logs, retry, endpoints, configuration (the first endpoint), test event."""
+import json
+from datetime import datetime, timezone
+
 from flask import g, request
 
 from .. import db, endpoints, webhooks
 from ..auth import api_auth
-from ..schemas import (ENDPOINT, ENDPOINT_WITH_SECRET, WEBHOOK_LOG, EndpointCreate, EndpointUpdate, SecretRotation,
-                       WebhookConfigIn, load)
+from ..errors import ApiError
+from ..events import CATALOG
+from ..schemas import (ENDPOINT, ENDPOINT_WITH_SECRET, EVENT, WEBHOOK_LOG, EndpointCreate, EndpointUpdate,
+                       EventListQuery, Replay, SecretRotation, WebhookConfigIn, load)
 from . import bp
 from .common import json_body, listing, paging, settings
 
@@ -109,3 +114,35 @@ def send_test_webhook():
     c = db.conn()
     url = webhooks.send_test(c, g.merchant["id"])
     return {"status": "queued", "message": "Test webhook queued", "webhook_url": url}, 202
+
+
+@bp.post("/webhooks/endpoints/<endpoint_id>/replay")
+@api_auth
+def replay_endpoint(endpoint_id):
+    data = load(Replay, json_body())
+    since = datetime.fromtimestamp(data["since"], timezone.utc)
+    queued = webhooks.replay(db.conn(), g.merchant["id"], endpoint_id, since, data.get("status") == "failed")
+    return {"queued": queued}, 202
+
+
+# ---- events --------------------------------------------------------------------------------------
+
+def _event(row):
+    return dict(row, data=json.loads(row["body"])["data"])
+
+
+@bp.get("/events")
+@api_auth
+def list_events():
+    page = paging(EventListQuery)
+    event = page.filters.get("event")
+    if event and event not in CATALOG:
+        raise ApiError(f"Unknown event {event!r}; see GET /openapi.json (webhooks) for the list.", field="event")
+    rows, total = webhooks.list_events(db.conn(), g.merchant["id"], page.limit, page.offset, page.window, event)
+    return listing(EVENT, [_event(r) for r in rows], total, page)
+
+
+@bp.get("/events/<event_id>")
+@api_auth
+def get_event(event_id):
+    return EVENT.dump(_event(webhooks.get_event(db.conn(), g.merchant["id"], event_id)))
