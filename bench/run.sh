@@ -8,7 +8,7 @@ command -v wrk >/dev/null || { echo "bench: wrk is needed (Debian: apt-get insta
 RUNS=${RUNS:-3}
 $PY bench/api_bench.py --rounds "$RUNS" --seconds 10
 $PY bench/latency_bench.py --sequential 50 --rate 50 --seconds 10 --runs "$RUNS"
-$PY bench/webhook_bench.py --events 5000 --merchants 10 --runs "$RUNS"
+$PY bench/webhook_bench.py --events 5000 --merchants 10 --endpoints 3 --runs "$RUNS"
 $PY bench/queue_bench.py --jobs 20000 --runs "$RUNS"
 # Page latency against one merchant's history; 10M: --sizes 10000,1000000,10000000 (an estimated 13 GB and 15-30 min of seeding).
 $PY bench/scale_bench.py --sizes 10000,1000000
