@@ -298,6 +298,7 @@ def init_app(app):
     # API authenticates each call with key and secret headers, the checkout posts JSON to the API).
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+    from . import dashboard_endpoints  # noqa: F401  (its pages are routes of bp, added before bp is registered)
     app.register_blueprint(bp)
     app.add_template_filter(duration)
     app.add_template_filter(iso)

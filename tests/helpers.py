@@ -460,9 +460,10 @@ class _PageParser(HTMLParser):
         self.stack[-1].children.append(data)
 
 
-def page(response):
-    """A dashboard page (a test client response) parsed, to look its elements up by data-test-id."""
-    assert response.status_code == 200, response.status_code
+def page(response, status=200):
+    """A dashboard page (a test client response with this status) parsed, to look its elements up
+    by data-test-id."""
+    assert response.status_code == status, response.status_code
     parser = _PageParser()
     parser.feed(response.get_data(as_text=True))
     parser.close()

@@ -268,8 +268,9 @@ def test_the_throttle_counts_the_forwarded_address_only_behind_a_trusted_proxy(o
 
 # ---- headers on pages that show secrets ----------------------------------------------------------
 
-DASHBOARD_PATHS = ["/dashboard", "/dashboard/transactions", "/dashboard/webhooks", "/dashboard/docs",
-                   "/dashboard/jobs", "/dashboard/transactions/pay_0000000000000000"]
+DASHBOARD_PATHS = ["/dashboard", "/dashboard/transactions", "/dashboard/webhooks", "/dashboard/webhooks/endpoints",
+                   "/dashboard/docs", "/dashboard/jobs", "/dashboard/transactions/pay_0000000000000000",
+                   "/dashboard/webhooks/endpoints/we_0000000000000000"]
 
 
 def assert_unframeable_and_uncached(r):

@@ -30,7 +30,9 @@ PAGE_IDS = {
     "/dashboard/transactions": ["transactions-table"],
     "/dashboard/webhooks": ["webhook-config", "webhook-config-form", "webhook-url-input", "webhook-secret",
                             "regenerate-secret-button", "save-webhook-button", "test-webhook-button",
-                            "webhook-logs-table"],
+                            "webhook-logs-table", "endpoints-link"],
+    "/dashboard/webhooks/endpoints": ["endpoints-table", "add-endpoint-form", "endpoint-url-input", "event-checkbox",
+                                      "endpoint-description-input", "add-endpoint-button"],
     "/dashboard/docs": ["api-docs", "section-create-order", "code-snippet-create-order", "section-sdk-integration",
                         "code-snippet-sdk", "section-webhook-verification", "code-snippet-webhook"],
     "/dashboard/jobs": ["jobs-dashboard", "worker-status", "oldest-pending-age", "job-counts-table",
@@ -347,6 +349,42 @@ def test_payment_page_shows_its_refunds_and_webhook_events(page, live_api, live_
     expect(page.locator(tid("refunded-amount"))).to_have_text("₹300.00")
     events = page.locator(f'{tid("payment-webhook-item")} {tid("webhook-event")}')
     expect(events).to_have_text(["payment.created", "payment.success", "refund.created", "refund.processed"])
+
+
+def test_add_an_endpoint_with_two_events_and_reveal_its_secret(page, live_api, dashboard_merchant):
+    m = dashboard_merchant
+    sign_in(page, live_api.url, m["email"], m["password"], path="/login?next=/dashboard/webhooks")
+    page.click(tid("endpoints-link"))
+    expect(page).to_have_url(live_api.url + "/dashboard/webhooks/endpoints")
+    expect(page.locator(tid("endpoints-empty"))).to_be_visible()
+
+    page.fill(tid("endpoint-url-input"), "http://127.0.0.1:9/orders-hook")
+    page.uncheck(f'{tid("event-checkbox")}[value="*"]')  # the form starts on All events
+    page.check(f'{tid("event-checkbox")}[value="payment.success"]')
+    page.check(f'{tid("event-checkbox")}[value="refund.processed"]')
+    page.fill(tid("endpoint-description-input"), "Orders & refunds")
+    page.click(tid("add-endpoint-button"))
+    expect(page.locator(tid("flash-message"))).to_have_text("Endpoint added: http://127.0.0.1:9/orders-hook")
+
+    api = f"{live_api.url}/api/v1/webhooks/endpoints"
+    [listed] = requests.get(api, headers=m["headers"], timeout=10).json()["data"]
+    endpoint = requests.get(f"{api}/{listed['id']}", headers=m["headers"], timeout=10).json()
+    assert endpoint["events"] == ["payment.success", "refund.processed"]
+    row = page.locator(f'{tid("endpoint-row")}[data-endpoint-id="{endpoint["id"]}"]')
+    expect(row.locator(tid("endpoint-url"))).to_have_text("http://127.0.0.1:9/orders-hook")
+    expect(row.locator(tid("endpoint-events"))).to_have_text("payment.success, refund.processed")
+    expect(row.locator(tid("endpoint-description"))).to_have_text("Orders & refunds")
+    expect(row.locator(tid("endpoint-status"))).to_have_text("enabled")
+    expect(row.locator(tid("first-endpoint-badge"))).to_be_visible()  # the merchant's first: the Webhooks page's URL
+    expect(row.locator(tid("endpoint-created-at"))).to_have_text(TIME_RE)
+
+    # Its page keeps the secret masked until it is revealed.
+    row.locator(tid("manage-endpoint-link")).click()
+    secret = page.locator(tid("endpoint-secret"))
+    expect(secret).to_be_hidden()
+    page.click(tid("reveal-secret-button"))
+    expect(secret).to_be_visible()
+    expect(secret).to_have_text(endpoint["secret"])
 
 
 # ---- integration guide ----------------------------------------------------------------------------

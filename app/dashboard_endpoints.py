@@ -1,0 +1,164 @@
+"""The dashboard's webhook endpoint pages: /dashboard/webhooks/endpoints (every endpoint and the form
+to add one) and a page per endpoint (edit, disable or enable, rotate its secret, delete). They are
+routes of dashboard.bp, so its CSRF check, HTML error pages and no-store headers apply to them."""
+from flask import current_app, flash, g, redirect, render_template, request, url_for
+
+from . import db, endpoints, events
+from .auth import login_required
+from .dashboard import bp
+from .errors import ApiError, NotFound
+from .schemas import EndpointCreate, EndpointUpdate, load
+from .timefmt import iso
+
+# The overlaps a rotation offers: seconds the secret being replaced keeps signing beside the new one.
+OVERLAPS = [(0, "none: replace it at once"), (3600, "1 hour"), (endpoints.DEFAULT_OVERLAP, "24 hours"),
+            (7 * 86400, "7 days")]
+FIELDS = ("url", "events", "description")
+
+
+def _targets():
+    """The SSRF settings endpoints.create and update check a URL with."""
+    return current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"], current_app.config["WEBHOOK_ALLOWED_HOSTS"]
+
+
+def _typed():
+    """The add/edit form as typed (kept on the page when it is refused)."""
+    return {"url": request.form.get("url", "").strip(), "events": request.form.getlist("events"),
+            "description": request.form.get("description", "").strip()}
+
+
+def _checked(schema, form):
+    """The typed form validated like the API's body; an ApiError naming the field otherwise."""
+    if not form["url"]:
+        raise ApiError("Enter the URL to send events to.", field="url")
+    if not form["events"]:
+        raise ApiError("Choose the events to send, or All events.", field="events")
+    return load(schema, dict(form, description=form["description"] or None))
+
+
+def _errors(e):
+    """{field: message} for the form: check_url names the URL webhook_url, the schema events.0."""
+    field = (e.field or "").split(".")[0]
+    field = "url" if field == "webhook_url" else field
+    return {field if field in FIELDS else "form": e.description}
+
+
+def _own(c, endpoint_id):
+    """The signed-in merchant's endpoint, or None (another merchant's is not found either)."""
+    try:
+        return endpoints.get(c, g.merchant["id"], endpoint_id)
+    except NotFound:
+        return None
+
+
+def _not_found():
+    return render_template("dashboard/not_found.html", what="Webhook endpoint",
+                           back=(url_for("dashboard.endpoints_page"), "webhook endpoints")), 404
+
+
+def _list_page(form=None, errors=None, status=200):
+    rows = endpoints.list_(db.conn(), g.merchant["id"])
+    form = form or {"url": "", "events": [endpoints.ALL], "description": ""}
+    return render_template("dashboard/endpoints.html", endpoints=rows, form=form, errors=errors or {},
+                           catalog=events.CATALOG, all_events=endpoints.ALL), status
+
+
+def _endpoint_page(endpoint, form=None, errors=None, status=200):
+    form = form or {"url": endpoint["url"], "events": endpoint["events"], "description": endpoint["description"] or ""}
+    return render_template("dashboard/endpoint.html", endpoint=endpoint, form=form, errors=errors or {},
+                           catalog=events.CATALOG, all_events=endpoints.ALL, overlaps=OVERLAPS,
+                           default_overlap=endpoints.DEFAULT_OVERLAP), status
+
+
+@bp.get("/dashboard/webhooks/endpoints")
+@login_required
+def endpoints_page():
+    return _list_page()
+
+
+@bp.post("/dashboard/webhooks/endpoints")
+@login_required
+def add_endpoint():
+    form = _typed()
+    try:
+        data = _checked(EndpointCreate, form)
+        row = endpoints.create(db.conn(), g.merchant["id"], data["url"], data["events"], data["description"],
+                               *_targets())
+    except ApiError as e:
+        # Shown next to its field, with what was typed kept; nothing was written.
+        return _list_page(form, _errors(e), 400)
+    flash(f"Endpoint added: {row['url']}", "success")
+    return redirect(url_for("dashboard.endpoints_page"))
+
+
+@bp.get("/dashboard/webhooks/endpoints/<endpoint_id>")
+@login_required
+def endpoint_page(endpoint_id):
+    endpoint = _own(db.conn(), endpoint_id)
+    return _not_found() if endpoint is None else _endpoint_page(endpoint)
+
+
+@bp.post("/dashboard/webhooks/endpoints/<endpoint_id>")
+@login_required
+def save_endpoint(endpoint_id):
+    c = db.conn()
+    endpoint = _own(c, endpoint_id)
+    if endpoint is None:
+        return _not_found()
+    form = _typed()
+    try:
+        changes = _checked(EndpointUpdate, form)
+        if changes["url"] == endpoint["url"]:
+            del changes["url"]  # not looked up again: a description edit must not fail on today's DNS
+        endpoints.update(c, g.merchant["id"], endpoint_id, changes, *_targets())
+    except NotFound:  # deleted since the page was loaded
+        return _not_found()
+    except ApiError as e:
+        return _endpoint_page(endpoint, form, _errors(e), 400)
+    flash("Endpoint saved.", "success")
+    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+
+
+@bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/enabled")
+@login_required
+def set_endpoint_enabled(endpoint_id):
+    enabled = request.form.get("enabled") == "true"
+    try:
+        endpoints.update(db.conn(), g.merchant["id"], endpoint_id, {"enabled": enabled}, *_targets())
+    except NotFound:
+        return _not_found()
+    flash("Endpoint enabled: it gets new events again." if enabled
+          else "Endpoint disabled: it gets no new events until it is enabled again.", "success")
+    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+
+
+@bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/secret")
+@login_required
+def rotate_endpoint_secret(endpoint_id):
+    overlap = request.form.get("overlap", type=int)
+    if overlap not in dict(OVERLAPS):
+        flash("Choose how long the current secret keeps signing.", "error")
+        return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+    try:
+        row = endpoints.rotate(db.conn(), g.merchant["id"], endpoint_id, overlap)
+    except NotFound:
+        return _not_found()
+    flash(f"A new secret was generated. The previous one also signs every delivery until "
+          f"{iso(row['previous_expires_at'])}." if row["previous_expires_at"]
+          else "A new secret was generated; the previous one no longer signs deliveries.", "success")
+    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+
+
+@bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/delete")
+@login_required
+def delete_endpoint(endpoint_id):
+    c = db.conn()
+    endpoint = _own(c, endpoint_id)
+    if endpoint is None:
+        return _not_found()
+    try:
+        endpoints.delete(c, g.merchant["id"], endpoint_id)
+    except NotFound:  # deleted by another request in between
+        return _not_found()
+    flash(f"Endpoint deleted: {endpoint['url']}", "success")
+    return redirect(url_for("dashboard.endpoints_page"))
