@@ -134,8 +134,13 @@ CREATE TABLE IF NOT EXISTS webhook_endpoints (
     previous_expires_at timestamptz,
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
+    -- Since when every delivery attempt has failed (NULL: the last one succeeded, or none failed
+    -- since it was enabled); the worker disables it once this is WEBHOOK_DISABLE_AFTER old.
+    failing_since       timestamptz,
+    disabled_reason     text,                -- set when the gateway disabled it, cleared on re-enabling
     CHECK (is_first = (url IS NULL) AND is_first = (secret IS NULL)),
-    CHECK ((previous_secret IS NULL) = (previous_expires_at IS NULL))
+    CHECK ((previous_secret IS NULL) = (previous_expires_at IS NULL)),
+    CONSTRAINT webhook_endpoints_disabled_reason CHECK (disabled_reason IS NULL OR NOT enabled)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS webhook_endpoints_first ON webhook_endpoints (merchant_id) WHERE is_first;
 CREATE INDEX IF NOT EXISTS webhook_endpoints_merchant ON webhook_endpoints (merchant_id, created_at, id);

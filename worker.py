@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from app import (create_app, db, idempotency, jobs, logs, metrics, migrate, outbound, partitions, payments, refunds,
-                 rollups, webhooks)
+from app import (create_app, db, endpoints, idempotency, jobs, logs, metrics, migrate, outbound, partitions, payments,
+                 refunds, rollups, webhooks)
 
 log = logging.getLogger("worker")
 
@@ -375,6 +375,7 @@ class Worker:
         # webhook_logs' days: the expired ones dropped, the next ones created (logged by partitions).
         s.add_job(self._duty, "interval", hours=1, next_run_time=_now(), kwargs={"quiet": True}, args=[
             "webhook log partitions", lambda c: partitions.maintain(c, self.settings["WEBHOOK_LOG_RETENTION_DAYS"])])
+        s.add_job(self.disable_failing_endpoints, "interval", minutes=1)
         s.add_job(self.extend_leases, "interval", seconds=max(1.0, self.lease_s / 3))
         s.start()
         return s
@@ -385,6 +386,13 @@ class Worker:
             INSERT INTO worker_heartbeats (worker_id, hostname, pid) VALUES (%(id)s, %(host)s, %(pid)s)
             ON CONFLICT (worker_id) DO UPDATE SET beat_at = now()
             """, {"id": self.id, "host": socket.gethostname(), "pid": os.getpid()}), quiet=True)
+
+    def disable_failing_endpoints(self):
+        """Disable the endpoints no delivery has reached for WEBHOOK_DISABLE_AFTER (each one logged by
+        endpoints.disable_failing); the events it queues for their merchants' other endpoints are
+        delivered like any other."""
+        self._duty("disable failing webhook endpoints", lambda c: endpoints.disable_failing(
+            c, self.settings["WEBHOOK_DISABLE_AFTER"]), quiet=True)
 
     def extend_leases(self):
         with self.lock:

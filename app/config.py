@@ -1,5 +1,6 @@
 """Configuration: defaults + environment, read in one place (create_app calls load())."""
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -45,6 +46,33 @@ def retention_days(raw, default=30):
                              f"(0 or unset: {default})")
         return default
     return int(raw) or default
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(name, raw, default):
+    """A length of time in seconds, written as whole seconds (`3600`) or a whole number with a unit
+    (`30m`, `12h`, `5d`); unset: default. Anything else stops the start, naming the setting."""
+    raw = (raw or "").strip().lower()
+    if not raw:
+        return default
+    match = re.fullmatch(r"(\d+)([smhd]?)", raw)
+    if not match:
+        raise ValueError(f"{name} {raw!r}: expected whole seconds or a whole number with s, m, h or d "
+                         f"(e.g. 3600, 30m, 12h, 5d)")
+    return int(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+
+
+def duration_text(seconds):
+    """Seconds in words, in the largest unit that divides them (432000 -> "5 days")."""
+    for unit, name in (("d", "day"), ("h", "hour"), ("m", "minute")):
+        if seconds and seconds % DURATION_UNITS[unit] == 0:
+            seconds, word = seconds // DURATION_UNITS[unit], name
+            break
+    else:
+        word = "second"
+    return f"{seconds} {word}{'' if seconds == 1 else 's'}"
 
 
 def allowed_hosts(raw):
@@ -131,6 +159,8 @@ def load(env=None):
         "WEBHOOK_PER_MERCHANT": int(env.get("WEBHOOK_PER_MERCHANT", "4")),
         # webhook_logs' days older than this are dropped (app/partitions.py)
         "WEBHOOK_LOG_RETENTION_DAYS": retention_days(env.get("WEBHOOK_LOG_RETENTION_DAYS")),
+        # An endpoint with no successful delivery for this many seconds is disabled; 0: never
+        "WEBHOOK_DISABLE_AFTER": duration("WEBHOOK_DISABLE_AFTER", env.get("WEBHOOK_DISABLE_AFTER"), 5 * 86400),
         # /metrics: when set, only with `Authorization: Bearer <token>` (docs/metrics.md)
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "WORKER_METRICS_PORT": int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,

@@ -4,12 +4,18 @@ The merchant's first endpoint keeps its URL and secret in merchants.webhook_url 
 (operators' SQL and /webhooks/config work on them); its row holds its other settings, and a
 trigger (migration 0006) creates that row whenever the merchant gets a URL. A merchant has
 endpoints exactly when it has a webhook URL: deleting the first endpoint makes the next one first.
-Plain functions over SQL that never commit.
+An endpoint whose deliveries have all failed for WEBHOOK_DISABLE_AFTER is disabled by the worker
+(disable_failing); webhooks.record_attempts keeps its failing_since. Plain functions over SQL that
+never commit.
 """
-from . import db, outbound
+import logging
+
+from . import config, db, outbound
 from .errors import ApiError, NotFound
-from .events import CATALOG
+from .events import CATALOG, WEBHOOK_ENDPOINT_DISABLED
 from .ids import new_id
+
+log = logging.getLogger(__name__)
 
 ALL = "*"
 DEFAULT_OVERLAP = 86400  # seconds a rotated-out secret keeps signing, unless the merchant says otherwise
@@ -20,7 +26,7 @@ _SELECT = """
            coalesce(e.secret, m.webhook_secret) AS secret, e.description, e.events, e.enabled,
            CASE WHEN e.previous_expires_at > now() THEN e.previous_secret END AS previous_secret,
            CASE WHEN e.previous_expires_at > now() THEN e.previous_expires_at END AS previous_expires_at,
-           e.created_at
+           e.failing_since, e.disabled_reason, e.created_at
       FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id
      WHERE e.merchant_id = %(m)s AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
 """
@@ -61,7 +67,8 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
             db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
                           "WHERE id = %(m)s", {"u": url, "s": new_secret(), "m": merchant_id})
             endpoint_id = db.value(c, "UPDATE webhook_endpoints SET events = %(ev)s, description = %(d)s, enabled = true, "
-                                      "previous_secret = NULL, previous_expires_at = NULL, updated_at = now() "
+                                      "previous_secret = NULL, previous_expires_at = NULL, failing_since = NULL, "
+                                      "disabled_reason = NULL, updated_at = now() "
                                       "WHERE merchant_id = %(m)s AND is_first RETURNING id",
                                    {"ev": events, "d": description, "m": merchant_id})
         else:
@@ -83,8 +90,11 @@ def update(c, merchant_id, endpoint_id, changes, allow_private, allowed_hosts=()
         if "url" in changes and endpoint["is_first"]:
             db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, updated_at = now() WHERE id = %(m)s",
                        {"u": changes.pop("url"), "m": merchant_id})
-        sets = ", ".join(f"{k} = %({k})s" for k in ("url", "events", "description", "enabled") if k in changes)
-        db.execute(c, f"UPDATE webhook_endpoints SET {sets + ', ' if sets else ''}updated_at = now() WHERE id = %(id)s",
+        sets = [f"{k} = %({k})s" for k in ("url", "events", "description", "enabled") if k in changes]
+        if changes.get("enabled") and not endpoint["enabled"]:
+            # Re-enabled: its past failures no longer count, it gets a whole WEBHOOK_DISABLE_AFTER again.
+            sets += ["failing_since = NULL", "disabled_reason = NULL"]
+        db.execute(c, f"UPDATE webhook_endpoints SET {', '.join(sets + ['updated_at = now()'])} WHERE id = %(id)s",
                    dict(changes, id=endpoint_id))
         return get(c, merchant_id, endpoint_id)
 
@@ -133,6 +143,37 @@ def rotate(c, merchant_id, endpoint_id, expire_previous_in):
             db.execute(c, "UPDATE merchants SET webhook_secret = %(s)s, updated_at = now() WHERE id = %(m)s",
                        {"s": secret, "m": merchant_id})
         return get(c, merchant_id, endpoint_id)
+
+
+_DISABLED = CATALOG[WEBHOOK_ENDPOINT_DISABLED].data()  # the event's `data` schema
+
+
+def disable_failing(c, after):
+    """Disable every enabled endpoint to which no delivery has succeeded for `after` seconds (0:
+    never), and tell each merchant's other enabled endpoints with a webhook_endpoint.disabled event,
+    in one transaction. Returns how many were disabled."""
+    from .webhooks import emit_events
+
+    if not after:
+        return 0
+    with db.transaction(c):
+        # Row locks: an endpoint whose outcome is being recorded is looked at again once that commits
+        # (a success clears failing_since), and one another worker just disabled is skipped (one event).
+        rows = db.all(c, """
+            UPDATE webhook_endpoints e
+               SET enabled = false, disabled_reason = %(reason)s, updated_at = now()
+              FROM merchants m
+             WHERE m.id = e.merchant_id AND e.enabled AND e.failing_since < now() - make_interval(secs => %(after)s)
+               AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
+            RETURNING e.id AS endpoint_id, e.merchant_id, coalesce(e.url, m.webhook_url) AS url, e.failing_since,
+                      e.disabled_reason AS reason
+            """, {"after": after, "reason": f"no delivery to it succeeded for {config.duration_text(after)}"})
+        # After the UPDATE, in its transaction: the endpoints just disabled are not among the recipients.
+        emit_events(c, [(r["merchant_id"], WEBHOOK_ENDPOINT_DISABLED, _DISABLED.dump(r)) for r in rows])
+    for r in rows:
+        log.warning("webhook endpoint disabled: every delivery failed since %s", r["failing_since"].isoformat(),
+                    extra={"endpoint_id": r["endpoint_id"], "merchant_id": str(r["merchant_id"])})
+    return len(rows)
 
 
 def subscribed(c, merchant_ids):

@@ -16,6 +16,7 @@ PAYMENT_FAILED = "payment.failed"
 REFUND_CREATED = "refund.created"
 REFUND_PROCESSED = "refund.processed"
 WEBHOOK_TEST = "webhook.test"
+WEBHOOK_ENDPOINT_DISABLED = "webhook_endpoint.disabled"
 
 
 # ---- what `data` holds -------------------------------------------------------------------------
@@ -32,6 +33,13 @@ class RefundEventData(s.Out):
 class WebhookTestData(s.Out):
     message = fields.String()
     merchant_id = fields.UUID()
+
+
+class EndpointDisabledData(s.Out):
+    endpoint_id = fields.String(metadata={"description": "The endpoint disabled (`we_…`)."})
+    url = fields.String()
+    failing_since = s.Time(metadata={"description": "Since then every delivery to it failed."})
+    reason = fields.String(metadata={"description": "Why it was disabled, in words."})
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,9 @@ CATALOG = {e.name: e for e in (
     Event(REFUND_CREATED, "a refund was accepted (status `pending`)", RefundEventData, "refunds.create"),
     Event(REFUND_PROCESSED, "the money went back", RefundEventData, "refunds.process"),
     Event(WEBHOOK_TEST, "you asked for a test event", WebhookTestData, "webhooks.send_test"),
+    Event(WEBHOOK_ENDPOINT_DISABLED, "one of your endpoints was disabled: no delivery to it had succeeded for 5 "
+          "days (the gateway's setting); sent to your other enabled endpoints", EndpointDisabledData,
+          "endpoints.disable_failing"),
 )}
 
 

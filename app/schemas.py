@@ -374,6 +374,11 @@ class EndpointOut(Out):
     events = fields.List(fields.String(), metadata=EVENT_FILTER)
     description = fields.String(allow_none=True)
     enabled = fields.Boolean()
+    failing_since = Time(allow_none=True, metadata={
+        "description": "Since then every delivery to it has failed (null: the last one succeeded); once this is "
+                       "the gateway's limit old (5 days by default), the endpoint is disabled."})
+    disabled_reason = fields.String(allow_none=True, metadata={
+        "description": "Why the gateway disabled it; null when enabled or disabled by you."})
     created_at = Time()
 
 

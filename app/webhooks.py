@@ -195,24 +195,51 @@ def outcome(attempts_before, ok, intervals):
 
 def record_attempts(c, results):
     """Write many attempts' outcomes, each fenced on its job's lease: the job is completed (or
-    rescheduled for the retry) and its log updated only while we still hold the lease. results:
-    dicts with job_id, lease, log_id, created_at (the attempt's), status, wait, code, body.
-    Returns the job ids recorded."""
+    rescheduled for the retry) and its log updated only while we still hold the lease. The same
+    statement keeps each endpoint's failing_since (endpoints.disable_failing): cleared when its last
+    attempt here succeeded, set when it failed and was not set already. results: dicts with job_id,
+    lease, log_id, created_at (the attempt's), status, wait, code, body, in the order the attempts
+    ended. Returns the job ids recorded."""
     held = set(jobs.finish(c, [(r["job_id"], r["lease"], r["wait"]) for r in results]))
     logged = [r for r in results if r["job_id"] in held and r["status"] is not None]
     if logged:
         cols = {k: [r.get(k) for r in logged] for k in ("log_id", "created_at", "status", "wait", "code", "body")}
         first, last = _span(cols["created_at"])
         db.execute(c, """
-            UPDATE webhook_logs w
-               SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
-                   response_code = t.code, response_body = t.body,
-                   next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
-              FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(status)s::text[], %(wait)s::float8[],
-                          %(code)s::int[], %(body)s::text[]) AS t(log_id, created_at, status, wait, code, body)
-             WHERE w.id = t.log_id AND (t.created_at IS NULL OR w.created_at = t.created_at) AND w.status = 'pending'
-               AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
-               AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+            WITH done AS (
+                UPDATE webhook_logs w
+                   SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
+                       response_code = t.code, response_body = t.body,
+                       next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
+                  FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(status)s::text[], %(wait)s::float8[],
+                              %(code)s::int[], %(body)s::text[])
+                       WITH ORDINALITY AS t(log_id, created_at, status, wait, code, body, n)
+                 WHERE w.id = t.log_id AND (t.created_at IS NULL OR w.created_at = t.created_at) AND w.status = 'pending'
+                   AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
+                   AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+                RETURNING w.merchant_id, w.endpoint_id, t.status = 'success' AS ok, t.n),
+            -- Per endpoint (a log from before endpoints is the first one's): any success, and the last outcome.
+            outcome AS (
+                SELECT coalesce(done.endpoint_id, f.id) AS id, bool_or(ok) AS any_ok,
+                       (array_agg(ok ORDER BY n DESC))[1] AS last_ok
+                  FROM done LEFT JOIN webhook_endpoints f
+                       ON done.endpoint_id IS NULL AND f.merchant_id = done.merchant_id AND f.is_first
+                 GROUP BY 1),
+            -- Only the endpoints whose failing_since changes are written (a healthy one costs nothing),
+            -- locked in id order first, so that two workers recording at once cannot deadlock. An
+            -- attempt with nowhere to go (disabled, or the merchant's URL cleared) counts for nothing.
+            changing AS (
+                SELECT e.id
+                  FROM webhook_endpoints e JOIN outcome o ON o.id = e.id JOIN merchants m ON m.id = e.merchant_id
+                 WHERE e.enabled AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
+                   AND CASE WHEN o.last_ok THEN e.failing_since IS NOT NULL ELSE e.failing_since IS NULL OR o.any_ok END
+                 ORDER BY e.id FOR UPDATE OF e)
+            UPDATE webhook_endpoints e
+               SET failing_since = CASE WHEN o.last_ok THEN NULL
+                                        WHEN o.any_ok THEN now()  -- failing again since this batch
+                                        ELSE coalesce(e.failing_since, now()) END
+              FROM changing JOIN outcome o ON o.id = changing.id
+             WHERE e.id = changing.id
             """, dict(cols, first=first, last=last))
     return held
 

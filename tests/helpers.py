@@ -353,6 +353,20 @@ def count(db, table, merchant_id):
     return db.value(f"SELECT count(*) FROM {table} WHERE merchant_id = %(m)s", {"m": merchant_id})
 
 
+def add_endpoint(client, merchant, url, events=None, **fields):
+    """A webhook endpoint of the merchant, created over the Flask test client (201 asserted): its
+    JSON, secret included."""
+    body = dict(fields, url=url) | ({"events": events} if events is not None else {})
+    r = client.post("/api/v1/webhooks/endpoints", headers=merchant["headers"], json=body)
+    assert r.status_code == 201, r.get_json()
+    return r.get_json()
+
+
+def pump(worker, done, timeout=15):
+    """Run the `worker` fixture's steps until done() (its deliveries run on its own threads)."""
+    wait_until(lambda: (worker.step(), done())[1], timeout=timeout, message="deliveries")
+
+
 # ---- create and pay: over real HTTP --------------------------------------------------------------
 # The same steps against a running gateway (live_api, start_api) through requests: for tests whose
 # subject is the real server or a client library, where the Flask test client would not do.

@@ -7,16 +7,9 @@ import hmac
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from helpers import create_payment, paid_payment, wait_until
+from helpers import add_endpoint, create_payment, paid_payment, pump
 
 BASE = "/api/v1/webhooks/endpoints"
-
-
-def add(client, m, url, events=None, **fields):
-    body = dict(fields, url=url) | ({"events": events} if events is not None else {})
-    r = client.post(BASE, headers=m["headers"], json=body)
-    assert r.status_code == 201, r.get_json()
-    return r.get_json()
 
 
 def header(delivery, name):
@@ -36,11 +29,6 @@ def standard_ok(secret, delivery):
     return True
 
 
-def pump(worker, done):
-    """Run the worker's steps until done() (its deliveries run on its own threads)."""
-    wait_until(lambda: (worker.step(), done())[1], timeout=15, message="deliveries")
-
-
 def events_of(receiver):
     return sorted(r["json"]["event"] for r in receiver.requests)
 
@@ -49,10 +37,10 @@ def test_two_endpoints_get_exactly_their_events_signed_with_their_own_secrets(cl
                                                                              receiver):
     all_rx, refunds_rx = receiver(), receiver()
     m = make_merchant()
-    first = add(client, m, all_rx.url)  # the merchant's first: /webhooks/config's URL and secret
+    first = add_endpoint(client, m, all_rx.url)  # the merchant's first: /webhooks/config's URL and secret
     assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json() == {
         "webhook_url": all_rx.url, "webhook_secret": first["secret"]}
-    second = add(client, m, refunds_rx.url, ["refund.created", "refund.processed"], description="accounting")
+    second = add_endpoint(client, m, refunds_rx.url, ["refund.created", "refund.processed"], description="accounting")
     assert first["secret"] != second["secret"]
 
     _, payment = paid_payment(client, db, worker, m)
@@ -76,7 +64,7 @@ def test_a_rotation_signs_with_both_secrets_until_the_old_one_expires(client, db
                                                                     how):
     rx = receiver()
     m = make_merchant()
-    endpoint = add(client, m, rx.url)
+    endpoint = add_endpoint(client, m, rx.url)
     old = endpoint["secret"]
     path = f"{BASE}/{endpoint['id']}/secret" if how == "endpoint" else "/api/v1/webhooks/config/secret"
     r = client.post(path, headers=m["headers"], json={"expire_previous_in": 3600})
@@ -105,7 +93,7 @@ def test_a_rotation_signs_with_both_secrets_until_the_old_one_expires(client, db
 def test_the_config_secret_without_a_body_is_replaced_at_once(client, worker, make_merchant, receiver):
     rx = receiver()
     m = make_merchant()
-    old = add(client, m, rx.url)["secret"]
+    old = add_endpoint(client, m, rx.url)["secret"]
     new = client.post("/api/v1/webhooks/config/secret", headers=m["headers"]).get_json()["webhook_secret"]
     client.post("/api/v1/webhooks/test", headers=m["headers"])
     worker.step()
@@ -131,8 +119,8 @@ def test_a_disabled_endpoint_gets_nothing_new_and_a_removed_one_loses_its_queue(
                                                                                receiver):
     first_rx, other_rx = receiver(), receiver()
     m = make_merchant()
-    first = add(client, m, first_rx.url)
-    other = add(client, m, other_rx.url)
+    first = add_endpoint(client, m, first_rx.url)
+    other = add_endpoint(client, m, other_rx.url)
     r = client.patch(f"{BASE}/{other['id']}", headers=m["headers"], json={"enabled": False})
     assert r.get_json()["enabled"] is False
     create_payment(client, m)
@@ -147,7 +135,7 @@ def test_a_disabled_endpoint_gets_nothing_new_and_a_removed_one_loses_its_queue(
     assert client.get(f"{BASE}/{other['id']}", headers=m["headers"]).status_code == 404
 
     # Removing the first endpoint hands its place to the next one.
-    third = add(client, m, other_rx.url, ["webhook.test"])
+    third = add_endpoint(client, m, other_rx.url, ["webhook.test"])
     assert client.delete(f"{BASE}/{first['id']}", headers=m["headers"]).status_code == 204
     config = client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()
     assert config == {"webhook_url": other_rx.url, "webhook_secret": third["secret"]}
@@ -158,7 +146,7 @@ def test_a_disabled_endpoint_gets_nothing_new_and_a_removed_one_loses_its_queue(
 
 def test_another_merchants_endpoint_is_not_found(client, make_merchant, receiver):
     owner, stranger = make_merchant(), make_merchant()
-    endpoint = add(client, owner, receiver().url)
+    endpoint = add_endpoint(client, owner, receiver().url)
     for method in ("get", "patch", "delete"):
         r = client.open(f"{BASE}/{endpoint['id']}", method=method.upper(), headers=stranger["headers"],
                         json={} if method == "patch" else None)
@@ -170,8 +158,8 @@ def test_a_hanging_endpoint_does_not_delay_the_merchants_other_endpoint(client, 
                                                                         running_worker):
     slow, fast = receiver(hang=3), receiver()
     m = make_merchant()
-    add(client, m, slow.url)
-    add(client, m, fast.url)
+    add_endpoint(client, m, slow.url)
+    add_endpoint(client, m, fast.url)
     for _ in range(8):
         client.post("/api/v1/webhooks/test", headers=m["headers"])
     got = fast.wait_for(8, timeout=2.5)  # every one while the slow endpoint still hangs

@@ -22,7 +22,7 @@ from helpers import create_payment
 ROOT = Path(__file__).resolve().parent.parent
 # What an event name looks like: a resource of the API, a dot, what happened to it (file names such
 # as the dashboard's webhook.py snippet are not events).
-EVENT_SHAPE = re.compile(r"^(order|payment|refund|webhook)\.(?!(py|js|sh|txt|html)$)[a-z_]+$")
+EVENT_SHAPE = re.compile(r"^(order|payment|refund|webhook|webhook_endpoint)\.(?!(py|js|sh|txt|html)$)[a-z_]+$")
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +69,11 @@ def _validate(doc, schema, instance):
             for e in OAS31Validator(schema, format_checker=oas31_format_checker).iter_errors(instance)]
 
 
-def test_every_event_is_delivered_as_openapi_describes_it(app, client, make_merchant, receiver, running_worker, doc,
-                                                         monkeypatch):
+def test_every_event_is_delivered_as_openapi_describes_it(app, client, db, make_merchant, receiver, running_worker,
+                                                         doc, monkeypatch):
     """Drive each catalog event for real: a failed and a successful payment, a refund, the test
-    event. The events delivered are exactly the catalog's, and each delivery (body and headers)
-    conforms to its entry in /openapi.json's webhooks."""
+    event, another endpoint of the merchant disabled. The events delivered are exactly the
+    catalog's, and each delivery (body and headers) conforms to its entry in /openapi.json's webhooks."""
     rx = receiver()
     m = make_merchant(webhook_url=rx.url)
     with monkeypatch.context() as declining:
@@ -87,6 +87,12 @@ def test_every_event_is_delivered_as_openapi_describes_it(app, client, make_merc
     rx.wait_for(1, event=events.REFUND_PROCESSED)
     assert client.post("/api/v1/webhooks/test", headers=m["headers"]).status_code == 202
     rx.wait_for(1, event=events.WEBHOOK_TEST)
+    other = client.post("/api/v1/webhooks/endpoints", headers=m["headers"],
+                        json={"url": "http://127.0.0.1:9/down", "events": [events.PAYMENT_CREATED]}).get_json()
+    db.execute("UPDATE webhook_endpoints SET failing_since = now() - interval '30 days' WHERE id = %(e)s",
+               {"e": other["id"]})
+    running_worker.disable_failing_endpoints()
+    rx.wait_for(1, event=events.WEBHOOK_ENDPOINT_DISABLED)
 
     for name in CATALOG:
         rx.wait_for(1, event=name)
@@ -124,7 +130,7 @@ def test_openapi_webhooks_are_the_catalog(doc):
 def test_the_docs_table_is_the_catalog():
     """docs/webhooks.md's table is `python -m app.events`'s output, row for row."""
     text_ = (ROOT / "docs" / "webhooks.md").read_text()
-    rows = [line for line in text_.splitlines() if re.match(r"^\| `[a-z]+\.[a-z_]+` \|", line)]
+    rows = [line for line in text_.splitlines() if re.match(r"^\| `[a-z_]+\.[a-z_]+` \|", line)]
     expected = events.markdown_table().splitlines()[2:]
     assert rows == expected, "paste `python -m app.events` into docs/webhooks.md:\n" + events.markdown_table()
 
