@@ -168,8 +168,8 @@ def test_a_hanging_endpoint_does_not_delay_the_merchants_other_endpoint(client, 
 
 def test_events_are_listed_once_each_whatever_the_endpoints(client, db, worker, make_merchant, receiver):
     m = make_merchant()
-    add(client, m, receiver().url, ["refund.processed"])  # the first endpoint takes none of these events
-    add(client, m, receiver().url)
+    add_endpoint(client, m, receiver().url, ["refund.processed"])  # the first endpoint takes none of these events
+    add_endpoint(client, m, receiver().url)
     payments = [create_payment(client, m) for _ in range(3)]
     client.post("/api/v1/webhooks/test", headers=m["headers"])
     body = client.get("/api/v1/events?count=100", headers=m["headers"]).get_json()
@@ -190,7 +190,7 @@ def test_events_are_listed_once_each_whatever_the_endpoints(client, db, worker, 
 def test_replay_sends_again_exactly_the_events_since_a_time(client, db, worker, make_merchant, receiver):
     rx = receiver()
     m = make_merchant()
-    endpoint = add(client, m, rx.url, ["payment.created", "webhook.test"])
+    endpoint = add_endpoint(client, m, rx.url, ["payment.created", "webhook.test"])
     old = create_payment(client, m)
     db.execute("UPDATE events SET created_at = now() - interval '2 hours' WHERE merchant_id = %(m)s", {"m": m["id"]})
     client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": False})
