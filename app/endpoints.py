@@ -54,6 +54,24 @@ def get(c, merchant_id, endpoint_id, lock=False):
     return row
 
 
+def first_id(c, merchant_id):
+    """The id of the merchant's first endpoint, or None when it has no webhook URL."""
+    return db.value(c, "SELECT e.id FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id "
+                       "WHERE e.merchant_id = %(m)s AND e.is_first AND m.webhook_url IS NOT NULL", {"m": merchant_id})
+
+
+def make_first(c, merchant_id, url, secret, events=(ALL,), description=None):
+    """Give a merchant with no webhook URL its first endpoint, with fresh settings (a row left from
+    an earlier URL, cleared by SQL, keeps none of its old ones). Returns its id."""
+    with db.transaction(c):
+        db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
+                      "WHERE id = %(m)s", {"u": url, "s": secret, "m": merchant_id})
+        return db.value(c, "UPDATE webhook_endpoints SET events = %(ev)s, description = %(d)s, enabled = true, "
+                           "previous_secret = NULL, previous_expires_at = NULL, failing_since = NULL, "
+                           "disabled_reason = NULL, updated_at = now() WHERE merchant_id = %(m)s AND is_first RETURNING id",
+                        {"ev": list(events), "d": description, "m": merchant_id})
+
+
 def create(c, merchant_id, url, events, description, allow_private, allowed_hosts=()):
     """A new endpoint with a secret of its own. A merchant with none gets it as its first one."""
     from .webhooks import new_secret
@@ -64,13 +82,7 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
         has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR UPDATE",
                            {"m": merchant_id})
         if not has_url:
-            db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
-                          "WHERE id = %(m)s", {"u": url, "s": new_secret(), "m": merchant_id})
-            endpoint_id = db.value(c, "UPDATE webhook_endpoints SET events = %(ev)s, description = %(d)s, enabled = true, "
-                                      "previous_secret = NULL, previous_expires_at = NULL, failing_since = NULL, "
-                                      "disabled_reason = NULL, updated_at = now() "
-                                      "WHERE merchant_id = %(m)s AND is_first RETURNING id",
-                                   {"ev": events, "d": description, "m": merchant_id})
+            endpoint_id = make_first(c, merchant_id, url, new_secret(), events, description)
         else:
             endpoint_id = db.value(c, "INSERT INTO webhook_endpoints (id, merchant_id, url, secret, events, description) "
                                       "VALUES (%(id)s, %(m)s, %(u)s, %(s)s, %(ev)s, %(d)s) RETURNING id",

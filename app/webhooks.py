@@ -336,21 +336,31 @@ def get_config(c, merchant_id):
 
 
 def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
-    """Save (or clear, with null/"") the merchant's webhook URL after checking it."""
+    """Save the URL of the merchant's first endpoint after checking it, or remove that endpoint
+    (null/""): as endpoints.delete, the next endpoint then becomes first, so a merchant keeps a
+    webhook URL exactly while it has an endpoint. The secret stays the one it had, if any."""
     url = (url or "").strip() or None
     if url is not None:
         outbound.check_url(url, allow_private, allowed_hosts)
-    db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, updated_at = now(), "
-                  "webhook_secret = COALESCE(webhook_secret, %(s)s) WHERE id = %(m)s",
-               {"u": url, "m": merchant_id, "s": new_secret()})
+    with db.transaction(c):
+        current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s FOR UPDATE",
+                         {"m": merchant_id})
+        first = endpoints.first_id(c, merchant_id)
+        if url is None:
+            if first:
+                endpoints.delete(c, merchant_id, first)
+        elif current["webhook_url"] is None:
+            endpoints.make_first(c, merchant_id, url, current["webhook_secret"] or new_secret())
+        else:
+            db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, updated_at = now() WHERE id = %(m)s",
+                       {"u": url, "m": merchant_id})
     return get_config(c, merchant_id)
 
 
 def regenerate_secret(c, merchant_id, expire_previous_in=0):
     """A new secret for the first endpoint; the old one keeps signing for expire_previous_in
     seconds (0: replaced at once)."""
-    first = db.value(c, "SELECT e.id FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id "
-                        "WHERE e.merchant_id = %(m)s AND e.is_first AND m.webhook_url IS NOT NULL", {"m": merchant_id})
+    first = endpoints.first_id(c, merchant_id)
     if first:
         endpoints.rotate(c, merchant_id, first, expire_previous_in)
     else:  # no URL yet: the secret waits for one

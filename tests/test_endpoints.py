@@ -216,3 +216,28 @@ def test_replay_sends_again_exactly_the_events_since_a_time(client, db, worker, 
     pump(worker, lambda: len(rx.requests) >= 4)
     assert header(rx.requests[3], "webhook-id") == header(replayed[0], "webhook-id")
     assert rx.requests[3]["body"] == replayed[0]["body"]
+
+
+def test_clearing_the_config_url_removes_the_first_endpoint_and_a_new_url_starts_afresh(client, db, make_merchant,
+                                                                                     receiver):
+    first_rx, other_rx = receiver(), receiver()
+    m = make_merchant()
+    client.put("/api/v1/webhooks/config", headers=m["headers"], json={"webhook_url": first_rx.url})
+    [first] = client.get(BASE, headers=m["headers"]).get_json()["data"]
+    client.patch(f"{BASE}/{first['id']}", headers=m["headers"], json={"enabled": False, "events": ["refund.created"]})
+    other = add_endpoint(client, m, other_rx.url)
+
+    # The other endpoint becomes first, so the merchant still has a URL and its payments still
+    # raise events for it.
+    cleared = client.put("/api/v1/webhooks/config", headers=m["headers"], json={"webhook_url": None}).get_json()
+    assert cleared == {"webhook_url": other_rx.url, "webhook_secret": other["secret"]}
+    payment = create_payment(client, m)
+    assert db.value("SELECT count(*) FROM webhook_logs WHERE endpoint_id = %(e)s AND payload -> 'data' -> 'payment' "
+                    "->> 'id' = %(p)s", {"e": other["id"], "p": payment["id"]}) == 1
+
+    # Cleared again (no endpoint left), then a new URL: a first endpoint with fresh settings.
+    client.put("/api/v1/webhooks/config", headers=m["headers"], json={"webhook_url": None})
+    assert client.get(BASE, headers=m["headers"]).get_json()["data"] == []
+    client.put("/api/v1/webhooks/config", headers=m["headers"], json={"webhook_url": first_rx.url})
+    [fresh] = client.get(BASE, headers=m["headers"]).get_json()["data"]
+    assert (fresh["url"], fresh["events"], fresh["enabled"]) == (first_rx.url, ["*"], True)
