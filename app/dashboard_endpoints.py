@@ -1,9 +1,11 @@
 """The dashboard's webhook endpoint pages: /dashboard/webhooks/endpoints (every endpoint and the form
 to add one) and a page per endpoint (edit, disable or enable, rotate its secret, delete). They are
 routes of dashboard.bp, so its CSRF check, HTML error pages and no-store headers apply to them."""
+from datetime import datetime, timedelta, timezone
+
 from flask import current_app, flash, g, redirect, render_template, request, url_for
 
-from . import db, endpoints, events
+from . import db, endpoints, events, webhooks
 from .auth import login_required
 from .dashboard import bp
 from .errors import ApiError, NotFound
@@ -37,9 +39,8 @@ def _checked(schema, form):
 
 
 def _errors(e):
-    """{field: message} for the form: check_url names the URL webhook_url, the schema events.0."""
+    """{field: message} for the form (the schema names a list's item events.0)."""
     field = (e.field or "").split(".")[0]
-    field = "url" if field == "webhook_url" else field
     return {field if field in FIELDS else "form": e.description}
 
 
@@ -67,7 +68,7 @@ def _endpoint_page(endpoint, form=None, errors=None, status=200):
     form = form or {"url": endpoint["url"], "events": endpoint["events"], "description": endpoint["description"] or ""}
     return render_template("dashboard/endpoint.html", endpoint=endpoint, form=form, errors=errors or {},
                            catalog=events.CATALOG, all_events=endpoints.ALL, overlaps=OVERLAPS,
-                           default_overlap=endpoints.DEFAULT_OVERLAP), status
+                           default_overlap=endpoints.DEFAULT_OVERLAP, replay_windows=REPLAY_WINDOWS), status
 
 
 @bp.get("/dashboard/webhooks/endpoints")
@@ -146,6 +147,27 @@ def rotate_endpoint_secret(endpoint_id):
     flash(f"A new secret was generated. The previous one also signs every delivery until "
           f"{iso(row['previous_expires_at'])}." if row["previous_expires_at"]
           else "A new secret was generated; the previous one no longer signs deliveries.", "success")
+    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+
+
+# How far back a replay from the dashboard goes (the API takes any time).
+REPLAY_WINDOWS = [(3600, "the last hour"), (6 * 3600, "the last 6 hours"), (86400, "the last 24 hours"),
+                  (3 * 86400, "the last 3 days"), (7 * 86400, "the last 7 days"), (30 * 86400, "the last 30 days")]
+
+
+@bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/replay")
+@login_required
+def replay_endpoint(endpoint_id):
+    window = request.form.get("window", type=int)
+    if window not in dict(REPLAY_WINDOWS):
+        flash("Choose how far back to send the events again.", "error")
+        return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+    since = datetime.now(timezone.utc) - timedelta(seconds=window)
+    try:
+        queued = webhooks.replay(db.conn(), g.merchant["id"], endpoint_id, since, request.form.get("failed") == "on")
+    except NotFound:
+        return _not_found()
+    flash(f"{queued} deliver{'y' if queued == 1 else 'ies'} queued to this endpoint.", "success")
     return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
 
 

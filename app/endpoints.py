@@ -32,6 +32,14 @@ _SELECT = """
 """
 
 
+def check_url(url, allow_private, allowed_hosts=()):
+    """outbound.check_url, its refusals naming this API's field, `url`."""
+    try:
+        outbound.check_url(url, allow_private, allowed_hosts)
+    except ApiError as e:
+        raise ApiError(e.description.replace("webhook_url", "url"), field="url") from None
+
+
 def check_events(events):
     """A list of catalog event names, or ["*"]; a 400 naming the first unknown one."""
     if not events:
@@ -76,7 +84,7 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
     """A new endpoint with a secret of its own. A merchant with none gets it as its first one."""
     from .webhooks import new_secret
 
-    outbound.check_url(url, allow_private, allowed_hosts)
+    check_url(url, allow_private, allowed_hosts)
     events = check_events(events)
     with db.transaction(c):
         has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR UPDATE",
@@ -94,7 +102,7 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
 def update(c, merchant_id, endpoint_id, changes, allow_private, allowed_hosts=()):
     """Change url, events, description and/or enabled."""
     if "url" in changes:
-        outbound.check_url(changes["url"], allow_private, allowed_hosts)
+        check_url(changes["url"], allow_private, allowed_hosts)
     if "events" in changes:
         changes["events"] = check_events(changes["events"])
     with db.transaction(c):

@@ -13,7 +13,7 @@ from app.events import CATALOG
 
 LIST = "/dashboard/webhooks/endpoints"
 API = "/api/v1/webhooks/endpoints"
-REFUSED = "webhook_url must be a public http(s) URL."
+REFUSED = "url must be a public http(s) URL."
 
 
 @pytest.fixture
@@ -88,7 +88,7 @@ def test_added_endpoints_are_listed_with_their_events_and_the_first_one_marked(d
 @pytest.mark.parametrize("url,events,field,message", [
     ("http://127.0.0.1:9/hook", ["payment.success"], "endpoint-url-error", REFUSED),  # the SSRF guard
     ("ftp://shop.example/hook", ["payment.success"], "endpoint-url-error",
-     "webhook_url must be an http(s) URL with a host."),
+     "url must be an http(s) URL with a host."),
     ("", ["payment.success"], "endpoint-url-error", "Enter the URL to send events to."),
     ("https://shop.example/hook", [], "endpoint-events-error", "Choose the events to send, or All events."),
     ("https://shop.example/hook", ["payment.refunded"], "endpoint-events-error", "Unknown event 'payment.refunded'"),
@@ -135,7 +135,7 @@ def test_editing_changes_the_events_description_and_url(dashboard, form, merchan
 
     # A refused edit keeps what was typed and changes nothing.
     shown = page(form(path, url="ftp://shop.example/x", events=["payment.failed"], description="typed"), status=400)
-    assert shown.one("endpoint-url-error").text == "webhook_url must be an http(s) URL with a host."
+    assert shown.one("endpoint-url-error").text == "url must be an http(s) URL with a host."
     assert shown.one("endpoint-url-input").attrs["value"] == "ftp://shop.example/x"
     assert checked(shown.one("edit-endpoint-form")) == ["payment.failed"]
     unchanged = merchant_api.get(f"{API}/{endpoint['id']}").get_json()
@@ -232,7 +232,8 @@ def test_another_merchants_endpoint_is_a_not_found_page(dashboard, form, client,
     theirs = r.get_json()
     path = f"{LIST}/{theirs['id']}"
     for r in (dashboard.get(path), form(path, url="https://evil.example/x", events=["*"], description="mine"),
-              form(f"{path}/enabled", enabled="false"), form(f"{path}/secret", overlap="0"), form(f"{path}/delete")):
+              form(f"{path}/enabled", enabled="false"), form(f"{path}/secret", overlap="0"),
+              form(f"{path}/replay", window="3600"), form(f"{path}/delete")):
         assert r.status_code == 404 and r.mimetype == "text/html"
         assert "Webhook endpoint not found" in r.get_data(as_text=True)
     assert owner.get(f"{API}/{theirs['id']}").get_json() == theirs  # nothing changed
@@ -248,7 +249,27 @@ def test_forms_without_their_token_are_refused(dashboard, form, merchant_api):
     endpoint = endpoint_of(merchant_api, "https://shop.example/hooks/a")
     path = f"{LIST}/{endpoint['id']}"
     for action, data in [("", {"url": "https://evil.example/x", "events": ["*"]}), ("/enabled", {"enabled": "false"}),
-                         ("/secret", {"overlap": "0"}), ("/delete", {})]:
+                         ("/secret", {"overlap": "0"}), ("/replay", {"window": "3600"}), ("/delete", {})]:
         r = form(path + action, with_token=False, **data)
         assert r.status_code == 400 and "could not be accepted" in html.unescape(r.get_data(as_text=True)), action
     assert merchant_api.get(f"{API}/{endpoint['id']}").get_json() == endpoint
+
+
+def test_replay_queues_the_events_of_the_chosen_time_again(dashboard, form, merchant_api, db, dashboard_merchant):
+    add(dashboard, form, "https://shop.example/hooks/a", events=("webhook.test",))
+    endpoint = endpoint_of(merchant_api, "https://shop.example/hooks/a")
+    path = f"{LIST}/{endpoint['id']}"
+    for _ in range(2):
+        assert merchant_api.post("/api/v1/webhooks/test").status_code == 202
+    db.execute("UPDATE events SET created_at = now() - interval '2 hours' WHERE id = (SELECT id FROM events "
+               "WHERE merchant_id = %(m)s ORDER BY created_at LIMIT 1)", {"m": dashboard_merchant["id"]})
+    before = db.value("SELECT count(*) FROM webhook_logs WHERE endpoint_id = %(e)s", {"e": endpoint["id"]})
+
+    r = form(f"{path}/replay", window="3600")
+    assert r.status_code == 302 and r.headers["Location"] == path
+    assert flash(dashboard, path) == "1 delivery queued to this endpoint."
+    r = form(f"{path}/replay", window=str(6 * 3600), failed="on")
+    assert flash(dashboard, path) == "0 deliveries queued to this endpoint."
+    assert db.value("SELECT count(*) FROM webhook_logs WHERE endpoint_id = %(e)s", {"e": endpoint["id"]}) == before + 1
+    form(f"{path}/replay", window="12345")
+    assert flash(dashboard, path) == "Choose how far back to send the events again."

@@ -241,3 +241,11 @@ def test_clearing_the_config_url_removes_the_first_endpoint_and_a_new_url_starts
     client.put("/api/v1/webhooks/config", headers=m["headers"], json={"webhook_url": first_rx.url})
     [fresh] = client.get(BASE, headers=m["headers"]).get_json()["data"]
     assert (fresh["url"], fresh["events"], fresh["enabled"]) == (first_rx.url, ["*"], True)
+
+
+def test_a_refused_url_names_the_field_sent(client, make_merchant):
+    m = make_merchant()
+    for method, path, body in (("post", BASE, {"url": "ftp://example.com/x"}),
+                               ("put", "/api/v1/webhooks/config", {"webhook_url": "ftp://example.com/x"})):
+        r = client.open(path, method=method.upper(), headers=m["headers"], json=body)
+        assert r.status_code == 400 and r.get_json()["error"]["field"] == next(iter(body)), r.get_json()
