@@ -36,6 +36,22 @@ def insert_sql(kind, payload_sql, source):
     return f"INSERT INTO jobs (kind, payload) SELECT '{kind}', {payload_sql} FROM {source}"
 
 
+def leased_insert_sql(kind, payload_sql, source):
+    """As insert_sql, with `RETURNING id, payload`, and the jobs leased to the calling worker when
+    the statement's params carry lease_id and lease_s (see lease_params; enqueue_many's lease)."""
+    return (f"INSERT INTO jobs (kind, payload, status, lease_id, locked_until, attempts) "
+            f"SELECT '{kind}', {payload_sql}, "
+            f"CASE WHEN %(lease_id)s::uuid IS NULL THEN 'pending' ELSE 'processing' END, %(lease_id)s::uuid, "
+            f"CASE WHEN %(lease_id)s::uuid IS NULL THEN NULL ELSE now() + make_interval(secs => %(lease_s)s) END, "
+            f"CASE WHEN %(lease_id)s::uuid IS NULL THEN 0 ELSE 1 END FROM {source} RETURNING id, payload")
+
+
+def lease_params(lease=None):
+    """The params leased_insert_sql reads: the lease (lease_id, seconds) or none, and the request id."""
+    lease_id, lease_s = lease or (None, 0)
+    return {"lease_id": lease_id, "lease_s": float(lease_s), "request_id": logs.current_request_id()}
+
+
 def enqueue_many(c, kind, payloads, delay_seconds=0.0, lease=None, stamp=None):
     """Insert jobs of one kind in one statement; returns their rows (id, payload). With
     lease=(lease_id, seconds) they start leased to the calling worker, which runs them right

@@ -80,52 +80,55 @@ def emit_events(c, events, lease=None):
         if event not in CATALOG:  # merchants code against the catalog's list (docs, /openapi.json)
             raise ValueError(f"{event!r} is not in app/events.py's CATALOG")
     now = int(time.time())
-    targets = endpoints.subscribed(c, [m for m, _, _ in events])
-    raised = {"i": [], "m": [], "e": [], "b": []}  # one events row each, whoever it goes to
-    logs = {"id": [], "m": [], "e": [], "i": [], "b": [], "we": []}
+    raised = {"i": [], "m": [], "e": [], "b": []}
     for merchant_id, event, data in events:
         event_id = new_id("evt_")
-        body = json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
-                          separators=(",", ":"), ensure_ascii=False)
-        for key, value in zip("imeb", (event_id, str(merchant_id), event, body)):
-            raised[key].append(value)
-        for endpoint_id, wanted in targets.get(str(merchant_id), ()):
-            if endpoints.wants(wanted, event):
-                _add_log(logs, merchant_id, event, event_id, body, endpoint_id)
+        raised["i"].append(event_id)
+        raised["m"].append(str(merchant_id))
+        raised["e"].append(event)
+        raised["b"].append(json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
+                                      separators=(",", ":"), ensure_ascii=False))
+    return _deliver(c, _EMIT, dict(raised, **jobs.lease_params(lease)))
+
+
+# One round trip for all of an emit: the events, then for each enabled endpoint of the merchant
+# that subscribes to the event a delivery job (leased to the calling worker when it emits) and
+# its log. Returns each log with what its first attempt needs (_TARGET).
+_FAN_OUT = f"""
+     targets AS (
+        SELECT gen_random_uuid() AS log_id, t.i, t.m, t.e, t.b, e.id AS we
+          FROM t JOIN webhook_endpoints e ON e.merchant_id = t.m AND e.enabled
+                                         AND (e.events @> ARRAY['{endpoints.ALL}'] OR e.events @> ARRAY[t.e])
+          JOIN merchants mm ON mm.id = t.m AND (NOT e.is_first OR mm.webhook_url IS NOT NULL)),
+     j AS ({jobs.leased_insert_sql(DELIVER, "jsonb_strip_nulls(jsonb_build_object('log_id', log_id, 'merchant_id', m, "
+                                            "'endpoint_id', we, 'created_at', now(), 'request_id', %(request_id)s::text))",
+                                   "targets")}),
+     logs AS (
+        INSERT INTO webhook_logs (id, merchant_id, endpoint_id, event, event_id, payload, body, next_retry_at, job_id)
+        SELECT tg.log_id, tg.m, tg.we, tg.e, tg.i, tg.b::jsonb, tg.b, now(), j.id
+          FROM targets tg JOIN j ON (j.payload ->> 'log_id')::uuid = tg.log_id
+        RETURNING id, merchant_id, endpoint_id, event_id, body, created_at, job_id)
+SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, logs.job_id, j.payload, TARGET
+  FROM logs JOIN j ON j.id = logs.job_id JOIN merchants m ON m.id = logs.merchant_id
+  LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
+"""
+
+_EMIT = """
+WITH t AS (SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b)s::text[]) AS t(i, m, e, b)),
+     ev AS (INSERT INTO events (id, merchant_id, event, body) SELECT i, m, e, b FROM t),
+""" + _FAN_OUT
+
+# A replay: the events exist already; one endpoint's deliveries of them.
+_REPLAY = """
+WITH t AS (SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b)s::text[]) AS t(i, m, e, b)),
+""" + _FAN_OUT.replace("JOIN webhook_endpoints e ON e.merchant_id = t.m", "JOIN webhook_endpoints e ON e.id = %(we)s")
+
+
+def _deliver(c, sql, params):
+    """Run _EMIT or _REPLAY: (job_id, job payload, attempt) per log written."""
     with db.transaction(c):
-        db.execute(c, "INSERT INTO events (id, merchant_id, event, body) "
-                      "SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b)s::text[])", raised)
-        rows = queue_logs(c, logs, lease) if logs["id"] else []
-    return rows
-
-
-def _add_log(logs, merchant_id, event, event_id, body, endpoint_id):
-    for key, value in zip(("id", "m", "e", "i", "b", "we"),
-                          (str(uuid.uuid4()), str(merchant_id), event, event_id, body, endpoint_id)):
-        logs[key].append(value)
-
-
-def queue_logs(c, logs, lease=None):
-    """Insert delivery logs (columns as lists: id, m, e, i, b, we) and one delivery job each, in
-    the caller's transaction; (job_id, job payload, attempt) per log."""
-    queued = jobs.enqueue_many(c, DELIVER, [{"log_id": i, "merchant_id": m, "endpoint_id": we}
-                                            for i, m, we in zip(logs["id"], logs["m"], logs["we"])],
-                               lease=lease, stamp="created_at")
-    payload_of = {r["payload"]["log_id"]: r for r in queued}
-    rows = db.all(c, f"""
-        WITH logs AS (
-            INSERT INTO webhook_logs (id, merchant_id, endpoint_id, event, event_id, payload, body, next_retry_at,
-                                      job_id, created_at)
-            SELECT t.id, t.m, t.we, t.e, t.i, t.b::jsonb, t.b, now(), t.j, t.at
-              FROM unnest(%(id)s::uuid[], %(m)s::uuid[], %(we)s::text[], %(e)s::text[], %(i)s::text[], %(b)s::text[],
-                          %(j)s::bigint[], %(at)s::timestamptz[]) AS t(id, m, we, e, i, b, j, at)
-            RETURNING id, merchant_id, endpoint_id, event_id, body, created_at)
-        SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, {_TARGET}
-          FROM logs JOIN merchants m ON m.id = logs.merchant_id
-          LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
-        """, dict(logs, j=[payload_of[log_id]["id"] for log_id in logs["id"]],
-                  at=[payload_of[log_id]["payload"]["created_at"] for log_id in logs["id"]]))
-    return [(payload_of[str(r["id"])]["id"], payload_of[str(r["id"])]["payload"], r) for r in rows]
+        rows = db.all(c, sql.replace("TARGET", _TARGET), params)
+    return [(r["job_id"], r["payload"], r) for r in rows]
 
 
 def emit_event(c, merchant_id, event, data):
@@ -322,13 +325,10 @@ def replay(c, merchant_id, endpoint_id, since, failed_only=False):
              WHERE ev.merchant_id = %(m)s AND ev.created_at >= %(since)s {failed if failed_only else ''}
              ORDER BY ev.created_at, ev.id
             """, {"m": merchant_id, "since": since, "we": endpoint_id, "first": endpoint["is_first"]})
-        logs = {"id": [], "m": [], "e": [], "i": [], "b": [], "we": []}
-        for r in rows:
-            if endpoints.wants(endpoint["events"], r["event"]):
-                _add_log(logs, merchant_id, r["event"], r["id"], r["body"], endpoint_id)
-        if logs["id"]:
-            queue_logs(c, logs)
-        return len(logs["id"])
+        wanted = [r for r in rows if endpoints.wants(endpoint["events"], r["event"])]
+        params = {"i": [r["id"] for r in wanted], "m": [str(merchant_id)] * len(wanted), "e": [r["event"] for r in wanted],
+                  "b": [r["body"] for r in wanted], "we": endpoint_id}
+        return len(_deliver(c, _REPLAY, dict(params, **jobs.lease_params()))) if wanted else 0
 
 
 def get_config(c, merchant_id):
