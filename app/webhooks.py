@@ -196,6 +196,27 @@ def outcome(attempts_before, ok, intervals):
     return "pending", float(intervals[min(n, len(intervals)) - 1])
 
 
+# The usual batch, every attempt a success: the logs, and failing_since cleared where it was set
+# (an endpoint that recovers), which writes no endpoint at all in the common case.
+_RECORD_SUCCESSES = """
+    WITH done AS (
+        UPDATE webhook_logs w
+           SET attempts = w.attempts + 1, last_attempt_at = now(), status = 'success',
+               response_code = t.code, response_body = t.body, next_retry_at = NULL
+          FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(code)s::int[], %(body)s::text[])
+               AS t(log_id, created_at, code, body)
+         WHERE w.id = t.log_id AND (t.created_at IS NULL OR w.created_at = t.created_at) AND w.status = 'pending'
+           AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
+           AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+        RETURNING w.merchant_id, w.endpoint_id)
+    UPDATE webhook_endpoints SET failing_since = NULL
+     WHERE failing_since IS NOT NULL
+       AND id IN (SELECT coalesce(endpoint_id, (SELECT f.id FROM webhook_endpoints f  -- a log from before endpoints
+                                                 WHERE f.merchant_id = done.merchant_id AND f.is_first))
+                    FROM done)
+"""
+
+
 def record_attempts(c, results):
     """Write many attempts' outcomes, each fenced on its job's lease: the job is completed (or
     rescheduled for the retry) and its log updated only while we still hold the lease. The same
@@ -208,6 +229,9 @@ def record_attempts(c, results):
     if logged:
         cols = {k: [r.get(k) for r in logged] for k in ("log_id", "created_at", "status", "wait", "code", "body")}
         first, last = _span(cols["created_at"])
+        if all(r["status"] == "success" for r in logged):
+            db.execute(c, _RECORD_SUCCESSES, dict(cols, first=first, last=last))
+            return held
         db.execute(c, """
             WITH done AS (
                 UPDATE webhook_logs w
