@@ -149,8 +149,9 @@ def _span(times):
 
 
 # Where an attempt goes, as it is now (the endpoint's URL and secrets may have changed since the
-# event): the endpoint's, the merchant's for its first endpoint (and for logs from before
-# endpoints, which have none), no URL for an endpoint deleted since or disabled.
+# event): the endpoint's, the merchant's for its first endpoint (and for a log from before
+# endpoints, which has none: migration 0006 gave the pending ones theirs), no URL for an endpoint
+# deleted since or disabled.
 _TARGET = """
     CASE WHEN e.id IS NULL AND logs.endpoint_id IS NULL THEN m.webhook_url
          WHEN e.enabled THEN coalesce(e.url, m.webhook_url) END AS webhook_url,
@@ -166,9 +167,7 @@ def load_attempts(c, payloads):
     rows = db.all(c, f"""
         SELECT logs.id, logs.event_id, logs.body, logs.attempts, logs.created_at, {_TARGET}
           FROM webhook_logs logs JOIN merchants m ON m.id = logs.merchant_id
-          LEFT JOIN webhook_endpoints e
-                 ON e.id = coalesce(logs.endpoint_id,
-                                    (SELECT id FROM webhook_endpoints WHERE merchant_id = logs.merchant_id AND is_first))
+          LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
          WHERE logs.id = ANY(CAST(%(ids)s AS uuid[])) AND logs.status = 'pending'
            AND logs.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
            AND logs.created_at <= coalesce(%(last)s::timestamptz, 'infinity')

@@ -38,3 +38,7 @@ SELECT 'we_' || substr(md5(random()::text || id::text), 1, 16), id, true, update
 
 -- Each delivery log is for one endpoint; NULL on logs from before endpoints: the first one's.
 ALTER TABLE webhook_logs ADD COLUMN endpoint_id text;
+-- The logs still to be delivered go to the first endpoint (the rest keep NULL, which means it too).
+UPDATE webhook_logs l SET endpoint_id = e.id
+  FROM webhook_endpoints e
+ WHERE e.merchant_id = l.merchant_id AND e.is_first AND l.status = 'pending';
