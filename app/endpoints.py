@@ -32,14 +32,6 @@ _SELECT = """
 """
 
 
-def check_url(url, allow_private, allowed_hosts=()):
-    """outbound.check_url, its refusals naming this API's field, `url`."""
-    try:
-        outbound.check_url(url, allow_private, allowed_hosts)
-    except ApiError as e:
-        raise ApiError(e.description.replace("webhook_url", "url"), field="url") from None
-
-
 def check_events(events):
     """A list of catalog event names, or ["*"]; a 400 naming the first unknown one."""
     if not events:
@@ -84,7 +76,7 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
     """A new endpoint with a secret of its own. A merchant with none gets it as its first one."""
     from .webhooks import new_secret
 
-    check_url(url, allow_private, allowed_hosts)
+    outbound.check_url(url, allow_private, allowed_hosts, field="url")
     events = check_events(events)
     with db.transaction(c):
         has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR UPDATE",
@@ -102,7 +94,7 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
 def update(c, merchant_id, endpoint_id, changes, allow_private, allowed_hosts=()):
     """Change url, events, description and/or enabled."""
     if "url" in changes:
-        check_url(changes["url"], allow_private, allowed_hosts)
+        outbound.check_url(changes["url"], allow_private, allowed_hosts, field="url")
     if "events" in changes:
         changes["events"] = check_events(changes["events"])
     with db.transaction(c):
@@ -194,19 +186,3 @@ def disable_failing(c, after):
         log.warning("webhook endpoint disabled: every delivery failed since %s", r["failing_since"].isoformat(),
                     extra={"endpoint_id": r["endpoint_id"], "merchant_id": str(r["merchant_id"])})
     return len(rows)
-
-
-def subscribed(c, merchant_ids):
-    """{merchant_id: [(endpoint_id, events)]}: the enabled endpoints of these merchants."""
-    found = {}
-    for r in db.all(c, """
-            SELECT e.id, e.merchant_id, e.events FROM webhook_endpoints e JOIN merchants m ON m.id = e.merchant_id
-             WHERE e.merchant_id = ANY(%(ms)s::uuid[]) AND e.enabled AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
-             ORDER BY e.is_first DESC, e.created_at, e.id
-            """, {"ms": sorted({str(m) for m in merchant_ids})}):
-        found.setdefault(str(r["merchant_id"]), []).append((r["id"], r["events"]))
-    return found
-
-
-def wants(events, event):
-    return ALL in events or event in events

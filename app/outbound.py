@@ -19,7 +19,7 @@ RESPONSE_READ_LIMIT = 4 * RESPONSE_BODY_LIMIT  # bytes of it read (UTF-8: at mos
 
 # Every refusal of a host says the same, so that a merchant cannot tell an internal name that does
 # not resolve from one that resolves to a private address.
-REFUSED = "webhook_url must be a public http(s) URL."
+REFUSED = "{field} must be a public http(s) URL."
 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
@@ -49,18 +49,18 @@ def _blocked_ip(ip):
     return not ip.is_global or ip.is_multicast
 
 
-def _target(url):
-    """(scheme, host, port) of an http(s) URL without credentials; ApiError(400) otherwise."""
+def _target(url, field="webhook_url"):
+    """(scheme, host, port) of an http(s) URL without credentials; ApiError(400) naming field otherwise."""
     try:
         parts = urlsplit(url)
         host = parts.hostname
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
-        raise ApiError("webhook_url is not a valid URL.", field="webhook_url") from None
+        raise ApiError(f"{field} is not a valid URL.", field=field) from None
     if parts.scheme not in ("http", "https") or not host:
-        raise ApiError("webhook_url must be an http(s) URL with a host.", field="webhook_url")
+        raise ApiError(f"{field} must be an http(s) URL with a host.", field=field)
     if parts.username or parts.password:
-        raise ApiError("webhook_url must not contain credentials.", field="webhook_url")
+        raise ApiError(f"{field} must not contain credentials.", field=field)
     return parts.scheme, host, port
 
 
@@ -70,24 +70,25 @@ def _private_ok(host, port, allow_private, allowed_hosts):
     return bool(allow_private) or host in allowed_hosts or f"{host}:{port}" in allowed_hosts
 
 
-def _resolve(host, port, private_ok):
+def _resolve(host, port, private_ok, field="webhook_url"):
     """getaddrinfo's TCP answers for host; ApiError(REFUSED) when it does not resolve or, unless
     private_ok, when any answer is not a public address."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise ApiError(REFUSED, field="webhook_url") from None
+        raise ApiError(REFUSED.format(field=field), field=field) from None
     if not private_ok and any(_blocked_ip(info[4][0]) for info in infos):
-        raise ApiError(REFUSED, field="webhook_url")
+        raise ApiError(REFUSED.format(field=field), field=field)
     return infos
 
 
-def check_url(url, allow_private, allowed_hosts=()):
+def check_url(url, allow_private, allowed_hosts=(), field="webhook_url"):
     """Refuse non-http(s) URLs and, unless private targets are allowed (all of them, or this host
-    by name), hosts that do not resolve or resolve to any non-public address. Raises ApiError(400)."""
-    _, host, port = _target(url)
+    by name), hosts that do not resolve or resolve to any non-public address. Raises ApiError(400)
+    naming `field`, the request's name for the URL."""
+    _, host, port = _target(url, field)
     if not _private_ok(host, port, allow_private, allowed_hosts):
-        _resolve(host, port, False)
+        _resolve(host, port, False, field)
 
 
 # ---- the client ---------------------------------------------------------------------------------
@@ -167,7 +168,7 @@ def send(http, url, body, headers, allow_private, allowed_hosts=()):
         # the URL is refused, so what is allowed is what is connected to.
         u = urllib3.util.parse_url(url)
         if (u.host or "").strip("[]").lower() != host.lower() or (u.port or port) != port:
-            return False, None, REFUSED
+            return False, None, REFUSED.format(field="webhook_url")
         pool = http.connection_from_host(u.host, u.port, u.scheme,
                                          pool_kwargs={"private_ok": _private_ok(host, port, allow_private, allowed_hosts)})
         r = pool.urlopen("POST", u.request_uri, body=body, headers=headers, redirect=False, assert_same_host=False,

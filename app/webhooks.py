@@ -118,14 +118,22 @@ WITH t AS (SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b
      ev AS (INSERT INTO events (id, merchant_id, event, body) SELECT i, m, e, b FROM t),
 """ + _FAN_OUT
 
-# A replay: the events exist already; one endpoint's deliveries of them.
+# A replay: one endpoint's deliveries of the merchant's events since a time (all, or the ones
+# whose delivery to it used up its attempts: FAILED), read and queued in the one statement.
 _REPLAY = """
-WITH t AS (SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b)s::text[]) AS t(i, m, e, b)),
+WITH t AS (SELECT ev.id AS i, ev.merchant_id AS m, ev.event AS e, ev.body AS b FROM events ev
+            WHERE ev.merchant_id = %(m)s AND ev.created_at >= %(since)s FAILED),
 """ + _FAN_OUT.replace("JOIN webhook_endpoints e ON e.merchant_id = t.m", "JOIN webhook_endpoints e ON e.id = %(we)s")
+_FAILED = """
+    AND EXISTS (SELECT 1 FROM webhook_logs l
+                 WHERE l.merchant_id = ev.merchant_id AND l.event_id = ev.id AND l.status = 'failed'
+                   AND l.created_at >= %(since)s
+                   AND coalesce(l.endpoint_id, CASE WHEN %(first)s THEN %(we)s END) = %(we)s)"""
 
 
 def _deliver(c, sql, params):
-    """Run _EMIT or _REPLAY: (job_id, job payload, attempt) per log written."""
+    """Run _EMIT or _REPLAY: (job_id, job payload, attempt) per log written. The deliveries go to
+    enabled endpoints that subscribe to each event (a replay to a disabled endpoint queues none)."""
     with db.transaction(c):
         rows = db.all(c, sql.replace("TARGET", _TARGET), params)
     return [(r["job_id"], r["payload"], r) for r in rows]
@@ -195,24 +203,52 @@ def outcome(attempts_before, ok, intervals):
     return "pending", float(intervals[min(n, len(intervals)) - 1])
 
 
-# The usual batch, every attempt a success: the logs, and failing_since cleared where it was set
-# (an endpoint that recovers), which writes no endpoint at all in the common case.
-_RECORD_SUCCESSES = """
+# Each attempt's outcome on its log, fenced on the log still pending; returns per log its endpoint
+# and outcome, in the order the attempts ended (n).
+_RECORD_LOGS = """
     WITH done AS (
         UPDATE webhook_logs w
-           SET attempts = w.attempts + 1, last_attempt_at = now(), status = 'success',
-               response_code = t.code, response_body = t.body, next_retry_at = NULL
-          FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(code)s::int[], %(body)s::text[])
-               AS t(log_id, created_at, code, body)
+           SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
+               response_code = t.code, response_body = t.body,
+               next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
+          FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(status)s::text[], %(wait)s::float8[],
+                      %(code)s::int[], %(body)s::text[])
+               WITH ORDINALITY AS t(log_id, created_at, status, wait, code, body, n)
          WHERE w.id = t.log_id AND (t.created_at IS NULL OR w.created_at = t.created_at) AND w.status = 'pending'
            AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
            AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
-        RETURNING w.merchant_id, w.endpoint_id)
+        RETURNING w.merchant_id, coalesce(w.endpoint_id, (SELECT f.id FROM webhook_endpoints f  -- a log from before
+                                                          WHERE f.merchant_id = w.merchant_id AND f.is_first)) AS endpoint_id,
+                  t.status = 'success' AS ok, t.n)
+"""
+
+# The usual batch, every attempt a success: failing_since cleared where it was set (an endpoint
+# that recovers), which writes no endpoint at all in the common case.
+_RECORD_SUCCESSES = _RECORD_LOGS + """
     UPDATE webhook_endpoints SET failing_since = NULL
-     WHERE failing_since IS NOT NULL
-       AND id IN (SELECT coalesce(endpoint_id, (SELECT f.id FROM webhook_endpoints f  -- a log from before endpoints
-                                                 WHERE f.merchant_id = done.merchant_id AND f.is_first))
-                    FROM done)
+     WHERE failing_since IS NOT NULL AND id IN (SELECT endpoint_id FROM done)
+"""
+
+# Any other batch: per endpoint, any success and the last outcome decide its failing_since. Only
+# the endpoints whose failing_since changes are written (a healthy one costs nothing), locked in
+# id order first, so that two workers recording at once cannot deadlock. An attempt with nowhere
+# to go (disabled, or the merchant's URL cleared) counts for nothing.
+_RECORD_OUTCOMES = _RECORD_LOGS + """
+    , outcome AS (
+        SELECT endpoint_id AS id, bool_or(ok) AS any_ok, (array_agg(ok ORDER BY n DESC))[1] AS last_ok
+          FROM done GROUP BY 1),
+    changing AS (
+        SELECT e.id
+          FROM webhook_endpoints e JOIN outcome o ON o.id = e.id JOIN merchants m ON m.id = e.merchant_id
+         WHERE e.enabled AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
+           AND CASE WHEN o.last_ok THEN e.failing_since IS NOT NULL ELSE e.failing_since IS NULL OR o.any_ok END
+         ORDER BY e.id FOR UPDATE OF e)
+    UPDATE webhook_endpoints e
+       SET failing_since = CASE WHEN o.last_ok THEN NULL
+                                WHEN o.any_ok THEN now()  -- failing again since this batch
+                                ELSE coalesce(e.failing_since, now()) END
+      FROM changing JOIN outcome o ON o.id = changing.id
+     WHERE e.id = changing.id
 """
 
 
@@ -228,45 +264,8 @@ def record_attempts(c, results):
     if logged:
         cols = {k: [r.get(k) for r in logged] for k in ("log_id", "created_at", "status", "wait", "code", "body")}
         first, last = _span(cols["created_at"])
-        if all(r["status"] == "success" for r in logged):
-            db.execute(c, _RECORD_SUCCESSES, dict(cols, first=first, last=last))
-            return held
-        db.execute(c, """
-            WITH done AS (
-                UPDATE webhook_logs w
-                   SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
-                       response_code = t.code, response_body = t.body,
-                       next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
-                  FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(status)s::text[], %(wait)s::float8[],
-                              %(code)s::int[], %(body)s::text[])
-                       WITH ORDINALITY AS t(log_id, created_at, status, wait, code, body, n)
-                 WHERE w.id = t.log_id AND (t.created_at IS NULL OR w.created_at = t.created_at) AND w.status = 'pending'
-                   AND w.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
-                   AND w.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
-                RETURNING w.merchant_id, w.endpoint_id, t.status = 'success' AS ok, t.n),
-            -- Per endpoint (a log from before endpoints is the first one's): any success, and the last outcome.
-            outcome AS (
-                SELECT coalesce(done.endpoint_id, f.id) AS id, bool_or(ok) AS any_ok,
-                       (array_agg(ok ORDER BY n DESC))[1] AS last_ok
-                  FROM done LEFT JOIN webhook_endpoints f
-                       ON done.endpoint_id IS NULL AND f.merchant_id = done.merchant_id AND f.is_first
-                 GROUP BY 1),
-            -- Only the endpoints whose failing_since changes are written (a healthy one costs nothing),
-            -- locked in id order first, so that two workers recording at once cannot deadlock. An
-            -- attempt with nowhere to go (disabled, or the merchant's URL cleared) counts for nothing.
-            changing AS (
-                SELECT e.id
-                  FROM webhook_endpoints e JOIN outcome o ON o.id = e.id JOIN merchants m ON m.id = e.merchant_id
-                 WHERE e.enabled AND (NOT e.is_first OR m.webhook_url IS NOT NULL)
-                   AND CASE WHEN o.last_ok THEN e.failing_since IS NOT NULL ELSE e.failing_since IS NULL OR o.any_ok END
-                 ORDER BY e.id FOR UPDATE OF e)
-            UPDATE webhook_endpoints e
-               SET failing_since = CASE WHEN o.last_ok THEN NULL
-                                        WHEN o.any_ok THEN now()  -- failing again since this batch
-                                        ELSE coalesce(e.failing_since, now()) END
-              FROM changing JOIN outcome o ON o.id = changing.id
-             WHERE e.id = changing.id
-            """, dict(cols, first=first, last=last))
+        all_ok = all(r["status"] == "success" for r in logged)
+        db.execute(c, _RECORD_SUCCESSES if all_ok else _RECORD_OUTCOMES, dict(cols, first=first, last=last))
     return held
 
 
@@ -337,21 +336,10 @@ def replay(c, merchant_id, endpoint_id, since, failed_only=False):
     The same event id and body, signed with the endpoint's secret(s) when sent. Returns how many
     deliveries were queued."""
     with db.transaction(c):
-        endpoint = endpoints.get(c, merchant_id, endpoint_id, lock=True)
-        failed = """
-            AND EXISTS (SELECT 1 FROM webhook_logs l
-                         WHERE l.merchant_id = ev.merchant_id AND l.event_id = ev.id AND l.status = 'failed'
-                           AND l.created_at >= %(since)s
-                           AND coalesce(l.endpoint_id, CASE WHEN %(first)s THEN %(we)s END) = %(we)s)"""
-        rows = db.all(c, f"""
-            SELECT ev.id, ev.event, ev.body FROM events ev
-             WHERE ev.merchant_id = %(m)s AND ev.created_at >= %(since)s {failed if failed_only else ''}
-             ORDER BY ev.created_at, ev.id
-            """, {"m": merchant_id, "since": since, "we": endpoint_id, "first": endpoint["is_first"]})
-        wanted = [r for r in rows if endpoints.wants(endpoint["events"], r["event"])]
-        params = {"i": [r["id"] for r in wanted], "m": [str(merchant_id)] * len(wanted), "e": [r["event"] for r in wanted],
-                  "b": [r["body"] for r in wanted], "we": endpoint_id}
-        return len(_deliver(c, _REPLAY, dict(params, **jobs.lease_params()))) if wanted else 0
+        endpoint = endpoints.get(c, merchant_id, endpoint_id, lock=True)  # 404 for another merchant's
+        sql = _REPLAY.replace("FAILED", _FAILED if failed_only else "")
+        return len(_deliver(c, sql, dict(jobs.lease_params(), m=merchant_id, since=since, we=endpoint_id,
+                                         first=endpoint["is_first"])))
 
 
 def get_config(c, merchant_id):
