@@ -306,7 +306,8 @@ CREATE TABLE IF NOT EXISTS rollups_sealed (
 INSERT INTO rollups_sealed (kind) VALUES ('payments'), ('orders'), ('refunds'), ('webhook_logs'), ('events')
     ON CONFLICT DO NOTHING;
 
--- Move a changed row's count between hours or statuses when the row is in a sealed hour. The
+-- Move a changed row's count between hours or statuses when the row is in a sealed hour.
+-- Arguments: the kind counted, and the column counted as its status when not `status`. The
 -- shared lock waits for a sealing in progress (it holds the exclusive one), so a change is either
 -- in the sealing's snapshot or sees the new sealed_until here: never lost, never counted twice.
 CREATE OR REPLACE FUNCTION rollups_follow() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -324,14 +325,14 @@ BEGIN
     LOOP
         INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
         VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('hour', (r ->> 'created_at')::timestamptz, 'UTC'),
-                coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                r ->> coalesce(TG_ARGV[1], 'status'), coalesce(r ->> 'currency', ''), sign,
                 sign * coalesce((r ->> 'amount')::bigint, 0))
         ON CONFLICT (merchant_id, kind, hour, status, currency)
         DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
         IF (r ->> 'created_at')::timestamptz < date_trunc('day', sealed, 'UTC') THEN
             INSERT INTO rollups_daily AS t (merchant_id, kind, day, status, currency, n, amount)
             VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('day', (r ->> 'created_at')::timestamptz, 'UTC'),
-                    coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                    r ->> coalesce(TG_ARGV[1], 'status'), coalesce(r ->> 'currency', ''), sign,
                     sign * coalesce((r ->> 'amount')::bigint, 0))
             ON CONFLICT (merchant_id, kind, day, status, currency)
             DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
@@ -374,10 +375,10 @@ CREATE INDEX IF NOT EXISTS payments_merchant_status_created ON payments (merchan
 
 -- events (its table is above): counted by the rollups by event name.
 CREATE TRIGGER events_rollups_insert AFTER INSERT ON events FOR EACH ROW
-    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events');
+    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events', 'event');
 CREATE TRIGGER events_rollups_change AFTER UPDATE OF event, created_at, merchant_id ON events FOR EACH ROW
     WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
           AND (OLD.event, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.event, NEW.created_at, NEW.merchant_id))
-    EXECUTE FUNCTION rollups_follow('events');
+    EXECUTE FUNCTION rollups_follow('events', 'event');
 CREATE TRIGGER events_rollups_delete AFTER DELETE ON events FOR EACH ROW
-    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events');
+    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events', 'event');

@@ -1,7 +1,8 @@
 """Exact totals without counting a merchant's history on every request.
 
 The `rollups` table holds, per merchant, UTC hour of created_at, status and currency, how many rows
-a table has and their amount, for every hour before that table's `sealed_until`. A total over any
+a table has and their amount, for every hour before that table's `sealed_until`; `rollups_daily`
+the same per UTC day, for every day wholly before it. A total over any
 window is then the rollups of the whole sealed hours inside it plus a count of the few rows outside
 them (the partial hours at its edges and the hours not sealed yet): a few hundred rows at most,
 whatever the history.
@@ -62,8 +63,8 @@ def horizon(c):
 
 
 def seal(c, recount_from=None):
-    """Count every hour that is over and that no running transaction can still add rows to;
-    with recount_from, count again every hour from then (all when it is the epoch), in the same
+    """Count every hour that is over and that no running transaction can still add rows to, and
+    the days they complete; with recount_from, count again every hour from then, in the same
     transaction, so a reader never sees the rollups go back. Returns the rollup rows written."""
     until = _floor(horizon(c))
     written = 0
@@ -82,16 +83,8 @@ def seal(c, recount_from=None):
                 since = min(since, recount_from)
             if since is not None and since >= end:
                 continue
-            written += db.execute(c, f"""
-                INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
-                SELECT merchant_id, %(kind)s, date_trunc('hour', created_at, 'UTC'), status, currency, count(*), sum(amount)
-                  FROM (SELECT merchant_id, created_at, {KINDS[kind]["status"]} AS status, {KINDS[kind]["currency"]} AS currency,
-                               {KINDS[kind]["amount"]} AS amount FROM {kind}
-                         WHERE created_at < %(end)s{' AND created_at >= %(since)s' if since else ''}) AS rows
-                 GROUP BY 1, 3, 4, 5
-                ON CONFLICT (merchant_id, kind, hour, status, currency)
-                DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount
-                """, {"kind": kind, "since": since, "end": end})
+            written += _count_rows(c, kind, kind, "hour", "created_at < %(end)s"
+                                   + (" AND created_at >= %(since)s" if since else ""), {"since": since, "end": end})
             # The days that are now whole: the sums of their hours (a day left half counted by a
             # recount starts over from its hours, which are all there).
             day_from = _floor(since, DAY) if since else None
@@ -116,15 +109,23 @@ def count_in(c, kind, table):
     sealed = sealed_until(c, kind)
     if sealed is None:
         return
-    for rollup, at, bound in (("rollups", "hour", sealed), ("rollups_daily", "day", _floor(sealed, DAY))):
-        db.execute(c, f"""
-            INSERT INTO {rollup} AS t (merchant_id, kind, {at}, status, currency, n, amount)
-            SELECT merchant_id, %(kind)s, date_trunc('{at}', created_at, 'UTC'), {KINDS[kind]["status"]}, {KINDS[kind]["currency"]},
-                   count(*), sum({KINDS[kind]["amount"]})
-              FROM {table} WHERE created_at < %(bound)s GROUP BY 1, 3, 4, 5
-            ON CONFLICT (merchant_id, kind, {at}, status, currency)
-            DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount
-            """, {"kind": kind, "bound": bound})
+    for at, bound in (("hour", sealed), ("day", _floor(sealed, DAY))):
+        _count_rows(c, kind, table, at, "created_at < %(bound)s", {"bound": bound})
+
+
+def _count_rows(c, kind, table, at, where, params):
+    """Add the rows of `table` (kind's table or one of its partitions) matching `where` to the
+    rollups by `at` (hour or day); returns the rollup rows written."""
+    rollup = {"hour": "rollups", "day": "rollups_daily"}[at]
+    k = KINDS[kind]
+    return db.execute(c, f"""
+        INSERT INTO {rollup} AS t (merchant_id, kind, {at}, status, currency, n, amount)
+        SELECT merchant_id, %(kind)s, date_trunc('{at}', created_at, 'UTC'), {k["status"]}, {k["currency"]},
+               count(*), sum({k["amount"]})
+          FROM {table} WHERE {where} GROUP BY 1, 3, 4, 5
+        ON CONFLICT (merchant_id, kind, {at}, status, currency)
+        DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount
+        """, dict(params, kind=kind))
 
 
 def forget(c, kind, start, end):

@@ -36,7 +36,8 @@ CREATE TABLE rollups_sealed (
 );
 INSERT INTO rollups_sealed (kind) VALUES ('payments'), ('orders'), ('refunds'), ('webhook_logs');
 
--- Move a changed row's count between hours or statuses when the row is in a sealed hour. The
+-- Move a changed row's count between hours or statuses when the row is in a sealed hour.
+-- Arguments: the kind counted, and the column counted as its status when not `status`. The
 -- shared lock waits for a sealing in progress (it holds the exclusive one), so a change is either
 -- in the sealing's snapshot or sees the new sealed_until here: never lost, never counted twice.
 CREATE FUNCTION rollups_follow() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -54,14 +55,14 @@ BEGIN
     LOOP
         INSERT INTO rollups AS t (merchant_id, kind, hour, status, currency, n, amount)
         VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('hour', (r ->> 'created_at')::timestamptz, 'UTC'),
-                coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                r ->> coalesce(TG_ARGV[1], 'status'), coalesce(r ->> 'currency', ''), sign,
                 sign * coalesce((r ->> 'amount')::bigint, 0))
         ON CONFLICT (merchant_id, kind, hour, status, currency)
         DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;
         IF (r ->> 'created_at')::timestamptz < date_trunc('day', sealed, 'UTC') THEN
             INSERT INTO rollups_daily AS t (merchant_id, kind, day, status, currency, n, amount)
             VALUES ((r ->> 'merchant_id')::uuid, TG_ARGV[0], date_trunc('day', (r ->> 'created_at')::timestamptz, 'UTC'),
-                    coalesce(r ->> 'status', r ->> 'event'), coalesce(r ->> 'currency', ''), sign,
+                    r ->> coalesce(TG_ARGV[1], 'status'), coalesce(r ->> 'currency', ''), sign,
                     sign * coalesce((r ->> 'amount')::bigint, 0))
             ON CONFLICT (merchant_id, kind, day, status, currency)
             DO UPDATE SET n = t.n + EXCLUDED.n, amount = t.amount + EXCLUDED.amount;

@@ -16,10 +16,10 @@ CREATE TABLE events_default PARTITION OF events DEFAULT;
 -- Counted by the rollups like the other lists (by event name, for ?event=).
 INSERT INTO rollups_sealed (kind) VALUES ('events');
 CREATE TRIGGER events_rollups_insert AFTER INSERT ON events FOR EACH ROW
-    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events');
+    WHEN (NEW.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events', 'event');
 CREATE TRIGGER events_rollups_change AFTER UPDATE OF event, created_at, merchant_id ON events FOR EACH ROW
     WHEN (least(OLD.created_at, NEW.created_at) < date_trunc('hour', now(), 'UTC')
           AND (OLD.event, OLD.created_at, OLD.merchant_id) IS DISTINCT FROM (NEW.event, NEW.created_at, NEW.merchant_id))
-    EXECUTE FUNCTION rollups_follow('events');
+    EXECUTE FUNCTION rollups_follow('events', 'event');
 CREATE TRIGGER events_rollups_delete AFTER DELETE ON events FOR EACH ROW
-    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events');
+    WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events', 'event');
