@@ -12,7 +12,7 @@ import logging
 
 from . import config, db, outbound
 from .errors import ApiError, NotFound
-from .events import CATALOG, WEBHOOK_ENDPOINT_DISABLED
+from .events import CATALOG, WEBHOOK_ENDPOINT_DISABLED, check_name
 from .ids import new_id
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,8 @@ def check_events(events):
     if not events:
         raise ApiError("events must name at least one event, or be [\"*\"].", field="events")
     for name in events:
-        if name != ALL and name not in CATALOG:
-            raise ApiError(f"Unknown event {name!r}; see GET /openapi.json (webhooks) for the list.", field="events")
+        if name != ALL:
+            check_name(name, "events")
     return [ALL] if ALL in events else sorted(set(events))
 
 

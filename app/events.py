@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from marshmallow import fields
 
 from . import schemas as s
+from .errors import ApiError
 
 PAYMENT_CREATED = "payment.created"
 PAYMENT_SUCCESS = "payment.success"
@@ -70,6 +71,14 @@ CATALOG = {e.name: e for e in (
 
 
 # ---- the envelope every delivery carries --------------------------------------------------------
+
+def check_name(name, field):
+    """The name of a catalog event, or a 400 naming `field`: merchants subscribe and filter by
+    these names only."""
+    if name not in CATALOG:
+        raise ApiError(f"Unknown event {name!r}; see GET /openapi.json (webhooks) for the list.", field=field)
+    return name
+
 
 def _camel(name):
     return "".join(part.capitalize() for part in name.replace("_", ".").split("."))
