@@ -98,14 +98,14 @@ def _create(c, parent, name, lower, upper):
     if db.value(c, "SELECT to_regclass(%(n)s)", {"n": name}) is not None:
         return False
     table, parent_id, default = sql.Identifier(name), sql.Identifier(parent), sql.Identifier(parent + "_default")
-    # A table of its own first, then ATTACH: it locks the parent in SHARE UPDATE EXCLUSIVE mode,
-    # which inserts and updates do not wait for, where CREATE TABLE … PARTITION OF takes ACCESS
-    # EXCLUSIVE on the parent, which every one of them would.
+    # A table of its own first, then ATTACH (CREATE TABLE … PARTITION OF would take ACCESS
+    # EXCLUSIVE on the parent, which reads wait for too).
     c.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table, parent_id))
-    # ATTACH takes these two anyway; taken now, no insert can put a row of this day in the DEFAULT
-    # partition after the move below (ATTACH would then fail its check of the DEFAULT partition).
-    # Parent first, as ATTACH and every query lock them.
-    c.execute(sql.SQL("LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE").format(parent_id))
+    # SHARE on the parent makes inserts wait for the attach (milliseconds, but for a move after a
+    # long outage): an insert routed by the partitions it saw before would put a row of this day
+    # in the DEFAULT partition and fail its new constraint, failing the payment that wrote it.
+    # Reads go on. Parent first, as ATTACH and every query lock them.
+    c.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(parent_id))
     c.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default))
     c.execute(f"SET LOCAL statement_timeout = '{MOVE_TIMEOUT}'")
     moved = db.execute(c, sql.SQL("""
