@@ -6,6 +6,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,20 @@ BASE_CONFIG = {
 
 
 # ---- waiting, processes, the webhook receiver ----------------------------------------------------
+
+NODE_DIR = ROOT / "tests" / "node"
+
+
+def node_modules():
+    """tests/node with its locked npm packages (the Razorpay Node SDK, axe-core) installed, once."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        raise RuntimeError("Node.js and npm are needed: apt-get install nodejs npm (.ci/run does)")
+    wanted = json.loads((NODE_DIR / "package.json").read_text())["dependencies"]
+    if not all((NODE_DIR / "node_modules" / name / "package.json").exists() for name in wanted):
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True,
+                       timeout=300)
+    return NODE_DIR / "node_modules"
+
 
 def free_port():
     with socket.socket() as s:

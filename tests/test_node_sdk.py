@@ -1,24 +1,20 @@
 """The official Razorpay Node SDK (npm razorpay 2.9.8, tests/node) against a live gateway: the
 routes it calls, its error handling, and polling on a keep-alive connection every 2 s."""
 import json
-import shutil
 import subprocess
 
 import pytest
 
-from helpers import ROOT, create_payment_over_http, settle
-
-NODE_DIR = ROOT / "tests" / "node"
+from helpers import NODE_DIR, create_payment_over_http, node_modules, settle
 
 
 @pytest.fixture(scope="session")
 def node_sdk():
     """tests/node with its locked dependencies installed (npm ci, once)."""
-    if not (shutil.which("node") and shutil.which("npm")):
-        pytest.fail("Node.js and npm are needed for the Node SDK test: apt-get install nodejs npm (.ci/run does)")
-    if not (NODE_DIR / "node_modules" / "razorpay" / "package.json").exists():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True,
-                       timeout=300)
+    try:
+        node_modules()
+    except RuntimeError as e:
+        pytest.fail(str(e))
     return NODE_DIR / "sdk_flow.js"
 
 
