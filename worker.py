@@ -235,12 +235,13 @@ class Worker:
             self._fail(batch[0], lease, f"{type(e).__name__}: {e}", time.perf_counter() - t0)
             return
         ms = (time.perf_counter() - t0) * 1000 / len(batch)
+        # Just written in our transaction, URL and secret included: no need to read them back. Sent
+        # before the batch's log lines are written, which would otherwise delay every webhook.
+        self.submit_deliveries([(job_id, payload) for job_id, payload, _ in emitted], lease,
+                               attempts={payload["log_id"]: attempt for _, payload, attempt in emitted})
         for j in batch:
             log.info("job %s %s %s in %.1fms", j["id"], kind, "rescheduled" if j["id"] in again else "completed",
                      ms, extra=_job_fields(j["id"], kind, j["payload"]))
-        # Just written in our transaction, URL and secret included: no need to read them back.
-        self.submit_deliveries([(job_id, payload) for job_id, payload, _ in emitted], lease,
-                               attempts={payload["log_id"]: attempt for _, payload, attempt in emitted})
 
     def _fail(self, job, lease, error, seconds):
         try:
