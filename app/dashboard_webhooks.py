@@ -30,7 +30,7 @@ def _webhooks_page(url_value=None, url_error=None, status=200):
         paging = data.browse(c, "webhook_logs", webhooks.LOG_COLUMNS, g.merchant["id"], f["status"] or None,
                              before=before, after=after, size=PAGE_SIZE)
     config = webhooks.get_config(c, g.merchant["id"])
-    return render_template("dashboard/webhooks.html", config=config, logs=paging["rows"], paging=paging,
+    return render_template("dashboard/webhooks.html", hook=config, logs=paging["rows"], paging=paging,
                            url_value=config["webhook_url"] if url_value is None else url_value,
                            url_error=url_error, events=events.CATALOG, test_event=events.WEBHOOK_TEST,
                            filters=f, statuses=webhooks.LOG_STATUSES,
