@@ -273,3 +273,16 @@ def test_a_delivery_page_needs_a_sign_in(app, db, dashboard_merchant):
     assert r.status_code == 302 and "/login?next=" in r.headers["Location"]
     post_login(c, dashboard_merchant["email"], dashboard_merchant["password"])
     assert page(c.get(f"{HOOKS}/deliveries/{log_id}")).one("webhook-delivery")
+
+
+def test_a_payments_webhook_events_open_their_deliveries(db, dashboard, dashboard_merchant):
+    [pay_id] = insert_payments(db, dashboard_merchant["id"], [(10000, "success", "upi")])
+    body = json.dumps({"id": new_id("evt_"), "event": "payment.success", "data": {"payment": {"id": pay_id}}})
+    log_id = str(db.value(
+        "INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, status, attempts, response_code) "
+        "VALUES (%(m)s, 'payment.success', %(e)s, %(b)s::jsonb, %(b)s::text, 'success', 1, 200) RETURNING id",
+        {"m": dashboard_merchant["id"], "e": json.loads(body)["id"], "b": body}))
+    item = page(dashboard.get(f"/dashboard/transactions/{pay_id}")).one("payment-webhook-item", data_webhook_id=log_id)
+    assert item.one("retry-webhook-button").text == "Resend"
+    detail = page(dashboard.get(html.unescape(item.one("webhook-log-link").attrs["href"])))
+    assert json.loads(detail.one("webhook-request-body").text)["data"]["payment"]["id"] == pay_id

@@ -671,7 +671,8 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
     assert endpoint.status_code in (200, 201), endpoint.text
     pages = ["/dashboard", "/dashboard/transactions", f"/dashboard/transactions/{pay_id}", "/dashboard/webhooks",
              f"/dashboard/webhooks/deliveries/{log_id}", "/dashboard/webhooks/endpoints",
-             f"/dashboard/webhooks/endpoints/{endpoint.json()['id']}", "/dashboard/docs", "/dashboard/jobs"]
+             f"/dashboard/webhooks/endpoints/{endpoint.json()['id']}", "/dashboard/docs", "/dashboard/jobs",
+             "/dashboard/webhooks/deliveries/00000000-0000-4000-8000-000000000000"]  # the not-found page
     found = {}
     for width, height in [(1280, 800), (390, 844)]:
         ctx = browser.new_context(viewport={"width": width, "height": height})
