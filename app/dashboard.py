@@ -13,9 +13,9 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import dashboard_data as data
-from . import dashboard_docs, db, events, jobs, payments, ratelimit, refunds, webhooks
+from . import dashboard_docs, db, jobs, payments, ratelimit, refunds
 from .auth import login_required, session_token, signed_in_merchant
-from .errors import ApiError, NotFound, html_errors
+from .errors import NotFound, html_errors
 from .health import worker_running
 from .schemas import PAYMENT_STATUSES
 from .timefmt import iso
@@ -168,73 +168,6 @@ def transaction(payment_id):
                            events=data.webhook_events_for_payment(c, g.merchant["id"], payment_id))
 
 
-def _webhooks_page(url_value=None, url_error=None, status=200):
-    c = db.conn()
-    paging = _browse("webhook_logs", webhooks.LOG_COLUMNS)
-    config = webhooks.get_config(c, g.merchant["id"])
-    return render_template("dashboard/webhooks.html", config=config, logs=paging["rows"], paging=paging,
-                           url_value=config["webhook_url"] if url_value is None else url_value,
-                           url_error=url_error, events=events.CATALOG, test_event=events.WEBHOOK_TEST), status
-
-
-@bp.get("/dashboard/webhooks")
-@login_required
-def webhooks_page():
-    return _webhooks_page()
-
-
-@bp.post("/dashboard/webhooks")
-@login_required
-def save_webhook_url():
-    url = request.form.get("webhook_url", "")
-    c = db.conn()
-    try:
-        config = webhooks.set_url(c, g.merchant["id"], url, current_app.config["WEBHOOK_ALLOW_PRIVATE_TARGETS"],
-                                  current_app.config["WEBHOOK_ALLOWED_HOSTS"])
-    except ApiError as e:
-        # Shown next to the field, with what was typed kept; nothing was written.
-        return _webhooks_page(url_value=url, url_error=e.description, status=400)
-    flash(f"Webhook URL saved: {config['webhook_url']}" if config["webhook_url"] else "Webhook URL cleared.",
-          "success")
-    return redirect(url_for("dashboard.webhooks_page"))
-
-
-@bp.post("/dashboard/webhooks/secret")
-@login_required
-def regenerate_webhook_secret():
-    c = db.conn()
-    webhooks.regenerate_secret(c, g.merchant["id"])
-    flash("A new webhook secret was generated; deliveries are signed with it from now on.", "success")
-    return redirect(url_for("dashboard.webhooks_page"))
-
-
-@bp.post("/dashboard/webhooks/test")
-@login_required
-def send_test_webhook():
-    c = db.conn()
-    try:
-        webhooks.send_test(c, g.merchant["id"])
-    except ApiError as e:
-        flash(e.description, "error")
-        return redirect(url_for("dashboard.webhooks_page"))
-    flash(f"Test webhook queued for {g.merchant['webhook_url']}.", "success")
-    return redirect(url_for("dashboard.webhooks_page"))
-
-
-@bp.post("/dashboard/webhooks/<log_id>/retry")
-@login_required
-def retry_webhook(log_id):
-    c = db.conn()
-    try:
-        result = webhooks.retry(c, g.merchant["id"], log_id)
-    except ApiError as e:  # not found, or an attempt is on the wire right now (409)
-        flash(e.description, "error")
-    else:
-        flash(f"{result['message']} ({log_id}).", "success")
-    return redirect(_safe_next(request.form.get("next")) if request.form.get("next")
-                    else url_for("dashboard.webhooks_page"))
-
-
 @bp.get("/dashboard/docs")
 @login_required
 def docs():
@@ -258,6 +191,12 @@ def jobs_page():
     return render_template("dashboard/jobs.html", queue=jobs.overview(c), statuses=jobs.STATUSES,
                            running=worker_running(c), workers=data.workers(c),
                            dead=jobs.dead_of_merchant(c, g.merchant["id"]))
+
+
+@bp.get("/favicon.ico")
+def favicon():
+    # Browsers ask for /favicon.ico whatever the page says: a real icon, not the API's JSON 404.
+    return current_app.send_static_file("favicon.svg")
 
 
 # ---- formatting (money and time are formatted here, for the templates only) ---------------------
@@ -298,7 +237,7 @@ def init_app(app):
     # API authenticates each call with key and secret headers, the checkout posts JSON to the API).
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
-    from . import dashboard_endpoints  # noqa: F401  (its pages are routes of bp, added before bp is registered)
+    from . import dashboard_endpoints, dashboard_webhooks  # noqa: F401  (their pages are routes of bp, added before bp is registered)
     app.register_blueprint(bp)
     app.add_template_filter(duration)
     app.add_template_filter(iso)

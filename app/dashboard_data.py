@@ -26,7 +26,7 @@ def end_sessions(c, merchant_id):
 def stats(c, merchant_id):
     """Totals over the merchant's payments: count of all, amount of the successful ones (per
     currency, INR first) and the success rate among settled payments (whole percent, rounded down
-    so a single failure never shows as 100%). From the rollups: flat cost however long the history."""
+    so a single failure never shows as 100%; None before any settled). From the rollups: flat cost however long the history."""
     count, by_currency = Counter(), Counter()
     for r in rollups.summary(c, "payments", merchant_id):
         count[r["status"]] += r["n"]
@@ -41,7 +41,7 @@ def stats(c, merchant_id):
         "in_flight": total - settled,
         "total_amount": by_currency.pop("INR", 0),
         "other_amounts": dict(sorted(by_currency.items())),
-        "success_rate": (succeeded * 100 // settled) if settled else 0,
+        "success_rate": (succeeded * 100 // settled) if settled else None,  # None: no settled payment yet
     }
 
 

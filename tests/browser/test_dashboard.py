@@ -13,7 +13,9 @@ from playwright.sync_api import expect
 from requests.structures import CaseInsensitiveDict
 from standardwebhooks import Webhook
 
-from helpers import TEST_MERCHANT, TEST_MERCHANT_ID, TIME_RE, api_headers, create_payment_over_http, wait_until
+from axe import violations
+from helpers import (TEST_MERCHANT, TEST_MERCHANT_ID, TIME_RE, api_headers, create_payment_over_http, insert_payments,
+                     insert_webhook_logs, wait_until)
 
 from app import webhooks
 from app.ids import new_id
@@ -25,10 +27,11 @@ EMAIL, PASSWORD = "test@example.com", "password"
 
 # Every data-test-id of the dashboard that a page shows without any data (rows are checked with data).
 PAGE_IDS = {
-    "/dashboard": ["dashboard", "api-credentials", "api-key", "api-secret", "stats-container",
+    "/dashboard": ["dashboard", "api-credentials", "api-key", "api-secret-reveal", "reveal-secret-button", "stats-container",
                    "total-transactions", "total-amount", "success-rate"],
     "/dashboard/transactions": ["transactions-table"],
-    "/dashboard/webhooks": ["webhook-config", "webhook-config-form", "webhook-url-input", "webhook-secret",
+    "/dashboard/webhooks": ["webhook-config", "webhook-config-form", "webhook-url-input", "webhook-secret-reveal",
+                            "reveal-secret-button", "webhook-status-filter", "webhook-event-filter",
                             "regenerate-secret-button", "save-webhook-button", "test-webhook-button",
                             "webhook-logs-table", "endpoints-link"],
     "/dashboard/webhooks/endpoints": ["endpoints-table", "add-endpoint-form", "endpoint-url-input", "event-checkbox",
@@ -157,7 +160,7 @@ def test_login_shows_every_dashboard_test_id(page, live_api):
     expect(page.locator(tid("api-key"))).to_have_text("key_test_abc123")
     expect(page.locator(tid("api-secret"))).to_have_text("secret_test_xyz789")
     expect(page.locator(tid("total-amount"))).to_have_text(re.compile(r"^₹\d{1,2}(,\d\d)*,\d{3}$|^₹\d{1,3}$"))
-    expect(page.locator(tid("success-rate"))).to_have_text(re.compile(r"^\d{1,3}%$"))
+    expect(page.locator(tid("success-rate"))).to_have_text(re.compile(r"^\d{1,3}%$|^—$"))  # — before any settled payment
     expect(page.locator(tid("total-transactions"))).to_have_text(re.compile(r"^[\d,]+$"))
 
 
@@ -263,10 +266,19 @@ def test_save_url_regenerate_secret_and_test_webhook_arrives(page, live_api, liv
     expect(page.locator(tid("webhook-url-input"))).to_have_value(rx.url)
     assert merchant_row(db)["webhook_url"] == rx.url
 
+    # The secret shows once revealed; a new one is generated only after its confirmation.
     secret = page.locator(tid("webhook-secret"))
+    expect(secret).to_be_hidden()
+    page.click(tid("reveal-secret-button"))
+    expect(secret).to_be_visible()
     old = secret.inner_text()
     assert old == merchant_row(db)["webhook_secret"]
     page.click(tid("regenerate-secret-button"))
+    expect(page.locator(tid("confirm-regenerate-button"))).to_be_visible()
+    assert merchant_row(db)["webhook_secret"] == old  # only the confirmation changes it
+    page.click(tid("confirm-regenerate-button"))
+    expect(page.locator(tid("flash-message"))).to_contain_text("A new webhook secret was generated")
+    page.click(tid("reveal-secret-button"))
     expect(secret).not_to_have_text(old)
     expect(secret).to_have_text(re.compile(r"^whsec_[A-Za-z0-9+/=]{40,}$"))
     new = secret.inner_text()
@@ -581,3 +593,119 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
             page.screenshot(path=out / name, full_page=name not in ("dashboard-docs.png",))
     finally:
         ctx.close()
+
+
+# ---- deliveries, secrets and accessibility ----------------------------------------------------------
+
+def test_a_delivery_page_filters_retry_and_resend(page, live_api, live_worker, receiver, db, dashboard_merchant):
+    m = dashboard_merchant
+    rx = receiver()
+    db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": rx.url, "id": m["id"]})
+    [failed] = insert_webhook_logs(db, m["id"], 1)
+    db.execute("UPDATE webhook_logs SET status = 'failed', event = 'payment.failed', attempts = 5, response_code = 500 "
+               "WHERE id = %(id)s", {"id": failed})
+    sign_in(page, live_api.url, m["email"], m["password"], path="/login?next=/dashboard/webhooks")
+    page.click(tid("test-webhook-button"))
+    [sent] = rx.wait_for(1)
+    log = log_by_event_id(db, CaseInsensitiveDict(sent["headers"])["webhook-id"])
+    wait_for_status(db, "webhook_logs", log["id"], "success")
+    page.reload()
+
+    # The delivery's page: the body sent, the response, the attempt.
+    item = page.locator(f'{tid("webhook-log-item")}[data-webhook-id="{log["id"]}"]')
+    expect(item.locator(tid("retry-webhook-button"))).to_have_text("Resend")
+    item.locator(tid("webhook-log-link")).click()
+    expect(page).to_have_url(re.compile(rf"/dashboard/webhooks/deliveries/{log['id']}\?at="))
+    assert json.loads(page.locator(tid("webhook-request-body")).inner_text()) == sent["json"]
+    expect(page.locator(tid("webhook-response-code"))).to_have_text("200")
+    assert json.loads(page.locator(tid("webhook-response-body")).inner_text()) == {"ok": True}
+    expect(page.locator(tid("webhook-attempts"))).to_have_text("1 of 5")
+    expect(page.locator(tid("webhook-last-attempt"))).to_have_text(TIME_RE)
+    # Resend from its page: the same body again, and back on this page.
+    here = page.url
+    page.click(tid("retry-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_have_text(f"Webhook retry scheduled ({log['id']}).")
+    assert page.url == here
+    again = rx.wait_for(2)[1]
+    assert again["body"] == sent["body"]
+
+    # The filters, and Retry keeping them.
+    page.click(tid("deliveries-link"))
+    page.select_option(tid("webhook-status-filter"), "failed")
+    page.click(tid("webhook-filter-button"))
+    expect(page).to_have_url(re.compile(r"status=failed"))
+    rows = page.locator(tid("webhook-log-item"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-webhook-id", failed)
+    filtered = page.url
+    rows.first.locator(tid("retry-webhook-button")).click()
+    expect(page.locator(tid("flash-message"))).to_have_text(f"Webhook retry scheduled ({failed}).")
+    assert page.url == filtered
+    page.select_option(tid("webhook-status-filter"), label="All")
+    page.select_option(tid("webhook-event-filter"), "webhook.test")
+    page.click(tid("webhook-filter-button"))
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-webhook-id", str(log["id"]))
+    page.click(tid("webhook-filter-clear"))
+    expect(rows).to_have_count(2)
+
+
+def test_the_api_secret_is_masked_until_revealed(page, live_api, dashboard_merchant):
+    m = dashboard_merchant
+    sign_in(page, live_api.url, m["email"], m["password"])
+    secret = page.locator(tid("api-secret"))
+    expect(secret).to_be_hidden()
+    assert m["api_secret"] not in page.inner_text("body")  # what the screen shows
+    page.click(tid("reveal-secret-button"))
+    expect(secret).to_be_visible()
+    expect(secret).to_have_text(m["api_secret"])
+
+
+def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_api, db, dashboard_merchant):
+    m = dashboard_merchant
+    [pay_id] = insert_payments(db, m["id"], [(123456, "success", "upi")])
+    insert_payments(db, m["id"], [(70000, "failed", "card")])
+    [log_id] = insert_webhook_logs(db, m["id"], 1)
+    endpoint = requests.post(f"{live_api.url}/api/v1/webhooks/endpoints", headers=m["headers"], timeout=10,
+                             json={"url": "http://127.0.0.1:9/hook", "description": "orders"})
+    assert endpoint.status_code in (200, 201), endpoint.text
+    pages = ["/dashboard", "/dashboard/transactions", f"/dashboard/transactions/{pay_id}", "/dashboard/webhooks",
+             f"/dashboard/webhooks/deliveries/{log_id}", "/dashboard/webhooks/endpoints",
+             f"/dashboard/webhooks/endpoints/{endpoint.json()['id']}", "/dashboard/docs", "/dashboard/jobs",
+             "/dashboard/webhooks/deliveries/00000000-0000-4000-8000-000000000000"]  # the not-found page
+    found = {}
+    for width, height in [(1280, 800), (390, 844)]:
+        ctx = browser.new_context(viewport={"width": width, "height": height})
+        page = ctx.new_page()
+        try:
+            page.goto(live_api.url + "/login")
+            found[f"{width} /login"] = violations(page, "moderate")
+            sign_in(page, live_api.url, m["email"], m["password"])
+            for path in pages:
+                page.goto(live_api.url + path)
+                expect(page.locator(tid("test-mode-banner"))).to_be_visible()
+                found[f"{width} {path}"] = violations(page, "moderate")
+            if width == 390:
+                # A phone: a compact header, and each payment's Amount and Status on screen.
+                page.goto(live_api.url + "/dashboard/transactions")
+                assert page.locator(".topbar").bounding_box()["height"] < 120
+                row = page.locator(tid("transaction-row")).first
+                for name in ("amount", "status"):
+                    box = row.locator(tid(name)).bounding_box()
+                    assert box and 0 <= box["x"] and box["x"] + box["width"] <= width, (name, box)
+        finally:
+            ctx.close()
+    assert {where: v for where, v in found.items() if v} == {}
+
+
+def test_a_keyboard_user_skips_to_the_content_and_the_favicon_loads(page, live_api, dashboard_merchant):
+    m = dashboard_merchant
+    sign_in(page, live_api.url, m["email"], m["password"])
+    page.keyboard.press("Tab")
+    skip = page.locator(".skip-link")
+    expect(skip).to_be_focused()
+    expect(skip).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    icon = page.request.get(live_api.url + "/favicon.ico")
+    assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
