@@ -36,13 +36,14 @@ def idempotent(*header_names):
 SCOPE_SEPARATOR = "\x1f"
 
 
-def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None):
+def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None, key=None):
     """Run produce() -> (dict, status), at most once per (merchant, key) when the request
     carries a key; a repeat gets the stored response. For views whose merchant is known only after
     reading the body (the checkout's public payment), which cannot use the decorator. An
     unauthenticated view passes its order id as `scope`: anyone may call it, so its keys live
-    apart from the merchant's and from other orders' (stored as "<scope>\x1f<key>")."""
-    key = next((request.headers[h] for h in header_names if request.headers.get(h)), None)
+    apart from the merchant's and from other orders' (stored as "<scope>\x1f<key>"). A form (the
+    dashboard's refund) passes its key, from a hidden field, as `key`."""
+    key = key or next((request.headers[h] for h in header_names if request.headers.get(h)), None)
     c = db.conn()
     if key is None:
         body, status = produce()

@@ -31,6 +31,8 @@ TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
 TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"
 CARD = {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2030, "cvv": "123", "holder_name": "Asha"}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # 2026-01-15T10:31:00Z
+# The dashboard's times, in DASHBOARD_TIMEZONE (Asia/Kolkata unless a test sets it): 2026-01-15 16:01:00 IST
+LOCAL_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (IST|UTC|[+-]\d\d(\d\d)?)$")
 JSON = {"Content-Type": "application/json"}
 
 # The app settings of the in-process tests (deterministic, instant processing, quick retries).

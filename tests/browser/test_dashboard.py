@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from requests.structures import CaseInsensitiveDict
 from standardwebhooks import Webhook
 
-from helpers import TEST_MERCHANT, TEST_MERCHANT_ID, TIME_RE, api_headers, create_payment_over_http, wait_until
+from helpers import LOCAL_TIME_RE, TEST_MERCHANT, TEST_MERCHANT_ID, TIME_RE, api_headers, create_payment_over_http, wait_until
 
 from app import webhooks
 from app.ids import new_id
@@ -177,7 +177,7 @@ def test_api_payment_appears_in_transactions_with_amount_and_status(page, live_a
     expect(row.locator(tid("amount"))).to_have_text("₹1,234.56")
     expect(row.locator(tid("method"))).to_have_text("upi")
     expect(row.locator(tid("status"))).to_have_text("success")
-    expect(row.locator(tid("created-at"))).to_have_text(TIME_RE)
+    expect(row.locator(tid("created-at"))).to_have_text(LOCAL_TIME_RE)
     card_row = page.locator(f'{tid("transaction-row")}[data-payment-id="{card["id"]}"]')
     expect(card_row.locator(tid("amount"))).to_have_text("₹500.00")
     expect(card_row.locator(tid("method"))).to_have_text("card")
@@ -289,7 +289,7 @@ def test_save_url_regenerate_secret_and_test_webhook_arrives(page, live_api, liv
     expect(item.locator(tid("webhook-status"))).to_have_text("success")
     expect(item.locator(tid("webhook-attempts"))).to_have_text("1")
     expect(item.locator(tid("webhook-response-code"))).to_have_text("200")
-    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(TIME_RE)
+    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(LOCAL_TIME_RE)
     for name in ROW_IDS["webhook-log-item"]:
         expect(item.locator(tid(name))).to_have_count(1)
 
