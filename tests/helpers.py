@@ -359,6 +359,26 @@ def insert_payments(db, merchant_id, payments):
     return ids
 
 
+def insert_payment(db, merchant_id, at, amount=12345, status="success", method="upi", vpa="shopper@okbank", last4="1111",
+                   receipt=None, error=None, captured=False, notes=None):
+    """One order (with its receipt) and its payment, created at `at` (aware), as settlement leaves
+    it; the payment's id. For the dashboard's search, date and CSV tests."""
+    order_id, pay_id = new_id("order_"), new_id("pay_")
+    db.execute("INSERT INTO orders (id, merchant_id, amount, receipt, status, created_at) "
+               "VALUES (%(o)s, %(m)s, %(a)s, %(r)s, 'created', %(at)s)",
+               {"o": order_id, "m": merchant_id, "a": amount, "r": receipt, "at": at})
+    db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, "
+               "status, error_code, error_description, captured, notes, created_at, updated_at) VALUES "
+               "(%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, %(vpa)s, %(net)s, %(last4)s, %(status)s, %(code)s, "
+               "%(error)s, %(captured)s, %(notes)s::jsonb, %(at)s, %(at)s)",
+               {"p": pay_id, "o": order_id, "m": merchant_id, "a": amount, "method": method,
+                "vpa": vpa if method == "upi" else None, "net": "visa" if method == "card" else None,
+                "last4": last4 if method == "card" else None, "status": status, "error": error,
+                "code": "PAYMENT_FAILED" if error else None, "captured": captured, "notes": json.dumps(notes or {}),
+                "at": at})
+    return pay_id
+
+
 def insert_webhook_logs(db, merchant_id, n):
     """n delivered webhook logs, one second apart, the last one newest. Returns their ids in that order."""
     return [str(db.value("INSERT INTO webhook_logs (merchant_id, event, event_id, payload, body, status, created_at) "

@@ -4,38 +4,17 @@ range (in Asia/Kolkata) and clearing filters on the transactions list; its CSV e
 written directly (each case exact and quick); browser/test_dashboard.py drives the same in Chromium."""
 import csv
 import io
-import json
 import re
 from datetime import datetime, timezone
 
 import pytest
 
-from helpers import LOCAL_TIME_RE, TIME_RE, page
+from helpers import LOCAL_TIME_RE, TIME_RE, insert_payment, page
 
 from app import config
-from app.ids import new_id
 
 KEY = re.compile(r'name="idempotency_key" value="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def insert(db, merchant_id, at, amount=12345, status="success", method="upi", vpa="shopper@okbank", last4="1111",
-           receipt=None, error=None, captured=False, notes=None):
-    """One order and its payment created at `at` (aware); the payment's id."""
-    order_id, pay_id = new_id("order_"), new_id("pay_")
-    db.execute("INSERT INTO orders (id, merchant_id, amount, receipt, status, created_at) "
-               "VALUES (%(o)s, %(m)s, %(a)s, %(r)s, 'created', %(at)s)",
-               {"o": order_id, "m": merchant_id, "a": amount, "r": receipt, "at": at})
-    db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, "
-               "status, error_code, error_description, captured, notes, created_at, updated_at) VALUES "
-               "(%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, %(vpa)s, %(net)s, %(last4)s, %(status)s, %(code)s, "
-               "%(error)s, %(captured)s, %(notes)s::jsonb, %(at)s, %(at)s)",
-               {"p": pay_id, "o": order_id, "m": merchant_id, "a": amount, "method": method,
-                "vpa": vpa if method == "upi" else None, "net": "visa" if method == "card" else None,
-                "last4": last4 if method == "card" else None, "status": status, "error": error,
-                "code": "PAYMENT_FAILED" if error else None, "captured": captured, "notes": json.dumps(notes or {}),
-                "at": at})
-    return pay_id
 
 
 def now():
@@ -72,7 +51,7 @@ def listed(dashboard, query=""):
 # ---- refund and capture ---------------------------------------------------------------------------
 
 def test_a_partial_then_the_full_rest_refund_from_the_payment_page(client, db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], now())
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())
     shown = page(dashboard.get(f"/dashboard/transactions/{pay_id}"))
     assert shown.one("refund-button").text == "Refund"
     assert shown.one("refund-amount-input").attrs["value"] == "123.45"  # the whole amount by default
@@ -109,7 +88,7 @@ def test_a_partial_then_the_full_rest_refund_from_the_payment_page(client, db, d
     ("", "Enter the amount to refund in rupees"),
 ])
 def test_a_refund_the_rules_refuse_is_a_message_and_changes_nothing(db, dashboard, dashboard_merchant, amount, message):
-    pay_id = insert(db, dashboard_merchant["id"], now())
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())
     shown = page(refund(dashboard, pay_id, amount), 400)
     assert shown.one("refund-error").text.startswith(message)
     assert shown.one("refund-amount-input").attrs["value"] == amount  # what was typed is kept
@@ -117,7 +96,7 @@ def test_a_refund_the_rules_refuse_is_a_message_and_changes_nothing(db, dashboar
 
 
 def test_a_failed_payment_offers_no_refund_and_a_posted_one_is_refused(db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], now(), status="failed", error="Card declined")
+    pay_id = insert_payment(db, dashboard_merchant["id"], now(), status="failed", error="Card declined")
     assert not page(dashboard.get(f"/dashboard/transactions/{pay_id}")).all("refund-button")
     html = dashboard.get(f"/dashboard/transactions/{pay_id}").get_data(as_text=True)
     form = {"csrf_token": CSRF.search(html).group(1), "idempotency_key": "k1"}
@@ -127,7 +106,7 @@ def test_a_failed_payment_offers_no_refund_and_a_posted_one_is_refused(db, dashb
 
 
 def test_the_same_refund_form_sent_twice_refunds_once(db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], now())
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())
     form = refund_form(dashboard, pay_id)
     first, second = refund(dashboard, pay_id, "10.00", form), refund(dashboard, pay_id, "10.00", form)
     assert first.status_code == second.status_code == 302
@@ -141,7 +120,7 @@ def test_the_same_refund_form_sent_twice_refunds_once(db, dashboard, dashboard_m
 
 
 def test_refund_and_capture_need_the_forms_csrf_token(db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], now())
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())
     r = dashboard.post(f"/dashboard/transactions/{pay_id}/refund", data={"amount": "10", "idempotency_key": "k"})
     assert r.status_code == 400 and "CSRF" in r.get_data(as_text=True)
     assert dashboard.post(f"/dashboard/transactions/{pay_id}/capture").status_code == 400
@@ -150,7 +129,7 @@ def test_refund_and_capture_need_the_forms_csrf_token(db, dashboard, dashboard_m
 
 
 def test_capture_marks_an_uncaptured_successful_payment_captured_once(db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], now())
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())
     shown = page(dashboard.get(f"/dashboard/transactions/{pay_id}"))
     assert shown.one("captured").text == "no" and shown.one("capture-button").text == "Capture ₹123.45"
     token = CSRF.search(dashboard.get(f"/dashboard/transactions/{pay_id}").get_data(as_text=True)).group(1)
@@ -161,7 +140,7 @@ def test_capture_marks_an_uncaptured_successful_payment_captured_once(db, dashbo
     assert "captured" in shown.text
     again = page(dashboard.post(f"/dashboard/transactions/{pay_id}/capture", data={"csrf_token": token}), 400)
     assert again.one("capture-error").text == "Payment has already been captured."
-    pending = insert(db, dashboard_merchant["id"], now(), status="pending")
+    pending = insert_payment(db, dashboard_merchant["id"], now(), status="pending")
     assert not page(dashboard.get(f"/dashboard/transactions/{pending}")).all("capture-button")
     refused = page(dashboard.post(f"/dashboard/transactions/{pending}/capture", data={"csrf_token": token}), 400)
     assert refused.one("capture-error").text == "Payment not in capturable state."
@@ -169,7 +148,7 @@ def test_capture_marks_an_uncaptured_successful_payment_captured_once(db, dashbo
 
 
 def test_another_merchants_payment_cannot_be_refunded_or_captured(db, dashboard, make_merchant):
-    theirs = insert(db, make_merchant()["id"], now())
+    theirs = insert_payment(db, make_merchant()["id"], now())
     token = CSRF.search(dashboard.get("/dashboard/transactions").get_data(as_text=True)).group(1)
     assert dashboard.post(f"/dashboard/transactions/{theirs}/refund",
                           data={"csrf_token": token, "amount": "1", "idempotency_key": "x"}).status_code == 404
@@ -184,11 +163,11 @@ def shop(db, dashboard_merchant, make_merchant):
     """A UPI payment, a card payment, a failed one with a receipt; another merchant's with the same VPA."""
     m = dashboard_merchant["id"]
     t = now()
-    made = {"upi": insert(db, m, t, vpa="Asha@OKBank"),
-            "card": insert(db, m, t, method="card", last4="4242"),
-            "receipt": insert(db, m, t, status="failed", error="UPI transaction declined by the payer's bank",
+    made = {"upi": insert_payment(db, m, t, vpa="Asha@OKBank"),
+            "card": insert_payment(db, m, t, method="card", last4="4242"),
+            "receipt": insert_payment(db, m, t, status="failed", error="UPI transaction declined by the payer's bank",
                               vpa="ravi@upi", receipt="INV-2026-0042")}
-    insert(db, make_merchant()["id"], t, vpa="asha@okbank")
+    insert_payment(db, make_merchant()["id"], t, vpa="asha@okbank")
     return made
 
 
@@ -221,9 +200,9 @@ def test_search_by_payment_id_order_id_vpa_last4_and_receipt(db, dashboard, shop
 def test_a_date_range_is_whole_days_in_the_merchants_time_zone(db, dashboard, dashboard_merchant):
     m = dashboard_merchant["id"]
     # 23:59:30 IST on 10 March is 18:29:30 UTC; 00:00:30 IST on 11 March is 18:30:30 UTC.
-    late = insert(db, m, datetime(2026, 3, 10, 18, 29, 30, tzinfo=timezone.utc))
-    early = insert(db, m, datetime(2026, 3, 10, 18, 30, 30, tzinfo=timezone.utc))
-    before = insert(db, m, datetime(2026, 3, 9, 18, 29, 59, tzinfo=timezone.utc))  # 9 March, 23:59:59 IST
+    late = insert_payment(db, m, datetime(2026, 3, 10, 18, 29, 30, tzinfo=timezone.utc))
+    early = insert_payment(db, m, datetime(2026, 3, 10, 18, 30, 30, tzinfo=timezone.utc))
+    before = insert_payment(db, m, datetime(2026, 3, 9, 18, 29, 59, tzinfo=timezone.utc))  # 9 March, 23:59:59 IST
     assert listed(dashboard, "from=2026-03-10&to=2026-03-10") == [late]
     assert listed(dashboard, "from=2026-03-11&to=2026-03-11") == [early]
     assert listed(dashboard, "from=2026-03-10") == [early, late]
@@ -238,7 +217,7 @@ def test_a_date_range_is_whole_days_in_the_merchants_time_zone(db, dashboard, da
 
 
 def test_bad_dates_are_a_message_not_an_error(db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], now())
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())
     shown = page(dashboard.get("/dashboard/transactions?from=2026-02-30"))
     assert "is not a date" in shown.one("filter-error").text
     assert [r.attrs["data-payment-id"] for r in shown.all("transaction-row")] == [pay_id]
@@ -248,8 +227,8 @@ def test_bad_dates_are_a_message_not_an_error(db, dashboard, dashboard_merchant)
 
 def test_filters_are_kept_by_the_pager_and_cleared_by_one_link(db, dashboard, dashboard_merchant):
     m, t = dashboard_merchant["id"], datetime(2026, 5, 1, 6, 0, tzinfo=timezone.utc)
-    made = [insert(db, m, t.replace(minute=i)) for i in range(23)]
-    insert(db, m, t.replace(minute=30), status="failed", error="declined")
+    made = [insert_payment(db, m, t.replace(minute=i)) for i in range(23)]
+    insert_payment(db, m, t.replace(minute=30), status="failed", error="declined")
     query = "status=success&from=2026-05-01&to=2026-05-01"
     first = page(dashboard.get(f"/dashboard/transactions?{query}"))
     assert first.one("page-info").text == "1–20 of 23"
@@ -275,8 +254,8 @@ def download(dashboard, query=""):
 def test_the_csv_holds_exactly_the_filtered_payments_of_every_page(db, dashboard, dashboard_merchant):
     m, t = dashboard_merchant["id"], datetime(2026, 6, 1, 6, 0, tzinfo=timezone.utc)
     for i in range(45):
-        insert(db, m, t.replace(second=i), status="failed" if i % 3 == 0 else "success", error="declined" if i % 3 == 0 else None)
-    insert(db, m, datetime(2026, 6, 2, 20, 0, tzinfo=timezone.utc))  # 3 June in IST: outside the range
+        insert_payment(db, m, t.replace(second=i), status="failed" if i % 3 == 0 else "success", error="declined" if i % 3 == 0 else None)
+    insert_payment(db, m, datetime(2026, 6, 2, 20, 0, tzinfo=timezone.utc))  # 3 June in IST: outside the range
     for query in ("status=success&from=2026-06-01&to=2026-06-02", "from=2026-06-01&to=2026-06-02", "status=failed", ""):
         shown = listed(dashboard, query)
         assert [row["payment_id"] for row in download(dashboard, query)] == shown, query
@@ -286,7 +265,7 @@ def test_the_csv_holds_exactly_the_filtered_payments_of_every_page(db, dashboard
 
 
 def test_csv_columns_and_values(db, dashboard, dashboard_merchant):
-    pay_id = insert(db, dashboard_merchant["id"], datetime(2026, 7, 1, 20, 0, 5, tzinfo=timezone.utc), amount=50005,
+    pay_id = insert_payment(db, dashboard_merchant["id"], datetime(2026, 7, 1, 20, 0, 5, tzinfo=timezone.utc), amount=50005,
                     method="card", last4="4242", receipt="INV-7")
     refund(dashboard, pay_id, "100.05")
     [row] = download(dashboard, f"q={pay_id}")
@@ -303,7 +282,7 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_start_with_an_apostrophe(
     m, t = dashboard_merchant["id"], now()
     cases = {"=HYPERLINK(\"http://evil\")": "'=HYPERLINK(\"http://evil\")", "+1+1": "'+1+1", "-2": "'-2",
              "@SUM(A1)": "'@SUM(A1)", "INV-1": "INV-1"}
-    made = {insert(db, m, t, receipt=receipt, error="=cmd|' /C calc'!A0", status="failed"): want
+    made = {insert_payment(db, m, t, receipt=receipt, error="=cmd|' /C calc'!A0", status="failed"): want
             for receipt, want in cases.items()}
     rows = {r["payment_id"]: r for r in download(dashboard)}
     for pay_id, want in made.items():
