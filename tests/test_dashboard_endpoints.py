@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from helpers import TIME_RE, MerchantApi, csrf_token, page
+from helpers import LOCAL_TIME_RE, MerchantApi, csrf_token, page
 
 from app.events import CATALOG
 
@@ -76,7 +76,7 @@ def test_added_endpoints_are_listed_with_their_events_and_the_first_one_marked(d
     assert row.one("endpoint-events").text == "payment.success, refund.processed"
     assert row.one("endpoint-description").text == "<b>accounting</b>"
     assert row.one("endpoint-status").text == "enabled"
-    assert TIME_RE.match(row.one("endpoint-created-at").text)
+    assert LOCAL_TIME_RE.match(row.one("endpoint-created-at").text)
     assert not row.all("first-endpoint-badge")
     first_row = listing.one("endpoint-row", data_endpoint_id=first["id"])
     assert first_row.one("endpoint-events").text == "All events"
