@@ -19,6 +19,8 @@ from standardwebhooks import Webhook
 from helpers import (LOCAL_TIME_RE, TEST_MERCHANT, TEST_MERCHANT_ID, api_headers, create_payment_over_http,
                      insert_payment, wait_until)
 
+from axe import violations
+
 from app import webhooks
 from app.ids import new_id
 from app.money import indian_digits, money, money_whole
@@ -604,6 +606,7 @@ def test_a_refund_from_the_dashboard_is_what_the_api_then_shows(page, live_api, 
     expect(amount).to_be_hidden()  # the Refund button opens the form
     page.click(tid("refund-button"))
     expect(amount).to_have_value("123.45")
+    assert violations(page, context=tid("payment-actions")) == []  # the actions added here (the page: axe's own test)
     amount.fill("23.45")
     page.click(tid("refund-confirm-button"))
     rows = page.locator(tid("refund-row"))
@@ -617,6 +620,7 @@ def test_a_refund_from_the_dashboard_is_what_the_api_then_shows(page, live_api, 
     amount.fill("100.01")
     page.click(tid("refund-confirm-button"))
     expect(page.locator(tid("refund-error"))).to_have_text("Refund amount exceeds available amount.")
+    assert violations(page, context=tid("payment-actions")) == []
     expect(rows).to_have_count(1)
     amount.fill("100.00")  # the rest
     page.click(tid("refund-confirm-button"))
@@ -677,6 +681,7 @@ def test_search_date_range_clearing_and_a_csv_of_exactly_the_filtered_rows(page,
         page.click(tid("filter-button"))
         expect(page.locator(tid("page-info"))).to_have_text(f"{len(expected)} matching payment")
         assert listed_ids(page) == expected
+    assert violations(page, context=tid("transactions-filter")) == []
     page.click(tid("clear-filters"))
     expect(page.locator(tid("search-input"))).to_have_value("")
     expect(page.locator(tid("page-info"))).to_have_text("1–20 of 27")
