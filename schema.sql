@@ -382,3 +382,9 @@ CREATE TRIGGER events_rollups_change AFTER UPDATE OF event, created_at, merchant
     EXECUTE FUNCTION rollups_follow('events', 'event');
 CREATE TRIGGER events_rollups_delete AFTER DELETE ON events FOR EACH ROW
     WHEN (OLD.created_at < date_trunc('hour', now(), 'UTC')) EXECUTE FUNCTION rollups_follow('events', 'event');
+
+-- The dashboard's search box (app/payment_search.py): a VPA or a card's last four digits, one
+-- expression for both (a VPA always has an @, so it never equals four digits), newest first; and an
+-- order's receipt, whose orders' payments are then read by payments_order_id.
+CREATE INDEX IF NOT EXISTS payments_merchant_customer ON payments (merchant_id, lower(coalesce(vpa, card_last4)), created_at DESC, id DESC);
+CREATE INDEX IF NOT EXISTS orders_merchant_receipt ON orders (merchant_id, receipt) WHERE receipt IS NOT NULL;

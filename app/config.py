@@ -4,6 +4,7 @@ import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("GATEWAY_DATA_DIR", ROOT / ".data"))
@@ -73,6 +74,17 @@ def duration_text(seconds):
     else:
         word = "second"
     return f"{seconds} {word}{'' if seconds == 1 else 's'}"
+
+
+def time_zone(raw, default="Asia/Kolkata"):
+    """DASHBOARD_TIMEZONE: an IANA zone name (`Asia/Kolkata`, `Europe/London`, `UTC`); an unknown
+    one stops the start, naming the setting."""
+    name = (raw or "").strip() or default
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"DASHBOARD_TIMEZONE {name!r}: not a known IANA time zone "
+                         f"(e.g. Asia/Kolkata, Europe/London, UTC)") from None
 
 
 def allowed_hosts(raw):
@@ -164,6 +176,8 @@ def load(env=None):
         # /metrics: when set, only with `Authorization: Bearer <token>` (docs/metrics.md)
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
         "WORKER_METRICS_PORT": int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
+        # The dashboard shows times and takes dates in this zone (the API stays in UTC)
+        "DASHBOARD_TIMEZONE": time_zone(env.get("DASHBOARD_TIMEZONE")),
         "MAX_CONTENT_LENGTH": 64 * 1024,
         "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
         "LOG_FORMAT": (env.get("LOG_FORMAT") or "text").strip().lower(),  # text, or json: one object per line

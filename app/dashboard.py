@@ -13,12 +13,11 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import dashboard_data as data
-from . import dashboard_docs, db, jobs, payments, ratelimit, refunds
+from . import config, dashboard_docs, db, jobs, ratelimit
 from .auth import login_required, session_token, signed_in_merchant
-from .errors import NotFound, html_errors
+from .errors import html_errors
 from .health import worker_running
-from .schemas import PAYMENT_STATUSES
-from .timefmt import iso
+from .timefmt import iso, when
 
 log = logging.getLogger(__name__)
 
@@ -144,30 +143,6 @@ def overview():
                            chart=data.chart(days), days=days)
 
 
-@bp.get("/dashboard/transactions")
-@login_required
-def transactions():
-    status = request.args.get("status", "")
-    status = status if status in PAYMENT_STATUSES else ""
-    paging = _browse("payments", payments.COLUMNS, status or None)
-    return render_template("dashboard/transactions.html", rows=paging["rows"], status=status, statuses=PAYMENT_STATUSES,
-                           paging=paging, pager_args={"status": status} if status else {})
-
-
-@bp.get("/dashboard/transactions/<payment_id>")
-@login_required
-def transaction(payment_id):
-    c = db.conn()
-    try:
-        payment = payments.get(c, g.merchant["id"], payment_id)
-    except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
-    refund_rows, _ = refunds.list_for_payment(c, g.merchant["id"], payment_id, 100, 0)
-    return render_template("dashboard/transaction.html", payment=payment, refunds=refund_rows,
-                           refunded=sum(r["amount"] for r in refund_rows),
-                           events=data.webhook_events_for_payment(c, g.merchant["id"], payment_id))
-
-
 @bp.get("/dashboard/docs")
 @login_required
 def docs():
@@ -237,8 +212,12 @@ def init_app(app):
     # API authenticates each call with key and secret headers, the checkout posts JSON to the API).
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
-    from . import dashboard_endpoints, dashboard_webhooks  # noqa: F401  (their pages are routes of bp, added before bp is registered)
+    from . import dashboard_endpoints, dashboard_payments, dashboard_webhooks  # noqa: F401  (routes of bp, added before bp is registered)
     app.register_blueprint(bp)
     app.add_template_filter(duration)
     app.add_template_filter(iso)
+    # Every dashboard time goes through `when`: the merchant's zone, UTC on hover.
+    if isinstance(app.config["DASHBOARD_TIMEZONE"], str):  # a test's config may name the zone
+        app.config["DASHBOARD_TIMEZONE"] = config.time_zone(app.config["DASHBOARD_TIMEZONE"])
+    app.add_template_filter(lambda dt: when(dt, app.config["DASHBOARD_TIMEZONE"]), "when")
     app.add_template_filter(dashboard_docs.inline_code)

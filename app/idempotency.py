@@ -3,6 +3,7 @@ import functools
 import hashlib
 import hmac
 import json
+from urllib.parse import urlencode
 
 from flask import current_app, g, request
 
@@ -36,13 +37,14 @@ def idempotent(*header_names):
 SCOPE_SEPARATOR = "\x1f"
 
 
-def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None):
+def once(merchant_id, produce, header_names=("Idempotency-Key",), scope=None, key=None):
     """Run produce() -> (dict, status), at most once per (merchant, key) when the request
     carries a key; a repeat gets the stored response. For views whose merchant is known only after
     reading the body (the checkout's public payment), which cannot use the decorator. An
     unauthenticated view passes its order id as `scope`: anyone may call it, so its keys live
-    apart from the merchant's and from other orders' (stored as "<scope>\x1f<key>")."""
-    key = next((request.headers[h] for h in header_names if request.headers.get(h)), None)
+    apart from the merchant's and from other orders' (stored as "<scope>\x1f<key>"). A form (the
+    dashboard's refund) passes its key, from a hidden field, as `key`."""
+    key = key or next((request.headers[h] for h in header_names if request.headers.get(h)), None)
     c = db.conn()
     if key is None:
         body, status = produce()
@@ -88,7 +90,11 @@ def request_digest():
     last four digits, which would amount to storing the card."""
     mac = hmac.new(current_app.config["SECRET_KEY"].encode(), digestmod=hashlib.sha256)
     mac.update(b"%s %s\n" % (request.method.encode(), request.path.encode()))
-    mac.update(request.get_data(cache=True))
+    body = request.get_data(cache=True)
+    if not body and request.form:
+        # A dashboard form: its fields were parsed (the body read) by the CSRF check before the view.
+        body = urlencode(sorted((k, v) for k, v in request.form.items(multi=True) if k != "csrf_token")).encode()
+    mac.update(body)
     return mac.hexdigest()
 
 

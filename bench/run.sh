@@ -12,5 +12,7 @@ $PY bench/webhook_bench.py --events 5000 --merchants 10 --endpoints 3 --runs "$R
 $PY bench/queue_bench.py --jobs 20000 --runs "$RUNS"
 # Page latency against one merchant's history; 10M: --sizes 10000,1000000,10000000 (an estimated 13 GB and 15-30 min of seeding).
 $PY bench/scale_bench.py --sizes 10000,1000000
+# The dashboard's CSV export: the worker's peak memory at 10k and 1M payments (about 6 min of seeding).
+$PY bench/csv_export_bench.py --sizes 10000,1000000
 # What a high API_RATE_LIMIT costs (the same tree without and with it, alternated).
 $PY bench/ab_env.py --target orders --env-b API_RATE_LIMIT=1000000/second --rounds $((RUNS * 2)) --seconds 8

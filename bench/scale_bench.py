@@ -195,7 +195,18 @@ def pages(n, ids=None):
         (f"GET /dashboard/transactions?before=<a payment {OLD_DAYS}d back>", f"/dashboard/transactions?before={ids['old']}",
          "dashboard", False),
         ("GET /dashboard/transactions/<a refunded payment>", f"/dashboard/transactions/{ids['refunded']}", "dashboard", False),
+        # The search box, by kind (the seeding's VPAs are cust<i % 100000>@okaxis, its receipts rcpt_<i>).
+        ("GET /dashboard/transactions?q=<a VPA>", "/dashboard/transactions?q=cust4242@okaxis", "dashboard", False),
+        ("GET /dashboard/transactions?q=<card last 4>", "/dashboard/transactions?q=4242", "dashboard", False),
+        ("GET /dashboard/transactions?q=<a receipt>", "/dashboard/transactions?q=rcpt_5000", "dashboard", False),
+        (f"GET /dashboard/transactions?status=failed&from=<{OLD_DAYS}d back>&to=<a week later>",
+         f"/dashboard/transactions?status=failed&from={day(OLD_DAYS)}&to={day(OLD_DAYS - 7)}", "dashboard", False),
     ]
+
+
+def day(days_back):
+    """The date `days_back` days ago (UTC), as the dashboard's date filters take it."""
+    return time.strftime("%Y-%m-%d", time.gmtime(time.time() - days_back * 86400))
 
 
 def sign_in(session, base):

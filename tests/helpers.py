@@ -31,6 +31,8 @@ TEST_KEY, TEST_SECRET = "key_test_abc123", "secret_test_xyz789"
 TEST_MERCHANT_ID = "550e8400-e29b-41d4-a716-446655440000"
 CARD = {"number": "4111111111111111", "expiry_month": 12, "expiry_year": 2030, "cvv": "123", "holder_name": "Asha"}
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")  # 2026-01-15T10:31:00Z
+# The dashboard's times, in DASHBOARD_TIMEZONE (Asia/Kolkata unless a test sets it): 2026-01-15 16:01:00 IST
+LOCAL_TIME_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (IST|UTC|[+-]\d\d(\d\d)?)$")
 JSON = {"Content-Type": "application/json"}
 
 # The app settings of the in-process tests (deterministic, instant processing, quick retries).
@@ -355,6 +357,26 @@ def insert_payments(db, merchant_id, payments):
                         desc="declined" if status == "failed" else None))
         ids.append(pay_id)
     return ids
+
+
+def insert_payment(db, merchant_id, at, amount=12345, status="success", method="upi", vpa="shopper@okbank", last4="1111",
+                   receipt=None, error=None, captured=False, notes=None):
+    """One order (with its receipt) and its payment, created at `at` (aware), as settlement leaves
+    it; the payment's id. For the dashboard's search, date and CSV tests."""
+    order_id, pay_id = new_id("order_"), new_id("pay_")
+    db.execute("INSERT INTO orders (id, merchant_id, amount, receipt, status, created_at) "
+               "VALUES (%(o)s, %(m)s, %(a)s, %(r)s, 'created', %(at)s)",
+               {"o": order_id, "m": merchant_id, "a": amount, "r": receipt, "at": at})
+    db.execute("INSERT INTO payments (id, order_id, merchant_id, amount, currency, method, vpa, card_network, card_last4, "
+               "status, error_code, error_description, captured, notes, created_at, updated_at) VALUES "
+               "(%(p)s, %(o)s, %(m)s, %(a)s, 'INR', %(method)s, %(vpa)s, %(net)s, %(last4)s, %(status)s, %(code)s, "
+               "%(error)s, %(captured)s, %(notes)s::jsonb, %(at)s, %(at)s)",
+               {"p": pay_id, "o": order_id, "m": merchant_id, "a": amount, "method": method,
+                "vpa": vpa if method == "upi" else None, "net": "visa" if method == "card" else None,
+                "last4": last4 if method == "card" else None, "status": status, "error": error,
+                "code": "PAYMENT_FAILED" if error else None, "captured": captured, "notes": json.dumps(notes or {}),
+                "at": at})
+    return pay_id
 
 
 def insert_webhook_logs(db, merchant_id, n):

@@ -3,7 +3,7 @@ the database. browser/test_dashboard.py drives the same pages in Chromium, with 
 through the running gateway; these tests write the rows directly, so each case is exact and quick."""
 import pytest
 
-from helpers import TIME_RE, insert_payments, new_merchant, page, paid_payment, wait_until
+from helpers import LOCAL_TIME_RE, insert_payments, new_merchant, page, paid_payment, wait_until
 
 from app.ids import new_id
 
@@ -40,7 +40,7 @@ def test_transactions_are_paged_newest_first_and_filtered_by_status(dashboard, t
     row = first.one("transaction-row", data_payment_id=made[2])  # the oldest on this page
     assert row.one("payment-id").text == made[2] and row.one("order-id").text.startswith("order_")
     assert (row.one("amount").text, row.one("method").text, row.one("status").text) == ("₹20,000.00", "upi", "success")
-    assert TIME_RE.match(row.one("created-at").text)
+    assert LOCAL_TIME_RE.match(row.one("created-at").text)
 
     second = page(dashboard.get(f"/dashboard/transactions?before={made[2]}"))
     assert [r.attrs["data-payment-id"] for r in second.all("transaction-row")] == [made[1], made[0]]

@@ -1,10 +1,13 @@
 """The merchant dashboard in real Chromium against the real app (gunicorn), worker and PostgreSQL:
 sign-in, every dashboard test id, transactions from API payments, webhook configuration, test
 deliveries to a real receiver, retries, the integration guide's snippets and CSRF protection."""
+import csv
+import io
 import json
 import os
 import re
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,8 @@ from requests.structures import CaseInsensitiveDict
 from standardwebhooks import Webhook
 
 from axe import violations
-from helpers import (TEST_MERCHANT, TEST_MERCHANT_ID, TIME_RE, api_headers, create_payment_over_http, insert_payments,
-                     insert_webhook_logs, wait_until)
+from helpers import (LOCAL_TIME_RE, TEST_MERCHANT, TEST_MERCHANT_ID, api_headers, create_payment_over_http,
+                     insert_payment, insert_payments, insert_webhook_logs, wait_until)
 
 from app import webhooks
 from app.ids import new_id
@@ -180,7 +183,7 @@ def test_api_payment_appears_in_transactions_with_amount_and_status(page, live_a
     expect(row.locator(tid("amount"))).to_have_text("₹1,234.56")
     expect(row.locator(tid("method"))).to_have_text("upi")
     expect(row.locator(tid("status"))).to_have_text("success")
-    expect(row.locator(tid("created-at"))).to_have_text(TIME_RE)
+    expect(row.locator(tid("created-at"))).to_have_text(LOCAL_TIME_RE)
     card_row = page.locator(f'{tid("transaction-row")}[data-payment-id="{card["id"]}"]')
     expect(card_row.locator(tid("amount"))).to_have_text("₹500.00")
     expect(card_row.locator(tid("method"))).to_have_text("card")
@@ -301,7 +304,7 @@ def test_save_url_regenerate_secret_and_test_webhook_arrives(page, live_api, liv
     expect(item.locator(tid("webhook-status"))).to_have_text("success")
     expect(item.locator(tid("webhook-attempts"))).to_have_text("1")
     expect(item.locator(tid("webhook-response-code"))).to_have_text("200")
-    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(TIME_RE)
+    expect(item.locator(tid("webhook-last-attempt"))).to_have_text(LOCAL_TIME_RE)
     for name in ROW_IDS["webhook-log-item"]:
         expect(item.locator(tid(name))).to_have_count(1)
 
@@ -388,7 +391,7 @@ def test_add_an_endpoint_with_two_events_and_reveal_its_secret(page, live_api, d
     expect(row.locator(tid("endpoint-description"))).to_have_text("Orders & refunds")
     expect(row.locator(tid("endpoint-status"))).to_have_text("enabled")
     expect(row.locator(tid("first-endpoint-badge"))).to_be_visible()  # the merchant's first: the Webhooks page's URL
-    expect(row.locator(tid("endpoint-created-at"))).to_have_text(TIME_RE)
+    expect(row.locator(tid("endpoint-created-at"))).to_have_text(LOCAL_TIME_RE)
 
     # Its page keeps the secret masked until it is revealed.
     row.locator(tid("manage-endpoint-link")).click()
@@ -620,7 +623,7 @@ def test_a_delivery_page_filters_retry_and_resend(page, live_api, live_worker, r
     expect(page.locator(tid("webhook-response-code"))).to_have_text("200")
     assert json.loads(page.locator(tid("webhook-response-body")).inner_text()) == {"ok": True}
     expect(page.locator(tid("webhook-attempts"))).to_have_text("1 of 5")
-    expect(page.locator(tid("webhook-last-attempt"))).to_have_text(TIME_RE)
+    expect(page.locator(tid("webhook-last-attempt"))).to_have_text(LOCAL_TIME_RE)
     # Resend from its page: the same body again, and back on this page.
     here = page.url
     page.click(tid("retry-webhook-button"))
@@ -709,3 +712,122 @@ def test_a_keyboard_user_skips_to_the_content_and_the_favicon_loads(page, live_a
     expect(page.locator("#main")).to_be_focused()
     icon = page.request.get(live_api.url + "/favicon.ico")
     assert icon.status == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+# ---- payment actions, search, dates and export ------------------------------------------------------
+
+def settled_payment(db, live_api, merchant, amount, method="upi"):
+    payment = create_payment_over_http(live_api.url, merchant, amount=amount, method=method)
+    wait_for_status(db, "payments", payment["id"], "success")
+    return payment
+
+
+def test_a_refund_from_the_dashboard_is_what_the_api_then_shows(page, live_api, live_worker, db, dashboard_merchant):
+    m = dashboard_merchant
+    payment = settled_payment(db, live_api, m, 12345)
+    sign_in(page, live_api.url, m["email"], m["password"])
+    page.goto(f"{live_api.url}/dashboard/transactions/{payment['id']}")
+    amount = page.locator(tid("refund-amount-input"))
+    expect(amount).to_be_hidden()  # the Refund button opens the form
+    page.click(tid("refund-button"))
+    expect(amount).to_have_value("123.45")
+    assert violations(page, context=tid("payment-actions")) == []  # the actions added here (the page: axe's own test)
+    amount.fill("23.45")
+    page.click(tid("refund-confirm-button"))
+    rows = page.locator(tid("refund-row"))
+    expect(rows).to_have_count(1)
+    expect(rows.locator(tid("refund-amount"))).to_have_text("₹23.45")
+    expect(page.locator(tid("refunded-amount"))).to_have_text("₹23.45")
+
+    # Too much is a message on the page, and nothing changes.
+    page.click(tid("refund-button"))
+    expect(amount).to_have_value("100.00")
+    amount.fill("100.01")
+    page.click(tid("refund-confirm-button"))
+    expect(page.locator(tid("refund-error"))).to_have_text("Refund amount exceeds available amount.")
+    assert violations(page, context=tid("payment-actions")) == []
+    expect(rows).to_have_count(1)
+    amount.fill("100.00")  # the rest
+    page.click(tid("refund-confirm-button"))
+    expect(rows).to_have_count(2)
+    expect(page.locator(tid("refund-button"))).to_have_count(0)
+
+    listed = requests.get(f"{live_api.url}/api/v1/payments/{payment['id']}/refunds",
+                          headers=api_headers(m["api_key"], m["api_secret"]), timeout=10)
+    assert listed.status_code == 200
+    assert sorted(r["amount"] for r in listed.json()["data"]) == [2345, 10000]
+    page.goto(live_api.url + "/dashboard/transactions")
+    row = page.locator(f'{tid("transaction-row")}[data-payment-id="{payment["id"]}"]')
+    expect(row.locator(tid("refund-state"))).to_have_text("Refunded")
+    expect(row.locator(tid("customer"))).to_have_text("shopper@okbank")
+
+
+def test_capture_from_the_dashboard(page, live_api, live_worker, db, dashboard_merchant):
+    m = dashboard_merchant
+    payment = settled_payment(db, live_api, m, 50000, method="card")
+    sign_in(page, live_api.url, m["email"], m["password"])
+    page.goto(f"{live_api.url}/dashboard/transactions/{payment['id']}")
+    expect(page.locator(tid("captured"))).to_have_text("no")
+    page.click(tid("capture-button"))
+    expect(page.locator(tid("captured"))).to_have_text("yes")
+    expect(page.locator(tid("capture-button"))).to_have_count(0)
+    got = requests.get(f"{live_api.url}/api/v1/payments/{payment['id']}",
+                       headers=api_headers(m["api_key"], m["api_secret"]), timeout=10).json()
+    assert got["captured"] is True
+
+
+def listed_ids(page):
+    """The payment ids of the transactions list, every page, by its Older link."""
+    ids = []
+    while True:
+        page.locator(tid("transactions-table")).wait_for()
+        ids += page.locator(tid("transaction-row")).evaluate_all("rows => rows.map(r => r.dataset.paymentId)")
+        older = page.locator(tid("next-page"))
+        if not older.count():
+            return ids
+        older.click()
+
+
+def test_search_date_range_clearing_and_a_csv_of_exactly_the_filtered_rows(page, live_api, db, dashboard_merchant):
+    m = dashboard_merchant
+    day = datetime(2026, 3, 10, tzinfo=timezone.utc)
+    # 10 March in Asia/Kolkata runs from 9 March 18:30 UTC to 10 March 18:30 UTC.
+    inside = [insert_payment(db, m["id"], day + timedelta(hours=-5, minutes=i), status="failed" if i % 4 == 0 else "success",
+                             error="declined" if i % 4 == 0 else None) for i in range(25)]
+    last_minute = insert_payment(db, m["id"], datetime(2026, 3, 10, 18, 29, 59, tzinfo=timezone.utc),
+                                 method="card", last4="4242", receipt="=INV-1")
+    next_day = insert_payment(db, m["id"], datetime(2026, 3, 10, 18, 30, tzinfo=timezone.utc), vpa="asha@okbank")
+    sign_in(page, live_api.url, m["email"], m["password"])
+    page.goto(live_api.url + "/dashboard/transactions")
+
+    # Search, by shape: last 4, VPA, receipt.
+    for q, expected in [("4242", [last_minute]), ("ASHA@okbank", [next_day]), ("=INV-1", [last_minute])]:
+        page.fill(tid("search-input"), q)
+        page.click(tid("filter-button"))
+        expect(page.locator(tid("page-info"))).to_have_text(f"{len(expected)} matching payment")
+        assert listed_ids(page) == expected
+    assert violations(page, context=tid("transactions-filter")) == []
+    page.click(tid("clear-filters"))
+    expect(page.locator(tid("search-input"))).to_have_value("")
+    expect(page.locator(tid("page-info"))).to_have_text("1–20 of 27")
+
+    # One day in the merchant's time zone: 23:59:59 IST is in it, 00:00 IST the next day is not.
+    page.fill(tid("from-date"), "2026-03-10")
+    page.fill(tid("to-date"), "2026-03-10")
+    page.select_option(tid("status-filter"), "success")
+    page.click(tid("filter-button"))
+    expect(page.locator(tid("page-info"))).to_have_text("1–19 of 19")
+    shown = listed_ids(page)
+    assert shown[0] == last_minute and next_day not in shown
+    assert shown == [last_minute] + [p for i, p in reversed(list(enumerate(inside))) if i % 4][:18]
+    last = page.locator(f'{tid("transaction-row")}[data-payment-id="{last_minute}"] time')
+    page.goto(live_api.url + "/dashboard/transactions?status=success&from=2026-03-10&to=2026-03-10")
+    expect(last).to_have_text("2026-03-10 23:59:59 IST")
+    expect(last).to_have_attribute("title", "2026-03-10T18:29:59Z (UTC)")
+
+    with page.expect_download() as download:
+        page.click(tid("export-csv-link"))
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    assert [r["payment_id"] for r in rows] == shown
+    assert rows[0]["receipt"] == "'=INV-1" and rows[0]["created_at_local"] == "2026-03-10T23:59:59+05:30"
+    assert download.value.suggested_filename.startswith("payments-")
