@@ -178,16 +178,19 @@
     box.appendChild(bar);
     box.appendChild(iframe);
     box.appendChild(loader);
-    box.appendChild(sentinel(function () {
+    var end = sentinel(function () {
       if (self._confirm) return self._confirm.querySelector("button").focus();
       closeButton.focus();
-    }));
+    });
+    box.appendChild(end);
     overlay.appendChild(box);
 
     this._modal = overlay;
     this._iframe = iframe;
     this._closeButton = closeButton;
     this._box = box;
+    this._bar = bar;
+    this._end = end;
     this._loader = loader;
     this._ready = false;
     this._confirm = null;
@@ -252,8 +255,10 @@
     dialog.appendChild(text);
     dialog.appendChild(stay);
     dialog.appendChild(leave);
-    this._box.appendChild(dialog);
+    this._box.insertBefore(dialog, this._end);
     this._confirm = dialog;
+    // Only the question can be reached while it is asked: Tab cycles between its two answers.
+    this._bar.inert = this._iframe.inert = true;
     stay.focus();
   };
 
@@ -261,6 +266,7 @@
     if (!this._confirm) return;
     this._confirm.parentNode.removeChild(this._confirm);
     this._confirm = null;
+    this._bar.inert = this._iframe.inert = false;
     if (this._closeButton) this._closeButton.focus();
   };
 
@@ -315,7 +321,8 @@
     document.removeEventListener("focusin", this._onFocusin, true);
     if (this._modal.parentNode) this._modal.parentNode.removeChild(this._modal);
     document.documentElement.style.overflow = this._previousOverflow;
-    this._modal = this._iframe = this._closeButton = this._box = this._loader = this._confirm = null;
+    this._modal = this._iframe = this._closeButton = this._box = this._bar = this._end = this._loader = null;
+    this._confirm = null;
     if (active === this) active = null;
     var previous = this._previousFocus;
     this._previousFocus = null;

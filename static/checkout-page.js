@@ -453,9 +453,16 @@
 
   // Hosted checkout: back to the merchant's callback_url with Razorpay's form fields.
   function postToMerchant(data) {
+    if (!data.signature) {
+      // Without the signature the shop could not trust the form: the shopper goes back by the link.
+      byTestId("callback-message").textContent = "Your payment is complete. We could not take you back to the shop " +
+                                                 "automatically; the shop will still be told.";
+      return;
+    }
     callbackForm.elements.razorpay_payment_id.value = data.paymentId;
     callbackForm.elements.razorpay_order_id.value = data.orderId;
-    callbackForm.elements.razorpay_signature.value = data.signature || "";
+    callbackForm.elements.razorpay_signature.value = data.signature;
+    callbackForm.hidden = false; // the manual way, should the automatic submit be slow
     callbackForm.submit();
   }
 

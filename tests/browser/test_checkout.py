@@ -410,6 +410,10 @@ def test_closing_while_processing_asks_first_and_the_success_still_arrives(
     expect(dialog).to_contain_text("still processing")
     expect(page.locator(tid("cancel-close-button"))).to_be_focused()
     assert violations(page, "minor") == []
+    for key, name in [("Tab", "confirm-close-button"), ("Tab", "cancel-close-button"),
+                      ("Shift+Tab", "confirm-close-button")]:  # only the question can be reached
+        page.keyboard.press(key)
+        expect(page.locator(tid(name))).to_be_focused()
     page.locator(tid("cancel-close-button")).click()
     expect(dialog).to_have_count(0)
     expect(modal).to_be_visible()
