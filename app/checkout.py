@@ -77,24 +77,18 @@ def _error_page(status, title, message, embedded=False, parent_origin=None, **ex
 CALLBACK_URL_MAX = 2000
 
 
-def valid_callback_url(value):
-    """`value` when it is an absolute http(s) URL with a host and no credentials; else None. The
-    page POSTs the payment's signature there, so nothing else (javascript:, data:) is accepted."""
-    if not isinstance(value, str) or len(value) > CALLBACK_URL_MAX or any(ch.isspace() for ch in value):
+def callback_origin(value):
+    """The origin of `value` when it is an absolute http(s) URL whose origin is a plain
+    scheme://host[:port] (no credentials, no spaces or control characters, at most
+    CALLBACK_URL_MAX long); else None. The page POSTs the payment's signature there, so nothing
+    else (javascript:, data:) is accepted, and the origin is safe to place in the CSP."""
+    if not isinstance(value, str) or len(value) > CALLBACK_URL_MAX or any(ch.isspace() or ch < " " for ch in value):
         return None
     try:
         parts = urlsplit(value)
-        port_ok = parts.port is None or 0 < parts.port <= 65535
-    except ValueError:
+    except ValueError:  # e.g. an unclosed IPv6 bracket
         return None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or "@" in parts.netloc or not port_ok:
-        return None
-    return value
-
-
-def _origin_of(url):
-    parts = urlsplit(url)
-    return f"{parts.scheme.lower()}://{parts.netloc.lower()}"
+    return valid_origin(f"{parts.scheme}://{parts.netloc}")
 
 
 def _text_option(name, limit):
@@ -117,13 +111,14 @@ def checkout_page():
         return _error_page(403, "Checkout cannot be embedded here",
                            "This website is not allowed to embed the checkout.", embedded)
     g.checkout_frame_ancestor = parent_origin if embedded else None
-    callback_url = None
+    callback_url = back_url = None
     if "callback_url" in request.args and not embedded:
-        callback_url = valid_callback_url(request.args["callback_url"])
-        if callback_url is None:
+        callback_url = request.args["callback_url"]
+        g.checkout_form_target = callback_origin(callback_url)
+        if g.checkout_form_target is None:
             return _error_page(400, "Checkout cannot start",
                                "The link's callback_url is not a valid http(s) address. Ask the merchant for a new link.")
-        g.checkout_form_target = _origin_of(callback_url)
+        back_url = g.checkout_form_target + "/"
     if not order_id:
         return _error_page(400, "No order", "The checkout link has no order_id. Ask the merchant for a new link.",
                            embedded, parent_origin)
@@ -139,7 +134,6 @@ def checkout_page():
         return _error_page(403, "Checkout refused",
                            "This order belongs to a different merchant than the one that opened the checkout.",
                            embedded, parent_origin)
-    back_url = _origin_of(callback_url) + "/" if callback_url else None
     if order["status"] != "created":
         return _error_page(409, "Already paid", "This order has already been paid. Nothing more to pay.",
                            embedded, parent_origin, already_paid=True, order=order, back_url=back_url)

@@ -886,7 +886,8 @@ def test_hosted_checkout_posts_the_signed_result_to_callback_url(page, live_api,
 
 @pytest.mark.parametrize("callback", ["javascript:alert(1)", "ftp://shop.example/cb", "/relative/path",
                                       "http://user:pw@shop.example/cb", "data:text/html,hi", "http://",
-                                      "https://shop.example/" + "a" * 2100, "http://shop.example/a b"])
+                                      "https://shop.example/" + "a" * 2100, "http://shop.example/a b",
+                                      "http://shop.example;sandbox/cb", "http://[::1/cb"])
 def test_hosted_checkout_refuses_a_bad_callback_url(page, live_api, make_merchant, callback):
     order_id = create_order_over_http(live_api.url, make_merchant())["id"]
     resp = page.goto(f"{live_api.url}/checkout?" + urlencode({"order_id": order_id, "callback_url": callback}))
