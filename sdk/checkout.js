@@ -240,7 +240,6 @@
     if (this._confirm) return this._confirm.querySelector("button").focus();
     var dialog = panel({"data-test-id": "confirm-close-dialog", role: "alertdialog", "aria-modal": "true",
                         "aria-labelledby": "pg-confirm-title", "aria-describedby": "pg-confirm-text"});
-    css(dialog, {background: "rgba(255, 255, 255, 0.97)"});
     var title = el("h2", {margin: "0", fontSize: "20px"}, {id: "pg-confirm-title"}, "Your payment is still processing");
     var text = el("p", {margin: "8px 0 8px", maxWidth: "340px"}, {id: "pg-confirm-text"},
                   "If you close this window the payment still completes, and the shop is told the result. " +
