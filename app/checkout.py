@@ -69,9 +69,32 @@ def _parent_origin():
     return valid_origin(f"{parts.scheme}://{parts.netloc}") if parts.scheme and parts.netloc else None, None
 
 
-def _error_page(status, title, message, embedded=False, parent_origin=None):
+def _error_page(status, title, message, embedded=False, parent_origin=None, **extra):
     return render_template("checkout_error.html", title=title, message=message, embedded=embedded,
-                           parent_origin=parent_origin), status
+                           parent_origin=parent_origin, **extra), status
+
+
+CALLBACK_URL_MAX = 2000
+
+
+def callback_origin(value):
+    """The origin of `value` when it is an absolute http(s) URL whose origin is a plain
+    scheme://host[:port] (no credentials, no spaces or control characters, at most
+    CALLBACK_URL_MAX long); else None. The page POSTs the payment's signature there, so nothing
+    else (javascript:, data:) is accepted, and the origin is safe to place in the CSP."""
+    if not isinstance(value, str) or len(value) > CALLBACK_URL_MAX or any(ch.isspace() or ch < " " for ch in value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return None
+    return valid_origin(f"{parts.scheme}://{parts.netloc}")
+
+
+def _text_option(name, limit):
+    """An optional display text the SDK passes (name, description, prefill), cut to `limit`."""
+    value = (request.args.get(name) or "").strip()
+    return value[:limit] or None
 
 
 @bp.get("/checkout")
@@ -88,6 +111,14 @@ def checkout_page():
         return _error_page(403, "Checkout cannot be embedded here",
                            "This website is not allowed to embed the checkout.", embedded)
     g.checkout_frame_ancestor = parent_origin if embedded else None
+    callback_url = back_url = None
+    if "callback_url" in request.args and not embedded:
+        callback_url = request.args["callback_url"]
+        g.checkout_form_target = callback_origin(callback_url)
+        if g.checkout_form_target is None:
+            return _error_page(400, "Checkout cannot start",
+                               "The link's callback_url is not a valid http(s) address. Ask the merchant for a new link.")
+        back_url = g.checkout_form_target + "/"
     if not order_id:
         return _error_page(400, "No order", "The checkout link has no order_id. Ask the merchant for a new link.",
                            embedded, parent_origin)
@@ -104,9 +135,14 @@ def checkout_page():
                            "This order belongs to a different merchant than the one that opened the checkout.",
                            embedded, parent_origin)
     if order["status"] != "created":
-        return _error_page(409, "Order already paid", "This order has already been paid. Nothing more to pay.",
-                           embedded, parent_origin)
-    return render_template("checkout.html", order=order, embedded=embedded, parent_origin=parent_origin)
+        return _error_page(409, "Already paid", "This order has already been paid. Nothing more to pay.",
+                           embedded, parent_origin, already_paid=True, order=order, back_url=back_url)
+    return render_template(
+        "checkout.html", order=order, embedded=embedded, parent_origin=parent_origin,
+        test_mode=current_app.config.get("TEST_MODE"), callback_url=callback_url, back_url=back_url,
+        poll_timeout=current_app.config.get("CHECKOUT_POLL_TIMEOUT", 600),
+        name=_text_option("name", 100), description=_text_option("description", 255),
+        prefill_vpa=_text_option("prefill[vpa]", 255))
 
 
 @bp.get("/checkout/payments/<payment_id>/result")
@@ -135,6 +171,40 @@ def payment_result(payment_id):
     return resp
 
 
+@bp.get("/checkout/orders/<order_id>/payments/<payment_id>")
+def payment_status(order_id, payment_id):
+    """Where a payment of the checkout stands, for the SDK on the merchant's page (another origin)
+    once the modal is closed: {paymentId, orderId, status} and, once settled, `signature` or
+    `error: {code, description}`. The pair of ids is the capability, as with Razorpay's checkout:
+    a payment is only told of to whoever names its order too, and nothing of the merchant is."""
+    c = db.conn()
+    try:
+        payment = payments.get_public(c, payment_id[:64])
+    except NotFound:
+        payment = None
+    if payment is None or not hmac.compare_digest(payment["order_id"].encode(), order_id[:64].encode()):
+        return _cors(_json_error(404, "NOT_FOUND_ERROR", "Payment not found."))
+    body = {"paymentId": payment["id"], "orderId": payment["order_id"], "status": payment["status"]}
+    if payment["status"] == "success":
+        secret = db.value(c, "SELECT api_secret FROM merchants WHERE id = %(id)s", {"id": payment["merchant_id"]})
+        body["signature"] = payment_signature(secret, payment["order_id"], payment["id"])
+    elif payment["status"] == "failed":
+        body["error"] = {"code": payment["error_code"], "description": payment["error_description"]}
+        # A payment that lost to another one of the same order: the order is paid, say so.
+        body["orderPaid"] = db.value(c, "SELECT status FROM orders WHERE id = %(id)s",
+                                     {"id": payment["order_id"]}) == "paid"
+    resp = jsonify(body)
+    resp.headers["Cache-Control"] = "no-store"
+    return _cors(resp)
+
+
+def _cors(resp):
+    # Any page may read it (no cookies are involved, so no credentials are allowed either).
+    resp.headers["Access-Control-Allow-Origin"] = "*"
+    resp.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+    return resp
+
+
 def _json_error(status, code, description):
     resp = jsonify(error={"code": code, "description": description})
     resp.status_code = status
@@ -154,22 +224,25 @@ def sdk():
     return resp
 
 
-def _csp(frame_ancestors):
+def _csp(frame_ancestors, form_target=None):
+    form_action = f"'self' {form_target}" if form_target else "'self'"
     return ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
-            f"frame-ancestors {frame_ancestors}")
+            f"connect-src 'self'; font-src 'self'; form-action {form_action}; base-uri 'none'; "
+            f"object-src 'none'; frame-ancestors {frame_ancestors}")
 
 
 @bp.after_request
 def _security_headers(resp):
     # The SDK is a script that other sites load and browsers cache: the page's policy is not its own.
-    if request.endpoint == "checkout.sdk":
+    if request.endpoint in ("checkout.sdk", "checkout.payment_status"):
         return resp
     # The page is embedded by merchants: frame-ancestors instead of X-Frame-Options. An embedded
     # page may be framed by the origin it reports to only; the standalone page by the setting.
     embedder = g.get("checkout_frame_ancestor")
     allowed = _frame_ancestors_setting()
-    resp.headers["Content-Security-Policy"] = _csp(embedder or (" ".join(allowed) if allowed else "*"))
+    # The success form goes to the merchant's callback_url: its origin (validated) joins form-action.
+    resp.headers["Content-Security-Policy"] = _csp(embedder or (" ".join(allowed) if allowed else "*"),
+                                                   g.get("checkout_form_target"))
     resp.headers["Referrer-Policy"] = "no-referrer"
     resp.headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
     # The order's state changes under the page (paid): never serve it from a cache.

@@ -163,6 +163,8 @@ def load(env=None):
         # None: seed when TEST_MODE is on (decided in db.seed_test_merchant, after a test config's overrides)
         "SEED_TEST_MERCHANT": _bool(env.get("SEED_TEST_MERCHANT")) if env.get("SEED_TEST_MERCHANT") else None,
         "CHECKOUT_FRAME_ANCESTORS": env.get("CHECKOUT_FRAME_ANCESTORS", "*"),
+        # Seconds the checkout polls a payment before it shows "still processing" and stops asking
+        "CHECKOUT_POLL_TIMEOUT": int(env.get("CHECKOUT_POLL_TIMEOUT", "600")),
         "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", "10")),
         # worker.py
         "JOB_BATCH_SIZE": int(env.get("JOB_BATCH_SIZE", "200")),

@@ -1,5 +1,19 @@
 """Money as text, for the templates only: amounts are integer minor units (paise) everywhere else."""
 
+# ISO 4217 minor units where they are not 2: an amount is counted in the currency's smallest unit,
+# so 150000 JPY is ¥150,000 and 1500 KWD is KWD 1.500.
+EXPONENTS = {
+    **dict.fromkeys(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI",
+                     "VND", "VUV", "XAF", "XOF", "XPF"], 0),
+    **dict.fromkeys(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"], 3),
+}
+SYMBOLS = {"INR": "₹", "JPY": "¥"}
+
+
+def exponent(currency):
+    """Digits after the decimal point in `currency` (2 unless ISO 4217 says otherwise)."""
+    return EXPONENTS.get(currency, 2)
+
 
 def indian_digits(n):
     """1234567 -> '12,34,567': the last three digits, then groups of two."""
@@ -12,17 +26,23 @@ def indian_digits(n):
     return ("-" if n < 0 else "") + ",".join(([head] if head else []) + groups + [tail])
 
 
-def money(paise, currency="INR"):
-    """Integer paise -> '₹5,00,000.00' (Indian grouping); other currencies: 'USD 1,000.50'."""
-    units, rest = divmod(int(paise), 100)
-    amount = f"{indian_digits(units)}.{rest:02d}" if currency == "INR" else f"{units:,}.{rest:02d}"
-    return f"₹{amount}" if currency == "INR" else f"{currency} {amount}"
+def _with_symbol(currency, amount):
+    return f"{SYMBOLS[currency]}{amount}" if currency in SYMBOLS else f"{currency} {amount}"
 
 
-def money_whole(paise, currency="INR"):
-    """Integer paise -> '₹5,00,000' (rounded to the rupee, for headline totals)."""
-    units = (int(paise) + 50) // 100
-    return f"₹{indian_digits(units)}" if currency == "INR" else f"{currency} {units:,}"
+def money(minor, currency="INR"):
+    """Integer minor units -> '₹5,00,000.00' (Indian grouping), '¥150,000', 'USD 1,000.50'."""
+    digits = exponent(currency)
+    units, rest = divmod(int(minor), 10 ** digits)
+    whole = indian_digits(units) if currency == "INR" else f"{units:,}"
+    return _with_symbol(currency, f"{whole}.{rest:0{digits}d}" if digits else whole)
+
+
+def money_whole(minor, currency="INR"):
+    """Integer minor units -> '₹5,00,000' (rounded to the whole unit, for headline totals)."""
+    scale = 10 ** exponent(currency)
+    units = (int(minor) + scale // 2) // scale
+    return _with_symbol(currency, indian_digits(units) if currency == "INR" else f"{units:,}")
 
 
 def init_app(app):

@@ -34,9 +34,9 @@ def get(c, merchant_id, order_id, lock=False):
 
 
 def get_public(c, order_id):
-    """What the checkout shows: amount, currency, status and the merchant's name."""
+    """What the checkout shows: amount, currency, status, receipt and the merchant's name."""
     check_id(order_id)
-    row = db.one(c, "SELECT o.id, o.amount, o.currency, o.status, o.merchant_id, m.name AS merchant_name, m.api_key "
+    row = db.one(c, "SELECT o.id, o.amount, o.currency, o.status, o.receipt, o.merchant_id, m.name AS merchant_name, m.api_key "
                     "FROM orders o JOIN merchants m ON m.id = o.merchant_id WHERE o.id = %(id)s AND m.is_active",
                  {"id": order_id})
     if row is None:

@@ -4,6 +4,10 @@
  *   <script src="https://gateway.example/checkout.js"></script>
  *   new PaymentGateway({key, orderId, onSuccess, onFailure, onClose}).open();
  *
+ * Options also: name, description, prefill: {vpa}, loadTimeout (ms before "could not load").
+ * While a payment is in flight, closing asks first; closed anyway, the SDK follows the payment
+ * itself and still calls onSuccess or onFailure once it settles.
+ *
  * The gateway's origin is taken from this script's own src, so the SDK works on any host and port.
  * The checkout runs in an iframe; its messages are accepted only when they come from the gateway's
  * origin AND from this SDK's own iframe, and the iframe posts only to this page's origin.
@@ -22,6 +26,10 @@
   }
   var GATEWAY_ORIGIN = script ? new URL(script.src, window.location.href).origin : window.location.origin;
   var MODAL_ID = "payment-gateway-modal";
+  var POLL_MS = 2000;
+  var FOLLOW_FOR_MS = 10 * 60 * 1000; // as long as the checkout page itself waits
+  var LOAD_TIMEOUT_MS = 15000;
+  var SETTLED = {success: true, failed: true};
   var active = null; // the one open instance
 
   function css(el, styles) {
@@ -42,6 +50,42 @@
 
   function str(value) { return typeof value === "string" ? value : null; }
 
+  function el(tag, styles, attrs, text) {
+    var node = css(document.createElement(tag), styles || {});
+    for (var k in attrs || {}) if (Object.prototype.hasOwnProperty.call(attrs, k)) node.setAttribute(k, attrs[k]);
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  var BUTTON = {
+    display: "block", width: "100%", minHeight: "44px", margin: "8px 0 0", padding: "10px 16px",
+    borderRadius: "8px", font: "600 16px/1.4 system-ui, sans-serif", cursor: "pointer", boxSizing: "border-box"
+  };
+
+  function button(label, testId, primary) {
+    var b = el("button", BUTTON, {type: "button", "data-test-id": testId}, label);
+    return css(b, primary ? {background: "#3730a3", color: "#ffffff", border: "1px solid #3730a3"}
+                          : {background: "#ffffff", color: "#0f172a", border: "1px solid #94a3b8"});
+  }
+
+  // A panel over the checkout area (loader, load error, confirm dialog): the SDK's own DOM, on the
+  // merchant's page, styled through the CSSOM only.
+  function panel(attrs) {
+    return el("div", {
+      position: "absolute", top: "48px", right: "0", bottom: "0", left: "0", display: "flex",
+      flexDirection: "column", alignItems: "center", justifyContent: "center", padding: "24px",
+      background: "#ffffff", color: "#0f172a", font: "400 16px/1.5 system-ui, sans-serif", textAlign: "center",
+      boxSizing: "border-box"
+    }, attrs);
+  }
+
+  function sentinel(onFocus) {
+    // Tab past the last control (or Shift+Tab before the first) lands here and is sent back around.
+    var s = el("span", {position: "absolute", width: "1px", height: "1px", overflow: "hidden"}, {tabindex: "0"});
+    s.addEventListener("focus", onFocus);
+    return s;
+  }
+
   function PaymentGateway(options) {
     if (!(this instanceof PaymentGateway)) return new PaymentGateway(options);
     options = options || {};
@@ -52,6 +96,8 @@
     this._onMessage = this._handleMessage.bind(this);
     this._onKeydown = this._handleKeydown.bind(this);
     this._onFocusin = this._handleFocusin.bind(this);
+    this._payment = null; // {paymentId, orderId, status} once the checkout has started one
+    this._done = false;   // onSuccess or onFailure of a closed modal's payment: called once
   }
 
   PaymentGateway.gatewayOrigin = GATEWAY_ORIGIN;
@@ -61,6 +107,10 @@
     if (this.options.key) params.set("key", String(this.options.key));
     // Where the iframe may post its result: this page's origin, checked again by the server.
     params.set("parent_origin", window.location.origin);
+    var o = this.options;
+    if (typeof o.name === "string") params.set("name", o.name);
+    if (typeof o.description === "string") params.set("description", o.description);
+    if (o.prefill && typeof o.prefill.vpa === "string") params.set("prefill[vpa]", o.prefill.vpa);
     return GATEWAY_ORIGIN + "/checkout?" + params.toString();
   };
 
@@ -102,7 +152,7 @@
     closeButton.setAttribute("data-test-id", "close-modal-button");
     closeButton.setAttribute("aria-label", "Close payment window");
     closeButton.textContent = "\u00d7";
-    closeButton.addEventListener("click", this.close.bind(this));
+    closeButton.addEventListener("click", this._requestClose.bind(this));
 
     var iframe = css(document.createElement("iframe"), {
       display: "block", flex: "1 1 auto", width: "100%", height: "100%", border: "0", margin: "0"
@@ -110,17 +160,46 @@
     iframe.setAttribute("data-test-id", "payment-iframe");
     iframe.setAttribute("title", "Payment checkout");
     iframe.setAttribute("referrerpolicy", "origin");
+    css(iframe, {visibility: "hidden"}); // until the checkout says it is ready; the loader shows instead
     iframe.src = this.checkoutUrl();
 
+    var loader = panel({"data-test-id": "modal-loader", role: "status"});
+    loader.appendChild(el("p", {margin: "0", fontWeight: "600"}, null, "Loading secure checkout\u2026"));
+
+    var self = this;
     bar.appendChild(closeButton);
+    box.appendChild(sentinel(function () {
+      // Shift+Tab from the close button: on to the checkout's last control.
+      if (self._confirm) return self._confirm.querySelector("button:last-child").focus();
+      if (!self._ready) return closeButton.focus();
+      self._iframe.focus();
+      self._iframe.contentWindow.postMessage({type: "focus_last"}, GATEWAY_ORIGIN);
+    }));
     box.appendChild(bar);
     box.appendChild(iframe);
+    box.appendChild(loader);
+    var end = sentinel(function () {
+      if (self._confirm) return self._confirm.querySelector("button").focus();
+      closeButton.focus();
+    });
+    box.appendChild(end);
     overlay.appendChild(box);
 
     this._modal = overlay;
     this._iframe = iframe;
     this._closeButton = closeButton;
-    this._done = false;
+    this._box = box;
+    this._bar = bar;
+    this._end = end;
+    this._loader = loader;
+    this._ready = false;
+    this._confirm = null;
+    if (!this._following) {
+      this._payment = null;
+      this._done = false;
+    }
+    var timeout = typeof this.options.loadTimeout === "number" ? this.options.loadTimeout : LOAD_TIMEOUT_MS;
+    this._loadTimer = window.setTimeout(this._loadFailed.bind(this), timeout);
     this._previousFocus = document.activeElement;
     this._previousOverflow = document.documentElement.style.overflow;
     active = this;
@@ -134,19 +213,123 @@
     return this;
   };
 
+  PaymentGateway.prototype._loadFailed = function () {
+    if (!this._modal || this._ready) return;
+    var loader = this._loader;
+    loader.setAttribute("data-test-id", "modal-load-error");
+    loader.setAttribute("role", "alert");
+    loader.textContent = "";
+    loader.appendChild(el("p", {margin: "0", fontWeight: "700", fontSize: "18px"}, null, "The checkout could not be loaded"));
+    loader.appendChild(el("p", {margin: "8px 0 0"}, null,
+                          "Check your connection and try again. No payment was made."));
+    var close = button("Close", "modal-load-error-close", true);
+    css(close, {maxWidth: "240px", marginTop: "16px"});
+    close.addEventListener("click", this.close.bind(this));
+    loader.appendChild(close);
+    close.focus();
+  };
+
+  PaymentGateway.prototype._inFlight = function () {
+    return !!(this._payment && this._payment.paymentId && !SETTLED[this._payment.status]);
+  };
+
+  // ×, Escape, or the checkout's own Cancel/Close: with a payment in flight, ask first.
+  PaymentGateway.prototype._requestClose = function () {
+    if (!this._modal) return;
+    if (!this._inFlight()) return this.close();
+    if (this._confirm) return this._confirm.querySelector("button").focus();
+    var dialog = panel({"data-test-id": "confirm-close-dialog", role: "alertdialog", "aria-modal": "true",
+                        "aria-labelledby": "pg-confirm-title", "aria-describedby": "pg-confirm-text"});
+    var title = el("h2", {margin: "0", fontSize: "20px"}, {id: "pg-confirm-title"}, "Your payment is still processing");
+    var text = el("p", {margin: "8px 0 8px", maxWidth: "340px"}, {id: "pg-confirm-text"},
+                  "If you close this window the payment still completes, and the shop is told the result. " +
+                  "Please do not pay again.");
+    var stay = button("Keep waiting", "cancel-close-button", true);
+    var leave = button("Close anyway", "confirm-close-button", false);
+    css(stay, {maxWidth: "280px"});
+    css(leave, {maxWidth: "280px"});
+    stay.addEventListener("click", this._dismissConfirm.bind(this));
+    leave.addEventListener("click", this.close.bind(this));
+    dialog.appendChild(title);
+    dialog.appendChild(text);
+    dialog.appendChild(stay);
+    dialog.appendChild(leave);
+    this._box.insertBefore(dialog, this._end);
+    this._confirm = dialog;
+    // Only the question can be reached while it is asked: Tab cycles between its two answers.
+    this._bar.inert = this._iframe.inert = true;
+    stay.focus();
+  };
+
+  PaymentGateway.prototype._dismissConfirm = function () {
+    if (!this._confirm) return;
+    this._confirm.parentNode.removeChild(this._confirm);
+    this._confirm = null;
+    this._bar.inert = this._iframe.inert = false;
+    if (this._closeButton) this._closeButton.focus();
+  };
+
+  // The modal is gone but the payment is not settled: ask the gateway until it is. The order and
+  // payment ids together are what the status endpoint needs; it tells nothing else.
+  PaymentGateway.prototype._follow = function (payment) {
+    var self = this, startedAt = Date.now();
+    this._following = true;
+    var url = GATEWAY_ORIGIN + "/checkout/orders/" + encodeURIComponent(payment.orderId) + "/payments/" +
+              encodeURIComponent(payment.paymentId);
+    function again() {
+      if (!self._done && Date.now() - startedAt < FOLLOW_FOR_MS) window.setTimeout(ask, POLL_MS);
+      else self._following = false;
+    }
+    function ask() {
+      if (self._done) return (self._following = false);
+      fetch(url, {headers: {"Accept": "application/json"}, cache: "no-store", credentials: "omit", mode: "cors"})
+        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
+        .then(function (body) {
+          if (!SETTLED[body.status]) return again();
+          self._following = false;
+          self._settled(body.status === "success" ? "payment_success" : "payment_failed", body);
+          self._done = true; // a closed modal's payment ends here, whichever way it went
+        })
+        .catch(again); // network hiccups are retried
+    }
+    window.setTimeout(ask, POLL_MS);
+  };
+
+  PaymentGateway.prototype._settled = function (type, raw) {
+    if (this._done) return;
+    var data = {paymentId: str(raw.paymentId), orderId: str(raw.orderId), status: str(raw.status)};
+    if (type === "payment_success") {
+      if (typeof raw.signature === "string") data.signature = raw.signature;
+      this._done = true;
+      call(this.options.onSuccess, data);
+    } else {
+      var error = raw.error && typeof raw.error === "object" ? raw.error : {};
+      data.error = {code: str(error.code) || "PAYMENT_FAILED",
+                    description: str(error.description) || "The payment could not be completed."};
+      // Open, the shopper may try again, so only a closed modal's failure is final.
+      if (!this._modal) this._done = true;
+      call(this.options.onFailure, data);
+    }
+  };
+
   PaymentGateway.prototype.close = function () {
     if (!this._modal) return this;
+    window.clearTimeout(this._loadTimer);
     window.removeEventListener("message", this._onMessage);
     document.removeEventListener("keydown", this._onKeydown, true);
     document.removeEventListener("focusin", this._onFocusin, true);
     if (this._modal.parentNode) this._modal.parentNode.removeChild(this._modal);
     document.documentElement.style.overflow = this._previousOverflow;
-    this._modal = this._iframe = this._closeButton = null;
+    this._modal = this._iframe = this._closeButton = this._box = this._bar = this._end = this._loader = null;
+    this._confirm = null;
     if (active === this) active = null;
     var previous = this._previousFocus;
     this._previousFocus = null;
     if (previous && typeof previous.focus === "function" && document.contains(previous)) previous.focus();
-    call(this.options.onClose);
+    var payment = this._payment;
+    call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
+                                          status: payment.status} : undefined);
+    if (this._inFlight() && !this._done) this._follow(payment);
     return this;
   };
 
@@ -155,13 +338,16 @@
   PaymentGateway.prototype._handleKeydown = function (event) {
     if (event.key === "Escape" || event.key === "Esc") {
       event.preventDefault();
-      this.close();
+      if (this._confirm) this._dismissConfirm();
+      else this._requestClose();
     }
   };
 
   PaymentGateway.prototype._handleFocusin = function (event) {
-    // Keep keyboard focus inside the dialog while it is open.
-    if (this._modal && !this._modal.contains(event.target)) this._closeButton.focus();
+    // Keep keyboard focus inside the dialog while it is open (inside the question when it is asked).
+    if (!this._modal) return;
+    if (this._confirm && !this._confirm.contains(event.target)) this._confirm.querySelector("button").focus();
+    else if (!this._modal.contains(event.target)) this._closeButton.focus();
   };
 
   PaymentGateway.prototype._handleMessage = function (event) {
@@ -173,18 +359,23 @@
     if (!message || typeof message !== "object" || typeof message.type !== "string") return;
     var raw = message.data && typeof message.data === "object" ? message.data : {};
     var data = {paymentId: str(raw.paymentId), orderId: str(raw.orderId), status: str(raw.status)};
-    if (typeof raw.signature === "string") data.signature = raw.signature;
     if (data.orderId && data.orderId !== String(this.options.orderId)) return;
 
-    if (message.type === "payment_success") {
-      if (this._done) return;
-      this._done = true;
-      call(this.options.onSuccess, data);
-      this.close();
-    } else if (message.type === "payment_failed") {
-      call(this.options.onFailure, data); // stays open: the shopper may retry
+    if (message.type === "checkout_ready") {
+      this._ready = true;
+      window.clearTimeout(this._loadTimer);
+      if (this._loader && this._loader.parentNode) this._loader.parentNode.removeChild(this._loader);
+      css(this._iframe, {visibility: "visible"});
+    } else if (message.type === "payment_started") {
+      if (data.paymentId) this._payment = {paymentId: data.paymentId, orderId: String(this.options.orderId),
+                                           status: data.status || "pending"};
+    } else if (message.type === "payment_success" || message.type === "payment_failed") {
+      if (data.paymentId) this._payment = {paymentId: data.paymentId, orderId: String(this.options.orderId),
+                                           status: message.type === "payment_success" ? "success" : "failed"};
+      this._settled(message.type, raw);
+      if (message.type === "payment_success") this.close(); // a failure stays open: the shopper may retry
     } else if (message.type === "close_modal") {
-      this.close();
+      this._requestClose();
     }
   };
 

@@ -9,7 +9,7 @@
   if (!root) return;
 
   var POLL_MS = 2000;
-  var POLL_GIVE_UP_MS = 10 * 60 * 1000;
+  var POLL_GIVE_UP_MS = (parseInt(root.getAttribute("data-poll-timeout"), 10) || 600) * 1000;
   var embedded = root.getAttribute("data-embedded") === "true";
   var parentOrigin = root.getAttribute("data-parent-origin") || "";
   var orderId = root.getAttribute("data-order-id") || null;
@@ -26,8 +26,15 @@
     window.parent.postMessage({type: type, data: data}, parentOrigin);
   }
 
+  // The SDK decides: with a payment in flight it asks the shopper before it closes.
   function requestClose() {
     notifyParent("close_modal", {paymentId: current.paymentId, orderId: orderId, status: current.status});
+  }
+
+  function tabbables() {
+    return Array.prototype.filter.call(
+      document.querySelectorAll("a[href], button:not([disabled]), input:not([disabled]):not([type=hidden])"),
+      function (el) { return el.getClientRects().length > 0; });
   }
 
   Array.prototype.forEach.call(root.querySelectorAll('[data-action="close"]'), function (button) {
@@ -38,6 +45,15 @@
     document.addEventListener("keydown", function (event) {
       if (event.key === "Escape") requestClose();
     });
+    // The SDK keeps Tab inside its modal: Shift+Tab from its close button lands on our last control.
+    window.addEventListener("message", function (event) {
+      if (event.source !== window.parent || event.origin !== parentOrigin || !event.data) return;
+      var list = tabbables();
+      if (event.data.type === "focus_last" && list.length) list[list.length - 1].focus();
+      if (event.data.type === "focus_first" && list.length) list[0].focus();
+    });
+    // The SDK shows its loader until this arrives (an error page counts: it has something to say).
+    notifyParent("checkout_ready", {orderId: orderId});
   }
 
   var form = document.getElementById("payment-form");
@@ -75,6 +91,25 @@
     return "";
   }
 
+  var AMEX = "American Express";
+
+  function cvvDigits(network) { return network === AMEX ? 4 : 3; }
+
+  // Amex numbers read 4-6-5, the others in fours (up to 19 digits).
+  function groupCard(digits) {
+    var sizes = cardNetwork(digits) === AMEX ? [4, 6, 5] : [4, 4, 4, 4, 3], parts = [], at = 0;
+    for (var i = 0; i < sizes.length && at < digits.length; i++) {
+      parts.push(digits.slice(at, at + sizes[i]));
+      at += sizes[i];
+    }
+    return parts.join(" ");
+  }
+
+  function groupExpiry(digits, deleting) {
+    if (digits.length > 2) return digits.slice(0, 2) + "/" + digits.slice(2);
+    return digits.length === 2 && !deleting ? digits + "/" : digits;
+  }
+
   function parseExpiry(value) {
     var m = /^\s*([0-9]{1,2})\s*\/\s*([0-9]{2}|[0-9]{4})\s*$/.exec(value);
     if (!m) return null;
@@ -104,7 +139,11 @@
     else if (expiry.year * 12 + expiry.month < now.getFullYear() * 12 + now.getMonth() + 1) {
       errors.expiry = "This card has expired.";
     }
-    if (!/^[0-9]{3,4}$/.test(fields.cvv.value.trim())) errors.cvv = "The CVV is the 3 or 4 digits on your card.";
+    var cvvLength = cvvDigits(cardNetwork(digits || ""));
+    if (!new RegExp("^[0-9]{" + cvvLength + "}$").test(fields.cvv.value.trim())) {
+      errors.cvv = cvvLength === 4 ? "An American Express CVV is the 4 digits on the front of the card."
+                                   : "The CVV is the 3 digits on the back of your card.";
+    }
     for (var k in errors) if (Object.prototype.hasOwnProperty.call(errors, k)) any = true;
     return any ? errors : null;
   }
@@ -133,8 +172,10 @@
   var states = {
     form: document.getElementById("pay-panel"),
     processing: byTestId("processing-state"),
+    pending: byTestId("still-processing-state"),
     success: byTestId("success-state"),
-    failure: byTestId("error-state")
+    failure: byTestId("error-state"),
+    paid: byTestId("already-paid-state")
   };
   var method = "upi";
   var busy = false;
@@ -190,18 +231,66 @@
     b.addEventListener("click", function () { selectMethod(b.getAttribute("data-method")); });
   });
 
-  // Light formatting while typing: card digits in groups of four, a slash in the expiry date.
-  fields.number.addEventListener("input", function () {
-    var value = fields.number.value, digits = value.replace(/[ -]/g, "");
-    networkBadge.textContent = cardNetwork(/^[0-9]*$/.test(digits) ? digits : "");
-    var atEnd = fields.number.selectionStart === value.length;
-    if (!atEnd || !/^[0-9]*$/.test(digits)) return;
-    var grouped = digits.replace(/([0-9]{4})(?=[0-9])/g, "$1 ");
-    if (grouped !== value) fields.number.value = grouped;
+  // Formatting while typing: digits only, grouped as the card prints them, the caret kept after
+  // the same digit wherever the edit was made (a space or slash deleted takes its digit with it).
+  var lastDigits = {}; // per input, to tell "a separator was deleted" from "a digit was"
+
+  function reformat(input, event, maxDigits, format) {
+    var value = input.value, caret = input.selectionStart === null ? value.length : input.selectionStart;
+    var before = value.slice(0, caret).replace(/[^0-9]/g, "").length;
+    var digits = value.replace(/[^0-9]/g, "");
+    var kind = (event && event.inputType) || "";
+    var previous = lastDigits[input.id] || "";
+    if (kind.indexOf("delete") === 0 && digits === previous && digits.length) {
+      var at = kind === "deleteContentBackward" ? before - 1 : before;
+      if (at >= 0 && at < digits.length) {
+        digits = digits.slice(0, at) + digits.slice(at + 1);
+        before = at;
+      }
+    }
+    digits = digits.slice(0, maxDigits(digits));
+    before = Math.min(before, digits.length);
+    var text = format(digits, kind.indexOf("delete") === 0);
+    input.value = text;
+    lastDigits[input.id] = digits;
+    var pos = 0;
+    for (var seen = 0; pos < text.length && seen < before; pos++) if (/[0-9]/.test(text[pos])) seen++;
+    // After a typed digit that completed a group, the caret goes past the separator too.
+    while (pos < text.length && !/[0-9]/.test(text[pos]) && kind.indexOf("insert") === 0) pos++;
+    if (document.activeElement === input) input.setSelectionRange(pos, pos);
+  }
+
+  var networkLogo = byTestId("card-network-logo");
+
+  function showNetwork(network) {
+    networkBadge.textContent = network;
+    networkLogo.setAttribute("data-network", network);
+    Array.prototype.forEach.call(networkLogo.querySelectorAll("svg"), function (svg) {
+      // An SVG element has no `hidden` property: the attribute (and the page's [hidden] rule) it is.
+      if (svg.getAttribute("data-network") === network) svg.removeAttribute("hidden");
+      else svg.setAttribute("hidden", "");
+    });
+    fields.cvv.maxLength = cvvDigits(network);
+    if (fields.cvv.value.length > fields.cvv.maxLength) fields.cvv.value = fields.cvv.value.slice(0, fields.cvv.maxLength);
+  }
+
+  fields.number.addEventListener("input", function (event) {
+    reformat(fields.number, event, function (d) { return cardNetwork(d) === AMEX ? 15 : 19; }, groupCard);
+    showNetwork(cardNetwork(lastDigits[fields.number.id]));
   });
-  fields.expiry.addEventListener("input", function () {
-    var value = fields.expiry.value;
-    if (/^[0-9]{3,4}$/.test(value)) fields.expiry.value = value.slice(0, 2) + "/" + value.slice(2);
+  fields.expiry.addEventListener("input", function (event) {
+    // A first digit that cannot start a month is the month itself: 9 is 09/.
+    var value = fields.expiry.value.replace(/^([2-9])/, "0$1").replace(/^([0-9])\/(.*)$/, "0$1/$2");
+    if (value !== fields.expiry.value) {
+      var grew = value.length - fields.expiry.value.length, caret = fields.expiry.selectionStart;
+      fields.expiry.value = value;
+      if (caret !== null && document.activeElement === fields.expiry) fields.expiry.setSelectionRange(caret + grew, caret + grew);
+    }
+    reformat(fields.expiry, event, function () { return 6; }, groupExpiry);
+  });
+  fields.cvv.addEventListener("input", function () {
+    var digits = fields.cvv.value.replace(/[^0-9]/g, "").slice(0, fields.cvv.maxLength);
+    if (digits !== fields.cvv.value) fields.cvv.value = digits;
   });
   Object.keys(fields).forEach(function (name) {
     fields[name].addEventListener("input", function () { setFieldError(name, null); });
@@ -251,6 +340,8 @@
     busy = on;
     payButton.disabled = on;
     payButton.setAttribute("aria-busy", on ? "true" : "false");
+    // A disabled button drops focus to the page: give it back, so the keyboard stays on a control.
+    if (!on && (!document.activeElement || document.activeElement === document.body)) payButton.focus();
   }
 
   form.addEventListener("submit", function (event) {
@@ -282,6 +373,7 @@
         var err = (result.body && result.body.error) || {};
         var field = SERVER_FIELDS[err.field];
         var message = err.description || "The payment could not be started. Please try again.";
+        if (err.field === "order_id") return orderPaidElse(function () { showFormError(message); });
         if (field) showErrors(singleError(field, message));
         else showFormError(message);
         return;
@@ -289,15 +381,26 @@
       // The card number and CVV are not needed any more: drop them from the page.
       fields.number.value = "";
       fields.cvv.value = "";
-      networkBadge.textContent = "";
+      lastDigits = {};
+      showNetwork("");
       current = {paymentId: result.body.id, status: result.body.status};
       show("processing");
+      // The SDK learns of the payment now, so it can ask before closing and follow it if closed.
+      notifyParent("payment_started", {paymentId: current.paymentId, orderId: orderId, status: current.status});
       poll(result.body.id, Date.now());
     }).catch(function () {
-      setBusy(false);
       showFormError("We could not reach the payment server. Check your connection and try again.");
+      setBusy(false);
     });
   });
+
+  // Another payment of this order won (another tab, another device): that is not a failure.
+  function orderPaidElse(otherwise) {
+    fetch("/api/v1/orders/" + encodeURIComponent(orderId) + "/public", {headers: {"Accept": "application/json"}, cache: "no-store"})
+      .then(function (response) { return response.ok ? response.json() : {}; })
+      .catch(function () { return {}; })
+      .then(function (order) { if (order.status === "paid") show("paid"); else otherwise(); });
+  }
 
   function singleError(field, message) {
     var errors = {};
@@ -322,11 +425,11 @@
         .catch(again);
 
       function again() {
-        // Network hiccups are retried; only a payment that never settles ends the wait.
+        // Network hiccups are retried; a payment that never settles ends the wait, neutrally: it
+        // may still succeed, so there is no pay-again button.
         if (Date.now() - startedAt > POLL_GIVE_UP_MS) {
-          failed({id: paymentId, status: current.status},
-                 "The payment is taking longer than expected. It will be settled automatically; " +
-                 "check with the merchant before paying again.");
+          byTestId("pending-payment-id").textContent = paymentId;
+          show("pending");
         } else {
           poll(paymentId, startedAt);
         }
@@ -334,21 +437,39 @@
     }, POLL_MS);
   }
 
+  var callbackForm = document.getElementById("callback-form");
+
   function succeeded(payment) {
     byTestId("payment-id").textContent = payment.id;
     show("success");
-    if (!embedded) return;
+    if (!embedded && !callbackForm) return;
     fetchResult(payment.id, 3).then(function (result) {
       var data = {paymentId: payment.id, orderId: payment.order_id, status: "success"};
       if (result && result.signature) data.signature = result.signature;
+      if (callbackForm) return postToMerchant(data);
       notifyParent("payment_success", data);
     });
+  }
+
+  // Hosted checkout: back to the merchant's callback_url with Razorpay's form fields.
+  function postToMerchant(data) {
+    if (!data.signature) {
+      // Without the signature the shop could not trust the form: the shopper goes back by the link.
+      byTestId("callback-message").textContent = "Your payment is complete. We could not take you back to the shop " +
+                                                 "automatically; the shop will still be told.";
+      return;
+    }
+    callbackForm.elements.razorpay_payment_id.value = data.paymentId;
+    callbackForm.elements.razorpay_order_id.value = data.orderId;
+    callbackForm.elements.razorpay_signature.value = data.signature;
+    callbackForm.hidden = false; // the manual way, should the automatic submit be slow
+    callbackForm.submit();
   }
 
   // The settled payment's details the polling endpoint does not carry: the success signature for
   // the merchant, the failure reason for the shopper.
   function fetchResult(paymentId, tries) {
-    return fetch("/checkout/payments/" + encodeURIComponent(paymentId) + "/result",
+    return fetch("/checkout/orders/" + encodeURIComponent(orderId) + "/payments/" + encodeURIComponent(paymentId),
                  {headers: {"Accept": "application/json"}, cache: "no-store"})
       .then(function (response) {
         if (!response.ok) throw new Error("HTTP " + response.status);
@@ -362,16 +483,17 @@
       });
   }
 
-  function failed(payment, reason) {
-    var known = reason ? Promise.resolve({errorDescription: reason}) : fetchResult(payment.id, 2);
-    known.then(function (result) {
-      var why = result && result.errorDescription;
+  function failed(payment) {
+    fetchResult(payment.id, 2).then(function (result) {
+      var error = (result && result.error) || {code: "PAYMENT_FAILED", description: null};
+      var why = error.description;
       byTestId("error-message").textContent = why
-        ? why + (reason ? "" : ". No money was taken.")
+        ? why + ". No money was taken."
         : "The payment could not be completed. No money was taken.";
-      show("failure");
-      notifyParent("payment_failed", {paymentId: payment.id, orderId: payment.order_id || orderId,
-                                      status: payment.status || "failed"});
+      show(result && result.orderPaid ? "paid" : "failure");
+      notifyParent("payment_failed", {paymentId: payment.id, orderId: payment.order_id || orderId, status: "failed",
+                                      error: {code: error.code || "PAYMENT_FAILED",
+                                              description: why || "The payment could not be completed."}});
     });
   }
 
@@ -383,4 +505,5 @@
   });
 
   selectMethod("upi");
+  showNetwork("");
 })();

@@ -91,6 +91,20 @@ def create_app(config=None):
                           auth=(app.config["API_KEY"], app.config["API_SECRET"]), timeout=10)
         return jsonify(r.json()), r.status_code
 
+    @app.post("/verify")
+    def verify():
+        """The shop trusts a success only once its signature checks out with its own API secret
+        (HMAC-SHA256 of "order_id|payment_id", Razorpay's scheme): the browser could be lying."""
+        data = request.get_json(silent=True) or {}
+        order_id, payment_id, signature = (data.get(k) for k in ("orderId", "paymentId", "signature"))
+        if not all(isinstance(v, str) for v in (order_id, payment_id, signature)):
+            return jsonify(verified=False, error="orderId, paymentId and signature are required"), 400
+        expected = hmac.new(app.config["API_SECRET"].encode(), f"{order_id}|{payment_id}".encode(),
+                            hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, signature):
+            return jsonify(verified=False, error="signature does not match"), 400
+        return jsonify(verified=True, paymentId=payment_id, orderId=order_id)
+
     print(f"test merchant: webhook URL http://localhost:{app.config['PORT']}/webhook, "
           f"secret {app.config['WEBHOOK_SECRET'][:8]}… (TEST_MERCHANT_WEBHOOK_SECRET)", flush=True)
     return app

@@ -13,6 +13,7 @@ import shutil
 import threading
 from datetime import date
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import razorpay
@@ -21,7 +22,8 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from helpers import TEST_MERCHANT, Api, create_order_over_http, free_port
+from axe import violations
+from helpers import TEST_MERCHANT, Api, create_order_over_http, free_port, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -51,9 +53,11 @@ SHOP_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Merchant shop</title></head>
 <body>
-  <h1>Shop</h1>
-  <button id="pay" type="button">Pay now</button>
-  <ul id="events"></ul>
+  <main>
+    <h1>Shop</h1>
+    <button id="pay" type="button">Pay now</button>
+    <ul id="events"></ul>
+  </main>
   <script src="GATEWAY/checkout.js"></script>
   <script src="/shop.js"></script>
 </body></html>
@@ -74,13 +78,18 @@ function record(kind, data) {
 }
 var params = new URLSearchParams(location.search);
 document.getElementById("pay").addEventListener("click", function () {
-  window.gateway = new PaymentGateway({
+  var options = {
     key: params.get("key"),
     orderId: params.get("order_id"),
     onSuccess: function (data) { record("success", data); },
     onFailure: function (data) { record("failure", data); },
-    onClose: function () { record("close"); }
-  });
+    onClose: function (data) { record("close", data); }
+  };
+  if (params.has("load_timeout")) options.loadTimeout = Number(params.get("load_timeout"));
+  if (params.has("name")) options.name = params.get("name");
+  if (params.has("description")) options.description = params.get("description");
+  if (params.has("vpa")) options.prefill = {vpa: params.get("vpa")};
+  window.gateway = new PaymentGateway(options);
   window.gateway.open();
 });
 """
@@ -92,6 +101,7 @@ class MerchantSite:
 
     def __init__(self, gateway):
         self.gateway = gateway
+        self.posts = []  # form POSTs to /callback (the hosted checkout's callback_url)
         self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.server = make_server("127.0.0.1", self.port, self._app, threaded=True)
@@ -101,15 +111,20 @@ class MerchantSite:
 
     @Request.application
     def _app(self, request):
+        if request.path == "/callback" and request.method == "POST":
+            self.posts.append(request.form.to_dict())
+            return Response("<!doctype html><title>Order confirmed</title><h1>Thank you</h1>", mimetype="text/html")
         if request.path == "/shop.js":
             return Response(SHOP_JS, mimetype="text/javascript")
         resp = Response(SHOP_HTML.replace("GATEWAY", self.gateway), mimetype="text/html")
+        # connect-src: the SDK follows a payment itself once its modal is closed (docs/sdk.md).
         resp.headers["Content-Security-Policy"] = (f"default-src 'self'; script-src 'self' {self.gateway}; "
-                                                   f"frame-src {self.gateway}; style-src 'self'")
+                                                   f"frame-src {self.gateway}; connect-src 'self' {self.gateway}; "
+                                                   "style-src 'self'")
         return resp
 
-    def url(self, order_id, key):
-        return f"{self.origin}/?order_id={order_id}&key={key}"
+    def url(self, order_id, key, **options):
+        return f"{self.origin}/?" + urlencode(dict(order_id=order_id, key=key, **options))
 
     def close(self):
         self.server.shutdown()
@@ -291,12 +306,12 @@ def test_invalid_vpa_is_caught_before_submit(page, live_api, make_merchant, db):
 @pytest.mark.parametrize("card,field,message", [
     ({"number": "1234567890123456"}, "#card-number-error", "not valid"),          # fails Luhn
     ({"number": "411111111111"}, "#card-number-error", "13 to 19 digits"),        # 12 digits
-    ({"number": "4111 1111 1111 111x"}, "#card-number-error", "13 to 19 digits"),
+    ({"number": "4111 abcd"}, "#card-number-error", "13 to 19 digits"),  # letters never get in
     ({"expiry": "01/20"}, "#expiry-error", "expired"),
     ({"expiry": "13/30"}, "#expiry-error", "MM/YY"),
-    ({"expiry": "1230x"}, "#expiry-error", "MM/YY"),
-    ({"cvv": "12"}, "#cvv-error", "3 or 4 digits"),
-    ({"cvv": "12345"}, "#cvv-error", "3 or 4 digits"),
+    ({"expiry": "12/3"}, "#expiry-error", "MM/YY"),
+    ({"cvv": "12"}, "#cvv-error", "3 digits"),
+    ({"number": "378282246310005", "cvv": "123"}, "#cvv-error", "American Express CVV is the 4 digits"),
 ])
 def test_invalid_card_is_caught_before_submit(page, live_api, make_merchant, db, card, field, message):
     order_id = create_order_over_http(live_api.url, make_merchant())["id"]
@@ -331,6 +346,8 @@ def test_failed_payment_shows_error_then_retry_returns_to_the_form(page, failing
     expect(page.locator(tid("error-state"))).to_be_visible()
     expect(page.locator(tid("error-message"))).to_contain_text("declined")
     expect(page.locator(tid("success-state"))).to_be_hidden()
+    expect(page.locator(tid("error-state")).locator("h1")).to_have_text("Payment failed")
+    assert violations(page, "minor") == []
     [payment] = payments_of(db, order_id)
     assert payment["status"] == "failed" and payment["error_code"] == "PAYMENT_FAILED"
 
@@ -358,7 +375,317 @@ def test_sdk_reports_a_failure_and_stays_open(page, failing_gateway, make_mercha
     expect(frame.locator(tid("retry-button"))).to_be_visible()
     [event] = page.evaluate("window.events")
     [payment] = payments_of(db, order_id)
-    assert event["data"] == {"paymentId": payment["id"], "orderId": order_id, "status": "failed"}
+    # onFailure says why, in the payment's own error code and description.
+    assert event["data"] == {"paymentId": payment["id"], "orderId": order_id, "status": "failed",
+                             "error": {"code": "PAYMENT_FAILED", "description": payment["error_description"]}}
+    assert payment["error_description"]
+
+
+# ---- the modal, card entry, trust: no payment settles here (no worker runs yet) -----------------
+
+def open_sdk(page, site, order_id, merchant, **options):
+    """The merchant page with the SDK's modal open and its checkout loaded; (frame locator, Frame)."""
+    page.goto(site.url(order_id, merchant["api_key"], **options))
+    page.locator("#pay").click()
+    frame = page.frame_locator(tid("payment-iframe"))
+    expect(frame.locator(tid("checkout-container"))).to_be_visible()
+    return frame, page.locator(tid("payment-iframe")).element_handle().content_frame()
+
+
+def test_closing_while_processing_asks_first_and_the_success_still_arrives(
+        page, live_api, start_worker, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    seen = watch(page)
+    frame, iframe = open_sdk(page, site, order_id, merchant)
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    assert violations(iframe, "minor") == []
+    modal, dialog = page.locator(tid("payment-modal")), page.locator(tid("confirm-close-dialog"))
+
+    # ×: the shopper is asked, and keeping the window changes nothing.
+    page.locator(tid("close-modal-button")).click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("still processing")
+    expect(page.locator(tid("cancel-close-button"))).to_be_focused()
+    assert violations(page, "minor") == []
+    for key, name in [("Tab", "confirm-close-button"), ("Tab", "cancel-close-button"),
+                      ("Shift+Tab", "confirm-close-button")]:  # only the question can be reached
+        page.keyboard.press(key)
+        expect(page.locator(tid(name))).to_be_focused()
+    page.locator(tid("cancel-close-button")).click()
+    expect(dialog).to_have_count(0)
+    expect(modal).to_be_visible()
+    # Escape inside the checkout asks too; Escape again answers "keep waiting".
+    frame.locator(tid("processing-message")).press("Escape")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_have_count(0)
+    expect(modal).to_be_visible()
+    assert page.evaluate("window.events") == []
+
+    # Escape on the merchant page, then "close anyway": onClose carries the payment.
+    page.keyboard.press("Escape")
+    page.locator(tid("confirm-close-button")).click()
+    expect(modal).to_have_count(0)
+    [payment] = payments_of(db, order_id)
+    assert payment["status"] in ("pending", "processing")
+    [closed] = page.evaluate("window.events")
+    assert closed["kind"] == "close"
+    assert closed["data"]["paymentId"] == payment["id"] and closed["data"]["orderId"] == order_id
+    assert closed["data"]["status"] in ("pending", "processing")
+
+    # The payment settles after the modal is gone: the SDK, polling on its own, reports it once.
+    start_worker()
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    page.wait_for_function("!window.gateway._following")  # it stops asking once it has the answer
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["close", "success"]
+    assert events[1]["data"]["paymentId"] == payment["id"] and events[1]["data"]["status"] == "success"
+    expect_signature(merchant, events[1]["data"])
+    assert seen["errors"] == []  # the cross-origin polling passed both pages' policies
+
+
+def test_closing_while_processing_still_reports_a_failure_with_its_reason(
+        page, live_api, start_worker, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    frame, _ = open_sdk(page, site, order_id, merchant)
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    frame.locator(tid("processing-message")).press("Escape")
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+
+    start_worker(TEST_PAYMENT_SUCCESS="false")
+    expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
+    page.wait_for_function("!window.gateway._following")
+    events = page.evaluate("window.events")
+    [payment] = payments_of(db, order_id)
+    assert [e["kind"] for e in events] == ["close", "failure"]
+    assert events[1]["data"] == {"paymentId": payment["id"], "orderId": order_id, "status": "failed",
+                                 "error": {"code": "PAYMENT_FAILED", "description": payment["error_description"]}}
+
+
+def test_status_endpoint_answers_only_the_order_and_payment_pair(live_api, make_merchant):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    other_order = create_order_over_http(live_api.url, merchant)["id"]
+    r = requests.post(f"{live_api.url}/api/v1/payments/public", timeout=10,
+                      json={"order_id": order_id, "method": "upi", "vpa": "asha@okbank"})
+    pay_id = r.json()["id"]
+    ok = requests.get(f"{live_api.url}/checkout/orders/{order_id}/payments/{pay_id}", timeout=10,
+                      headers={"Origin": "http://shop.example"})
+    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "*"
+    assert ok.json() == {"paymentId": pay_id, "orderId": order_id, "status": "pending"}
+    assert "Access-Control-Allow-Credentials" not in ok.headers
+    wrong = requests.get(f"{live_api.url}/checkout/orders/{other_order}/payments/{pay_id}", timeout=10)
+    assert wrong.status_code == 404 and wrong.json()["error"]["code"] == "NOT_FOUND_ERROR"
+
+
+def test_modal_shows_a_loader_until_the_checkout_is_ready(page, live_api, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    held = []
+    page.route(re.compile(r".*/checkout\?order_id=.*"), lambda route: held.append(route))  # held: the iframe waits
+    page.goto(site.url(order_id, merchant["api_key"]))
+    page.locator("#pay").click()
+    loader = page.locator(tid("modal-loader"))
+    expect(loader).to_be_visible()
+    expect(loader).to_contain_text("Loading")
+    assert violations(page, "minor") == []
+    page.wait_for_function("document.querySelector('[data-test-id=payment-iframe]') !== null")
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the checkout request")
+    held[0].continue_()
+    expect(page.locator(tid("payment-iframe"))).to_be_visible()
+    expect(page.frame_locator(tid("payment-iframe")).locator(tid("vpa-input"))).to_be_visible()
+    expect(loader).to_have_count(0)
+
+
+def test_modal_says_so_when_the_checkout_never_loads(page, live_api, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    page.route(re.compile(r".*/checkout\?order_id=.*"), lambda route: route.abort())
+    page.goto(site.url(order_id, merchant["api_key"], load_timeout=500))
+    page.locator("#pay").click()
+    error = page.locator(tid("modal-load-error"))
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("could not be loaded")
+    expect(page.locator(tid("modal-load-error-close"))).to_be_focused()
+    assert violations(page, "minor") == []
+    page.locator(tid("modal-load-error-close")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
+
+
+def test_still_processing_after_the_polling_limit_offers_no_pay_again(page, start_api, make_merchant, db):
+    api = start_api(CHECKOUT_POLL_TIMEOUT="1")
+    order_id = create_order_over_http(api.url, make_merchant())["id"]
+    page.goto(f"{api.url}/checkout?order_id={order_id}")
+    pay_upi(page)
+    state = page.locator(tid("still-processing-state"))
+    expect(state).to_be_visible()
+    expect(state.locator("h1")).to_have_text("Still processing")
+    [payment] = payments_of(db, order_id)
+    expect(page.locator(tid("pending-payment-id"))).to_have_text(payment["id"])
+    expect(page.locator(tid("error-state"))).to_be_hidden()
+    expect(page.locator(tid("retry-button"))).to_be_hidden()
+    expect(page.locator(tid("pay-button"))).to_be_hidden()
+    assert violations(page, "minor") == []
+
+
+def test_an_order_paid_meanwhile_is_already_paid_not_a_failure(page, live_api, make_merchant, db):
+    merchant = make_merchant()
+    # 1. Paid in another tab before this one submits: the API refuses, the page says "already paid".
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    db.execute("UPDATE orders SET status = 'paid' WHERE id = %(id)s", {"id": order_id})
+    pay_upi(page)
+    paid = page.locator(tid("already-paid-state"))
+    expect(paid).to_be_visible()
+    expect(paid.locator("h1")).to_have_text("Already paid")
+    expect(page.locator(tid("error-state"))).to_be_hidden()
+    expect(page.locator(tid("retry-button"))).to_be_hidden()
+    assert violations(page, "minor") == []
+
+    # 2. This payment lost to a concurrent one (the worker fails the later success): still "paid".
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    pay_upi(page)
+    expect(page.locator(tid("processing-state"))).to_be_visible()
+    [payment] = payments_of(db, order_id)
+    db.execute("UPDATE orders SET status = 'paid' WHERE id = %(id)s", {"id": order_id})
+    db.execute("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
+               "error_description = 'Order is already paid by another payment' WHERE id = %(id)s", {"id": payment["id"]})
+    expect(paid).to_be_visible()
+    expect(page.locator(tid("error-state"))).to_be_hidden()
+
+    # 3. Opened once paid: its own page, not a failure.
+    resp = page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    assert resp.status == 409
+    expect(paid.locator("h1")).to_have_text("Already paid")
+    expect(page.locator(tid("error-state"))).to_have_count(0)
+    assert violations(page, "minor") == []
+
+
+def test_card_entry_formats_as_the_card_reads(page, live_api, make_merchant):
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
+    seen = watch(page)
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    page.locator(tid("method-card")).click()
+    number, expiry, cvv = (page.locator(tid(n)) for n in ("card-number-input", "expiry-input", "cvv-input"))
+    logo = page.locator(tid("card-network-logo"))
+    expect(page.locator("label[for=holder-name]")).to_have_text("Name on card (optional)")
+    assert violations(page, "minor") == []
+
+    # American Express: 4-6-5, its logo, a 4-digit CVV; letters never get in.
+    number.click()
+    page.keyboard.type("3782a8224-6310005")
+    expect(number).to_have_value("3782 822463 10005")
+    expect(logo).to_have_attribute("data-network", "American Express")
+    expect(logo.locator('svg[data-network="American Express"]')).to_be_visible()
+    expect(logo.locator('svg[data-network="Visa"]')).to_be_hidden()
+    cvv.click()
+    page.keyboard.type("12x345")
+    expect(cvv).to_have_value("1234")
+
+    # Visa: groups of four, 3-digit CVV (the 4th digit is cut), its own logo.
+    number.fill("")
+    number.click()
+    page.keyboard.type("4111111111111111")
+    expect(number).to_have_value("4111 1111 1111 1111")
+    expect(logo.locator('svg[data-network="Visa"]')).to_be_visible()
+    expect(cvv).to_have_value("123")
+    # An edit in the middle keeps the grouping and the caret after the digit typed.
+    number.evaluate("e => e.setSelectionRange(5, 5)")
+    page.keyboard.type("9")
+    expect(number).to_have_value("4111 9111 1111 1111 1")
+    assert number.evaluate("e => e.selectionStart") == 6
+    page.keyboard.press("Backspace")
+    expect(number).to_have_value("4111 1111 1111 1111")
+    assert number.evaluate("e => e.selectionStart") == 4
+    number.evaluate("e => e.setSelectionRange(5, 5)")
+    page.keyboard.press("Backspace")  # over the space: the digit before it goes
+    expect(number).to_have_value("4111 1111 1111 111")
+    assert number.evaluate("e => e.selectionStart") == 3
+
+    # Expiry: a month digit that cannot start two is padded, the slash comes by itself.
+    expiry.click()
+    page.keyboard.type("9")
+    expect(expiry).to_have_value("09/")
+    page.keyboard.type("3a0")
+    expect(expiry).to_have_value("09/30")
+    page.keyboard.press("Backspace")
+    page.keyboard.press("Backspace")  # the slash goes with the last year digit: no re-added slash
+    expect(expiry).to_have_value("09")
+    assert all(u.startswith(live_api.url) for u in seen["urls"])  # the logos are drawn, not fetched
+
+
+def test_the_order_shows_who_is_paid_for_what(page, live_api, start_api, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order = create_order_over_http(live_api.url, merchant, receipt="rcpt_4217")
+    site = merchant_site(live_api.url)
+    frame, iframe = open_sdk(page, site, order["id"], merchant, name="Chai Point", description="Two cups of chai",
+                             vpa="asha@okbank")
+    expect(frame.locator(tid("merchant-name"))).to_have_text("Chai Point")
+    expect(frame.locator(tid("order-description"))).to_have_text("Two cups of chai")
+    expect(frame.locator(tid("order-receipt"))).to_have_text("rcpt_4217")
+    expect(frame.locator(tid("vpa-input"))).to_have_value("asha@okbank")
+    expect(frame.locator(tid("test-mode-ribbon"))).to_contain_text("Test mode")
+    assert violations(iframe, "minor") == []
+
+    # Currencies without a minor unit: 150000 JPY is ¥150,000.
+    yen = create_order_over_http(live_api.url, merchant, amount=150000, currency="JPY")["id"]
+    page.goto(f"{live_api.url}/checkout?order_id={yen}")
+    expect(page.locator(tid("order-amount"))).to_have_text("¥150,000")
+    expect(page.locator(tid("pay-button"))).to_have_text("Pay ¥150,000")
+    expect(page.locator(tid("order-description"))).to_have_count(0)  # none given
+
+    # Outside test mode there is no ribbon.
+    live = start_api(TEST_MODE="false")
+    page.goto(f"{live.url}/checkout?order_id={order['id']}")
+    expect(page.locator(tid("order-amount"))).to_have_text("₹500.00")
+    expect(page.locator(tid("test-mode-ribbon"))).to_have_count(0)
+
+
+def test_focus_stays_inside_the_modal(page, live_api, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    frame, _ = open_sdk(page, site, order_id, merchant)
+    close = page.locator(tid("close-modal-button"))
+    close.focus()
+    page.keyboard.press("Tab")
+    expect(frame.locator(tid("method-upi"))).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(close).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # around the back: the checkout's last control
+    expect(frame.get_by_role("button", name="Cancel payment")).to_be_focused()
+    page.keyboard.press("Tab")  # and forward again: back to the close button, never the page behind
+    expect(close).to_be_focused()
+    expect(page.locator("#pay")).not_to_be_focused()
+
+
+def test_focus_stays_on_a_control_after_a_network_error(page, live_api, make_merchant, db):
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
+    page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+    page.route("**/api/v1/payments/public", lambda route: route.abort())
+    pay_upi(page)
+    expect(page.locator("#form-error")).to_contain_text("could not reach the payment server")
+    expect(page.locator(tid("pay-button"))).to_be_focused()
+    expect(page.locator(tid("pay-button"))).to_be_enabled()
+    assert payments_of(db, order_id) == []
+
+
+def test_every_error_page_has_a_heading_and_passes_axe(page, live_api):
+    resp = page.goto(f"{live_api.url}/checkout?order_id=order_doesnotexist00")
+    assert resp.status == 404
+    expect(page.locator("h1")).to_have_text("Order not found")
+    assert violations(page, "minor") == []
 
 
 # ---- successful payments (live_worker: payments settle at once) ---------------------------------
@@ -372,10 +699,14 @@ def test_upi_payment_succeeds_on_the_standalone_page(page, live_api, live_worker
     expect(page.locator(tid("order-amount"))).to_have_text("₹500.00")
     expect(page.locator(tid("order-id"))).to_have_text(order_id)
     expect(page.locator(tid("payment-methods"))).to_be_visible()
+    assert violations(page, "minor") == []  # the form, UPI chosen
     pay_upi(page)
     expect(page.locator(tid("processing-state"))).to_be_visible()
     expect(page.locator(tid("success-state"))).to_be_visible()
     expect(page.locator(tid("success-message"))).to_contain_text("successful")
+    expect(page.locator(tid("amount-paid"))).to_have_text("₹500.00")
+    expect(page.locator(tid("success-state")).locator("h1")).to_have_text("Payment successful")
+    assert violations(page, "minor") == []
     pay_id = page.locator(tid("payment-id")).inner_text()
     assert PAY_ID.match(pay_id), pay_id
     assert payments_of(db, order_id) == [{"id": pay_id, "method": "upi", "status": "success", "vpa": "asha@okbank",
@@ -529,6 +860,81 @@ def test_sdk_with_another_merchants_key_is_refused_in_the_modal(page, live_api, 
     frame.get_by_role("button", name="Close").click()  # posts close_modal
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+
+
+def test_hosted_checkout_posts_the_signed_result_to_callback_url(page, live_api, live_worker, make_merchant,
+                                                                  merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    callback = f"{site.origin}/callback"
+    resp = page.goto(f"{live_api.url}/checkout?" + urlencode({"order_id": order_id, "callback_url": callback}))
+    assert f"form-action 'self' {site.origin};" in resp.headers["content-security-policy"]
+    back = page.locator(tid("back-to-merchant"))
+    expect(back).to_have_attribute("href", f"{site.origin}/")
+    expect(back).to_contain_text(f"Back to Merchant {merchant['id'][:6]}")
+    pay_upi(page)
+    page.wait_for_url(callback)  # the page submitted the form: the shopper is back at the shop
+    expect(page.locator("h1")).to_have_text("Thank you")
+    [payment] = payments_of(db, order_id)
+    assert payment["status"] == "success"
+    assert site.posts == [{"razorpay_payment_id": payment["id"], "razorpay_order_id": order_id,
+                           "razorpay_signature": site.posts[0]["razorpay_signature"]}]
+    expect_signature(merchant, {"orderId": order_id, "paymentId": payment["id"],
+                                "signature": site.posts[0]["razorpay_signature"]})
+
+
+@pytest.mark.parametrize("callback", ["javascript:alert(1)", "ftp://shop.example/cb", "/relative/path",
+                                      "http://user:pw@shop.example/cb", "data:text/html,hi", "http://",
+                                      "https://shop.example/" + "a" * 2100, "http://shop.example/a b",
+                                      "http://shop.example;sandbox/cb", "http://[::1/cb"])
+def test_hosted_checkout_refuses_a_bad_callback_url(page, live_api, make_merchant, callback):
+    order_id = create_order_over_http(live_api.url, make_merchant())["id"]
+    resp = page.goto(f"{live_api.url}/checkout?" + urlencode({"order_id": order_id, "callback_url": callback}))
+    assert resp.status == 400
+    expect(page.locator(tid("error-message"))).to_contain_text("callback_url")
+    expect(page.locator(tid("pay-button"))).to_have_count(0)
+    assert "form-action 'self';" in resp.headers["content-security-policy"]
+
+
+def test_demo_shop_says_paid_only_after_its_server_verified_the_signature(page, live_api, live_worker,
+                                                                          make_merchant):
+    from test_merchant.app import create_app as create_shop
+
+    merchant = make_merchant()
+    shop = create_shop({"GATEWAY_URL": live_api.url, "API_KEY": merchant["api_key"],
+                        "API_SECRET": merchant["api_secret"]})
+    port = free_port()
+    server = make_server("127.0.0.1", port, shop, threaded=True)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        # A forged success is refused by the shop's server.
+        forged = requests.post(f"{base}/verify", timeout=10,
+                               json={"orderId": "order_x", "paymentId": "pay_x", "signature": "0" * 64})
+        assert forged.status_code == 400 and forged.json()["verified"] is False
+
+        held = {"create": [], "verify": []}
+        page.route("**/create-order", lambda route: held["create"].append(route))
+        page.route("**/verify", lambda route: held["verify"].append(route))
+        page.goto(base)
+        buy, result = page.locator(tid("buy-button")), page.locator(tid("shop-result"))
+        buy.click()
+        expect(buy).to_be_disabled()  # busy while its server creates the order
+        expect(buy).to_have_attribute("aria-busy", "true")
+        wait_until(lambda: (page.evaluate("1"), held["create"])[1], message="the order request")
+        held["create"][0].continue_()
+        frame = page.frame_locator(tid("payment-iframe"))
+        expect(frame.locator(tid("merchant-name"))).to_have_text("Demo shop")
+        pay_upi(frame)
+        expect(buy).to_have_text("Confirming your payment…")  # the success is a claim until verified
+        expect(result).to_have_text("")
+        wait_until(lambda: (page.evaluate("1"), held["verify"])[1], message="the verify request")
+        held["verify"][0].continue_()
+        expect(result).to_have_text(re.compile(r"^Paid: pay_[A-Za-z0-9]{16}$"))
+        expect(buy).to_be_enabled()
+    finally:
+        server.shutdown()
 
 
 def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker, make_merchant, merchant_site):
