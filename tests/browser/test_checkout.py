@@ -408,6 +408,17 @@ def open_sdk(page, site, order_id, merchant, **options):
     return frame, page.locator(tid("payment-iframe")).element_handle().content_frame()
 
 
+def sdk_payment_processing(page, api, make_merchant, merchant_site):
+    """A merchant page on another origin whose SDK modal shows a UPI payment processing (no worker
+    settles it yet); (merchant, order id, frame locator)."""
+    merchant = make_merchant()
+    order_id = create_order_over_http(api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(api.url), order_id, merchant)
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    return merchant, order_id, frame
+
+
 def test_closing_while_processing_asks_first_and_the_success_still_arrives(
         page, live_api, start_worker, make_merchant, merchant_site, db):
     merchant = make_merchant()
@@ -465,12 +476,7 @@ def test_closing_while_processing_asks_first_and_the_success_still_arrives(
 
 def test_closing_while_processing_still_reports_a_failure_with_its_reason(
         page, live_api, start_worker, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    site = merchant_site(live_api.url)
-    frame, _ = open_sdk(page, site, order_id, merchant)
-    pay_upi(frame)
-    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
     frame.locator(tid("processing-message")).press("Escape")
     page.locator(tid("confirm-close-button")).click()
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
@@ -487,12 +493,7 @@ def test_closing_while_processing_still_reports_a_failure_with_its_reason(
 
 def test_a_payment_that_settles_while_the_close_question_is_open_is_reported_once(
         page, live_api, start_worker, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    site = merchant_site(live_api.url)
-    frame, _ = open_sdk(page, site, order_id, merchant)
-    pay_upi(frame)
-    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
     page.locator(tid("close-modal-button")).click()
     expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()
 
@@ -518,12 +519,7 @@ def test_a_payment_that_settles_while_the_close_question_is_open_is_reported_onc
 
 
 def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    site = merchant_site(live_api.url)
-    frame, _ = open_sdk(page, site, order_id, merchant)
-    pay_upi(frame)
-    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
     page.locator(tid("close-modal-button")).click()
     [payment] = payments_of(db, order_id)
     # The success lands and "Close anyway" is pressed at once, twice over: whichever the SDK hears
@@ -543,12 +539,7 @@ def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api,
 
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    site = merchant_site(live_api.url)
-    frame, _ = open_sdk(page, site, order_id, merchant)
-    pay_upi(frame)
-    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
     page.locator(tid("close-modal-button")).click()
     page.locator(tid("confirm-close-button")).click()
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
@@ -1077,6 +1068,47 @@ def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker,
         box = page.locator(tid("payment-iframe")).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 360
         assert frame.locator("html").evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        context.close()
+
+
+def test_every_state_passes_axe_on_a_390_px_phone(browser, live_api, live_worker, make_merchant, merchant_site, db):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        merchant = make_merchant()
+        order_id = create_order_over_http(live_api.url, merchant)["id"]
+        page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+        expect(page.locator("#pay-panel h1")).to_be_visible()
+        assert violations(page, "minor") == []  # UPI form
+        fill_card(page, number="1234567890123456", expiry="01/20", cvv="1")
+        page.locator(tid("pay-button")).click()
+        expect(page.locator("#card-number-error")).to_be_visible()
+        assert violations(page, "minor") == []  # card form with its errors
+        fill_card(page)
+        page.locator(tid("pay-button")).click()
+        expect(page.locator(tid("success-state")).locator("h1")).to_be_visible()
+        assert violations(page, "minor") == []  # success
+        page.goto(f"{live_api.url}/checkout?order_id={order_id}")  # now paid: its own page
+        expect(page.locator(tid("already-paid-state")).locator("h1")).to_be_visible()
+        assert violations(page, "minor") == []
+
+        # The SDK's modal, its loader, and the checkout inside it.
+        order_id = create_order_over_http(live_api.url, merchant)["id"]
+        site = merchant_site(live_api.url)
+        held = []
+        page.route(re.compile(r".*/checkout\?order_id=.*"), lambda route: held.append(route))
+        page.goto(site.url(order_id, merchant["api_key"]))
+        page.locator("#pay").click()
+        expect(page.locator(tid("modal-loader"))).to_be_visible()
+        assert violations(page, "minor") == []
+        wait_until(lambda: (page.evaluate("1"), held)[1], message="the checkout request")
+        held[0].continue_()
+        frame = page.frame_locator(tid("payment-iframe"))
+        expect(frame.locator("#pay-panel h1")).to_be_visible()
+        assert violations(page, "minor") == []
+        assert violations(page.locator(tid("payment-iframe")).element_handle().content_frame(), "minor") == []
     finally:
         context.close()
 
