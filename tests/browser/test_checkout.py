@@ -564,6 +564,28 @@ def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
     expect_signature(merchant, events[2]["data"])
 
 
+def test_a_second_checkout_opened_while_the_first_still_follows_its_payment(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    [payment] = payments_of(db, order_id)
+    page.evaluate("window.first = window.gateway")
+    page.locator("#pay").click()  # the shop makes a new PaymentGateway for the same order
+    expect(frame.locator(tid("vpa-input"))).to_be_visible()
+    assert page.evaluate("window.first !== window.gateway && !window.first.isOpen()")
+
+    settle(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)  # from the first, once
+    stops_following(page, "window.first")
+    page.locator(tid("close-modal-button")).click()  # the second has no payment: it closes at once
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["close", "success", "close"]
+    assert events[1]["data"]["paymentId"] == payment["id"] and events[2]["data"] is None
+    expect_signature(merchant, events[1]["data"])
+
+
 def test_status_endpoint_answers_only_the_order_and_payment_pair(live_api, make_merchant):
     merchant = make_merchant()
     order_id = create_order_over_http(live_api.url, merchant)["id"]
