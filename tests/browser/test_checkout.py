@@ -974,6 +974,8 @@ def test_sdk_with_another_merchants_key_is_refused_in_the_modal(page, live_api, 
     frame = page.frame_locator(tid("payment-iframe"))
     expect(frame.locator(tid("error-message"))).to_contain_text("different merchant")
     expect(frame.locator(tid("pay-button"))).to_have_count(0)
+    expect(frame.locator("h1")).to_have_text("Checkout refused")
+    assert violations(page.locator(tid("payment-iframe")).element_handle().content_frame(), "minor") == []
     frame.get_by_role("button", name="Close").click()  # posts close_modal
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
