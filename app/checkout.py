@@ -91,9 +91,13 @@ def callback_origin(value):
     return valid_origin(f"{parts.scheme}://{parts.netloc}")
 
 
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
 def _text_option(name, limit):
-    """An optional display text the SDK passes (name, description, prefill), cut to `limit`."""
-    value = (request.args.get(name) or "").strip()
+    """An optional display text the SDK passes (name, description, prefill), cut to `limit`;
+    control characters (NUL, line breaks) become a space, as they have no place on the page."""
+    value = _CONTROL_RE.sub(" ", request.args.get(name) or "").strip()
     return value[:limit] or None
 
 
@@ -111,7 +115,7 @@ def checkout_page():
         return _error_page(403, "Checkout cannot be embedded here",
                            "This website is not allowed to embed the checkout.", embedded)
     g.checkout_frame_ancestor = parent_origin if embedded else None
-    callback_url = back_url = None
+    callback_url = back_url = back_host = None
     if "callback_url" in request.args and not embedded:
         callback_url = request.args["callback_url"]
         g.checkout_form_target = callback_origin(callback_url)
@@ -119,6 +123,8 @@ def checkout_page():
             return _error_page(400, "Checkout cannot start",
                                "The link's callback_url is not a valid http(s) address. Ask the merchant for a new link.")
         back_url = g.checkout_form_target + "/"
+        # Anyone can write a link with a callback_url: the shopper sees which site they go back to.
+        back_host = urlsplit(back_url).netloc
     if not order_id:
         return _error_page(400, "No order", "The checkout link has no order_id. Ask the merchant for a new link.",
                            embedded, parent_origin)
@@ -136,56 +142,37 @@ def checkout_page():
                            embedded, parent_origin)
     if order["status"] != "created":
         return _error_page(409, "Already paid", "This order has already been paid. Nothing more to pay.",
-                           embedded, parent_origin, already_paid=True, order=order, back_url=back_url)
+                           embedded, parent_origin, already_paid=True, order=order, back_url=back_url,
+                           back_host=back_host)
     return render_template(
         "checkout.html", order=order, embedded=embedded, parent_origin=parent_origin,
         test_mode=current_app.config.get("TEST_MODE"), callback_url=callback_url, back_url=back_url,
-        poll_timeout=current_app.config.get("CHECKOUT_POLL_TIMEOUT", 600),
+        back_host=back_host, poll_timeout=current_app.config.get("CHECKOUT_POLL_TIMEOUT", 600),
         name=_text_option("name", 100), description=_text_option("description", 255),
         prefill_vpa=_text_option("prefill[vpa]", 255))
 
 
-@bp.get("/checkout/payments/<payment_id>/result")
-def payment_result(payment_id):
-    """How a settled payment ended, for the page's success and failure states: {paymentId,
-    orderId, status} plus `signature` when it succeeded (for the payment_success message) or
-    `errorCode`/`errorDescription` when it failed; 409 while it is still pending or processing.
-    The signature only attests what is true (this payment of this order succeeded), so it may be
-    public, as Razorpay hands it to the browser too."""
-    c = db.conn()
-    try:
-        payment = payments.get_public(c, payment_id[:64])
-    except NotFound:
-        return _json_error(404, "NOT_FOUND_ERROR", "Payment not found.")
-    body = {"paymentId": payment["id"], "orderId": payment["order_id"], "status": payment["status"]}
-    if payment["status"] == "success":
-        # The view reads the one secret it needs, as api/payments.py reads the order's merchant.
-        secret = db.value(c, "SELECT api_secret FROM merchants WHERE id = %(id)s", {"id": payment["merchant_id"]})
-        body["signature"] = payment_signature(secret, payment["order_id"], payment["id"])
-    elif payment["status"] == "failed":
-        body.update(errorCode=payment["error_code"], errorDescription=payment["error_description"])
-    else:
-        return _json_error(409, "BAD_REQUEST_ERROR", "The payment has not been settled yet.")
-    resp = jsonify(body)
-    resp.headers["Cache-Control"] = "no-store"
-    return resp
-
-
 @bp.get("/checkout/orders/<order_id>/payments/<payment_id>")
 def payment_status(order_id, payment_id):
-    """Where a payment of the checkout stands, for the SDK on the merchant's page (another origin)
-    once the modal is closed: {paymentId, orderId, status} and, once settled, `signature` or
-    `error: {code, description}`. The pair of ids is the capability, as with Razorpay's checkout:
-    a payment is only told of to whoever names its order too, and nothing of the merchant is."""
+    """Where a payment of the checkout stands, for the checkout page and for the SDK on the
+    merchant's page (another origin) once the modal is closed: {paymentId, orderId, status} and,
+    once settled, `signature` (success) or `error: {code, description}` and `orderPaid` (failure).
+
+    The pair of ids is the capability, as with Razorpay's checkout, which hands the signature to
+    the merchant page's handler in the browser too: a payment is told of only to whoever names its
+    order as well, and nothing of the merchant or of other payments is. Each id carries 65 random
+    bits, so guessing a pair is out of reach without a rate limit; any id that is not the pair is
+    the same 404, so the answer never tells which half was wrong."""
     c = db.conn()
     try:
-        payment = payments.get_public(c, payment_id[:64])
+        payment = payments.get_public(c, payment_id)
     except NotFound:
         payment = None
-    if payment is None or not hmac.compare_digest(payment["order_id"].encode(), order_id[:64].encode()):
+    if payment is None or not hmac.compare_digest(payment["order_id"].encode(), order_id.encode()):
         return _cors(_json_error(404, "NOT_FOUND_ERROR", "Payment not found."))
     body = {"paymentId": payment["id"], "orderId": payment["order_id"], "status": payment["status"]}
     if payment["status"] == "success":
+        # The view reads the one secret it needs, as api/payments.py reads the order's merchant.
         secret = db.value(c, "SELECT api_secret FROM merchants WHERE id = %(id)s", {"id": payment["merchant_id"]})
         body["signature"] = payment_signature(secret, payment["order_id"], payment["id"])
     elif payment["status"] == "failed":

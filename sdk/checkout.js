@@ -96,8 +96,9 @@
     this._onMessage = this._handleMessage.bind(this);
     this._onKeydown = this._handleKeydown.bind(this);
     this._onFocusin = this._handleFocusin.bind(this);
-    this._payment = null; // {paymentId, orderId, status} once the checkout has started one
-    this._done = false;   // onSuccess or onFailure of a closed modal's payment: called once
+    this._payment = null;  // {paymentId, orderId, status} once the checkout has started one
+    this._done = false;    // true once onSuccess, or a closed modal's onFailure, has been called
+    this._following = {}; // paymentId -> true while the SDK polls that payment itself
   }
 
   PaymentGateway.gatewayOrigin = GATEWAY_ORIGIN;
@@ -194,7 +195,8 @@
     this._loader = loader;
     this._ready = false;
     this._confirm = null;
-    if (!this._following) {
+    // Reopened while a closed modal's payment is still followed: that payment stays the one in flight.
+    if (!this._isFollowing()) {
       this._payment = null;
       this._done = false;
     }
@@ -261,6 +263,11 @@
     stay.focus();
   };
 
+  PaymentGateway.prototype._isFollowing = function () {
+    for (var id in this._following) if (Object.prototype.hasOwnProperty.call(this._following, id)) return true;
+    return false;
+  };
+
   PaymentGateway.prototype._dismissConfirm = function () {
     if (!this._confirm) return;
     this._confirm.parentNode.removeChild(this._confirm);
@@ -269,28 +276,37 @@
     if (this._closeButton) this._closeButton.focus();
   };
 
-  // The modal is gone but the payment is not settled: ask the gateway until it is. The order and
-  // payment ids together are what the status endpoint needs; it tells nothing else.
+  // The modal is gone but the payment is not settled: ask the gateway until it is, for as long as
+  // the checkout page itself would wait. The order and payment ids together are what the status
+  // endpoint needs; it tells nothing else.
   PaymentGateway.prototype._follow = function (payment) {
-    var self = this, startedAt = Date.now();
-    this._following = true;
+    var self = this, id = payment.paymentId, startedAt = Date.now();
+    if (this._following[id]) return; // closed twice over the same payment: one poller is enough
+    this._following[id] = true;
     var url = GATEWAY_ORIGIN + "/checkout/orders/" + encodeURIComponent(payment.orderId) + "/payments/" +
-              encodeURIComponent(payment.paymentId);
+              encodeURIComponent(id);
+    function stop() { delete self._following[id]; }
     function again() {
       if (!self._done && Date.now() - startedAt < FOLLOW_FOR_MS) window.setTimeout(ask, POLL_MS);
-      else self._following = false;
+      else stop();
     }
     function ask() {
-      if (self._done) return (self._following = false);
+      if (self._done) return stop();
       fetch(url, {headers: {"Accept": "application/json"}, cache: "no-store", credentials: "omit", mode: "cors"})
-        .then(function (r) { if (!r.ok) throw new Error("HTTP " + r.status); return r.json(); })
-        .then(function (body) {
-          if (!SETTLED[body.status]) return again();
-          self._following = false;
-          self._settled(body.status === "success" ? "payment_success" : "payment_failed", body);
-          self._done = true; // a closed modal's payment ends here, whichever way it went
+        .then(function (r) {
+          // A 4xx other than 429 will not change by asking again (a payment that is not there).
+          if (r.status >= 400 && r.status < 500 && r.status !== 429) return stop();
+          if (!r.ok) throw new Error("HTTP " + r.status);
+          return r.json().then(function (body) {
+            if (!SETTLED[body.status]) return again();
+            stop();
+            var success = body.status === "success";
+            self._settled(success ? "payment_success" : "payment_failed", body);
+            // Reopened meanwhile: the order is paid, so the modal goes as after any success.
+            if (success && self._modal) self.close();
+          });
         })
-        .catch(again); // network hiccups are retried
+        .catch(again); // network hiccups and 5xx are retried
     }
     window.setTimeout(ask, POLL_MS);
   };
@@ -298,6 +314,8 @@
   PaymentGateway.prototype._settled = function (type, raw) {
     if (this._done) return;
     var data = {paymentId: str(raw.paymentId), orderId: str(raw.orderId), status: str(raw.status)};
+    // The followed payment may be the one a reopened modal still counts as in flight.
+    if (this._payment && this._payment.paymentId === data.paymentId) this._payment.status = data.status;
     if (type === "payment_success") {
       if (typeof raw.signature === "string") data.signature = raw.signature;
       this._done = true;
@@ -308,6 +326,8 @@
                     description: str(error.description) || "The payment could not be completed."};
       // Open, the shopper may try again, so only a closed modal's failure is final.
       if (!this._modal) this._done = true;
+      // A question about closing a payment "still processing" is out of date once it has failed.
+      else this._dismissConfirm();
       call(this.options.onFailure, data);
     }
   };

@@ -50,7 +50,6 @@
       if (event.source !== window.parent || event.origin !== parentOrigin || !event.data) return;
       var list = tabbables();
       if (event.data.type === "focus_last" && list.length) list[list.length - 1].focus();
-      if (event.data.type === "focus_first" && list.length) list[0].focus();
     });
     // The SDK shows its loader until this arrives (an error page counts: it has something to say).
     notifyParent("checkout_ready", {orderId: orderId});

@@ -143,3 +143,33 @@ def test_a_parent_origin_with_a_final_newline_is_a_400(client, merchant, origin)
     order = create_order(client, merchant)
     r = client.get("/checkout", query_string={"order_id": order["id"], "embedded": "true", "parent_origin": origin})
     assert r.status_code == 400 and "parent_origin" in r.get_data(as_text=True)
+
+
+GARBAGE = ["", " ", "\x00", "order_\x00\x00", "%00", "\u202e\ufeff", "😀" * 50, "a" * 10_000, "'; DROP TABLE orders; --",
+           "<script>alert(1)</script>", "javascript:alert(1)", "data:text/html,hi", "http://[::1", "http://a\r\nb",
+           "http://例え.jp/cb", "http://shop.example:99999/"]
+
+
+def test_garbage_in_the_checkout_and_its_status_view_is_never_a_5xx(client, db, merchant):
+    """Every query parameter of /checkout and both ids of the status view, filled with garbage:
+    a page or a 4xx JSON answer, never a 500, and nothing is created."""
+    order = create_order(client, merchant)
+    for value in GARBAGE:
+        for name in ["order_id", "callback_url", "key", "name", "description", "prefill[vpa]", "parent_origin",
+                     "embedded"]:
+            for embedded in ("false", "true"):
+                params = {"order_id": order["id"], "embedded": embedded, name: value}
+                r = client.get("/checkout", query_string=params)
+                assert r.status_code < 500, (name, value, r.status_code)
+                assert "\x00" not in r.get_data(as_text=True)  # a NUL byte never reaches the page
+        for path in [f"/checkout/orders/{value}/payments/pay_0000000000000000",
+                     f"/checkout/orders/{order['id']}/payments/{value}"]:
+            r = client.get(path.replace("%", "%25"))
+            assert r.status_code in (404, 405, 308), (path, r.status_code)
+            if r.status_code == 404 and r.is_json:
+                assert r.get_json()["error"]["code"] == "NOT_FOUND_ERROR"
+    # Bytes that are not UTF-8 at all, as a raw query and path.
+    for raw in [f"/checkout?order_id={order['id']}&name=%ff%fe&callback_url=http://%ed%a0%80/&prefill[vpa]=%c0",
+                "/checkout?order_id=%ed%a0%80", "/checkout/orders/%ff/payments/%ed%a0%80"]:
+        assert client.get(raw).status_code < 500, raw
+    assert count(db, "payments", merchant["id"]) == 0

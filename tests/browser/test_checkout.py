@@ -182,6 +182,22 @@ def fill_card(scope, number=CARD_NUMBER, expiry=FUTURE_EXPIRY, cvv="123", name="
     scope.locator(tid("cardholder-name-input")).fill(name)
 
 
+def stops_following(page, gateway="window.gateway"):
+    """Wait until the SDK no longer polls a closed modal's payment. Evaluated from outside the page:
+    the merchant's CSP forbids the eval that page.wait_for_function would need."""
+    wait_until(lambda: page.evaluate(f"!{gateway}._isFollowing()"), timeout=15, message="the SDK to stop polling")
+
+
+def settle(db, payment_id, status):
+    """Settle a payment in the database as the worker would (the order is paid on a success)."""
+    error = ("PAYMENT_FAILED", "Payment declined by the bank") if status == "failed" else (None, None)
+    db.execute("UPDATE payments SET status = %(s)s, error_code = %(c)s, error_description = %(d)s WHERE id = %(id)s",
+               {"s": status, "c": error[0], "d": error[1], "id": payment_id})
+    if status == "success":
+        db.execute("UPDATE orders SET status = 'paid' WHERE id = (SELECT order_id FROM payments WHERE id = %(id)s)",
+                   {"id": payment_id})
+
+
 def expect_signature(merchant, data):
     """The success signature verifies with razorpay's own utility and with a plain HMAC."""
     client = razorpay.Client(auth=(merchant["api_key"], merchant["api_secret"]))
@@ -263,26 +279,26 @@ def test_key_of_another_merchant_is_refused(page, live_api, make_merchant):
     expect(page.locator(tid("order-amount"))).to_have_text("₹500.00")
 
 
-def test_result_endpoint_signs_only_a_successful_payment(live_api, make_merchant, db):
+def test_status_endpoint_signs_only_a_successful_payment(live_api, make_merchant, db):
     merchant = make_merchant()
     order_id = create_order_over_http(live_api.url, merchant)["id"]
     r = requests.post(f"{live_api.url}/api/v1/payments/public", timeout=10,
                       json={"order_id": order_id, "method": "upi", "vpa": "asha@okbank"})
     assert r.status_code == 201
     pay_id = r.json()["id"]
-    url = f"{live_api.url}/checkout/payments/{pay_id}/result"
-    assert requests.get(url, timeout=10).status_code == 409  # no worker here: still pending
-    assert requests.get(f"{live_api.url}/checkout/payments/pay_unknown000000000/result",
-                        timeout=10).status_code == 404
-    db.execute("UPDATE payments SET status = 'failed', error_code = 'PAYMENT_FAILED', "
-                    "error_description = 'Declined' WHERE id = %(id)s", {"id": pay_id})
-    assert requests.get(url, timeout=10).json() == {"paymentId": pay_id, "orderId": order_id, "status": "failed",
-                                                     "errorCode": "PAYMENT_FAILED", "errorDescription": "Declined"}
+    url = f"{live_api.url}/checkout/orders/{order_id}/payments/{pay_id}"
+    assert requests.get(url, timeout=10).json() == {"paymentId": pay_id, "orderId": order_id, "status": "pending"}
+    # The payment id alone is not enough: the old single-id view is gone.
+    assert requests.get(f"{live_api.url}/checkout/payments/{pay_id}/result", timeout=10).status_code == 404
+    settle(db, pay_id, "failed")
+    assert requests.get(url, timeout=10).json() == {
+        "paymentId": pay_id, "orderId": order_id, "status": "failed", "orderPaid": False,
+        "error": {"code": "PAYMENT_FAILED", "description": "Payment declined by the bank"}}
     db.execute("UPDATE payments SET status = 'success', error_code = NULL, error_description = NULL "
-                    "WHERE id = %(id)s", {"id": pay_id})
+               "WHERE id = %(id)s", {"id": pay_id})
     body = requests.get(url, timeout=10).json()
     assert body["paymentId"] == pay_id and body["orderId"] == order_id and body["status"] == "success"
-    assert set(body) == {"paymentId", "orderId", "status", "signature"}
+    assert set(body) == {"paymentId", "orderId", "status", "signature"}  # nothing of the merchant
     expect_signature(merchant, body)
 
 
@@ -392,6 +408,17 @@ def open_sdk(page, site, order_id, merchant, **options):
     return frame, page.locator(tid("payment-iframe")).element_handle().content_frame()
 
 
+def sdk_payment_processing(page, api, make_merchant, merchant_site):
+    """A merchant page on another origin whose SDK modal shows a UPI payment processing (no worker
+    settles it yet); (merchant, order id, frame locator)."""
+    merchant = make_merchant()
+    order_id = create_order_over_http(api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(api.url), order_id, merchant)
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    return merchant, order_id, frame
+
+
 def test_closing_while_processing_asks_first_and_the_success_still_arrives(
         page, live_api, start_worker, make_merchant, merchant_site, db):
     merchant = make_merchant()
@@ -439,7 +466,7 @@ def test_closing_while_processing_asks_first_and_the_success_still_arrives(
     # The payment settles after the modal is gone: the SDK, polling on its own, reports it once.
     start_worker()
     expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
-    page.wait_for_function("!window.gateway._following")  # it stops asking once it has the answer
+    stops_following(page)  # it stops asking once it has the answer
     events = page.evaluate("window.events")
     assert [e["kind"] for e in events] == ["close", "success"]
     assert events[1]["data"]["paymentId"] == payment["id"] and events[1]["data"]["status"] == "success"
@@ -449,24 +476,114 @@ def test_closing_while_processing_asks_first_and_the_success_still_arrives(
 
 def test_closing_while_processing_still_reports_a_failure_with_its_reason(
         page, live_api, start_worker, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    site = merchant_site(live_api.url)
-    frame, _ = open_sdk(page, site, order_id, merchant)
-    pay_upi(frame)
-    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
     frame.locator(tid("processing-message")).press("Escape")
     page.locator(tid("confirm-close-button")).click()
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
 
     start_worker(TEST_PAYMENT_SUCCESS="false")
     expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
-    page.wait_for_function("!window.gateway._following")
+    stops_following(page)
     events = page.evaluate("window.events")
     [payment] = payments_of(db, order_id)
     assert [e["kind"] for e in events] == ["close", "failure"]
     assert events[1]["data"] == {"paymentId": payment["id"], "orderId": order_id, "status": "failed",
                                  "error": {"code": "PAYMENT_FAILED", "description": payment["error_description"]}}
+
+
+def test_a_payment_that_settles_while_the_close_question_is_open_is_reported_once(
+        page, live_api, start_worker, make_merchant, merchant_site, db):
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
+    page.locator(tid("close-modal-button")).click()
+    expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()
+
+    # 1. It fails while the question is asked: the out-of-date question goes, the failure stays.
+    [payment] = payments_of(db, order_id)
+    settle(db, payment["id"], "failed")
+    expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
+    expect(page.locator(tid("confirm-close-dialog"))).to_have_count(0)
+    expect(frame.locator(tid("error-state"))).to_be_visible()
+
+    # 2. The retry succeeds while the question is asked: onSuccess once, then the modal closes.
+    frame.locator(tid("retry-button")).click()
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    page.locator(tid("close-modal-button")).click()
+    expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()
+    start_worker()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["failure", "success", "close"]
+    assert events[2]["data"]["status"] == "success"  # onClose: the payment, settled
+    assert not page.evaluate("window.gateway._isFollowing()")  # settled before it closed: nothing to follow
+
+
+def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api, make_merchant, merchant_site, db):
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
+    page.locator(tid("close-modal-button")).click()
+    [payment] = payments_of(db, order_id)
+    # The success lands and "Close anyway" is pressed at once, twice over: whichever the SDK hears
+    # first (the checkout's message or its own polling), the merchant hears of the success once.
+    settle(db, payment["id"], "success")
+    page.evaluate("""() => { const b = document.querySelector('[data-test-id=confirm-close-button]');
+                            b.click(); b.click(); window.gateway.close(); }""")
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert sorted(e["kind"] for e in events) == ["close", "success"]
+    [success] = [e["data"] for e in events if e["kind"] == "success"]
+    assert success["paymentId"] == payment["id"]
+    expect_signature(merchant, success)
+
+
+def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    [first] = payments_of(db, order_id)
+
+    # The merchant opens the same checkout again while the SDK still follows the first payment.
+    page.evaluate("void window.gateway.open()")
+    expect(frame.locator(tid("vpa-input"))).to_be_visible()
+    settle(db, first["id"], "failed")
+    expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
+    # The followed payment has its answer: the SDK stops asking, and the new modal stays usable.
+    assert not page.evaluate("window.gateway._isFollowing()")
+    pay_upi(frame)  # the shopper pays again in the reopened modal, and this one succeeds
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    second = payments_of(db, order_id)[1]
+    settle(db, second["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["close", "failure", "success", "close"]
+    assert events[1]["data"]["paymentId"] == first["id"] and events[2]["data"]["paymentId"] == second["id"]
+    expect_signature(merchant, events[2]["data"])
+
+
+def test_a_second_checkout_opened_while_the_first_still_follows_its_payment(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    [payment] = payments_of(db, order_id)
+    page.evaluate("window.first = window.gateway")
+    page.locator("#pay").click()  # the shop makes a new PaymentGateway for the same order
+    expect(frame.locator(tid("vpa-input"))).to_be_visible()
+    assert page.evaluate("window.first !== window.gateway && !window.first.isOpen()")
+
+    settle(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)  # from the first, once
+    stops_following(page, "window.first")
+    page.locator(tid("close-modal-button")).click()  # the second has no payment: it closes at once
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["close", "success", "close"]
+    assert events[1]["data"]["paymentId"] == payment["id"] and events[2]["data"] is None
+    expect_signature(merchant, events[1]["data"])
 
 
 def test_status_endpoint_answers_only_the_order_and_payment_pair(live_api, make_merchant):
@@ -857,6 +974,8 @@ def test_sdk_with_another_merchants_key_is_refused_in_the_modal(page, live_api, 
     frame = page.frame_locator(tid("payment-iframe"))
     expect(frame.locator(tid("error-message"))).to_contain_text("different merchant")
     expect(frame.locator(tid("pay-button"))).to_have_count(0)
+    expect(frame.locator("h1")).to_have_text("Checkout refused")
+    assert violations(page.locator(tid("payment-iframe")).element_handle().content_frame(), "minor") == []
     frame.get_by_role("button", name="Close").click()  # posts close_modal
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
@@ -873,6 +992,7 @@ def test_hosted_checkout_posts_the_signed_result_to_callback_url(page, live_api,
     back = page.locator(tid("back-to-merchant"))
     expect(back).to_have_attribute("href", f"{site.origin}/")
     expect(back).to_contain_text(f"Back to Merchant {merchant['id'][:6]}")
+    expect(back).to_contain_text(f"({site.origin.split('//')[1]})")  # where it leads, whoever wrote the link
     pay_upi(page)
     page.wait_for_url(callback)  # the page submitted the form: the shopper is back at the shop
     expect(page.locator("h1")).to_have_text("Thank you")
@@ -972,6 +1092,47 @@ def test_phone_width_has_no_horizontal_scrolling(browser, live_api, live_worker,
         box = page.locator(tid("payment-iframe")).bounding_box()
         assert box["x"] >= 0 and box["x"] + box["width"] <= 360
         assert frame.locator("html").evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        context.close()
+
+
+def test_every_state_passes_axe_on_a_390_px_phone(browser, live_api, live_worker, make_merchant, merchant_site, db):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        merchant = make_merchant()
+        order_id = create_order_over_http(live_api.url, merchant)["id"]
+        page.goto(f"{live_api.url}/checkout?order_id={order_id}")
+        expect(page.locator("#pay-panel h1")).to_be_visible()
+        assert violations(page, "minor") == []  # UPI form
+        fill_card(page, number="1234567890123456", expiry="01/20", cvv="1")
+        page.locator(tid("pay-button")).click()
+        expect(page.locator("#card-number-error")).to_be_visible()
+        assert violations(page, "minor") == []  # card form with its errors
+        fill_card(page)
+        page.locator(tid("pay-button")).click()
+        expect(page.locator(tid("success-state")).locator("h1")).to_be_visible()
+        assert violations(page, "minor") == []  # success
+        page.goto(f"{live_api.url}/checkout?order_id={order_id}")  # now paid: its own page
+        expect(page.locator(tid("already-paid-state")).locator("h1")).to_be_visible()
+        assert violations(page, "minor") == []
+
+        # The SDK's modal, its loader, and the checkout inside it.
+        order_id = create_order_over_http(live_api.url, merchant)["id"]
+        site = merchant_site(live_api.url)
+        held = []
+        page.route(re.compile(r".*/checkout\?order_id=.*"), lambda route: held.append(route))
+        page.goto(site.url(order_id, merchant["api_key"]))
+        page.locator("#pay").click()
+        expect(page.locator(tid("modal-loader"))).to_be_visible()
+        assert violations(page, "minor") == []
+        wait_until(lambda: (page.evaluate("1"), held)[1], message="the checkout request")
+        held[0].continue_()
+        frame = page.frame_locator(tid("payment-iframe"))
+        expect(frame.locator("#pay-panel h1")).to_be_visible()
+        assert violations(page, "minor") == []
+        assert violations(page.locator(tid("payment-iframe")).element_handle().content_frame(), "minor") == []
     finally:
         context.close()
 
