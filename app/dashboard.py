@@ -128,12 +128,6 @@ def _private(resp):
 
 # ---- pages ------------------------------------------------------------------------------------
 
-def _browse(kind, columns, status=None):
-    """The page the pager's ?before= / ?after= cursor names (see dashboard_data.browse)."""
-    return data.browse(db.conn(), kind, columns, g.merchant["id"], status, before=request.args.get("before"),
-                       after=request.args.get("after"), size=PAGE_SIZE)
-
-
 @bp.get("/dashboard")
 @login_required
 def overview():
