@@ -40,7 +40,8 @@ PAGE_IDS = {
     "/dashboard/webhooks/endpoints": ["endpoints-table", "add-endpoint-form", "endpoint-url-input", "event-checkbox",
                                       "endpoint-description-input", "add-endpoint-button"],
     "/dashboard/docs": ["api-docs", "section-create-order", "code-snippet-create-order", "section-sdk-integration",
-                        "code-snippet-sdk", "section-webhook-verification", "code-snippet-webhook"],
+                        "code-snippet-sdk", "section-webhook-verification", "code-snippet-webhook",
+                        "reveal-secret-button"],
     "/dashboard/jobs": ["jobs-dashboard", "worker-status", "oldest-pending-age", "job-counts-table",
                         "dead-jobs-table"],
 }
@@ -410,12 +411,23 @@ def test_docs_snippets_verify_a_real_delivery(page, live_api, live_worker, recei
     secret = merchant_row(db)["webhook_secret"]
     sign_in(page, live_api.url)
     page.goto(live_api.url + "/dashboard/docs")
+    # The secrets are masked in the code until the merchant reveals them.
+    shown = page.locator(tid("api-docs")).inner_text()
+    assert secret not in shown and TEST_MERCHANT["api_secret"] not in shown
     curl = page.locator(tid("code-snippet-create-order")).inner_text()
     assert f"curl -X POST {live_api.url}/api/v1/orders" in curl and "X-Api-Key: key_test_abc123" in curl
+    assert "X-Api-Secret: secret_••••" in curl
+    assert 'WEBHOOK_SECRET = "whsec_••••' in page.locator(tid("code-snippet-webhook-python")).inner_text()
     sdk = page.locator(tid("code-snippet-sdk")).inner_text()
     assert f'<script src="{live_api.url}/checkout.js"></script>' in sdk and "new PaymentGateway({" in sdk
-    python_code = page.locator(tid("code-snippet-webhook-python")).inner_text()
-    node_code = page.locator(tid("code-snippet-webhook-node")).inner_text()
+    page.locator(tid("create-order-secrets-reveal")).locator(tid("reveal-secret-button")).click()
+    expect(page.locator(tid("code-snippet-create-order"))).to_be_hidden()
+    expect(page.locator(tid("code-snippet-create-order-revealed"))).to_contain_text(
+        f"X-Api-Secret: {TEST_MERCHANT['api_secret']}")
+    page.locator(tid("webhook-secrets-reveal")).locator(tid("reveal-secret-button")).click()
+    expect(page.locator(tid("code-snippet-webhook"))).to_be_hidden()
+    python_code = page.locator(tid("code-snippet-webhook-python-revealed")).inner_text()
+    node_code = page.locator(tid("code-snippet-webhook-node-revealed")).inner_text()
     assert f'WEBHOOK_SECRET = "{secret}"' in python_code
 
     # The API reference is the app's OpenAPI document.
