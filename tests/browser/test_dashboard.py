@@ -700,6 +700,24 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
                 page.goto(live_api.url + path)
                 expect(page.locator(tid("test-mode-banner"))).to_be_visible()
                 found[f"{width} {path}"] = violations(page, "moderate")
+            # The parts that only show once used: the refund form open, the list filtered (its Clear
+            # link, the CSV link and a date the page refuses), the guide's secrets revealed.
+            page.goto(f"{live_api.url}/dashboard/transactions/{pay_id}")
+            page.click(tid("refund-button"))
+            expect(page.locator(tid("refund-confirm-button"))).to_be_visible()
+            found[f"{width} refund form"] = violations(page, "moderate")
+            page.goto(live_api.url + "/dashboard/transactions?q=shopper%40okbank&status=success&from=2026-01-01&to=2099-12-31")
+            expect(page.locator(tid("clear-filters"))).to_be_visible()
+            expect(page.locator(tid("export-csv-link"))).to_be_visible()
+            expect(page.locator(tid("transaction-row"))).to_have_count(1)
+            found[f"{width} filtered transactions"] = violations(page, "moderate")
+            page.goto(live_api.url + "/dashboard/transactions?status=failed&from=not-a-date")
+            expect(page.locator(tid("filter-error"))).to_be_visible()
+            found[f"{width} refused filter"] = violations(page, "moderate")
+            page.goto(live_api.url + "/dashboard/docs")
+            for button in page.locator(tid("reveal-secret-button")).all():
+                button.click()
+            found[f"{width} revealed guide"] = violations(page, "moderate")
             if width == 390:
                 # A phone: a compact header, and each payment's Amount and Status on screen.
                 page.goto(live_api.url + "/dashboard/transactions")
