@@ -10,6 +10,7 @@ from datetime import date, datetime, time, timedelta
 
 from . import db, ids, payments, rollups
 from .errors import NotFound
+from .money import plain
 from .schemas import PAYMENT_STATUSES
 from .timefmt import iso
 
@@ -177,16 +178,11 @@ def _cell(value):
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _rupees(paise):
-    units, rest = divmod(int(paise), 100)
-    return f"{units}.{rest:02d}"
-
-
 def csv_row(p, tz):
     notes = json.dumps(p["notes"], ensure_ascii=False, separators=(",", ":")) if p["notes"] else ""
     return [_cell(v) for v in (
-        p["id"], p["order_id"], p["receipt"], p["status"], _rupees(p["amount"]), p["amount"], p["currency"],
-        _rupees(p["refunded"]), p["refunded"], refund_state(p), p["method"], p["vpa"], p["card_network"],
+        p["id"], p["order_id"], p["receipt"], p["status"], plain(p["amount"], p["currency"]), p["amount"], p["currency"],
+        plain(p["refunded"], p["currency"]), p["refunded"], refund_state(p), p["method"], p["vpa"], p["card_network"],
         p["card_last4"], "true" if p["captured"] else "false", p["error_code"], p["error_description"], notes,
         iso(p["created_at"]), p["created_at"].astimezone(tz).isoformat(timespec="seconds"))]
 
