@@ -45,13 +45,17 @@ def export_transactions():
                     headers={"Content-Disposition": f'attachment; filename="payments-{stamp}.csv"'})
 
 
+def _not_found():
+    return render_template("dashboard/not_found.html", what="Payment"), 404
+
+
 def _payment_page(payment_id, status=200, **form):
     """The payment's page; `form` keeps what a refused action was sent with (and its error)."""
     c = db.conn()
     try:
         payment = payments.get(c, g.merchant["id"], payment_id)
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     refund_rows, _ = refunds.list_for_payment(c, g.merchant["id"], payment_id, 100, 0)
     refunded = sum(r["amount"] for r in refund_rows)
     rest = payment["amount"] - refunded
@@ -76,7 +80,7 @@ def refund_payment(payment_id):
     try:
         currency = payments.get(c, g.merchant["id"], payment_id)["currency"]
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     typed = request.form.get("amount", "").strip().replace(",", "").lstrip("₹").strip()
     # In the payment's currency, as the form shows it: rupees and paise for INR, whole yen for JPY.
     amount = parse_plain(typed, currency)
@@ -95,7 +99,7 @@ def refund_payment(payment_id):
         response = once(g.merchant["id"], create, scope=REFUND_KEY_SCOPE,
                         key=request.form.get("idempotency_key", "")[:64] or None)
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     except Conflict:
         return _payment_page(payment_id, 409, amount=typed,
                              refund_error="This refund form was already sent. Reload the page to make another refund.")
@@ -114,7 +118,7 @@ def capture_payment(payment_id):
         payment = payments.get(c, g.merchant["id"], payment_id)
         payments.capture(c, g.merchant["id"], payment_id, payment["amount"])
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     except ApiError as e:
         return _payment_page(payment_id, 400, capture_error=f"{e.description}.".replace("..", "."))
     flash(f"Payment {payment_id} captured.", "success")

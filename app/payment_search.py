@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from . import db, ids, payments, rollups
+from . import dashboard_data, db, ids, payments, rollups
 from .errors import NotFound
 from .money import plain
 from .schemas import PAYMENT_STATUSES
@@ -148,12 +148,7 @@ def browse(c, merchant_id, f, tz, before=None, after=None, size=20):
         return paging
     since, until = f.window(tz)
     status = f.status or None
-    place = 0
-    if rows and newer:  # the rows before the first one: newer seconds from the rollups, its own second counted
-        top = rows[0]
-        place = rollups.count(c, "payments", merchant_id, (top["created_at"] + timedelta(microseconds=1), until), status)
-        place += db.value(c, f"SELECT count(*) FROM payments WHERE {where} AND created_at = %(at)s AND id > %(id)s",
-                          dict(params, at=top["created_at"], id=top["id"]))
+    place = dashboard_data.rows_before(c, "payments", merchant_id, rows, newer, where, params, status, until)
     return dict(paging, total=rollups.count(c, "payments", merchant_id, (since, until), status),
                 first=place + 1 if rows else 0, last=place + len(rows))
 
