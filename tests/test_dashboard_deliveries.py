@@ -92,6 +92,8 @@ def test_a_delivery_page_shows_the_body_sent_the_response_and_the_attempt(dashbo
     assert detail.one("webhook-attempts").text == "1 of 5"
     row = log_row(db, log_id)
     assert detail.one("webhook-last-attempt").text == local(row["last_attempt_at"], ZoneInfo("Asia/Kolkata"))
+    [attempt] = detail.one("webhook-attempt-times").all("webhook-attempt-time")
+    assert attempt.text == local(row["last_attempt_at"], ZoneInfo("Asia/Kolkata"))
     assert LOCAL_TIME_RE.match(detail.one("webhook-next-retry").text) and LOCAL_TIME_RE.match(detail.one("webhook-created-at").text)
     assert detail.one("retry-webhook-button").text == "Retry"
     # The same page without the partition hint (a link typed by hand) still finds it.
