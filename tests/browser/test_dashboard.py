@@ -643,6 +643,11 @@ def test_a_delivery_page_filters_retry_and_resend(page, live_api, live_worker, r
     assert page.url == here
     again = rx.wait_for(2)[1]
     assert again["body"] == sent["body"]
+    # The Resend's attempt is listed after the first one, each with its time.
+    wait_until(lambda: len(log_by_event_id(db, log["event_id"])["attempted_at"]) == 2, message="second attempt recorded")
+    page.reload()
+    expect(page.locator(tid("webhook-attempt-time"))).to_have_count(2)
+    expect(page.locator(tid("webhook-attempt-time")).nth(1)).to_have_text(LOCAL_TIME_RE)
 
     # The filters, and Retry keeping them.
     page.click(tid("deliveries-link"))
@@ -734,6 +739,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
 def test_a_keyboard_user_skips_to_the_content_and_the_favicon_loads(page, live_api, dashboard_merchant):
     m = dashboard_merchant
     sign_in(page, live_api.url, m["email"], m["password"])
+    expect(page.locator(tid("dashboard"))).to_be_visible()  # the overview loaded: a Tab before it lands on the login page
     page.keyboard.press("Tab")
     skip = page.locator(".skip-link")
     expect(skip).to_be_focused()
