@@ -105,6 +105,7 @@ CREATE TABLE IF NOT EXISTS webhook_logs (
     job_id          bigint,                   -- its delivery job (one at a time), reused by a manual retry
     created_at      timestamptz NOT NULL DEFAULT now(),
     endpoint_id     text,                     -- its endpoint (webhook_endpoints); NULL on logs from before endpoints: the first
+    attempted_at    timestamptz[] NOT NULL DEFAULT '{}',  -- each attempt's time, in order (a Retry keeps them)
     -- The ids are random (uuid4, evt_ + 16 random characters): unique with their time is unique.
     -- A unique index of a partitioned table must hold the partition key.
     CONSTRAINT webhook_logs_pkey PRIMARY KEY (id, created_at)

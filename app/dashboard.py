@@ -128,12 +128,6 @@ def _private(resp):
 
 # ---- pages ------------------------------------------------------------------------------------
 
-def _browse(kind, columns, status=None):
-    """The page the pager's ?before= / ?after= cursor names (see dashboard_data.browse)."""
-    return data.browse(db.conn(), kind, columns, g.merchant["id"], status, before=request.args.get("before"),
-                       after=request.args.get("after"), size=PAGE_SIZE)
-
-
 @bp.get("/dashboard")
 @login_required
 def overview():
@@ -148,14 +142,19 @@ def overview():
 def docs():
     spec = dashboard_docs.load_spec()
     # The configured address, never the Host header: a forged Host must not reach copy-paste code.
-    values = {"base_url": current_app.config["PUBLIC_URL"], "api_key": g.merchant["api_key"],
-              "api_secret": g.merchant["api_secret"],
-              "webhook_secret": g.merchant["webhook_secret"] or "whsec_your_webhook_secret"}
-    # Plain-text templates (not autoescaped); docs.html escapes them once when it shows them.
-    snippets = {name: render_template(f"dashboard/snippets/{name}.txt", **values)
+    values = {"base_url": current_app.config["PUBLIC_URL"], "api_key": g.merchant["api_key"]}
+
+    def snippets(api_secret, webhook_secret):
+        # Plain-text templates (not autoescaped); docs.html escapes them once when it shows them.
+        return {name: render_template(f"dashboard/snippets/{name}.txt", api_secret=api_secret,
+                                      webhook_secret=webhook_secret, **values)
                 for name in ("create_order.sh", "sdk.html", "webhook.py", "webhook.js")}
-    return render_template("dashboard/docs.html", snippets=snippets, spec=spec,
-                           reference=dashboard_docs.reference(spec),
+
+    # Shown with the secrets masked, as on the other pages; revealed, ready to run.
+    return render_template("dashboard/docs.html", snippets=snippets("secret_••••••••••••", "whsec_••••••••••••••••"),
+                           revealed=snippets(g.merchant["api_secret"],
+                                             g.merchant["webhook_secret"] or "whsec_your_webhook_secret"),
+                           spec=spec, reference=dashboard_docs.reference(spec),
                            retry_intervals=current_app.config["WEBHOOK_RETRY_INTERVALS"], **values)
 
 

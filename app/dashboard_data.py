@@ -73,15 +73,20 @@ def browse(c, kind, columns, merchant_id, status=None, before=None, after=None, 
         cursor = (row["created_at"], row["id"]) if row else None
     rows, newer, older = db.keyset(c, kind, columns, where, params, size,
                                    before=cursor if before else None, after=cursor if after else None)
-    total = rollups.count(c, kind, merchant_id, status=status)
-    place = 0
-    if rows and newer:  # rows before the first one: newer seconds from the rollups, its own second counted
-        top = rows[0]
-        place = rollups.count(c, kind, merchant_id, (top["created_at"] + timedelta(microseconds=1), None), status)
-        place += db.value(c, f"SELECT count(*) FROM {kind} WHERE {where} AND created_at = %(at)s AND id > %(id)s",
-                          dict(params, at=top["created_at"], id=top["id"]))
-    return {"rows": rows, "newer": newer, "older": older, "total": total,
+    place = rows_before(c, kind, merchant_id, rows, newer, where, params, status)
+    return {"rows": rows, "newer": newer, "older": older, "total": rollups.count(c, kind, merchant_id, status=status),
             "first": place + 1 if rows else 0, "last": place + len(rows)}
+
+
+def rows_before(c, kind, merchant_id, rows, newer, where, params, status=None, until=None):
+    """How many rows (matching `where`, before `until`) come before the page's first one: the newer
+    seconds from the rollups, the first row's own second counted, so it costs the same however deep."""
+    if not (rows and newer):
+        return 0
+    top = rows[0]
+    place = rollups.count(c, kind, merchant_id, (top["created_at"] + timedelta(microseconds=1), until), status)
+    return place + db.value(c, f"SELECT count(*) FROM {kind} WHERE {where} AND created_at = %(at)s AND id > %(id)s",
+                            dict(params, at=top["created_at"], id=top["id"]))
 
 
 def _is_uuid(text):

@@ -1,6 +1,7 @@
 """The dashboard's webhook endpoint pages: /dashboard/webhooks/endpoints (every endpoint and the form
 to add one) and a page per endpoint (edit, disable or enable, rotate its secret, delete). They are
 routes of dashboard.bp, so its CSRF check, HTML error pages and no-store headers apply to them."""
+import functools
 from datetime import datetime, timedelta, timezone
 
 from flask import current_app, flash, g, redirect, render_template, request, url_for
@@ -10,7 +11,7 @@ from .auth import login_required
 from .dashboard import bp
 from .errors import ApiError, NotFound
 from .schemas import EndpointCreate, EndpointUpdate, load
-from .timefmt import iso
+from .timefmt import local
 
 # The overlaps a rotation offers: seconds the secret being replaced keeps signing beside the new one.
 OVERLAPS = [(0, "none: replace it at once"), (3600, "1 hour"), (endpoints.DEFAULT_OVERLAP, "24 hours"),
@@ -44,17 +45,17 @@ def _errors(e):
     return {field if field in FIELDS else "form": e.description}
 
 
-def _own(c, endpoint_id):
-    """The signed-in merchant's endpoint, or None (another merchant's is not found either)."""
-    try:
-        return endpoints.get(c, g.merchant["id"], endpoint_id)
-    except NotFound:
-        return None
-
-
-def _not_found():
-    return render_template("dashboard/not_found.html", what="Webhook endpoint",
-                           back=(url_for("dashboard.endpoints_page"), "webhook endpoints")), 404
+def _or_not_found(view):
+    """The "not found" page for an endpoint that is not the signed-in merchant's (another
+    merchant's is not found either) or was deleted since its page was loaded."""
+    @functools.wraps(view)
+    def page(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except NotFound:
+            return render_template("dashboard/not_found.html", what="Webhook endpoint",
+                                   back=(url_for("dashboard.endpoints_page"), "webhook endpoints")), 404
+    return page
 
 
 def _list_page(form=None, errors=None, status=200):
@@ -94,26 +95,25 @@ def add_endpoint():
 
 @bp.get("/dashboard/webhooks/endpoints/<endpoint_id>")
 @login_required
+@_or_not_found
 def endpoint_page(endpoint_id):
-    endpoint = _own(db.conn(), endpoint_id)
-    return _not_found() if endpoint is None else _endpoint_page(endpoint)
+    return _endpoint_page(endpoints.get(db.conn(), g.merchant["id"], endpoint_id))
 
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>")
 @login_required
+@_or_not_found
 def save_endpoint(endpoint_id):
     c = db.conn()
-    endpoint = _own(c, endpoint_id)
-    if endpoint is None:
-        return _not_found()
+    endpoint = endpoints.get(c, g.merchant["id"], endpoint_id)
     form = _typed()
     try:
         changes = _checked(EndpointUpdate, form)
         if changes["url"] == endpoint["url"]:
             del changes["url"]  # not looked up again: a description edit must not fail on today's DNS
         endpoints.update(c, g.merchant["id"], endpoint_id, changes, *_targets())
-    except NotFound:  # deleted since the page was loaded
-        return _not_found()
+    except NotFound:  # an ApiError too, but the page's, not a field's
+        raise
     except ApiError as e:
         return _endpoint_page(endpoint, form, _errors(e), 400)
     flash("Endpoint saved.", "success")
@@ -122,12 +122,10 @@ def save_endpoint(endpoint_id):
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/enabled")
 @login_required
+@_or_not_found
 def set_endpoint_enabled(endpoint_id):
     enabled = request.form.get("enabled") == "true"
-    try:
-        endpoints.update(db.conn(), g.merchant["id"], endpoint_id, {"enabled": enabled}, *_targets())
-    except NotFound:
-        return _not_found()
+    endpoints.update(db.conn(), g.merchant["id"], endpoint_id, {"enabled": enabled}, *_targets())
     flash("Endpoint enabled: it gets new events again." if enabled
           else "Endpoint disabled: it gets no new events until it is enabled again.", "success")
     return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
@@ -135,17 +133,15 @@ def set_endpoint_enabled(endpoint_id):
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/secret")
 @login_required
+@_or_not_found
 def rotate_endpoint_secret(endpoint_id):
     overlap = request.form.get("overlap", type=int)
     if overlap not in dict(OVERLAPS):
         flash("Choose how long the current secret keeps signing.", "error")
         return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
-    try:
-        row = endpoints.rotate(db.conn(), g.merchant["id"], endpoint_id, overlap)
-    except NotFound:
-        return _not_found()
+    row = endpoints.rotate(db.conn(), g.merchant["id"], endpoint_id, overlap)
     flash(f"A new secret was generated. The previous one also signs every delivery until "
-          f"{iso(row['previous_expires_at'])}." if row["previous_expires_at"]
+          f"{local(row['previous_expires_at'], current_app.config['DASHBOARD_TIMEZONE'])}." if row["previous_expires_at"]
           else "A new secret was generated; the previous one no longer signs deliveries.", "success")
     return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
 
@@ -157,30 +153,24 @@ REPLAY_WINDOWS = [(3600, "the last hour"), (6 * 3600, "the last 6 hours"), (8640
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/replay")
 @login_required
+@_or_not_found
 def replay_endpoint(endpoint_id):
     window = request.form.get("window", type=int)
     if window not in dict(REPLAY_WINDOWS):
         flash("Choose how far back to send the events again.", "error")
         return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
     since = datetime.now(timezone.utc) - timedelta(seconds=window)
-    try:
-        queued = webhooks.replay(db.conn(), g.merchant["id"], endpoint_id, since, request.form.get("failed") == "on")
-    except NotFound:
-        return _not_found()
+    queued = webhooks.replay(db.conn(), g.merchant["id"], endpoint_id, since, request.form.get("failed") == "on")
     flash(f"{queued} deliver{'y' if queued == 1 else 'ies'} queued to this endpoint.", "success")
     return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
 
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/delete")
 @login_required
+@_or_not_found
 def delete_endpoint(endpoint_id):
     c = db.conn()
-    endpoint = _own(c, endpoint_id)
-    if endpoint is None:
-        return _not_found()
-    try:
-        endpoints.delete(c, g.merchant["id"], endpoint_id)
-    except NotFound:  # deleted by another request in between
-        return _not_found()
+    endpoint = endpoints.get(c, g.merchant["id"], endpoint_id)
+    endpoints.delete(c, g.merchant["id"], endpoint_id)
     flash(f"Endpoint deleted: {endpoint['url']}", "success")
     return redirect(url_for("dashboard.endpoints_page"))

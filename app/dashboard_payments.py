@@ -1,7 +1,6 @@
 """The dashboard's payments: the transactions list (filters, search, date range, CSV export) and a
 payment's page with its Refund and Capture actions. Routes of dashboard.bp, so its CSRF check, HTML
 error pages and no-store headers apply; the actions go through the API's own domain functions."""
-import re
 import uuid
 from datetime import datetime, timezone
 
@@ -14,10 +13,9 @@ from .auth import login_required
 from .dashboard import PAGE_SIZE, bp
 from .errors import ApiError, Conflict, NotFound
 from .idempotency import once
-from .money import money
+from .money import money, parse_plain, plain
 from .schemas import PAYMENT_STATUSES, REFUND, RefundCreate, load
 
-RUPEES = re.compile(r"\d{1,9}(\.\d{1,2})?")
 # Dashboard refund keys live apart from the API's Idempotency-Keys of the same merchant.
 REFUND_KEY_SCOPE = "dashboard-refund"
 
@@ -47,19 +45,23 @@ def export_transactions():
                     headers={"Content-Disposition": f'attachment; filename="payments-{stamp}.csv"'})
 
 
+def _not_found():
+    return render_template("dashboard/not_found.html", what="Payment"), 404
+
+
 def _payment_page(payment_id, status=200, **form):
     """The payment's page; `form` keeps what a refused action was sent with (and its error)."""
     c = db.conn()
     try:
         payment = payments.get(c, g.merchant["id"], payment_id)
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     refund_rows, _ = refunds.list_for_payment(c, g.merchant["id"], payment_id, 100, 0)
     refunded = sum(r["amount"] for r in refund_rows)
     rest = payment["amount"] - refunded
     return render_template("dashboard/transaction.html", payment=payment, refunds=refund_rows, refunded=refunded,
                            refundable=rest if payment["status"] == "success" and rest > 0 else 0,
-                           refund_amount=form.get("amount", f"{rest // 100}.{rest % 100:02d}"),
+                           refund_amount=form.get("amount", plain(rest, payment["currency"])),
                            refund_error=form.get("refund_error"), capture_error=form.get("capture_error"),
                            refund_key=uuid.uuid4().hex,
                            events=data.webhook_events_for_payment(c, g.merchant["id"], payment_id)), status
@@ -71,23 +73,21 @@ def transaction(payment_id):
     return _payment_page(payment_id)
 
 
-def _paise(text):
-    """'123.45' rupees -> 12345 paise, or None when it is not an amount."""
-    if not RUPEES.fullmatch(text):
-        return None
-    rupees, _, fraction = text.partition(".")
-    return int(rupees) * 100 + int(fraction.ljust(2, "0"))
-
-
 @bp.post("/dashboard/transactions/<payment_id>/refund")
 @login_required
 def refund_payment(payment_id):
-    typed = request.form.get("amount", "").strip().replace(",", "").lstrip("₹").strip()
-    amount = _paise(typed)
-    if not amount:
-        return _payment_page(payment_id, 400, amount=typed,
-                             refund_error="Enter the amount to refund in rupees, more than zero, such as 123.45.")
     c = db.conn()
+    try:
+        currency = payments.get(c, g.merchant["id"], payment_id)["currency"]
+    except NotFound:
+        return _not_found()
+    typed = request.form.get("amount", "").strip().replace(",", "").lstrip("₹").strip()
+    # In the payment's currency, as the form shows it: rupees and paise for INR, whole yen for JPY.
+    amount = parse_plain(typed, currency)
+    if not amount:
+        unit = "rupees" if currency == "INR" else currency
+        return _payment_page(payment_id, 400, amount=typed, refund_error=f"Enter the amount to refund in {unit}, "
+                             f"more than zero, such as {plain(12345, currency)}.")
 
     def create():
         # The API's rules: the same schema, the same domain function, the payment row locked.
@@ -99,7 +99,7 @@ def refund_payment(payment_id):
         response = once(g.merchant["id"], create, scope=REFUND_KEY_SCOPE,
                         key=request.form.get("idempotency_key", "")[:64] or None)
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     except Conflict:
         return _payment_page(payment_id, 409, amount=typed,
                              refund_error="This refund form was already sent. Reload the page to make another refund.")
@@ -118,7 +118,7 @@ def capture_payment(payment_id):
         payment = payments.get(c, g.merchant["id"], payment_id)
         payments.capture(c, g.merchant["id"], payment_id, payment["amount"])
     except NotFound:
-        return render_template("dashboard/not_found.html", what="Payment"), 404
+        return _not_found()
     except ApiError as e:
         return _payment_page(payment_id, 400, capture_error=f"{e.description}.".replace("..", "."))
     flash(f"Payment {payment_id} captured.", "success")

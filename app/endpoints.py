@@ -13,7 +13,7 @@ import logging
 from . import config, db, outbound
 from .errors import ApiError, NotFound
 from .events import CATALOG, WEBHOOK_ENDPOINT_DISABLED, check_name
-from .ids import new_id
+from .ids import check as check_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ def list_(c, merchant_id):
 
 
 def get(c, merchant_id, endpoint_id, lock=False):
+    check_id("we_", endpoint_id, "Webhook endpoint")  # a NUL byte would make PostgreSQL raise
     row = db.one(c, _SELECT + " AND e.id = %(id)s" + (" FOR UPDATE OF e" if lock else ""),
                  {"m": merchant_id, "id": endpoint_id})
     if row is None:

@@ -1,4 +1,6 @@
-"""Money as text, for the templates only: amounts are integer minor units (paise) everywhere else."""
+"""Money as text, for the templates, the dashboard's forms and its CSV: amounts are integer minor
+units (paise) everywhere else."""
+import re
 
 # ISO 4217 minor units where they are not 2: an amount is counted in the currency's smallest unit,
 # so 150000 JPY is ¥150,000 and 1500 KWD is KWD 1.500.
@@ -44,6 +46,27 @@ def money_whole(minor, currency="INR"):
     scale = 10 ** exponent(currency)
     units = (int(minor) + scale // 2) // scale
     return _with_symbol(currency, indian_digits(units) if currency == "INR" else f"{units:,}")
+
+
+def plain(minor, currency="INR"):
+    """Integer minor units -> '1234.56' in the major unit, without grouping or symbol (a form's value,
+    a CSV cell): '150000' for 150000 JPY, '1.500' for 1500 KWD."""
+    digits = exponent(currency)
+    units, rest = divmod(int(minor), 10 ** digits)
+    return f"{units}.{rest:0{digits}d}" if digits else str(units)
+
+
+_PLAIN = re.compile(r"(\d{1,12})(?:\.(\d+))?", re.ASCII)
+
+
+def parse_plain(text, currency="INR"):
+    """plain's inverse: '123.4' -> 12340 paise; None unless `text` is such an amount with at most the
+    currency's decimals (none for JPY)."""
+    found = _PLAIN.fullmatch(text)
+    digits = exponent(currency)
+    if not found or len(found[2] or "") > digits:
+        return None
+    return int(found[1]) * 10 ** digits + int((found[2] or "").ljust(digits, "0") or 0)
 
 
 def init_app(app):

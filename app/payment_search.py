@@ -8,7 +8,9 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from . import db, payments, rollups
+from . import dashboard_data, db, ids, payments, rollups
+from .errors import NotFound
+from .money import plain
 from .schemas import PAYMENT_STATUSES
 from .timefmt import iso
 
@@ -22,6 +24,8 @@ RECEIPT_ORDERS = 1000
 MATCH_CAP = 1000
 EXPORT_BATCH = 1000
 MAX_QUERY = 100
+# The dates a filter takes: a day either side still fits a datetime in any time zone.
+FIRST_DATE, LAST_DATE = date(1970, 1, 1), date(9998, 12, 31)
 
 
 @dataclass
@@ -51,16 +55,20 @@ def _date(args, name, label, errors):
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         errors.append(f"{label} date {raw[:20]!r} is not a date: pick one, or type it as YYYY-MM-DD.")
         return None
+    if not FIRST_DATE <= day <= LAST_DATE:
+        errors.append(f"{label} date {raw} is out of range: pick one between {FIRST_DATE} and {LAST_DATE}.")
+        return None
+    return day
 
 
 def parse(args):
     """The filters in a request's query string; an unknown status is no filter, as before."""
     f = Filters(status=args.get("status", "") if args.get("status") in PAYMENT_STATUSES else "",
-                q=(args.get("q") or "").strip()[:MAX_QUERY])
+                q=(args.get("q") or "").replace("\x00", "").strip()[:MAX_QUERY])  # PostgreSQL text holds no NUL
     f.start, f.end = _date(args, "from", "From", f.errors), _date(args, "to", "To", f.errors)
     if f.start and f.end and f.start > f.end:
         f.errors.append("The From date is after the To date: no payment can be in between.")
@@ -112,16 +120,24 @@ def _where(c, merchant_id, f, tz):
     return " AND ".join(where), params
 
 
+def _cursor(c, merchant_id, payment_id):
+    """(created_at, id) of the merchant's payment with this id; None for any other text, which
+    starts the list from the newest."""
+    try:
+        ids.check("pay_", payment_id, "Payment")
+    except NotFound:
+        return None
+    row = db.one(c, "SELECT created_at, id FROM payments WHERE merchant_id = %(m)s AND id = %(id)s",
+                 {"m": merchant_id, "id": payment_id})
+    return (row["created_at"], row["id"]) if row else None
+
+
 def browse(c, merchant_id, f, tz, before=None, after=None, size=20):
     """A page of the filtered payments, newest first, by cursor (as dashboard_data.browse). Without
     a search, the page's place and the total come from the rollups (exact, constant cost); with one,
     `matches` counts the matching payments up to MATCH_CAP instead."""
     where, params = _where(c, merchant_id, f, tz)
-    cursor = None
-    if after or before:
-        row = db.one(c, "SELECT created_at, id FROM payments WHERE merchant_id = %(m)s AND id = %(id)s",
-                     {"m": merchant_id, "id": after or before})
-        cursor = (row["created_at"], row["id"]) if row else None
+    cursor = _cursor(c, merchant_id, after or before) if after or before else None
     rows, newer, older = db.keyset(c, "payments", COLUMNS, where, params, size,
                                    before=cursor if before else None, after=cursor if after else None)
     paging = {"rows": rows, "newer": newer, "older": older}
@@ -132,12 +148,7 @@ def browse(c, merchant_id, f, tz, before=None, after=None, size=20):
         return paging
     since, until = f.window(tz)
     status = f.status or None
-    place = 0
-    if rows and newer:  # the rows before the first one: newer seconds from the rollups, its own second counted
-        top = rows[0]
-        place = rollups.count(c, "payments", merchant_id, (top["created_at"] + timedelta(microseconds=1), until), status)
-        place += db.value(c, f"SELECT count(*) FROM payments WHERE {where} AND created_at = %(at)s AND id > %(id)s",
-                          dict(params, at=top["created_at"], id=top["id"]))
+    place = dashboard_data.rows_before(c, "payments", merchant_id, rows, newer, where, params, status, until)
     return dict(paging, total=rollups.count(c, "payments", merchant_id, (since, until), status),
                 first=place + 1 if rows else 0, last=place + len(rows))
 
@@ -162,16 +173,11 @@ def _cell(value):
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-def _rupees(paise):
-    units, rest = divmod(int(paise), 100)
-    return f"{units}.{rest:02d}"
-
-
 def csv_row(p, tz):
     notes = json.dumps(p["notes"], ensure_ascii=False, separators=(",", ":")) if p["notes"] else ""
     return [_cell(v) for v in (
-        p["id"], p["order_id"], p["receipt"], p["status"], _rupees(p["amount"]), p["amount"], p["currency"],
-        _rupees(p["refunded"]), p["refunded"], refund_state(p), p["method"], p["vpa"], p["card_network"],
+        p["id"], p["order_id"], p["receipt"], p["status"], plain(p["amount"], p["currency"]), p["amount"], p["currency"],
+        plain(p["refunded"], p["currency"]), p["refunded"], refund_state(p), p["method"], p["vpa"], p["card_network"],
         p["card_last4"], "true" if p["captured"] else "false", p["error_code"], p["error_description"], notes,
         iso(p["created_at"]), p["created_at"].astimezone(tz).isoformat(timespec="seconds"))]
 

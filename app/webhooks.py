@@ -208,7 +208,8 @@ def outcome(attempts_before, ok, intervals):
 _RECORD_LOGS = """
     WITH done AS (
         UPDATE webhook_logs w
-           SET attempts = w.attempts + 1, last_attempt_at = now(), status = t.status,
+           SET attempts = w.attempts + 1, last_attempt_at = now(), attempted_at = w.attempted_at || now(),
+               status = t.status,
                response_code = t.code, response_body = t.body,
                next_retry_at = CASE WHEN t.wait IS NULL THEN NULL ELSE now() + make_interval(secs => t.wait) END
           FROM unnest(%(log_id)s::uuid[], %(created_at)s::timestamptz[], %(status)s::text[], %(wait)s::float8[],
@@ -292,7 +293,7 @@ def get_log(c, merchant_id, log_id, created_at=None):
     except ValueError:
         return None
     day = "" if created_at is None else "AND created_at = %(at)s"
-    return db.one(c, f"SELECT {LOG_COLUMNS}, event_id, endpoint_id, body, response_body FROM webhook_logs "
+    return db.one(c, f"SELECT {LOG_COLUMNS}, event_id, endpoint_id, body, response_body, attempted_at FROM webhook_logs "
                      f"WHERE id = %(id)s::uuid AND merchant_id = %(m)s {day}",
                   {"id": log_id, "m": merchant_id, "at": created_at})
 

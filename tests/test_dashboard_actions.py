@@ -95,6 +95,19 @@ def test_a_refund_the_rules_refuse_is_a_message_and_changes_nothing(db, dashboar
     assert refunds_of(db, pay_id) == []
 
 
+def test_a_yen_payment_is_refunded_and_exported_in_whole_yen(db, dashboard, dashboard_merchant):
+    pay_id = insert_payment(db, dashboard_merchant["id"], now(), amount=150000)
+    db.execute("UPDATE payments SET currency = 'JPY' WHERE id = %(p)s", {"p": pay_id})
+    shown = page(dashboard.get(f"/dashboard/transactions/{pay_id}"))
+    assert shown.one("amount").text == "¥150,000"
+    assert shown.one("refund-amount-input").attrs["value"] == "150000"  # yen have no decimals
+    assert "Enter the amount to refund in JPY" in page(refund(dashboard, pay_id, "1.50"), 400).one("refund-error").text
+    assert refund(dashboard, pay_id, "500").status_code == 302
+    assert refunds_of(db, pay_id) == [500]  # ¥500, not ¥50,000
+    [row] = csv.DictReader(io.StringIO(dashboard.get(f"/dashboard/transactions.csv?q={pay_id}").get_data(as_text=True)))
+    assert (row["amount"], row["amount_paise"], row["refunded"], row["currency"]) == ("150000", "150000", "500", "JPY")
+
+
 def test_a_failed_payment_offers_no_refund_and_a_posted_one_is_refused(db, dashboard, dashboard_merchant):
     pay_id = insert_payment(db, dashboard_merchant["id"], now(), status="failed", error="Card declined")
     assert not page(dashboard.get(f"/dashboard/transactions/{pay_id}")).all("refund-button")

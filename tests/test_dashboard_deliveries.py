@@ -92,6 +92,8 @@ def test_a_delivery_page_shows_the_body_sent_the_response_and_the_attempt(dashbo
     assert detail.one("webhook-attempts").text == "1 of 5"
     row = log_row(db, log_id)
     assert detail.one("webhook-last-attempt").text == local(row["last_attempt_at"], ZoneInfo("Asia/Kolkata"))
+    [attempt] = detail.one("webhook-attempt-times").all("webhook-attempt-time")
+    assert attempt.text == local(row["last_attempt_at"], ZoneInfo("Asia/Kolkata"))
     assert LOCAL_TIME_RE.match(detail.one("webhook-next-retry").text) and LOCAL_TIME_RE.match(detail.one("webhook-created-at").text)
     assert detail.one("retry-webhook-button").text == "Retry"
     # The same page without the partition hint (a link typed by hand) still finds it.
@@ -197,6 +199,29 @@ def test_secrets_are_masked_until_revealed(dashboard, dashboard_merchant):
         assert button.tag == "summary" and secret not in button.text and "Reveal" in button.text
         assert reveal.one("webhook-secret" if path == HOOKS else "api-secret").text == secret
         assert shown_page.text.count(secret) == 1, path  # nowhere else on the page
+
+
+def test_the_integration_guide_masks_its_secrets_until_revealed(dashboard, dashboard_merchant):
+    m = dashboard_merchant
+    docs = page(dashboard.get("/dashboard/docs"))
+    for reveal_id, masked_id, revealed_ids, secret in [
+            ("create-order-secrets-reveal", "code-snippet-create-order", ["code-snippet-create-order-revealed"],
+             m["api_secret"]),
+            ("webhook-secrets-reveal", "code-snippet-webhook",
+             ["code-snippet-webhook-python-revealed", "code-snippet-webhook-node-revealed"], m["webhook_secret"])]:
+        reveal = docs.one(reveal_id)
+        assert reveal.tag == "details" and "open" not in reveal.attrs  # closed: the masked code shows
+        assert "Reveal" in reveal.one("reveal-secret-button").text
+        masked = docs.one(masked_id).text
+        assert secret not in masked and ("secret_••••" in masked or "whsec_••••" in masked)
+        for name in revealed_ids:
+            assert secret in reveal.one(name).text
+    # The real secrets are nowhere but inside the closed disclosures.
+    shown = docs.text
+    for reveal_id in ("create-order-secrets-reveal", "webhook-secrets-reveal"):
+        shown = shown.replace(docs.one(reveal_id).text, "")
+    assert m["api_secret"] not in shown and m["webhook_secret"] not in shown
+    assert m["api_key"] in docs.one("code-snippet-sdk").text  # the public key needs no mask
 
 
 def test_regenerating_the_webhook_secret_needs_its_confirmation(db, dashboard, dashboard_merchant, post_form):

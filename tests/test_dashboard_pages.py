@@ -5,8 +5,6 @@ import pytest
 
 from helpers import LOCAL_TIME_RE, insert_payments, new_merchant, page, paid_payment, wait_until
 
-from app.ids import new_id
-
 
 @pytest.fixture
 def twenty_two_payments(db, dashboard_merchant, make_merchant):
@@ -27,6 +25,7 @@ def test_overview_counts_the_merchants_own_payments(dashboard, dashboard_merchan
     assert overview.one("success-rate").text == "95%"  # 21 of 22, rounded down
     bars = overview.all("chart-day")
     assert len(bars) == 14 and sum(int(b.attrs["data-count"]) for b in bars) == 22
+    assert "Payments per day (the last 14 UTC days)" in overview.text  # the rollups' days, said plainly
 
 
 def test_transactions_are_paged_newest_first_and_filtered_by_status(dashboard, twenty_two_payments):
@@ -110,3 +109,19 @@ def test_jobs_page_shows_the_queue_the_worker_and_only_the_merchants_dead_jobs(d
     assert jobs.one("job-kind-row", data_kind="dashboard.probe").one("job-count-pending").text == "1"
     assert jobs.one("dead-job-row", data_job_id=str(ids[0])).one("dead-job-error").text == "boom: the bank timed out"
     assert [row.attrs["data-job-id"] for row in jobs.all("dead-job-row")] == [str(ids[0])]  # not another merchant's
+
+
+def test_headers_never_call_a_local_time_utc_and_phone_rows_name_their_cells(dashboard, dashboard_merchant, db):
+    [upi, card] = insert_payments(db, dashboard_merchant["id"], [(10_000, "success", "upi"), (20_000, "failed", "card")])
+    for path in ("/dashboard/transactions", f"/dashboard/transactions/{upi}", "/dashboard/webhooks",
+                 "/dashboard/webhooks/endpoints", "/dashboard/jobs"):
+        html = dashboard.get(path).get_data(as_text=True)
+        # Every time is shown in the dashboard's zone (UTC only on hover), so no heading says UTC.
+        assert "(UTC)</th>" not in html and "(UTC)</dt>" not in html, path
+    listed = page(dashboard.get("/dashboard/transactions"))
+    for pay_id, customer in ((upi, "shopper@okbank"), (card, "visa •••• 1111")):
+        row = listed.one("transaction-row", data_payment_id=pay_id)
+        assert row.one("customer").text == customer
+        # On a phone each row is a block of cells: the ones a value alone does not explain say what they are.
+        assert [row.one(name).attrs.get("data-label") for name in ("order-id", "customer", "method", "created-at")
+                ] == ["Order", "Customer", "Method", "Created"]

@@ -1,7 +1,7 @@
 """Amounts as the checkout and the dashboard show them: integer minor units by ISO 4217 exponent."""
 import pytest
 
-from app.money import money, money_whole
+from app.money import money, money_whole, parse_plain, plain
 
 
 @pytest.mark.parametrize("minor,currency,exact,whole", [
@@ -14,3 +14,20 @@ from app.money import money, money_whole
 ])
 def test_amounts_use_the_currency_exponent(minor, currency, exact, whole):
     assert money(minor, currency) == exact and money_whole(minor, currency) == whole
+
+
+@pytest.mark.parametrize("minor,currency,text", [
+    (12345, "INR", "123.45"), (10000, "INR", "100.00"), (5, "INR", "0.05"),
+    (150000, "JPY", "150000"), (1500, "KWD", "1.500"),
+])
+def test_plain_amounts_for_forms_and_csv_and_back(minor, currency, text):
+    assert plain(minor, currency) == text and parse_plain(text, currency) == minor
+
+
+@pytest.mark.parametrize("text,currency,minor", [
+    ("100", "INR", 10000), ("1.5", "INR", 150), ("1.234", "INR", None), ("1.5", "JPY", None),
+    ("1.25", "KWD", 1250), ("", "INR", None), ("-5", "INR", None), ("1e3", "INR", None), ("١٢", "INR", None),
+    ("9" * 13, "INR", None),
+])
+def test_parse_plain_takes_at_most_the_currency_decimals(text, currency, minor):
+    assert parse_plain(text, currency) == minor

@@ -40,7 +40,8 @@ PAGE_IDS = {
     "/dashboard/webhooks/endpoints": ["endpoints-table", "add-endpoint-form", "endpoint-url-input", "event-checkbox",
                                       "endpoint-description-input", "add-endpoint-button"],
     "/dashboard/docs": ["api-docs", "section-create-order", "code-snippet-create-order", "section-sdk-integration",
-                        "code-snippet-sdk", "section-webhook-verification", "code-snippet-webhook"],
+                        "code-snippet-sdk", "section-webhook-verification", "code-snippet-webhook",
+                        "reveal-secret-button"],
     "/dashboard/jobs": ["jobs-dashboard", "worker-status", "oldest-pending-age", "job-counts-table",
                         "dead-jobs-table"],
 }
@@ -410,12 +411,23 @@ def test_docs_snippets_verify_a_real_delivery(page, live_api, live_worker, recei
     secret = merchant_row(db)["webhook_secret"]
     sign_in(page, live_api.url)
     page.goto(live_api.url + "/dashboard/docs")
+    # The secrets are masked in the code until the merchant reveals them.
+    shown = page.locator(tid("api-docs")).inner_text()
+    assert secret not in shown and TEST_MERCHANT["api_secret"] not in shown
     curl = page.locator(tid("code-snippet-create-order")).inner_text()
     assert f"curl -X POST {live_api.url}/api/v1/orders" in curl and "X-Api-Key: key_test_abc123" in curl
+    assert "X-Api-Secret: secret_••••" in curl
+    assert 'WEBHOOK_SECRET = "whsec_••••' in page.locator(tid("code-snippet-webhook-python")).inner_text()
     sdk = page.locator(tid("code-snippet-sdk")).inner_text()
     assert f'<script src="{live_api.url}/checkout.js"></script>' in sdk and "new PaymentGateway({" in sdk
-    python_code = page.locator(tid("code-snippet-webhook-python")).inner_text()
-    node_code = page.locator(tid("code-snippet-webhook-node")).inner_text()
+    page.locator(tid("create-order-secrets-reveal")).locator(tid("reveal-secret-button")).click()
+    expect(page.locator(tid("code-snippet-create-order"))).to_be_hidden()
+    expect(page.locator(tid("code-snippet-create-order-revealed"))).to_contain_text(
+        f"X-Api-Secret: {TEST_MERCHANT['api_secret']}")
+    page.locator(tid("webhook-secrets-reveal")).locator(tid("reveal-secret-button")).click()
+    expect(page.locator(tid("code-snippet-webhook"))).to_be_hidden()
+    python_code = page.locator(tid("code-snippet-webhook-python-revealed")).inner_text()
+    node_code = page.locator(tid("code-snippet-webhook-node-revealed")).inner_text()
     assert f'WEBHOOK_SECRET = "{secret}"' in python_code
 
     # The API reference is the app's OpenAPI document.
@@ -631,6 +643,11 @@ def test_a_delivery_page_filters_retry_and_resend(page, live_api, live_worker, r
     assert page.url == here
     again = rx.wait_for(2)[1]
     assert again["body"] == sent["body"]
+    # The Resend's attempt is listed after the first one, each with its time.
+    wait_until(lambda: len(log_by_event_id(db, log["event_id"])["attempted_at"]) == 2, message="second attempt recorded")
+    page.reload()
+    expect(page.locator(tid("webhook-attempt-time"))).to_have_count(2)
+    expect(page.locator(tid("webhook-attempt-time")).nth(1)).to_have_text(LOCAL_TIME_RE)
 
     # The filters, and Retry keeping them.
     page.click(tid("deliveries-link"))
@@ -688,6 +705,24 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
                 page.goto(live_api.url + path)
                 expect(page.locator(tid("test-mode-banner"))).to_be_visible()
                 found[f"{width} {path}"] = violations(page, "moderate")
+            # The parts that only show once used: the refund form open, the list filtered (its Clear
+            # link, the CSV link and a date the page refuses), the guide's secrets revealed.
+            page.goto(f"{live_api.url}/dashboard/transactions/{pay_id}")
+            page.click(tid("refund-button"))
+            expect(page.locator(tid("refund-confirm-button"))).to_be_visible()
+            found[f"{width} refund form"] = violations(page, "moderate")
+            page.goto(live_api.url + "/dashboard/transactions?q=shopper%40okbank&status=success&from=2026-01-01&to=2099-12-31")
+            expect(page.locator(tid("clear-filters"))).to_be_visible()
+            expect(page.locator(tid("export-csv-link"))).to_be_visible()
+            expect(page.locator(tid("transaction-row"))).to_have_count(1)
+            found[f"{width} filtered transactions"] = violations(page, "moderate")
+            page.goto(live_api.url + "/dashboard/transactions?status=failed&from=not-a-date")
+            expect(page.locator(tid("filter-error"))).to_be_visible()
+            found[f"{width} refused filter"] = violations(page, "moderate")
+            page.goto(live_api.url + "/dashboard/docs")
+            for button in page.locator(tid("reveal-secret-button")).all():
+                button.click()
+            found[f"{width} revealed guide"] = violations(page, "moderate")
             if width == 390:
                 # A phone: a compact header, and each payment's Amount and Status on screen.
                 page.goto(live_api.url + "/dashboard/transactions")
@@ -704,6 +739,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
 def test_a_keyboard_user_skips_to_the_content_and_the_favicon_loads(page, live_api, dashboard_merchant):
     m = dashboard_merchant
     sign_in(page, live_api.url, m["email"], m["password"])
+    expect(page.locator(tid("dashboard"))).to_be_visible()  # the overview loaded: a Tab before it lands on the login page
     page.keyboard.press("Tab")
     skip = page.locator(".skip-link")
     expect(skip).to_be_focused()
