@@ -9,6 +9,7 @@ import re
 import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -603,9 +604,17 @@ def test_screenshots(browser, live_api, live_worker, receiver, db, dashboard_mer
                  ("dashboard-payment.png", f"/dashboard/transactions/{paid[1]['id']}"),
                  ("dashboard-webhooks.png", "/dashboard/webhooks"), ("dashboard-docs.png", "/dashboard/docs"),
                  ("dashboard-jobs.png", "/dashboard/jobs")]
+        failed = db.one("SELECT id, created_at FROM webhook_logs WHERE merchant_id = %(m)s AND status = 'failed' "
+                        "LIMIT 1", {"m": m["id"]})
+        shots += [("dashboard-delivery.png", f"/dashboard/webhooks/deliveries/{failed['id']}?"
+                                             + urlencode({"at": failed["created_at"].isoformat()})),
+                  ("dashboard-endpoints.png", "/dashboard/webhooks/endpoints")]
         for name, path in shots:
             page.goto(live_api.url + path)
             page.screenshot(path=out / name, full_page=name not in ("dashboard-docs.png",))
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(live_api.url + "/dashboard/transactions")
+        page.screenshot(path=out / "dashboard-phone.png")
     finally:
         ctx.close()
 
