@@ -229,30 +229,30 @@ def settle_batch(c, batch, settings, emit):
 
 
 def _settle(c, settle, emit):
-    # An order is paid once: claim each order for the first successful payment of it; a later
-    # success for an order already paid becomes a failure (the unique index would refuse it anyway).
-    wanted = sorted({r["order_id"] for r, status, *_ in settle if status == "success"})
-    paid_now = set(db.values(c, "UPDATE orders SET status = 'paid', updated_at = now() "
-                                "WHERE id = ANY(%(ids)s) AND status = 'created' RETURNING id",
-                             {"ids": wanted})) if wanted else set()
-    ids, statuses, codes, descs, has_url = [], [], [], [], {}
-    for r, status, code, desc in settle:
-        if status == "success":
-            if r["order_id"] in paid_now:
-                paid_now.discard(r["order_id"])
-            else:
-                status, code, desc = "failed", "PAYMENT_FAILED", "Order is already paid by another payment"
-        ids.append(r["id"])
-        statuses.append(status)
-        codes.append(code)
-        descs.append(desc)
-        has_url[r["id"]] = r["has_url"]
+    """One statement for the batch: each order is paid once, by the first successful payment of it
+    in the batch (payment id order); a later success for an order already paid becomes a failure
+    (the unique index would refuse it anyway). Two workers settle payments of one order at once
+    only on an upgraded database's old rows (one payment of an order is in flight at a time since),
+    where a deadlock fails a batch that the worker then runs job by job."""
+    rows, statuses, codes, descs = zip(*settle)
     settled = db.all(c, f"""
-        UPDATE payments p SET status = t.s, error_code = t.c, error_description = t.d, updated_at = now()
-          FROM unnest(CAST(%(ids)s AS text[]), CAST(%(s)s AS text[]), CAST(%(c)s AS text[]), CAST(%(d)s AS text[])) AS t(id, s, c, d)
+        WITH t AS (SELECT * FROM unnest(CAST(%(ids)s AS text[]), CAST(%(orders)s AS text[]), CAST(%(s)s AS text[]),
+                                        CAST(%(c)s AS text[]), CAST(%(d)s AS text[])) WITH ORDINALITY AS t(id, order_id, s, c, d, n)),
+             claim AS (SELECT DISTINCT ON (order_id) id, order_id FROM t WHERE s = 'success' ORDER BY order_id, n),
+             paid AS (UPDATE orders o SET status = 'paid', updated_at = now() FROM claim
+                       WHERE o.id = claim.order_id AND o.status = 'created' RETURNING claim.id),
+             outcome AS (SELECT t.*, t.s = 'success' AND t.id NOT IN (SELECT id FROM paid) AS lost FROM t)
+        UPDATE payments p
+           SET status = CASE WHEN t.lost THEN 'failed' ELSE t.s END,
+               error_code = CASE WHEN t.lost THEN 'PAYMENT_FAILED' ELSE t.c END,
+               error_description = CASE WHEN t.lost THEN 'Order is already paid by another payment' ELSE t.d END,
+               updated_at = now()
+          FROM outcome t
          WHERE p.id = t.id AND p.status IN ('pending', 'processing')
         RETURNING {", ".join("p." + col.strip() for col in COLUMNS.split(","))}
-        """, {"ids": ids, "s": statuses, "c": codes, "d": descs})
+        """, {"ids": [r["id"] for r in rows], "orders": [r["order_id"] for r in rows], "s": list(statuses),
+              "c": list(codes), "d": list(descs)})
+    has_url = {r["id"]: r["has_url"] for r in rows}
     metrics.count_payments(c, settled)
     emit([(p["merchant_id"], SETTLED_EVENTS[p["status"]], {"payment": PAYMENT.dump(p)})
           for p in settled if has_url[p["id"]]])
