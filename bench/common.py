@@ -43,6 +43,13 @@ def database_url(url, name):
     return urlsplit(url)._replace(path="/" + quote(name)).geturl()
 
 
+def drop_databases(names):
+    """DROP the benchmark's databases (gigabytes at the large sizes) once it is done with them."""
+    with psycopg.connect(server_url(), autocommit=True) as c:
+        for name in names:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def fresh_database(name):
     """DROP and CREATE database `name`, apply the gateway's schema with its test merchant; its URL."""
     url = server_url()

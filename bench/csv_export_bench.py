@@ -90,9 +90,7 @@ def main():
                 print(f"  {results[n]}", flush=True)
         finally:
             if not args.keep:
-                with psycopg.connect(common.server_url(), autocommit=True) as c:
-                    for n in databases:
-                        c.execute(f'DROP DATABASE IF EXISTS "bench_csv_{n}" WITH (FORCE)')
+                common.drop_databases(f"bench_csv_{n}" for n in databases)
     print(f"\ngunicorn 1 worker × 4 threads, gthread (the launcher's command), LOG_LEVEL=WARNING; "
           f"{common.pg_settings(common.server_url())}; {common.machine()}\n")
     print("| payments | CSV rows | MB | seconds | rows/s | worker peak RSS before | after the export |")

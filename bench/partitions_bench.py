@@ -376,9 +376,7 @@ def main():
     victim = drop_times(new)
     blocking(new, victim)
     move_time(new, args.rows // args.days)
-    with psycopg.connect(common.server_url(), autocommit=True) as c:
-        for name in (OLD, NEW):  # 3.5 GB between them
-            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    common.drop_databases((OLD, NEW))  # 3.5 GB between them
 
 
 if __name__ == "__main__":

@@ -302,9 +302,7 @@ def main():
                 failed_explain = True
         finally:
             if not args.keep:
-                with psycopg.connect(common.server_url(), autocommit=True) as c:
-                    for n in databases:
-                        c.execute(f'DROP DATABASE IF EXISTS "bench_scale_{n}" WITH (FORCE)')
+                common.drop_databases(f"bench_scale_{n}" for n in databases)
     print(f"\ngunicorn {args.workers} workers × {args.threads} threads, gthread (the launcher's command), "
           f"LOG_LEVEL=WARNING, one server per size; sequential GETs on keep-alive connections, the sizes "
           f"alternating, median of {TIMED} after {WARMUPS} warm-ups; {settings}; {common.machine()}")
