@@ -5,7 +5,7 @@ import uuid
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from . import db, rollups
+from . import db, ids, rollups
 from .health import HEARTBEAT_FRESH_SECONDS
 
 CHART_DAYS = 14
@@ -58,24 +58,36 @@ def payments_per_day(c, merchant_id, days=CHART_DAYS):
     return [{"day": d.date(), **v} for d, v in per_day.items()]
 
 
-def browse(c, kind, columns, merchant_id, status=None, before=None, after=None, size=20):
-    """A page of the merchant's rows of `kind` (payments, webhook_logs), newest first, by cursor:
-    the rows just older than the row whose id is `before`, or just newer than `after` (an id that
-    is not the merchant's, or not an id, starts from the newest). Constant time however deep, with
-    the page's place in the whole list from the rollups: {rows, newer, older, first, last, total}."""
+def browse(c, kind, columns, merchant_id, status=None, before=None, after=None, size=20, event=None):
+    """A page of the merchant's rows of `kind` (webhook_logs), newest first, by cursor: the rows
+    just older than the row whose id is `before`, or just newer than `after` (see cursor). Constant
+    time however deep, with the page's place in the whole list from the rollups:
+    {rows, newer, older, first, last, total}. Filtered by event name there is no total and no
+    place: no rollup counts logs by event, and counting would read every one of them per page."""
     where, params = "merchant_id = %(m)s", {"m": merchant_id}
     if status:
         where, params["status"] = where + " AND status = %(status)s", status
-    cursor, cursor_id = None, after or before
-    if cursor_id and (kind != "webhook_logs" or _is_uuid(cursor_id)):
-        row = db.one(c, f"SELECT created_at, id FROM {kind} WHERE merchant_id = %(m)s AND id = %(id)s",
-                     {"m": merchant_id, "id": cursor_id})
-        cursor = (row["created_at"], row["id"]) if row else None
+    if event:
+        where, params["event"] = where + " AND event = %(event)s", event
+    at = cursor(c, kind, merchant_id, after or before)
     rows, newer, older = db.keyset(c, kind, columns, where, params, size,
-                                   before=cursor if before else None, after=cursor if after else None)
+                                   before=at if before else None, after=at if after else None)
+    if event:
+        return {"rows": rows, "newer": newer, "older": older, "total": None, "first": None, "last": None}
     place = rows_before(c, kind, merchant_id, rows, newer, where, params, status)
     return {"rows": rows, "newer": newer, "older": older, "total": rollups.count(c, kind, merchant_id, status=status),
             "first": place + 1 if rows else 0, "last": place + len(rows)}
+
+
+def cursor(c, kind, merchant_id, row_id):
+    """(created_at, id) of the merchant's row of `kind` (payments, webhook_logs) with this id, where
+    a page starts; None for no id, another merchant's, or text that is not an id of that kind (a NUL
+    byte would make PostgreSQL raise), which starts the list from the newest."""
+    if not row_id or not (ids.is_id("pay_", row_id) if kind == "payments" else _is_uuid(row_id)):
+        return None
+    row = db.one(c, f"SELECT created_at, id FROM {kind} WHERE merchant_id = %(m)s AND id = %(id)s",
+                 {"m": merchant_id, "id": row_id})
+    return (row["created_at"], row["id"]) if row else None
 
 
 def rows_before(c, kind, merchant_id, rows, newer, where, params, status=None, until=None):

@@ -24,11 +24,8 @@ def _webhooks_page(url_value=None, url_error=None, status=200):
     c = db.conn()
     f = _filters()
     before, after = request.args.get("before"), request.args.get("after")
-    if f["event"]:
-        paging = webhooks.logs_of_event(c, g.merchant["id"], f["event"], f["status"] or None, before, after, PAGE_SIZE)
-    else:
-        paging = data.browse(c, "webhook_logs", webhooks.LOG_COLUMNS, g.merchant["id"], f["status"] or None,
-                             before=before, after=after, size=PAGE_SIZE)
+    paging = data.browse(c, "webhook_logs", webhooks.LOG_COLUMNS, g.merchant["id"], f["status"] or None,
+                         before=before, after=after, size=PAGE_SIZE, event=f["event"] or None)
     config = webhooks.get_config(c, g.merchant["id"])
     return render_template("dashboard/webhooks.html", hook=config, logs=paging["rows"], paging=paging,
                            url_value=config["webhook_url"] if url_value is None else url_value,

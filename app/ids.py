@@ -44,8 +44,13 @@ def new_id(prefix, now=None):
 _BODY = re.compile(r"[A-Za-z0-9]{16}")
 
 
+def is_id(prefix, value):
+    """Whether `value` has the shape of an id with this prefix."""
+    return isinstance(value, str) and value.startswith(prefix) and _BODY.fullmatch(value, len(prefix)) is not None
+
+
 def check(prefix, value, what, field=None):
     """404 unless `value` has the shape of an id with this prefix: nothing else can exist, and a NUL
     byte in a path or body would make PostgreSQL raise (a 500, not a 404)."""
-    if not (isinstance(value, str) and value.startswith(prefix) and _BODY.fullmatch(value, len(prefix))):
+    if not is_id(prefix, value):
         raise NotFound(f"{what} not found.", field=field)

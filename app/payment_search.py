@@ -8,8 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
-from . import dashboard_data, db, ids, payments, rollups
-from .errors import NotFound
+from . import dashboard_data, db, payments, rollups
 from .money import plain
 from .schemas import PAYMENT_STATUSES
 from .timefmt import iso
@@ -120,26 +119,14 @@ def _where(c, merchant_id, f, tz):
     return " AND ".join(where), params
 
 
-def _cursor(c, merchant_id, payment_id):
-    """(created_at, id) of the merchant's payment with this id; None for any other text, which
-    starts the list from the newest."""
-    try:
-        ids.check("pay_", payment_id, "Payment")
-    except NotFound:
-        return None
-    row = db.one(c, "SELECT created_at, id FROM payments WHERE merchant_id = %(m)s AND id = %(id)s",
-                 {"m": merchant_id, "id": payment_id})
-    return (row["created_at"], row["id"]) if row else None
-
-
 def browse(c, merchant_id, f, tz, before=None, after=None, size=20):
     """A page of the filtered payments, newest first, by cursor (as dashboard_data.browse). Without
     a search, the page's place and the total come from the rollups (exact, constant cost); with one,
     `matches` counts the matching payments up to MATCH_CAP instead."""
     where, params = _where(c, merchant_id, f, tz)
-    cursor = _cursor(c, merchant_id, after or before) if after or before else None
+    at = dashboard_data.cursor(c, "payments", merchant_id, after or before)
     rows, newer, older = db.keyset(c, "payments", COLUMNS, where, params, size,
-                                   before=cursor if before else None, after=cursor if after else None)
+                                   before=at if before else None, after=at if after else None)
     paging = {"rows": rows, "newer": newer, "older": older}
     if f.q:
         n = db.value(c, f"SELECT count(*) FROM (SELECT 1 FROM payments WHERE {where} LIMIT %(cap)s) t",

@@ -298,22 +298,6 @@ def get_log(c, merchant_id, log_id, created_at=None):
                   {"id": log_id, "m": merchant_id, "at": created_at})
 
 
-def logs_of_event(c, merchant_id, event, status=None, before=None, after=None, size=20):
-    """A page of the merchant's logs of one event (and status), by cursor like
-    dashboard_data.browse, but without a total: no rollup counts logs by event name, and counting
-    them would read every one of the merchant's logs on each page."""
-    where, params = "merchant_id = %(m)s AND event = %(event)s", {"m": merchant_id, "event": event}
-    if status:
-        where, params["status"] = where + " AND status = %(status)s", status
-    cursor = None
-    if after or before:
-        row = get_log(c, merchant_id, after or before)
-        cursor = (row["created_at"], row["id"]) if row else None
-    rows, newer, older = db.keyset(c, "webhook_logs", LOG_COLUMNS, where, params, size,
-                                   before=cursor if before else None, after=cursor if after else None)
-    return {"rows": rows, "newer": newer, "older": older, "total": None, "first": None, "last": None}
-
-
 def retry(c, merchant_id, log_id):
     """Reset attempts and deliver now. The log's own job is reused when it is still queued, so
     there is never more than one delivery job per log."""
