@@ -50,8 +50,9 @@ def drop_databases(names):
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def fresh_database(name):
-    """DROP and CREATE database `name`, apply the gateway's schema with its test merchant; its URL."""
+def fresh_database(name, root=ROOT):
+    """DROP and CREATE database `name`, apply the gateway's schema (the migrations of the tree at
+    `root`) with its test merchant; its URL."""
     url = server_url()
     with psycopg.connect(url, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -59,7 +60,7 @@ def fresh_database(name):
     db_url = database_url(url, name)
     env = app_env(db_url, SEED_TEST_MERCHANT="true")
     for cmd in (["-m", "app.launcher", "migrate"], ["-m", "flask", "--app", "app", "seed"]):
-        subprocess.run([PY, *cmd], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([PY, *cmd], env=env, cwd=root, check=True, stdout=subprocess.DEVNULL)
     return db_url
 
 
@@ -145,11 +146,11 @@ class Server(Process):
         return [self.ps, *self.ps.children(recursive=True)]
 
 
-def start_worker(env, log_dir, noop=False):
-    """worker.py; with noop=True it also knows a 'bench.noop' job kind that does nothing."""
+def start_worker(env, log_dir, noop=False, root=ROOT):
+    """worker.py of the tree at `root`; with noop=True it also knows a 'bench.noop' job kind that does nothing."""
     code = ("import sys, worker; worker.HANDLERS['bench.noop'] = worker.Batched(lambda c, batch, settings, emit: {}); "
             "sys.exit(worker.main())")
-    worker = Process([PY, "-c", code] if noop else [PY, "worker.py"], env, "worker", log_dir)
+    worker = Process([PY, "-c", code] if noop else [PY, "worker.py"], env, "worker", log_dir, cwd=root)
     url = env["DATABASE_URL"]
 
     def beating():

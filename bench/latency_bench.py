@@ -8,15 +8,19 @@ Each run: a fresh `bench_latency` database; the gateway under the launcher's gun
 in test mode with TEST_PROCESSING_DELAY=0; the receiver is an HTTP server in this process (the
 test merchant's webhook URL). First --sequential payments one after another, then payments started
 at --rate per second for --seconds whatever the earlier ones did (open loop). Medians of the runs.
-Targets: p50 <= 6 ms, p99 <= 15 ms sequential and <= 20 ms at 50/s.
+Targets: p50 <= 6 ms, p99 <= 15 ms sequential and <= 20 ms at 50/s. With --against REV the runs
+alternate between the work tree and REV (checked out in a temporary git worktree, its own
+migrations on its own fresh database): "no worse than before" measured side by side.
 """
 import argparse
 import json
+import subprocess
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psycopg
 import requests
@@ -74,9 +78,9 @@ def pay(session, base, order_id):
     return r.json()["id"], t
 
 
-def one_run(args, log_dir):
-    """Latencies in ms: (sequential, at the rate)."""
-    db_url = common.fresh_database("bench_latency")
+def one_run(args, log_dir, root=common.ROOT):
+    """Latencies in ms: (sequential, at the rate), of the tree at `root`."""
+    db_url = common.fresh_database("bench_latency", root)
     receiver = Receiver()
     with psycopg.connect(db_url) as c:
         c.execute("UPDATE merchants SET webhook_url = %(url)s WHERE id = %(id)s",
@@ -84,8 +88,8 @@ def one_run(args, log_dir):
     env = common.test_mode_env(db_url)
     api = worker = None
     try:
-        api = common.Server("api", env, log_dir)
-        worker = common.start_worker(env, log_dir)
+        api = common.Server("api", env, log_dir, root=root)
+        worker = common.start_worker(env, log_dir, root=root)
         s = requests.Session()
         make_orders(s, api.url, 5)  # warms the connection pools
         sequential = []
@@ -118,21 +122,36 @@ def main():
     ap.add_argument("--rate", type=float, default=50)
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--against", metavar="REV", help="git revision to alternate with the work tree")
     args = ap.parse_args()
     log_dir = tempfile.mkdtemp(prefix="bench-latency-")
-    rows = {"sequential": [], "rate": []}
-    for i in range(args.runs):
-        for name, ms in zip(rows, one_run(args, log_dir)):
-            rows[name].append((common.percentile(ms, 50), common.percentile(ms, 99)))
-        print(f"run {i + 1}: " + "; ".join(f"{name} p50 {v[-1][0]:.1f} ms, p99 {v[-1][1]:.1f} ms"
-                                           for name, v in rows.items()), flush=True)
+    trees = {"new": common.ROOT}
+    if args.against:
+        trees["old"] = Path(log_dir) / "old"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees["old"]), args.against],
+                       cwd=common.ROOT, check=True)
+    rows = {(tree, case): [] for tree in trees for case in ("sequential", "rate")}
+    try:
+        for i in range(args.runs):
+            for tree in (list(trees) if i % 2 == 0 else list(reversed(trees))):  # which goes first alternates
+                for case, ms in zip(("sequential", "rate"), one_run(args, log_dir, trees[tree])):
+                    rows[tree, case].append((common.percentile(ms, 50), common.percentile(ms, 99)))
+                print(f"run {i + 1} {tree}: " + "; ".join(
+                    f"{case} p50 {rows[tree, case][-1][0]:.1f} ms, p99 {rows[tree, case][-1][1]:.1f} ms"
+                    for case in ("sequential", "rate")), flush=True)
+    finally:
+        if args.against:
+            subprocess.run(["git", "worktree", "remove", "--force", str(trees["old"])], cwd=common.ROOT, check=False)
     print(f"\ngunicorn 2 workers × 4 threads, gthread; one worker.py; TEST_PROCESSING_DELAY=0; "
-          f"{args.runs} run(s); {common.pg_settings(common.server_url())}; {common.machine()}\n")
-    print("| case | p50 ms, median (runs) | p99 ms, median (runs) | target |\n|---|---|---|---|")
-    for name, label, goal in (("sequential", f"{args.sequential} sequential payments", "≤ 6 / ≤ 15 ms"),
-                              ("rate", f"payments at {args.rate:g}/s for {args.seconds:g} s", "≤ 6 / ≤ 20 ms")):
-        print(f"| {label} | {common.runs([r[0] for r in rows[name]], '.1f')} | "
-              f"{common.runs([r[1] for r in rows[name]], '.1f')} | {goal} |")
+          f"{args.runs} run(s){' each, alternated with ' + args.against if args.against else ''}; "
+          f"{common.pg_settings(common.server_url())}; {common.machine()}\n")
+    print("| tree | case | p50 ms, median (runs) | p99 ms, median (runs) | target |\n|---|---|---|---|---|")
+    for tree in trees:
+        for case, label, goal in (("sequential", f"{args.sequential} sequential payments", "≤ 6 / ≤ 15 ms"),
+                                  ("rate", f"payments at {args.rate:g}/s for {args.seconds:g} s", "≤ 6 / ≤ 20 ms")):
+            name = "work tree" if tree == "new" else args.against
+            print(f"| {name} | {label} | {common.runs([r[0] for r in rows[tree, case]], '.1f')} | "
+                  f"{common.runs([r[1] for r in rows[tree, case]], '.1f')} | {goal} |")
 
 
 if __name__ == "__main__":
