@@ -2,7 +2,7 @@
 
 Every job kind has an entry in HANDLERS. Database jobs (settlements, refunds) run inside one
 transaction per claimed batch: state change, events and job completion commit together. Webhook
-deliveries are HTTP: they run on a bounded thread pool, a few per merchant at most, so one
+deliveries are HTTP: they run on a bounded thread pool, a few per webhook endpoint at most, so one
 hanging endpoint cannot hold up the others. LISTEN/NOTIFY wakes the loop within milliseconds
 (sent only while a worker sleeps: see jobs.wakeup_gate); it polls at least every second as the
 fallback.
@@ -73,7 +73,7 @@ HANDLERS = {
 POLL_SECONDS = 1.0
 GATE_WAIT_SECONDS = 1
 FULL_POOL_RECHECK_SECONDS = 0.05
-MAX_WAITING_PER_MERCHANT = 200
+MAX_WAITING_PER_TARGET = 200
 HEALTHCHECK_MAX_AGE = 30  # seconds; the heartbeat is every 2 s, so this tolerates a slow database
 
 
@@ -94,9 +94,9 @@ class Worker:
         self.stopping = threading.Event()
         self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="deliver")
         self.lock = threading.Lock()
-        self.in_flight = {}          # job_id -> (lease_id, merchant_id): deliveries queued or running
-        self.per_merchant_count = Counter()   # deliveries on the pool, by merchant
-        self.waiting = defaultdict(deque)     # merchant -> leased deliveries waiting for a slot
+        self.in_flight = {}          # job_id -> (lease_id, endpoint): deliveries queued or running
+        self.per_target_count = Counter()     # deliveries on the pool, by endpoint (see submit_deliveries)
+        self.waiting = defaultdict(deque)     # endpoint -> leased deliveries waiting for a slot
         self.room_freed = threading.Event()   # set when a delivery ends and frees its slot
         self.http = outbound.http_pool(self.threads)
         self.results = queue_module.Queue()   # delivery outcomes for the recorder thread
@@ -168,7 +168,7 @@ class Worker:
     def _room(self):
         """How many more deliveries the pool takes (queued on it or running, two per thread)."""
         with self.lock:
-            return self.threads * 2 - sum(self.per_merchant_count.values())
+            return self.threads * 2 - sum(self.per_target_count.values())
 
     def step(self):
         """Claim one batch and run it; False when nothing was due."""
@@ -279,10 +279,10 @@ class Worker:
                 # (jobs queued before endpoints existed carry only their merchant).
                 task = (job_id, lease, attempt, payload.get("endpoint_id") or payload.get("merchant_id"),
                         _request_id(payload))
-                if self.per_merchant_count[task[3]] < self.per_merchant:
-                    self.per_merchant_count[task[3]] += 1
+                if self.per_target_count[task[3]] < self.per_merchant:
+                    self.per_target_count[task[3]] += 1
                     self._start(task)
-                elif len(self.waiting[task[3]]) < MAX_WAITING_PER_MERCHANT:
+                elif len(self.waiting[task[3]]) < MAX_WAITING_PER_TARGET:
                     self.waiting[task[3]].append(task)
                     self.in_flight[job_id] = (lease, task[3])
                 else:
@@ -292,24 +292,24 @@ class Worker:
                 jobs.release(c, deferred, lease, delay_seconds=1.0)
 
     def _start(self, task):
-        # Caller holds self.lock and has counted the task in per_merchant_count.
+        # Caller holds self.lock and has counted the task in per_target_count.
         self.in_flight[task[0]] = (task[1], task[3])
         self.pool.submit(self.deliver, task)
 
     def _finished(self, job_id):
-        """A delivery ended: hand its merchant's slot to that merchant's next delivery, if any."""
+        """A delivery ended: hand its endpoint's slot to that endpoint's next delivery, if any."""
         with self.lock:
-            _, merchant = self.in_flight.pop(job_id, (None, None))
-            queue = self.waiting.get(merchant)
+            _, target = self.in_flight.pop(job_id, (None, None))
+            queue = self.waiting.get(target)
             if queue and not self.stopping.is_set():
                 self._start(queue.popleft())
             else:
-                self.per_merchant_count[merchant] -= 1
-                if self.per_merchant_count[merchant] <= 0:
-                    del self.per_merchant_count[merchant]
+                self.per_target_count[target] -= 1
+                if self.per_target_count[target] <= 0:
+                    del self.per_target_count[target]
                 self.room_freed.set()
             if not queue:
-                self.waiting.pop(merchant, None)
+                self.waiting.pop(target, None)
 
     def deliver(self, task):
         """One HTTP attempt on a pool thread; the recorder thread writes its outcome."""
