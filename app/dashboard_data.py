@@ -68,14 +68,19 @@ def browse(c, kind, columns, merchant_id, status=None, before=None, after=None, 
         where, params["status"] = where + " AND status = %(status)s", status
     cursor, cursor_id = None, after or before
     if cursor_id and (kind != "webhook_logs" or _is_uuid(cursor_id)):
-        row = db.one(c, f"SELECT created_at, id FROM {kind} WHERE merchant_id = %(m)s AND id = %(id)s",
-                     {"m": merchant_id, "id": cursor_id})
-        cursor = (row["created_at"], row["id"]) if row else None
+        cursor = cursor_of(c, kind, merchant_id, cursor_id)
     rows, newer, older = db.keyset(c, kind, columns, where, params, size,
                                    before=cursor if before else None, after=cursor if after else None)
     place = rows_before(c, kind, merchant_id, rows, newer, where, params, status)
     return {"rows": rows, "newer": newer, "older": older, "total": rollups.count(c, kind, merchant_id, status=status),
             "first": place + 1 if rows else 0, "last": place + len(rows)}
+
+
+def cursor_of(c, kind, merchant_id, row_id):
+    """(created_at, id) of the merchant's row of `kind` with this id (a page's cursor), or None."""
+    row = db.one(c, f"SELECT created_at, id FROM {kind} WHERE merchant_id = %(m)s AND id = %(id)s",
+                 {"m": merchant_id, "id": row_id})
+    return (row["created_at"], row["id"]) if row else None
 
 
 def rows_before(c, kind, merchant_id, rows, newer, where, params, status=None, until=None):

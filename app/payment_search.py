@@ -127,9 +127,7 @@ def _cursor(c, merchant_id, payment_id):
         ids.check("pay_", payment_id, "Payment")
     except NotFound:
         return None
-    row = db.one(c, "SELECT created_at, id FROM payments WHERE merchant_id = %(m)s AND id = %(id)s",
-                 {"m": merchant_id, "id": payment_id})
-    return (row["created_at"], row["id"]) if row else None
+    return dashboard_data.cursor_of(c, "payments", merchant_id, payment_id)
 
 
 def browse(c, merchant_id, f, tz, before=None, after=None, size=20):
