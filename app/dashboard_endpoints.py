@@ -72,6 +72,12 @@ def _endpoint_page(endpoint, form=None, errors=None, status=200):
                            default_overlap=endpoints.DEFAULT_OVERLAP, replay_windows=REPLAY_WINDOWS), status
 
 
+def _back(endpoint_id, message, category="success"):
+    """The endpoint's page again, with what the action did (or why it did nothing) above it."""
+    flash(message, category)
+    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+
+
 @bp.get("/dashboard/webhooks/endpoints")
 @login_required
 def endpoints_page():
@@ -116,8 +122,7 @@ def save_endpoint(endpoint_id):
         raise
     except ApiError as e:
         return _endpoint_page(endpoint, form, _errors(e), 400)
-    flash("Endpoint saved.", "success")
-    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+    return _back(endpoint_id, "Endpoint saved.")
 
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/enabled")
@@ -126,9 +131,8 @@ def save_endpoint(endpoint_id):
 def set_endpoint_enabled(endpoint_id):
     enabled = request.form.get("enabled") == "true"
     endpoints.update(db.conn(), g.merchant["id"], endpoint_id, {"enabled": enabled}, *_targets())
-    flash("Endpoint enabled: it gets new events again." if enabled
-          else "Endpoint disabled: it gets no new events until it is enabled again.", "success")
-    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+    return _back(endpoint_id, "Endpoint enabled: it gets new events again." if enabled
+                 else "Endpoint disabled: it gets no new events until it is enabled again.")
 
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/secret")
@@ -137,13 +141,12 @@ def set_endpoint_enabled(endpoint_id):
 def rotate_endpoint_secret(endpoint_id):
     overlap = request.form.get("overlap", type=int)
     if overlap not in dict(OVERLAPS):
-        flash("Choose how long the current secret keeps signing.", "error")
-        return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+        return _back(endpoint_id, "Choose how long the current secret keeps signing.", "error")
     row = endpoints.rotate(db.conn(), g.merchant["id"], endpoint_id, overlap)
-    flash(f"A new secret was generated. The previous one also signs every delivery until "
-          f"{local(row['previous_expires_at'], current_app.config['DASHBOARD_TIMEZONE'])}." if row["previous_expires_at"]
-          else "A new secret was generated; the previous one no longer signs deliveries.", "success")
-    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+    if row["previous_expires_at"]:
+        until = local(row["previous_expires_at"], current_app.config["DASHBOARD_TIMEZONE"])
+        return _back(endpoint_id, f"A new secret was generated. The previous one also signs every delivery until {until}.")
+    return _back(endpoint_id, "A new secret was generated; the previous one no longer signs deliveries.")
 
 
 # How far back a replay from the dashboard goes (the API takes any time).
@@ -157,12 +160,10 @@ REPLAY_WINDOWS = [(3600, "the last hour"), (6 * 3600, "the last 6 hours"), (8640
 def replay_endpoint(endpoint_id):
     window = request.form.get("window", type=int)
     if window not in dict(REPLAY_WINDOWS):
-        flash("Choose how far back to send the events again.", "error")
-        return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+        return _back(endpoint_id, "Choose how far back to send the events again.", "error")
     since = datetime.now(timezone.utc) - timedelta(seconds=window)
     queued = webhooks.replay(db.conn(), g.merchant["id"], endpoint_id, since, request.form.get("failed") == "on")
-    flash(f"{queued} deliver{'y' if queued == 1 else 'ies'} queued to this endpoint.", "success")
-    return redirect(url_for("dashboard.endpoint_page", endpoint_id=endpoint_id))
+    return _back(endpoint_id, f"{queued} deliver{'y' if queued == 1 else 'ies'} queued to this endpoint.")
 
 
 @bp.post("/dashboard/webhooks/endpoints/<endpoint_id>/delete")

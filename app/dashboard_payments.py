@@ -49,6 +49,11 @@ def _not_found():
     return render_template("dashboard/not_found.html", what="Payment"), 404
 
 
+def _sentence(e):
+    """An action's ApiError as the page shows it: one full stop at its end."""
+    return f"{e.description}.".replace("..", ".")
+
+
 def _payment_page(payment_id, status=200, **form):
     """The payment's page; `form` keeps what a refused action was sent with (and its error)."""
     c = db.conn()
@@ -104,7 +109,7 @@ def refund_payment(payment_id):
         return _payment_page(payment_id, 409, amount=typed,
                              refund_error="This refund form was already sent. Reload the page to make another refund.")
     except ApiError as e:
-        return _payment_page(payment_id, 400, amount=typed, refund_error=f"{e.description}.".replace("..", "."))
+        return _payment_page(payment_id, 400, amount=typed, refund_error=_sentence(e))
     refund = response.get_json()
     flash(f"Refund {refund['id']} of {money(refund['amount'], refund['currency'])} accepted.", "success")
     return redirect(url_for("dashboard.transaction", payment_id=payment_id))
@@ -120,6 +125,6 @@ def capture_payment(payment_id):
     except NotFound:
         return _not_found()
     except ApiError as e:
-        return _payment_page(payment_id, 400, capture_error=f"{e.description}.".replace("..", "."))
+        return _payment_page(payment_id, 400, capture_error=_sentence(e))
     flash(f"Payment {payment_id} captured.", "success")
     return redirect(url_for("dashboard.transaction", payment_id=payment_id))

@@ -151,6 +151,7 @@ def test_capture_marks_an_uncaptured_successful_payment_captured_once(db, dashbo
     shown = page(dashboard.get(f"/dashboard/transactions/{pay_id}"))
     assert shown.one("captured").text == "yes" and not shown.all("capture-button")
     assert "captured" in shown.text
+    assert shown.one("flash-message").text == f"Payment {pay_id} captured."
     again = page(dashboard.post(f"/dashboard/transactions/{pay_id}/capture", data={"csrf_token": token}), 400)
     assert again.one("capture-error").text == "Payment has already been captured."
     pending = insert_payment(db, dashboard_merchant["id"], now(), status="pending")

@@ -159,7 +159,9 @@ def test_disable_and_enable(dashboard, form, merchant_api):
 
     form(f"{path}/enabled", enabled="true")
     assert merchant_api.get(f"{API}/{endpoint['id']}").get_json()["enabled"] is True
-    assert page(dashboard.get(path)).one("endpoint-status").text == "enabled"
+    shown = page(dashboard.get(path))
+    assert shown.one("flash-message").text == "Endpoint enabled: it gets new events again."
+    assert shown.one("endpoint-status").text == "enabled"
 
 
 def test_rotating_the_secret_with_an_overlap_then_at_once(dashboard, form, merchant_api):
@@ -276,3 +278,5 @@ def test_replay_queues_the_events_of_the_chosen_time_again(dashboard, form, merc
     assert db.value("SELECT count(*) FROM webhook_logs WHERE endpoint_id = %(e)s", {"e": endpoint["id"]}) == before + 1
     form(f"{path}/replay", window="12345")
     assert flash(dashboard, path) == "Choose how far back to send the events again."
+    # A window the page does not offer queues nothing.
+    assert db.value("SELECT count(*) FROM webhook_logs WHERE endpoint_id = %(e)s", {"e": endpoint["id"]}) == before + 1
