@@ -121,47 +121,36 @@
     var existing = document.getElementById(MODAL_ID);
     if (existing) existing.parentNode.removeChild(existing);
 
-    var overlay = css(document.createElement("div"), {
+    var overlay = el("div", {
       position: "fixed", top: "0", right: "0", bottom: "0", left: "0", zIndex: "2147483000",
       display: "flex", alignItems: "center", justifyContent: "center", margin: "0", padding: "0",
       background: "rgba(15, 23, 42, 0.6)", boxSizing: "border-box"
-    });
-    overlay.id = MODAL_ID;
-    overlay.setAttribute("data-test-id", "payment-modal");
-    overlay.setAttribute("role", "dialog");
-    overlay.setAttribute("aria-modal", "true");
-    overlay.setAttribute("aria-label", "Secure payment");
+    }, {id: MODAL_ID, "data-test-id": "payment-modal", role: "dialog", "aria-modal": "true",
+        "aria-label": "Secure payment"});
 
     var small = window.innerWidth < 520;
-    var box = css(document.createElement("div"), {
+    var box = el("div", {
       position: "relative", display: "flex", flexDirection: "column", boxSizing: "border-box",
       width: small ? "100%" : "460px", height: small ? "100%" : "min(720px, calc(100% - 32px))",
       background: "#ffffff", borderRadius: small ? "0" : "12px", overflow: "hidden",
       boxShadow: "0 20px 60px rgba(0, 0, 0, 0.35)"
     });
 
-    var bar = css(document.createElement("div"), {
+    var bar = el("div", {
       display: "flex", alignItems: "center", justifyContent: "flex-end", flex: "0 0 auto",
       height: "48px", padding: "0 4px", borderBottom: "1px solid #e2e8f0", background: "#ffffff"
     });
-    var closeButton = css(document.createElement("button"), {
+    var closeButton = el("button", {
       width: "44px", height: "44px", padding: "0", margin: "0", border: "0", borderRadius: "8px",
       background: "transparent", color: "#0f172a", font: "400 28px/44px system-ui, sans-serif",
       cursor: "pointer"
-    });
-    closeButton.type = "button";
-    closeButton.setAttribute("data-test-id", "close-modal-button");
-    closeButton.setAttribute("aria-label", "Close payment window");
-    closeButton.textContent = "\u00d7";
+    }, {type: "button", "data-test-id": "close-modal-button", "aria-label": "Close payment window"}, "\u00d7");
     closeButton.addEventListener("click", this._requestClose.bind(this));
 
-    var iframe = css(document.createElement("iframe"), {
-      display: "block", flex: "1 1 auto", width: "100%", height: "100%", border: "0", margin: "0"
-    });
-    iframe.setAttribute("data-test-id", "payment-iframe");
-    iframe.setAttribute("title", "Payment checkout");
-    iframe.setAttribute("referrerpolicy", "origin");
-    css(iframe, {visibility: "hidden"}); // until the checkout says it is ready; the loader shows instead
+    var iframe = el("iframe", {
+      display: "block", flex: "1 1 auto", width: "100%", height: "100%", border: "0", margin: "0",
+      visibility: "hidden" // until the checkout says it is ready; the loader shows instead
+    }, {"data-test-id": "payment-iframe", title: "Payment checkout", referrerpolicy: "origin"});
     iframe.src = this.checkoutUrl();
 
     var loader = panel({"data-test-id": "modal-loader", role: "status"});

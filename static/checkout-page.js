@@ -177,7 +177,6 @@
     paid: byTestId("already-paid-state")
   };
   var method = "upi";
-  var busy = false;
 
   function setFieldError(name, message) {
     var input = fields[name], box = errorBoxes[name];
@@ -335,8 +334,8 @@
     return key;
   }
 
+  // The disabled pay button is the one record of "a payment is being sent".
   function setBusy(on) {
-    busy = on;
     payButton.disabled = on;
     payButton.setAttribute("aria-busy", on ? "true" : "false");
     // A disabled button drops focus to the page: give it back, so the keyboard stays on a control.
@@ -345,7 +344,7 @@
 
   form.addEventListener("submit", function (event) {
     event.preventDefault();
-    if (busy) return;
+    if (payButton.disabled) return;
     clearErrors();
     var errors = method === "upi" ? checkUpi() : checkCard();
     if (errors) {
@@ -373,8 +372,10 @@
         var field = SERVER_FIELDS[err.field];
         var message = err.description || "The payment could not be started. Please try again.";
         if (err.field === "order_id") return orderPaidElse(function () { showFormError(message); });
-        if (field) showErrors(singleError(field, message));
-        else showFormError(message);
+        if (!field) return showFormError(message);
+        var errors = {};
+        errors[field] = message;
+        showErrors(errors);
         return;
       }
       // The card number and CVV are not needed any more: drop them from the page.
@@ -395,26 +396,22 @@
 
   // Another payment of this order won (another tab, another device): that is not a failure.
   function orderPaidElse(otherwise) {
-    fetch("/api/v1/orders/" + encodeURIComponent(orderId) + "/public", {headers: {"Accept": "application/json"}, cache: "no-store"})
-      .then(function (response) { return response.ok ? response.json() : {}; })
+    getJson("/api/v1/orders/" + encodeURIComponent(orderId) + "/public")
       .catch(function () { return {}; })
       .then(function (order) { if (order.status === "paid") show("paid"); else otherwise(); });
   }
 
-  function singleError(field, message) {
-    var errors = {};
-    errors[field] = message;
-    return errors;
+  // A JSON answer of the gateway; any status but 2xx rejects, as a network error does.
+  function getJson(path) {
+    return fetch(path, {headers: {"Accept": "application/json"}, cache: "no-store"}).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
   }
 
   function poll(paymentId, startedAt) {
     window.setTimeout(function () {
-      fetch("/api/v1/payments/" + encodeURIComponent(paymentId) + "/public",
-            {headers: {"Accept": "application/json"}, cache: "no-store"})
-        .then(function (response) {
-          if (!response.ok) throw new Error("HTTP " + response.status);
-          return response.json();
-        })
+      getJson("/api/v1/payments/" + encodeURIComponent(paymentId) + "/public")
         .then(function (payment) {
           current.status = payment.status;
           if (payment.status === "success") succeeded(payment);
@@ -468,12 +465,7 @@
   // The settled payment's details the polling endpoint does not carry: the success signature for
   // the merchant, the failure reason for the shopper.
   function fetchResult(paymentId, tries) {
-    return fetch("/checkout/orders/" + encodeURIComponent(orderId) + "/payments/" + encodeURIComponent(paymentId),
-                 {headers: {"Accept": "application/json"}, cache: "no-store"})
-      .then(function (response) {
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
-      })
+    return getJson("/checkout/orders/" + encodeURIComponent(orderId) + "/payments/" + encodeURIComponent(paymentId))
       .catch(function () {
         if (tries <= 1) return null;
         return new Promise(function (resolve) { window.setTimeout(resolve, 1000); }).then(function () {

@@ -89,6 +89,10 @@ document.getElementById("pay").addEventListener("click", function () {
   if (params.has("name")) options.name = params.get("name");
   if (params.has("description")) options.description = params.get("description");
   if (params.has("vpa")) options.prefill = {vpa: params.get("vpa")};
+  // A merchant's own bug: its onSuccess records the success, then throws.
+  if (params.has("throw_on_success")) {
+    options.onSuccess = function (data) { record("success", data); throw new Error("the shop's onSuccess broke"); };
+  }
   window.gateway = new PaymentGateway(options);
   window.gateway.open();
 });
@@ -598,6 +602,7 @@ def test_status_endpoint_answers_only_the_order_and_payment_pair(live_api, make_
     assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "*"
     assert ok.json() == {"paymentId": pay_id, "orderId": order_id, "status": "pending"}
     assert "Access-Control-Allow-Credentials" not in ok.headers
+    assert ok.headers["Cache-Control"] == "no-store"  # a pending answer must not stand in for the settled one
     wrong = requests.get(f"{live_api.url}/checkout/orders/{other_order}/payments/{pay_id}", timeout=10)
     assert wrong.status_code == 404 and wrong.json()["error"]["code"] == "NOT_FOUND_ERROR"
 
@@ -900,6 +905,22 @@ def test_sdk_pays_inside_the_iframe_on_another_origin(page, live_api, live_worke
     assert data["orderId"] == order_id and data["status"] == "success" and payment["status"] == "success"
     expect_signature(merchant, data)
     assert seen["errors"] == []  # nothing refused by either page's CSP
+
+
+def test_an_on_success_that_throws_still_closes_the_modal(page, live_api, live_worker, make_merchant, merchant_site):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    site = merchant_site(live_api.url)
+    errors = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(site.url(order_id, merchant["api_key"], throw_on_success="1"))
+    page.locator("#pay").click()
+    pay_upi(page.frame_locator(tid("payment-iframe")))
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)  # closed all the same, onClose called
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    # The shop's error is not swallowed: it still reaches the console.
+    wait_until(lambda: any("the shop's onSuccess broke" in e for e in errors), message="the error re-thrown")
 
 
 def test_sdk_close_button_and_escape_close_the_modal(page, live_api, make_merchant, merchant_site):
