@@ -62,7 +62,7 @@ def _payment_page(payment_id, status=200, **form):
     except NotFound:
         return _not_found()
     refund_rows, _ = refunds.list_for_payment(c, g.merchant["id"], payment_id, 100, 0)
-    refunded = sum(r["amount"] for r in refund_rows)
+    refunded = refunds.refunded(c, payment_id)
     rest = payment["amount"] - refunded
     return render_template("dashboard/transaction.html", payment=payment, refunds=refund_rows, refunded=refunded,
                            refundable=rest if payment["status"] == "success" and rest > 0 else 0,

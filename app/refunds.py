@@ -72,6 +72,11 @@ def list_(c, merchant_id, limit, offset, window=(None, None)):
                    count=rollups.counter(c, "refunds", merchant_id))
 
 
+def refunded(c, payment_id):
+    """The total of the payment's refunds, all of them (a page of them would miss the rest)."""
+    return db.value(c, "SELECT coalesce(sum(amount), 0) FROM refunds WHERE payment_id = %(p)s", {"p": payment_id})
+
+
 def list_for_payment(c, merchant_id, payment_id, limit, offset, window=(None, None)):
     """A payment's refunds, newest first; 404 unless the payment is the merchant's."""
     payment = payments.get(c, merchant_id, payment_id)

@@ -108,6 +108,18 @@ def test_a_yen_payment_is_refunded_and_exported_in_whole_yen(db, dashboard, dash
     assert (row["amount"], row["amount_paise"], row["refunded"], row["currency"]) == ("150000", "150000", "500", "JPY")
 
 
+def test_the_refunded_total_counts_every_refund_beyond_the_listed_ones(db, dashboard, dashboard_merchant):
+    """The page lists the newest 100 refunds; what is refunded and what is left count all of them."""
+    pay_id = insert_payment(db, dashboard_merchant["id"], now())  # ₹123.45
+    db.execute("INSERT INTO refunds (id, payment_id, merchant_id, amount) "
+               "SELECT 'rfnd_' || lpad(i::text, 16, '0'), %(p)s, %(m)s, 100 FROM generate_series(1, 101) i",
+               {"p": pay_id, "m": dashboard_merchant["id"]})
+    shown = page(dashboard.get(f"/dashboard/transactions/{pay_id}"))
+    assert len(shown.all("refund-row")) == 100
+    assert shown.one("refunded-amount").text == "₹101.00"
+    assert shown.one("refund-amount-input").attrs["value"] == "22.45"
+
+
 def test_a_failed_payment_offers_no_refund_and_a_posted_one_is_refused(db, dashboard, dashboard_merchant):
     pay_id = insert_payment(db, dashboard_merchant["id"], now(), status="failed", error="Card declined")
     assert not page(dashboard.get(f"/dashboard/transactions/{pay_id}")).all("refund-button")
