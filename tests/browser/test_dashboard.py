@@ -324,6 +324,7 @@ def test_retry_a_failed_webhook_from_the_logs_table(page, live_api, live_worker,
     db.execute("UPDATE merchants SET webhook_url = %(u)s WHERE id = %(id)s", {"u": rx.url, "id": TEST_MERCHANT_ID})
     sign_in(page, live_api.url, path="/login?next=/dashboard/webhooks")
     page.click(tid("test-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_contain_text("Test webhook queued")  # the POST's redirect has landed
     event_id = CaseInsensitiveDict(rx.wait_for(1)[0]["headers"])["webhook-id"]
     log = log_by_event_id(db, event_id)
     wait_for_status(db, "webhook_logs", log["id"], "failed", timeout=30)  # 5 attempts, 1 s apart
@@ -630,6 +631,7 @@ def test_a_delivery_page_filters_retry_and_resend(page, live_api, live_worker, r
                "WHERE id = %(id)s", {"id": failed})
     sign_in(page, live_api.url, m["email"], m["password"], path="/login?next=/dashboard/webhooks")
     page.click(tid("test-webhook-button"))
+    expect(page.locator(tid("flash-message"))).to_contain_text("Test webhook queued")  # the POST's redirect has landed
     [sent] = rx.wait_for(1)
     log = log_by_event_id(db, CaseInsensitiveDict(sent["headers"])["webhook-id"])
     wait_for_status(db, "webhook_logs", log["id"], "success")
