@@ -16,7 +16,6 @@ from . import dashboard_data as data
 from . import config, dashboard_docs, db, jobs, ratelimit
 from .auth import login_required, session_token, signed_in_merchant
 from .errors import html_errors
-from .health import worker_running
 from .timefmt import iso, when
 
 log = logging.getLogger(__name__)
@@ -162,8 +161,9 @@ def docs():
 @login_required
 def jobs_page():
     c = db.conn()
+    workers = data.workers(c)  # newest beat first: a live worker, if any, is among them
     return render_template("dashboard/jobs.html", queue=jobs.overview(c), statuses=jobs.STATUSES,
-                           running=worker_running(c), workers=data.workers(c),
+                           running=any(w["alive"] for w in workers), workers=workers,
                            dead=jobs.dead_of_merchant(c, g.merchant["id"]))
 
 

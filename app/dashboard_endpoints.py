@@ -170,8 +170,6 @@ def replay_endpoint(endpoint_id):
 @login_required
 @_or_not_found
 def delete_endpoint(endpoint_id):
-    c = db.conn()
-    endpoint = endpoints.get(c, g.merchant["id"], endpoint_id)
-    endpoints.delete(c, g.merchant["id"], endpoint_id)
+    endpoint = endpoints.delete(db.conn(), g.merchant["id"], endpoint_id)
     flash(f"Endpoint deleted: {endpoint['url']}", "success")
     return redirect(url_for("dashboard.endpoints_page"))

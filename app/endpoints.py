@@ -114,7 +114,8 @@ def update(c, merchant_id, endpoint_id, changes, allow_private, allowed_hosts=()
 
 def delete(c, merchant_id, endpoint_id):
     """Remove the endpoint; its pending deliveries are cancelled (marked failed). The first one's
-    place goes to the next endpoint, or the merchant is left with no webhook URL."""
+    place goes to the next endpoint, or the merchant is left with no webhook URL. Returns the
+    endpoint as it was."""
     with db.transaction(c):
         endpoint = get(c, merchant_id, endpoint_id, lock=True)
         db.execute(c, "UPDATE webhook_logs SET status = 'failed', next_retry_at = NULL, "
@@ -122,18 +123,23 @@ def delete(c, merchant_id, endpoint_id):
                       "AND (endpoint_id = %(id)s OR (endpoint_id IS NULL AND %(first)s))",
                    {"m": merchant_id, "id": endpoint_id, "first": endpoint["is_first"]})
         db.execute(c, "DELETE FROM webhook_endpoints WHERE id = %(id)s", {"id": endpoint_id})
-        if not endpoint["is_first"]:
-            return
-        heir = db.one(c, "SELECT id, url, secret FROM webhook_endpoints WHERE merchant_id = %(m)s "
-                         "ORDER BY created_at, id LIMIT 1 FOR UPDATE", {"m": merchant_id})
-        if heir is None:
-            db.execute(c, "UPDATE merchants SET webhook_url = NULL, updated_at = now() WHERE id = %(m)s", {"m": merchant_id})
-            return
-        # The heir's URL and secret move into the merchant's row (the trigger finds its row there).
-        db.execute(c, "UPDATE webhook_endpoints SET is_first = true, url = NULL, secret = NULL WHERE id = %(id)s",
-                   {"id": heir["id"]})
-        db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
-                      "WHERE id = %(m)s", {"u": heir["url"], "s": heir["secret"], "m": merchant_id})
+        if endpoint["is_first"]:
+            _promote_heir(c, merchant_id)
+    return endpoint
+
+
+def _promote_heir(c, merchant_id):
+    """The merchant's oldest remaining endpoint becomes its first (its URL and secret move into the
+    merchant's row, where the trigger finds them), or the merchant is left with no webhook URL."""
+    heir = db.one(c, "SELECT id, url, secret FROM webhook_endpoints WHERE merchant_id = %(m)s "
+                     "ORDER BY created_at, id LIMIT 1 FOR UPDATE", {"m": merchant_id})
+    if heir is None:
+        db.execute(c, "UPDATE merchants SET webhook_url = NULL, updated_at = now() WHERE id = %(m)s", {"m": merchant_id})
+        return
+    db.execute(c, "UPDATE webhook_endpoints SET is_first = true, url = NULL, secret = NULL WHERE id = %(id)s",
+               {"id": heir["id"]})
+    db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, webhook_secret = %(s)s, updated_at = now() "
+                  "WHERE id = %(m)s", {"u": heir["url"], "s": heir["secret"], "m": merchant_id})
 
 
 def rotate(c, merchant_id, endpoint_id, expire_previous_in):

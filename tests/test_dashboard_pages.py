@@ -111,6 +111,22 @@ def test_jobs_page_shows_the_queue_the_worker_and_only_the_merchants_dead_jobs(d
     assert [row.attrs["data-job-id"] for row in jobs.all("dead-job-row")] == [str(ids[0])]  # not another merchant's
 
 
+def test_jobs_page_says_stopped_when_every_heartbeat_is_stale(dashboard, db):
+    saved = db.all("DELETE FROM worker_heartbeats RETURNING *")
+    db.execute("INSERT INTO worker_heartbeats (worker_id, hostname, pid, beat_at) "
+               "VALUES ('dashboard-stale', 'there', 2, now() - interval '1 minute')")
+    try:
+        jobs = page(dashboard.get("/dashboard/jobs"))
+    finally:
+        db.execute("DELETE FROM worker_heartbeats WHERE worker_id = 'dashboard-stale'")
+        for w in saved:  # the heartbeats of workers other tests started
+            db.execute("INSERT INTO worker_heartbeats (worker_id, hostname, pid, started_at, beat_at) "
+                       "VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(started_at)s, %(beat_at)s) "
+                       "ON CONFLICT (worker_id) DO NOTHING", w)
+    assert jobs.one("worker-status").text == "stopped"
+    assert "dashboard-stale" in jobs.one("workers-table").text and "silent" in jobs.one("workers-table").text
+
+
 def test_headers_never_call_a_local_time_utc_and_phone_rows_name_their_cells(dashboard, dashboard_merchant, db):
     [upi, card] = insert_payments(db, dashboard_merchant["id"], [(10_000, "success", "upi"), (20_000, "failed", "card")])
     for path in ("/dashboard/transactions", f"/dashboard/transactions/{upi}", "/dashboard/webhooks",
