@@ -131,9 +131,10 @@ def _private(resp):
 @login_required
 def overview():
     c = db.conn()
-    days = data.payments_per_day(c, g.merchant["id"])
+    tz = current_app.config["DASHBOARD_TIMEZONE"]
+    days = data.payments_per_day(c, g.merchant["id"], tz)
     return render_template("dashboard/overview.html", stats=data.stats(c, g.merchant["id"]),
-                           chart=data.chart(days), days=days)
+                           chart=data.chart(days), days=days, zone=str(tz))
 
 
 @bp.get("/dashboard/docs")

@@ -3,7 +3,7 @@ Plain functions over parameterised SQL that never commit (all reads, but for end
 
 import uuid
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 
 from . import db, ids, rollups
 from .health import HEARTBEAT_FRESH_SECONDS
@@ -45,17 +45,16 @@ def stats(c, merchant_id):
     }
 
 
-def payments_per_day(c, merchant_id, days=CHART_DAYS):
-    """One row per UTC day of the last `days` days (today included, empty days as zeros)."""
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
-    first = today - timedelta(days=days - 1)
-    per_day = {first + timedelta(days=i): {"total": 0, "succeeded": 0} for i in range(days)}
-    for r in rollups.summary(c, "payments", merchant_id, since=first, by_day=True):
-        day = per_day.get(r["day"].astimezone(timezone.utc))
-        if day is not None:
-            day["total"] += r["n"]
-            day["succeeded"] += r["n"] if r["status"] == "success" else 0
-    return [{"day": d.date(), **v} for d, v in per_day.items()]
+def payments_per_day(c, merchant_id, tz, days=CHART_DAYS, now=None):
+    """One row per day in time zone `tz` of the last `days` days up to `now` (default: now; today
+    included, empty days as zeros): {day, total, succeeded}. From the rollups and the edges of each
+    day (a local midnight is seldom on a UTC hour): flat cost however long the history."""
+    today = (now or datetime.now(timezone.utc)).astimezone(tz).date()
+    dates = [today - timedelta(days=days - 1 - i) for i in range(days + 1)]
+    # Each midnight through zoneinfo, so a day across a DST change is its 23 or 25 hours.
+    edges = [datetime.combine(d, time(), tz).astimezone(timezone.utc) for d in dates]
+    counts = rollups.count_windows(c, "payments", merchant_id, edges)
+    return [{"day": d, "total": sum(n.values()), "succeeded": n.get("success", 0)} for d, n in zip(dates, counts)]
 
 
 def browse(c, kind, columns, merchant_id, status=None, before=None, after=None, size=20, event=None):

@@ -160,11 +160,13 @@ def _pieces(lo, hi, sealed):
     return [p for p in pieces if p[1] is None or p[2] is None or p[1] < p[2]]
 
 
-def _select(kind, pieces, columns, params, status=None):
+def _select(kind, pieces, columns, params, status=None, name=""):
     """One SELECT per piece of the merchant's rows (of this status, if given), `columns` a dict of
-    (rollup, row) expressions."""
+    (rollup, row) expressions; `name` prefixes the pieces' parameters, unique per window when several
+    windows' SELECTs share one statement."""
     selects = []
-    for i, (source, start, end) in enumerate(pieces):
+    for j, (source, start, end) in enumerate(pieces):
+        i = f"{name}{j}"
         table, at = {"days": ("rollups_daily", "day"), "hours": ("rollups", "hour"), "rows": (kind, "created_at")}[source]
         where = "merchant_id = %(m)s" + ("" if source == "rows" else " AND kind = %(kind)s")
         if status:
@@ -173,7 +175,7 @@ def _select(kind, pieces, columns, params, status=None):
             where, params[f"s{i}"] = where + f" AND {at} >= %(s{i})s", start
         if end is not None:
             where, params[f"e{i}"] = where + f" AND {at} < %(e{i})s", end
-        pick = ", ".join(expr[source == "rows"].replace("{at}", at) for expr in columns.values())
+        pick = ", ".join(expr[source == "rows"] for expr in columns.values())
         selects.append(f"SELECT {pick} FROM {table} WHERE {where}")
     return selects
 
@@ -190,18 +192,38 @@ def count(c, kind, merchant_id, window=(None, None), status=None):
     return db.value(c, "SELECT " + " + ".join(f"({p})" for p in parts), params)
 
 
-def summary(c, kind, merchant_id, since=None, by_day=False):
-    """The merchant's rows of `kind` created since `since` (None for all) by status and currency,
-    with their amount; per UTC day too with by_day: rows of {day?, status, currency, n, amount}."""
+def count_windows(c, kind, merchant_id, edges):
+    """The exact number of the merchant's rows of `kind` per status in each window between
+    consecutive `edges` (ascending aware datetimes, e.g. local midnights, on no particular hour):
+    a list of {status: n}, one per window, from one statement, each window cut into pieces as count()
+    cuts it."""
     params = {"m": merchant_id, "kind": kind}
-    columns = {"at": ("{at}", "{at}"), "status": ("status", KINDS[kind]["status"]),
-               "currency": ("currency", KINDS[kind]["currency"]), "n": ("n", "1"), "amount": ("amount", KINDS[kind]["amount"])}
+    sealed = sealed_until(c, kind)
+    selects = []
+    for w, (lo, hi) in enumerate(zip(edges, edges[1:])):
+        columns = {"w": (str(w), str(w)), "status": ("status", KINDS[kind]["status"]), "n": ("n", "1")}
+        selects += _select(kind, _pieces(lo, hi, sealed), columns, params, name=f"w{w}_")
+    counts = [{} for _ in edges[1:]]
+    if selects:
+        for r in db.all(c, f"""
+                SELECT w, status, sum(n)::bigint AS n FROM ({" UNION ALL ".join(selects)}) AS t (w, status, n)
+                 GROUP BY 1, 2
+                """, params):
+            counts[r["w"]][r["status"]] = r["n"]
+    return counts
+
+
+def summary(c, kind, merchant_id, since=None):
+    """The merchant's rows of `kind` created since `since` (None for all) by status and currency,
+    with their amount: rows of {status, currency, n, amount}."""
+    params = {"m": merchant_id, "kind": kind}
+    columns = {"status": ("status", KINDS[kind]["status"]), "currency": ("currency", KINDS[kind]["currency"]),
+               "n": ("n", "1"), "amount": ("amount", KINDS[kind]["amount"])}
     rows = _select(kind, _pieces(since, None, sealed_until(c, kind)), columns, params)
-    day, group = ("date_trunc('day', at, 'UTC') AS day, ", "1, 2, 3") if by_day else ("", "1, 2")
     return db.all(c, f"""
-        SELECT {day}status, currency, sum(n)::bigint AS n, sum(amount)::bigint AS amount
-          FROM ({" UNION ALL ".join(rows)}) AS t (at, status, currency, n, amount)
-         GROUP BY {group} ORDER BY 1
+        SELECT status, currency, sum(n)::bigint AS n, sum(amount)::bigint AS amount
+          FROM ({" UNION ALL ".join(rows)}) AS t (status, currency, n, amount)
+         GROUP BY 1, 2 ORDER BY 1
         """, params)
 
 

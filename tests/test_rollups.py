@@ -95,6 +95,27 @@ def test_totals_equal_a_count_after_sealing_settling_refunding_and_deleting(c, c
     assert_exact(c, db, "orders", m["id"], (None, "created", "paid"))
 
 
+def test_counts_per_window_equal_a_count_per_window_on_no_hour(c, client, db, make_merchant):
+    """count_windows (the dashboard's days in its time zone): windows whose edges fall inside hours,
+    on hours and across days, each exact by status, sealed or not, in one statement."""
+    m = make_merchant()
+    pays = [create_payment(client, m, 50000 + i) for i in range(len(MINUTES))]
+    spread(db, "payments", [p["id"] for p in pays], MINUTES)
+    for p in pays[::3]:
+        db.execute("UPDATE payments SET status = 'failed' WHERE id = %(id)s", {"id": p["id"]})
+    h = this_hour()
+    edges = [h - timedelta(days=2, minutes=30), h - 4 * HOUR - timedelta(minutes=30), h - 3 * HOUR,
+             h - HOUR - timedelta(minutes=1), h - timedelta(minutes=30), h + HOUR]
+    for sealed in (False, True):
+        if sealed:
+            rollups.seal(c)
+        got = rollups.count_windows(c, "payments", m["id"], edges)
+        for w, window in enumerate(zip(edges, edges[1:])):
+            for status in ("pending", "processing", "success", "failed"):
+                assert got[w].get(status, 0) == counted(db, "payments", m["id"], window, status), (sealed, window, status)
+        assert sum(sum(n.values()) for n in got) == len(pays)
+
+
 def test_the_lists_and_the_dashboard_show_the_rollup_totals(c, client, db, make_merchant):
     m = make_merchant()
     pays = [create_payment(client, m, 20000) for _ in range(3)]
