@@ -1,0 +1,25 @@
+"""What an attacker's tools send the API and the checkout: ids that are not ids on every route that
+takes one, and values built to slip past validation. Each answer is a clear 4xx that changes
+nothing, never a 5xx."""
+import re
+
+import pytest
+
+
+def _api_routes(app):
+    """(method, path template) of every API and checkout route that takes an id in its path."""
+    for rule in app.url_map.iter_rules():
+        if rule.arguments and (rule.rule.startswith("/api/") or rule.rule.startswith("/checkout")):
+            for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                yield method, rule.rule
+
+
+@pytest.mark.parametrize("value", ["%00", "evt_%00aaaaaaaaaaaaaaa", "pay_%00", "x" * 3000, "%F0%9F%99%82"])
+def test_an_id_that_is_not_one_is_a_4xx_on_every_route(app, client, merchant, value):
+    failures = []
+    for method, template in _api_routes(app):
+        path = re.sub(r"<[^>]+>", value, template)
+        r = client.open(path, method=method, json={}, headers=merchant["headers"])
+        if r.status_code >= 500 or r.status_code < 400:
+            failures.append((method, template, r.status_code))
+    assert not failures
