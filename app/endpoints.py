@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 ALL = "*"
 DEFAULT_OVERLAP = 86400  # seconds a rotated-out secret keeps signing, unless the merchant says otherwise
+# Every event goes to each endpoint: without a limit one merchant could fan a payment out into any
+# number of deliveries, to any host it names.
+MAX_ENDPOINTS = 20
 
 # An endpoint as the API shows it, URL and secret read from the merchant for the first one.
 _SELECT = """
@@ -74,7 +77,8 @@ def make_first(c, merchant_id, url, secret, events=(ALL,), description=None):
 
 
 def create(c, merchant_id, url, events, description, allow_private, allowed_hosts=()):
-    """A new endpoint with a secret of its own. A merchant with none gets it as its first one."""
+    """A new endpoint with a secret of its own (MAX_ENDPOINTS at most; counted under the merchant's
+    row lock, so concurrent creates cannot pass it). A merchant with none gets it as its first one."""
     from .webhooks import new_secret
 
     outbound.check_url(url, allow_private, allowed_hosts, field="url")
@@ -85,6 +89,10 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
         if not has_url:
             endpoint_id = make_first(c, merchant_id, url, new_secret(), events, description)
         else:
+            n = db.value(c, "SELECT count(*) FROM webhook_endpoints WHERE merchant_id = %(m)s", {"m": merchant_id})
+            if n >= MAX_ENDPOINTS:
+                raise ApiError(f"A merchant may have at most {MAX_ENDPOINTS} webhook endpoints; delete one to add "
+                               "another.", field="url")
             endpoint_id = db.value(c, "INSERT INTO webhook_endpoints (id, merchant_id, url, secret, events, description) "
                                       "VALUES (%(id)s, %(m)s, %(u)s, %(s)s, %(ev)s, %(d)s) RETURNING id",
                                    {"id": new_id("we_"), "m": merchant_id, "u": url, "s": new_secret(), "ev": events,

@@ -5,6 +5,10 @@ import re
 
 import pytest
 
+from helpers import count
+
+from app import endpoints
+
 
 def _api_routes(app):
     """(method, path template) of every API and checkout route that takes an id in its path."""
@@ -23,3 +27,21 @@ def test_an_id_that_is_not_one_is_a_4xx_on_every_route(app, client, merchant, va
         if r.status_code >= 500 or r.status_code < 400:
             failures.append((method, template, r.status_code))
     assert not failures
+
+
+def test_a_merchant_cannot_add_endpoints_without_end(client, db, merchant):
+    """Each event goes to every endpoint: without a limit one merchant could make every payment
+    fan out into thousands of deliveries (to any host it names)."""
+    base = "/api/v1/webhooks/endpoints"
+    for n in range(endpoints.MAX_ENDPOINTS):
+        assert client.post(base, json={"url": f"https://shop.example/hooks/{n}"}, headers=merchant["headers"]).status_code == 201
+    r = client.post(base, json={"url": "https://shop.example/hooks/more"}, headers=merchant["headers"])
+    assert r.status_code == 400
+    assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "field": "url", "description":
+                                     f"A merchant may have at most {endpoints.MAX_ENDPOINTS} webhook endpoints; "
+                                     "delete one to add another."}
+    assert count(db, "webhook_endpoints", merchant["id"]) == endpoints.MAX_ENDPOINTS
+    # one removed, one may be added again
+    first = client.get(base, headers=merchant["headers"]).get_json()["data"][-1]["id"]
+    assert client.delete(f"{base}/{first}", headers=merchant["headers"]).status_code == 204
+    assert client.post(base, json={"url": "https://shop.example/hooks/again"}, headers=merchant["headers"]).status_code == 201
