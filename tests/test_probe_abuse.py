@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from helpers import count
+from helpers import count, csrf_token
 
 from app import endpoints
 
@@ -29,10 +29,10 @@ def test_an_id_that_is_not_one_is_a_4xx_on_every_route(app, client, merchant, va
     assert not failures
 
 
-def test_a_merchant_cannot_add_endpoints_without_end(client, db, merchant):
+def test_a_merchant_cannot_add_endpoints_without_end(client, db, dashboard, dashboard_merchant):
     """Each event goes to every endpoint: without a limit one merchant could make every payment
     fan out into thousands of deliveries (to any host it names)."""
-    base = "/api/v1/webhooks/endpoints"
+    base, merchant = "/api/v1/webhooks/endpoints", dashboard_merchant
     for n in range(endpoints.MAX_ENDPOINTS):
         assert client.post(base, json={"url": f"https://shop.example/hooks/{n}"}, headers=merchant["headers"]).status_code == 201
     r = client.post(base, json={"url": "https://shop.example/hooks/more"}, headers=merchant["headers"])
@@ -40,6 +40,9 @@ def test_a_merchant_cannot_add_endpoints_without_end(client, db, merchant):
     assert r.get_json()["error"] == {"code": "BAD_REQUEST_ERROR", "field": "url", "description":
                                      f"A merchant may have at most {endpoints.MAX_ENDPOINTS} webhook endpoints; "
                                      "delete one to add another."}
+    page = dashboard.post(base.replace("/api/v1", "/dashboard"), data={
+        "url": "https://shop.example/hooks/form", "events": "*", "csrf_token": csrf_token(dashboard, "/dashboard/webhooks/endpoints")})
+    assert page.status_code == 400 and f"at most {endpoints.MAX_ENDPOINTS} webhook endpoints" in page.get_data(as_text=True)
     assert count(db, "webhook_endpoints", merchant["id"]) == endpoints.MAX_ENDPOINTS
     # one removed, one may be added again
     first = client.get(base, headers=merchant["headers"]).get_json()["data"][-1]["id"]
