@@ -49,8 +49,18 @@ def list_(c, merchant_id):
     return db.all(c, _SELECT + " ORDER BY e.is_first DESC, e.created_at, e.id", {"m": merchant_id})
 
 
+def lock_merchant(c, merchant_id):
+    """Lock the merchant's row, first of all in every change to its endpoints (create, update,
+    delete, rotate, replay, /webhooks/config): one order of locks, so two concurrent changes wait
+    for each other instead of deadlocking. NO KEY: the foreign-key checks of the merchant's new
+    payments and deliveries are not held up."""
+    db.execute(c, "SELECT 1 FROM merchants WHERE id = %(m)s FOR NO KEY UPDATE", {"m": merchant_id})
+
+
 def get(c, merchant_id, endpoint_id, lock=False):
     check_id("we_", endpoint_id, "Webhook endpoint")  # a NUL byte would make PostgreSQL raise
+    if lock:
+        lock_merchant(c, merchant_id)
     row = db.one(c, _SELECT + " AND e.id = %(id)s" + (" FOR UPDATE OF e" if lock else ""),
                  {"m": merchant_id, "id": endpoint_id})
     if row is None:
@@ -84,8 +94,8 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
     outbound.check_url(url, allow_private, allowed_hosts, field="url")
     events = check_events(events)
     with db.transaction(c):
-        has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR UPDATE",
-                           {"m": merchant_id})
+        lock_merchant(c, merchant_id)
+        has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s", {"m": merchant_id})
         if not has_url:
             endpoint_id = make_first(c, merchant_id, url, new_secret(), events, description)
         else:

@@ -373,8 +373,8 @@ def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
     if url is not None:
         outbound.check_url(url, allow_private, allowed_hosts)
     with db.transaction(c):
-        current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s FOR UPDATE",
-                         {"m": merchant_id})
+        endpoints.lock_merchant(c, merchant_id)
+        current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant_id})
         first = endpoints.first_id(c, merchant_id)
         if url is None:
             if first:
