@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 ALL = "*"
 DEFAULT_OVERLAP = 86400  # seconds a rotated-out secret keeps signing, unless the merchant says otherwise
+# Every event goes to each endpoint: without a limit one merchant could fan a payment out into any
+# number of deliveries, to any host it names.
+MAX_ENDPOINTS = 20
 
 # An endpoint as the API shows it, URL and secret read from the merchant for the first one.
 _SELECT = """
@@ -46,8 +49,18 @@ def list_(c, merchant_id):
     return db.all(c, _SELECT + " ORDER BY e.is_first DESC, e.created_at, e.id", {"m": merchant_id})
 
 
+def lock_merchant(c, merchant_id):
+    """Lock the merchant's row, first of all in every change to its endpoints (create, update,
+    delete, rotate, replay, /webhooks/config): one order of locks, so two concurrent changes wait
+    for each other instead of deadlocking. NO KEY: the foreign-key checks of the merchant's new
+    payments and deliveries are not held up."""
+    db.execute(c, "SELECT 1 FROM merchants WHERE id = %(m)s FOR NO KEY UPDATE", {"m": merchant_id})
+
+
 def get(c, merchant_id, endpoint_id, lock=False):
     check_id("we_", endpoint_id, "Webhook endpoint")  # a NUL byte would make PostgreSQL raise
+    if lock:
+        lock_merchant(c, merchant_id)
     row = db.one(c, _SELECT + " AND e.id = %(id)s" + (" FOR UPDATE OF e" if lock else ""),
                  {"m": merchant_id, "id": endpoint_id})
     if row is None:
@@ -74,17 +87,22 @@ def make_first(c, merchant_id, url, secret, events=(ALL,), description=None):
 
 
 def create(c, merchant_id, url, events, description, allow_private, allowed_hosts=()):
-    """A new endpoint with a secret of its own. A merchant with none gets it as its first one."""
+    """A new endpoint with a secret of its own (MAX_ENDPOINTS at most; counted under the merchant's
+    row lock, so concurrent creates cannot pass it). A merchant with none gets it as its first one."""
     from .webhooks import new_secret
 
     outbound.check_url(url, allow_private, allowed_hosts, field="url")
     events = check_events(events)
     with db.transaction(c):
-        has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR UPDATE",
-                           {"m": merchant_id})
+        lock_merchant(c, merchant_id)
+        has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s", {"m": merchant_id})
         if not has_url:
             endpoint_id = make_first(c, merchant_id, url, new_secret(), events, description)
         else:
+            n = db.value(c, "SELECT count(*) FROM webhook_endpoints WHERE merchant_id = %(m)s", {"m": merchant_id})
+            if n >= MAX_ENDPOINTS:
+                raise ApiError(f"A merchant may have at most {MAX_ENDPOINTS} webhook endpoints; delete one to add "
+                               "another.", field="url")
             endpoint_id = db.value(c, "INSERT INTO webhook_endpoints (id, merchant_id, url, secret, events, description) "
                                       "VALUES (%(id)s, %(m)s, %(u)s, %(s)s, %(ev)s, %(d)s) RETURNING id",
                                    {"id": new_id("we_"), "m": merchant_id, "u": url, "s": new_secret(), "ev": events,

@@ -242,7 +242,7 @@ OPERATIONS = [
     dict(method="post", path="/api/v1/webhooks/endpoints", id="createWebhookEndpoint", tag="Webhooks", auth=AUTH,
          summary="Add an endpoint with its own signing secret; it gets the events it lists (`[\"*\"]`: all).",
          description="A merchant with no endpoint gets it as its first one, the URL of `/webhooks/config`. "
-                     "The URL is checked like `/webhooks/config`'s.",
+                     "The URL is checked like `/webhooks/config`'s. A merchant has 20 endpoints at most.",
          body=s.EndpointCreate, ok={201: s.EndpointWithSecretOut}, errors=[400, 413, 415]),
     dict(method="get", path="/api/v1/webhooks/endpoints/{endpoint_id}", id="getWebhookEndpoint", tag="Webhooks",
          auth=AUTH, summary="One endpoint, with its secret.", params=[ENDPOINT_ID],

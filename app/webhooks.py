@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 from . import db, endpoints, jobs, outbound, rollups
 from .errors import ApiError, Conflict, NotFound
 from .events import CATALOG, WEBHOOK_TEST
-from .ids import new_id
+from .ids import check as check_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ def list_events(c, merchant_id, limit, offset, window=(None, None), event=None):
 
 
 def get_event(c, merchant_id, event_id):
+    check_id("evt_", event_id, "Event")  # a NUL byte would make PostgreSQL raise (a 500, not a 404)
     row = db.one(c, f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %(id)s AND merchant_id = %(m)s",
                  {"id": event_id, "m": merchant_id})
     if row is None:
@@ -372,8 +373,8 @@ def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
     if url is not None:
         outbound.check_url(url, allow_private, allowed_hosts)
     with db.transaction(c):
-        current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s FOR UPDATE",
-                         {"m": merchant_id})
+        endpoints.lock_merchant(c, merchant_id)
+        current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant_id})
         first = endpoints.first_id(c, merchant_id)
         if url is None:
             if first:

@@ -326,6 +326,23 @@ def test_a_form_without_its_token_gets_the_dashboard_page_and_changes_nothing(ap
     assert db.value("SELECT webhook_url FROM merchants WHERE id = %(id)s", {"id": dashboard_merchant["id"]}) is None
 
 
+
+def test_every_form_outside_the_api_refuses_a_post_without_its_token(app, dashboard, dashboard_merchant, db):
+    """Every POST route of the app but the API's (which takes no cookies), today's and any added
+    later, with no token or a forged one: the CSRF page, before the view runs."""
+    [pay_id] = insert_payments(db, dashboard_merchant["id"], [(10_000, "success", "upi")])
+    ids = {"payment_id": pay_id, "log_id": insert_webhook_logs(db, dashboard_merchant["id"], 1)[0]}
+    forms = [re.sub(r"<([^>]+)>", lambda m: ids.get(m.group(1), "we_0000000000000000"), rule.rule)
+             for rule in app.url_map.iter_rules() if "POST" in rule.methods and not rule.rule.startswith("/api/")]
+    assert "/dashboard/webhooks/endpoints" in forms and "/login" in forms
+    for path in forms:
+        for token in ({}, {"csrf_token": "forged"}):
+            r = dashboard.post(path, data=dict(token, amount="1.00", webhook_url="https://evil.example/hook"))
+            assert r.status_code == 400 and 'data-test-id="csrf-error"' in r.get_data(as_text=True), path
+    assert db.value("SELECT count(*) FROM refunds WHERE payment_id = %(p)s", {"p": pay_id}) == 0
+    assert db.value("SELECT webhook_url FROM merchants WHERE id = %(id)s", {"id": dashboard_merchant["id"]}) is None
+
+
 # ---- snippets and links never come from the Host header --------------------------------------------
 
 def test_docs_and_overview_use_the_public_url_not_the_host_header(other_app, dashboard_merchant):

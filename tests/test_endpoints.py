@@ -3,11 +3,12 @@ subscribes to, signed with its own secret; rotation with both signatures until t
 expires; /webhooks/config as the first endpoint; removal; one endpoint hanging delays no other."""
 import hashlib
 import hmac
+import threading
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from helpers import add_endpoint, create_payment, paid_payment, pump
+from helpers import add_endpoint, create_payment, own_transaction, paid_payment, pump, wait_until
 
 BASE = "/api/v1/webhooks/endpoints"
 
@@ -249,3 +250,37 @@ def test_a_refused_url_names_the_field_sent(client, make_merchant):
                                ("put", "/api/v1/webhooks/config", {"webhook_url": "ftp://example.com/x"})):
         r = client.open(path, method=method.upper(), headers=m["headers"], json=body)
         assert r.status_code == 400 and r.get_json()["error"]["field"] == next(iter(body)), r.get_json()
+
+
+def test_clearing_the_config_url_while_its_endpoint_is_deleted_is_no_deadlock(app, client, db, make_merchant,
+                                                                             receiver):
+    """DELETE of the first endpoint and PUT /webhooks/config {"webhook_url": null} at once: each
+    locks the merchant and the endpoint, so in opposite orders one of them failed with a deadlock
+    (a 503). The DELETE is held, after it has locked the endpoint, on a pending delivery's row."""
+    m = make_merchant()
+    endpoint = add_endpoint(client, m, receiver().url)
+    client.post("/api/v1/webhooks/test", headers=m["headers"])  # a pending delivery to it
+    answers = {}
+
+    def call(name, method, path, **kwargs):
+        answers[name] = app.test_client().open(path, method=method, headers=m["headers"], **kwargs).status_code
+
+    def blocked():
+        return db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND wait_event_type = 'Lock'")
+
+    with own_transaction(app) as hold:
+        hold.execute("SELECT 1 FROM webhook_logs WHERE endpoint_id = %(e)s FOR UPDATE", {"e": endpoint["id"]})
+        calls = [threading.Thread(target=call, args=("delete", "DELETE", f"{BASE}/{endpoint['id']}")),
+                 threading.Thread(target=call, args=("clear", "PUT", "/api/v1/webhooks/config"),
+                                  kwargs={"json": {"webhook_url": None}})]
+        calls[0].start()
+        wait_until(lambda: blocked() == 1, message="the DELETE waiting on the delivery's row")
+        calls[1].start()
+        wait_until(lambda: blocked() == 2, message="the PUT waiting too")
+        hold.commit()
+    for t in calls:
+        t.join(10)
+    assert answers == {"delete": 204, "clear": 200}
+    assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()["webhook_url"] is None
+    assert client.get(BASE, headers=m["headers"]).get_json()["data"] == []
