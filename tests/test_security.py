@@ -53,6 +53,15 @@ def test_a_401_does_not_invite_the_browser_to_cache_basic_credentials(client):
         assert "WWW-Authenticate" not in r.headers
 
 
+def test_no_api_answer_may_be_cached(client, merchant):
+    """A proxy or browser cache between the merchant and us must not keep a webhook secret."""
+    headers = api_headers(merchant["api_key"], merchant["api_secret"])
+    for r in (client.get("/api/v1/webhooks/config", headers=headers),
+              client.post("/api/v1/webhooks/config/secret", headers=headers),
+              client.get("/api/v1/orders", headers=headers), client.get("/api/v1/orders")):
+        assert r.status_code in (200, 401) and r.headers["Cache-Control"] == "no-store", r.status_code
+
+
 FORM_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data; boundary=----x", "text/plain",
               "text/plain;charset=UTF-8", "Application/X-WWW-Form-Urlencoded ; charset=utf-8", "TEXT/PLAIN"]
 

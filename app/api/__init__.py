@@ -27,4 +27,12 @@ def refuse_browser_forgeries():
                        status=403)
 
 
+@bp.after_request
+def no_store(resp):
+    """No cache between the merchant's server and us keeps an answer: they carry secrets (webhook
+    and endpoint secrets) and account data."""
+    resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
 from . import orders, payments, refunds, webhooks, jobs_status  # noqa: E402,F401  (routes)
