@@ -135,7 +135,10 @@ def delete(c, merchant_id, endpoint_id):
     place goes to the next endpoint, or the merchant is left with no webhook URL. Returns the
     endpoint as it was."""
     with db.transaction(c):
-        endpoint = get(c, merchant_id, endpoint_id, lock=True)
+        lock_merchant(c, merchant_id)  # no other change to its endpoints until we commit
+        # Its pending logs are cancelled before its row is locked (by the DELETE): the worker
+        # records an attempt in that order, log then endpoint, so the two cannot deadlock.
+        endpoint = get(c, merchant_id, endpoint_id)
         db.execute(c, "UPDATE webhook_logs SET status = 'failed', next_retry_at = NULL, "
                       "response_body = 'endpoint deleted' WHERE merchant_id = %(m)s AND status = 'pending' "
                       "AND (endpoint_id = %(id)s OR (endpoint_id IS NULL AND %(first)s))",

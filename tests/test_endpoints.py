@@ -284,3 +284,32 @@ def test_clearing_the_config_url_while_its_endpoint_is_deleted_is_no_deadlock(ap
     assert answers == {"delete": 204, "clear": 200}
     assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()["webhook_url"] is None
     assert client.get(BASE, headers=m["headers"]).get_json()["data"] == []
+
+
+def test_deleting_an_endpoint_while_the_worker_records_its_delivery_is_no_deadlock(app, client, db, make_merchant,
+                                                                                   receiver):
+    """The worker records an attempt by updating its log, then the endpoint's failing_since; a
+    DELETE of the endpoint that locked the endpoint before cancelling its pending logs made the
+    opposite order, and one of the two failed with a deadlock (the DELETE's 503)."""
+    m = make_merchant()
+    endpoint = add_endpoint(client, m, receiver().url)
+    client.post("/api/v1/webhooks/test", headers=m["headers"])  # a pending delivery to it
+    answers = {}
+
+    def delete():
+        answers["delete"] = app.test_client().delete(f"{BASE}/{endpoint['id']}", headers=m["headers"]).status_code
+
+    with own_transaction(app) as recorder:
+        # The recorder's first step: its delivery's log, updated and held until it commits.
+        recorder.execute("UPDATE webhook_logs SET attempts = attempts + 1 WHERE endpoint_id = %(e)s", {"e": endpoint["id"]})
+        call = threading.Thread(target=delete)
+        call.start()
+        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                                    "AND wait_event_type = 'Lock'") == 1, message="the DELETE waiting on the log")
+        # Its second step: the endpoint's row, as _RECORD_OUTCOMES locks it.
+        recorder.execute("SET LOCAL lock_timeout = '5s'")
+        recorder.execute("SELECT 1 FROM webhook_endpoints WHERE id = %(e)s FOR UPDATE", {"e": endpoint["id"]})
+        recorder.commit()
+    call.join(10)
+    assert answers == {"delete": 204}
+    assert client.get(f"{BASE}/{endpoint['id']}", headers=m["headers"]).status_code == 404
