@@ -388,10 +388,6 @@ class EndpointWithSecretOut(EndpointOut):
         "description": "Until then the secret it replaced still signs every delivery too."})
 
 
-class EndpointListOut(Out):
-    data = fields.List(fields.Nested(EndpointOut))
-
-
 class WebhookConfigOut(Out):
     webhook_url = fields.String(allow_none=True)
     webhook_secret = fields.String(allow_none=True)

@@ -356,7 +356,8 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
                 assert c(method, path, r)["error"]["code"] == "NOT_FOUND_ERROR"
 
     # 400s of the list parameters, the bodies and the payment rules.
-    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds", "/api/v1/events"):
+    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds", "/api/v1/events",
+                 "/api/v1/webhooks/endpoints"):
         c("get", path, client.get(path + "?limit=ten", headers=h))
         assert c("get", path, client.get(path + "?order_id=x", headers=h))["error"]["field"] == "order_id"
     order = c("post", "/api/v1/orders", client.post("/api/v1/orders", headers=h, json={"amount": 1000}))
