@@ -14,7 +14,7 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError, Webhook
 from . import db, endpoints, jobs, outbound, rollups
 from .errors import ApiError, Conflict, NotFound
 from .events import CATALOG, WEBHOOK_TEST
-from .ids import new_id
+from .ids import check as check_id, new_id
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +341,7 @@ def list_events(c, merchant_id, limit, offset, window=(None, None), event=None):
 
 
 def get_event(c, merchant_id, event_id):
+    check_id("evt_", event_id, "Event")  # a NUL byte would make PostgreSQL raise
     row = db.one(c, f"SELECT {EVENT_COLUMNS} FROM events WHERE id = %(id)s AND merchant_id = %(m)s",
                  {"id": event_id, "m": merchant_id})
     if row is None:
