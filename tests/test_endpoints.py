@@ -255,3 +255,13 @@ def test_a_refused_url_names_the_field_sent(client, make_merchant):
 def test_an_event_id_that_cannot_exist_is_a_404_never_a_500(client, merchant, event_id):
     r = client.get(f"/api/v1/events/{event_id}", headers=merchant["headers"])
     assert r.status_code == 404 and r.get_json()["error"] == {"code": "NOT_FOUND_ERROR", "description": "Event not found."}
+
+
+@pytest.mark.parametrize("enabled", [1, 0, "true", "false", None])
+def test_enabled_takes_true_or_false_only(client, make_merchant, receiver, enabled):
+    m = make_merchant()
+    endpoint = add_endpoint(client, m, receiver().url)
+    client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": False})
+    r = client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": enabled})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "enabled", r.get_json()
+    assert client.get(f"{BASE}/{endpoint['id']}", headers=m["headers"]).get_json()["enabled"] is False
