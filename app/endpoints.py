@@ -50,8 +50,8 @@ def list_(c, merchant_id, limit=None, offset=0, window=(None, None)):
              " AND e.created_at < coalesce(%(end)s::timestamptz, 'infinity')")
     params = {"m": merchant_id, "start": start, "end": end, "limit": limit, "offset": offset}
     total = db.value(c, f"SELECT count(*) FROM ({_SELECT}{where}) e", params)
-    rows = db.all(c, _SELECT + where + " ORDER BY e.is_first DESC, e.created_at, e.id LIMIT %(limit)s OFFSET %(offset)s",
-                  params)
+    rows = db.all(c, _SELECT + where + " ORDER BY e.is_first DESC, e.created_at, e.id "
+                                       "LIMIT %(limit)s OFFSET %(offset)s", params)
     return rows, total
 
 

@@ -254,7 +254,8 @@ def test_a_refused_url_names_the_field_sent(client, make_merchant):
 @pytest.mark.parametrize("event_id", ["evt_%00", "%00", "evt_000000000000000%00", "evt_%C3%A9", "x" * 300])
 def test_an_event_id_that_cannot_exist_is_a_404_never_a_500(client, merchant, event_id):
     r = client.get(f"/api/v1/events/{event_id}", headers=merchant["headers"])
-    assert r.status_code == 404 and r.get_json()["error"] == {"code": "NOT_FOUND_ERROR", "description": "Event not found."}
+    assert r.status_code == 404
+    assert r.get_json()["error"] == {"code": "NOT_FOUND_ERROR", "description": "Event not found."}
 
 
 @pytest.mark.parametrize("enabled", [1, 0, "true", "false", None])
