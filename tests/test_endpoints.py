@@ -144,6 +144,20 @@ def test_a_disabled_endpoint_gets_nothing_new_and_a_removed_one_loses_its_queue(
     assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()["webhook_url"] is None
 
 
+def test_the_endpoint_list_is_newest_first_like_every_list_and_leaves_the_secrets_out(client, db, make_merchant,
+                                                                                     receiver):
+    m = make_merchant()
+    made = [add_endpoint(client, m, receiver().url) for _ in range(3)]  # the first one is /webhooks/config's
+    for i, endpoint in enumerate(made):
+        db.execute("UPDATE webhook_endpoints SET created_at = now() - make_interval(secs => %(s)s) WHERE id = %(id)s",
+                   {"s": 10 - i, "id": endpoint["id"]})
+    body = client.get(BASE, headers=m["headers"]).get_json()
+    assert [e["id"] for e in body["data"]] == [e["id"] for e in reversed(made)] and body["total"] == 3
+    assert not any("secret" in e or "previous_secret" in e for e in body["data"])
+    page = client.get(f"{BASE}?count=1&skip=2", headers=m["headers"]).get_json()
+    assert [e["id"] for e in page["data"]] == [made[0]["id"]] and (page["total"], page["limit"]) == (3, 1)
+
+
 def test_another_merchants_endpoint_is_not_found(client, make_merchant, receiver):
     owner, stranger = make_merchant(), make_merchant()
     endpoint = add_endpoint(client, owner, receiver().url)

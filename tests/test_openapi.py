@@ -286,7 +286,7 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     made = c("post", base, client.post(base, headers=h, json={
         "url": hook.url, "events": ["payment.success", "refund.processed"], "description": "ops"}))
     listed = c("get", base, client.get(base, headers=h))
-    assert [e["id"] for e in listed["data"]][1:] == [made["id"]] and "secret" not in listed["data"][0]
+    assert [e["id"] for e in listed["data"]][:-1] == [made["id"]] and "secret" not in listed["data"][-1]  # newest first
     assert c("get", one, client.get(f"{base}/{made['id']}", headers=h))["secret"] == made["secret"]
     changed = c("patch", one, client.patch(f"{base}/{made['id']}", headers=h, json={"enabled": False,
                                                                                      "description": None}))
@@ -294,7 +294,7 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     rotated = c("post", one + "/secret", client.post(f"{base}/{made['id']}/secret", headers=h,
                                                       json={"expire_previous_in": 60}))
     assert rotated["secret"] != made["secret"] and rotated["previous_expires_at"]
-    replayed = c("post", one + "/replay", client.post(f"{base}/{listed['data'][0]['id']}/replay", headers=h,
+    replayed = c("post", one + "/replay", client.post(f"{base}/{listed['data'][-1]['id']}/replay", headers=h,
                                                        json={"since": 0}))
     assert replayed["queued"] >= 1
     assert c("post", one + "/replay", client.post(f"{base}/{made['id']}/replay", headers=h,

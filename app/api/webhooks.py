@@ -65,7 +65,8 @@ def _rotation():
 @api_auth
 def list_endpoints():
     page = paging()
-    rows, total = endpoints.list_(db.conn(), g.merchant["id"], page.limit, page.offset, page.window)
+    rows, total = endpoints.list_(db.conn(), g.merchant["id"], page.limit, page.offset, page.window,
+                                  endpoints.NEWEST_FIRST)
     return listing(ENDPOINT, rows, total, page)
 
 
