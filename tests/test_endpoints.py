@@ -3,11 +3,16 @@ subscribes to, signed with its own secret; rotation with both signatures until t
 expires; /webhooks/config as the first endpoint; removal; one endpoint hanging delays no other."""
 import hashlib
 import hmac
+import time
+import types
+from datetime import datetime, timezone
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from helpers import add_endpoint, create_payment, paid_payment, pump
+
+from app import webhooks
 
 BASE = "/api/v1/webhooks/endpoints"
 
@@ -230,6 +235,24 @@ def test_replay_sends_again_exactly_the_events_since_a_time(client, db, worker, 
     pump(worker, lambda: len(rx.requests) >= 4)
     assert header(rx.requests[3], "webhook-id") == header(replayed[0], "webhook-id")
     assert rx.requests[3]["body"] == replayed[0]["body"]
+
+
+def test_an_events_timestamp_is_its_time_on_the_database_clock(client, worker, make_merchant, receiver, monkeypatch):
+    """With the API host's clock 5 s ahead of the database's, the body still says the second that
+    /events shows, and a replay since that timestamp includes the event."""
+    real = time.time
+    monkeypatch.setattr(webhooks, "time", types.SimpleNamespace(time=lambda: real() + 5))  # this module's clock only
+    rx = receiver()
+    m = make_merchant()
+    endpoint = add_endpoint(client, m, rx.url)
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    pump(worker, lambda: rx.requests)
+    sent = rx.requests[0]["json"]
+    [event] = client.get("/api/v1/events", headers=m["headers"]).get_json()["data"]
+    assert event["id"] == sent["id"]
+    assert datetime.fromtimestamp(sent["timestamp"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") == event["created_at"]
+    r = client.post(f"{BASE}/{endpoint['id']}/replay", headers=m["headers"], json={"since": sent["timestamp"]})
+    assert r.get_json() == {"queued": 1}
 
 
 def test_clearing_the_config_url_removes_the_first_endpoint_and_a_new_url_starts_afresh(client, db, make_merchant,
