@@ -70,8 +70,8 @@ def emit_events(c, events, lease=None):
     enabled endpoint of the merchant that subscribes to the event, in the caller's transaction.
     The body is serialised once per event (every endpoint and every attempt gets these exact bytes,
     under the one event id): here, but for its timestamp, which the statement writes in from the
-    database's clock, the one that sets the event's created_at. With a lease (see jobs.enqueue_many) the jobs start leased to
-    the calling worker. A job's payload carries its log's created_at, the partition key, so that
+    database's clock, the one that sets the event's created_at. With a lease (see
+    jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its log's created_at, the partition key, so that
     the worker reads the log from one partition, and its endpoint, whose deliveries it caps.
     Returns, per log written, (job_id, job payload, attempt): the attempt is what load_attempts()
     would read, so a worker that emits can send at once without reading it back."""
@@ -118,7 +118,8 @@ SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, logs.j
 # replay's `since` agree on an event's time, whatever the API host's clock says.
 _EMIT = """
 WITH t AS (SELECT i, m, e, h || floor(extract(epoch FROM now()))::bigint || d AS b
-             FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(h)s::text[], %(d)s::text[]) AS t(i, m, e, h, d)),
+             FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(h)s::text[], %(d)s::text[])
+                  AS t(i, m, e, h, d)),
      ev AS (INSERT INTO events (id, merchant_id, event, body) SELECT i, m, e, b FROM t),
 """ + _FAN_OUT
 
