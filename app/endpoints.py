@@ -45,8 +45,20 @@ def check_events(events):
     return [ALL] if ALL in events else sorted(set(events))
 
 
-def list_(c, merchant_id):
-    return db.all(c, _SELECT + " ORDER BY e.is_first DESC, e.created_at, e.id", {"m": merchant_id})
+FIRST_FIRST = "e.is_first DESC, e.created_at, e.id"  # the dashboard's order
+NEWEST_FIRST = "e.created_at DESC, e.id DESC"       # the API's, as every list's (the first endpoint is the oldest)
+
+
+def list_(c, merchant_id, limit=None, offset=0, window=(None, None), order=FIRST_FIRST):
+    """The merchant's endpoints in `order` and their exact total: all of them, or a page (limit,
+    offset) of those created within window (unix seconds, inclusive, as every list's)."""
+    start, end = db.bounds(window)
+    where = (" AND e.created_at >= coalesce(%(start)s::timestamptz, '-infinity')"
+             " AND e.created_at < coalesce(%(end)s::timestamptz, 'infinity')")
+    params = {"m": merchant_id, "start": start, "end": end, "limit": limit, "offset": offset}
+    total = db.value(c, f"SELECT count(*) FROM ({_SELECT}{where}) e", params)
+    rows = db.all(c, f"{_SELECT}{where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s", params)
+    return rows, total
 
 
 def lock_merchant(c, merchant_id):

@@ -237,8 +237,9 @@ OPERATIONS = [
                      "`POST /api/v1/webhooks/endpoints/{endpoint_id}/secret`.",
          body=s.SecretRotation, body_required=False, ok={200: s.WebhookConfigOut}, errors=[400, 413, 415]),
     dict(method="get", path="/api/v1/webhooks/endpoints", id="listWebhookEndpoints", tag="Webhooks", auth=AUTH,
-         summary="The merchant's webhook endpoints, the first one (`/webhooks/config`'s) first; secrets left out.",
-         ok={200: s.EndpointListOut}, errors=[]),
+         summary="The merchant's webhook endpoints; secrets left out. The first one (`/webhooks/config`'s) is "
+                 "the oldest.",
+         description=LIST, params=[PAGING], ok={200: s.list_of(s.EndpointOut)}, errors=[400]),
     dict(method="post", path="/api/v1/webhooks/endpoints", id="createWebhookEndpoint", tag="Webhooks", auth=AUTH,
          summary="Add an endpoint with its own signing secret; it gets the events it lists (`[\"*\"]`: all).",
          description="A merchant with no endpoint gets it as its first one, the URL of `/webhooks/config`. "

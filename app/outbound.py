@@ -1,5 +1,6 @@
 """Outbound webhook HTTP: the SSRF guard and the client that connects only to addresses it vetted."""
 import ipaddress
+import re
 import socket
 import time
 from urllib.parse import urlsplit
@@ -49,6 +50,9 @@ def _blocked_ip(ip):
     return not ip.is_global or ip.is_multicast
 
 
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+
+
 def _target(url, field="webhook_url"):
     """(scheme, host, port) of an http(s) URL without credentials; ApiError(400) naming field otherwise."""
     try:
@@ -86,6 +90,8 @@ def check_url(url, allow_private, allowed_hosts=(), field="webhook_url"):
     """Refuse non-http(s) URLs and, unless private targets are allowed (all of them, or this host
     by name), hosts that do not resolve or resolve to any non-public address. Raises ApiError(400)
     naming `field`, the request's name for the URL."""
+    if _SPACE_OR_CONTROL.search(url):  # urlsplit keeps them, though no valid URL (nor resolvable host) has one
+        raise ApiError(f"{field} is not a valid URL.", field=field)
     _, host, port = _target(url, field)
     if not _private_ok(host, port, allow_private, allowed_hosts):
         _resolve(host, port, False, field)

@@ -31,6 +31,15 @@ class StrictInt(fields.Integer):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+class StrictBool(fields.Boolean):
+    """true or false and nothing else (a set of truthy values cannot tell 1 from True)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid")
+        return value
+
+
 class Text(fields.String):
     """A string PostgreSQL can store: no NUL character, no lone surrogate (either would make the
     INSERT fail, a 500 instead of a 400)."""
@@ -168,7 +177,7 @@ class EndpointUpdate(Base):
     url = Text(validate=validate.Length(1, 2048))
     events = fields.List(Text(validate=validate.Length(1, 64)), validate=validate.Length(1, 64), metadata=EVENT_FILTER)
     description = Text(allow_none=True, validate=validate.Length(max=255))
-    enabled = fields.Boolean(truthy={True}, falsy={False})
+    enabled = StrictBool()
 
 
 WEEK = 7 * 86400
@@ -386,10 +395,6 @@ class EndpointWithSecretOut(EndpointOut):
     secret = fields.String(metadata={"description": "The signing secret (`whsec_…`)."})
     previous_expires_at = Time(allow_none=True, metadata={
         "description": "Until then the secret it replaced still signs every delivery too."})
-
-
-class EndpointListOut(Out):
-    data = fields.List(fields.Nested(EndpointOut))
 
 
 class WebhookConfigOut(Out):

@@ -68,9 +68,10 @@ def new_secret():
 def emit_events(c, events, lease=None):
     """Write, for each (merchant_id, event, data), one webhook_logs row and one delivery job per
     enabled endpoint of the merchant that subscribes to the event, in the caller's transaction.
-    The body is serialised here, once per event (every endpoint and every attempt gets these exact
-    bytes, under the one event id). With a lease (see jobs.enqueue_many) the jobs start leased to
-    the calling worker. A job's payload carries its log's created_at, the partition key, so that
+    The body is serialised once per event (every endpoint and every attempt gets these exact bytes,
+    under the one event id): here, but for its timestamp, which the statement writes in from the
+    database's clock, the one that sets the event's created_at. With a lease (see
+    jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its log's created_at, the partition key, so that
     the worker reads the log from one partition, and its endpoint, whose deliveries it caps.
     Returns, per log written, (job_id, job payload, attempt): the attempt is what load_attempts()
     would read, so a worker that emits can send at once without reading it back."""
@@ -79,15 +80,15 @@ def emit_events(c, events, lease=None):
     for _, event, _ in events:
         if event not in CATALOG:  # merchants code against the catalog's list (docs, /openapi.json)
             raise ValueError(f"{event!r} is not in app/events.py's CATALOG")
-    now = int(time.time())
-    raised = {"i": [], "m": [], "e": [], "b": []}
+    raised = {"i": [], "m": [], "e": [], "h": [], "d": []}
     for merchant_id, event, data in events:
         event_id = new_id("evt_")
         raised["i"].append(event_id)
         raised["m"].append(str(merchant_id))
         raised["e"].append(event)
-        raised["b"].append(json.dumps({"id": event_id, "event": event, "timestamp": now, "data": data},
-                                      separators=(",", ":"), ensure_ascii=False))
+        # {"id":…,"event":…,"timestamp":<now() in SQL>,"data":…}, compact: the two sides of the timestamp.
+        raised["h"].append(json.dumps({"id": event_id, "event": event}, separators=(",", ":"))[:-1] + ',"timestamp":')
+        raised["d"].append(',"data":' + json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "}")
     return _deliver(c, _EMIT, dict(raised, **jobs.lease_params(lease)))
 
 
@@ -113,8 +114,12 @@ SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, logs.j
   LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
 """
 
+# The body's timestamp is the second of now(), the events' created_at: the body, /events and a
+# replay's `since` agree on an event's time, whatever the API host's clock says.
 _EMIT = """
-WITH t AS (SELECT * FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(b)s::text[]) AS t(i, m, e, b)),
+WITH t AS (SELECT i, m, e, h || floor(extract(epoch FROM now()))::bigint || d AS b
+             FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(h)s::text[], %(d)s::text[])
+                  AS t(i, m, e, h, d)),
      ev AS (INSERT INTO events (id, merchant_id, event, body) SELECT i, m, e, b FROM t),
 """ + _FAN_OUT
 

@@ -4,11 +4,16 @@ expires; /webhooks/config as the first endpoint; removal; one endpoint hanging d
 import hashlib
 import hmac
 import threading
+import time
+import types
+from datetime import datetime, timezone
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from helpers import add_endpoint, create_payment, own_transaction, paid_payment, pump, wait_until
+
+from app import webhooks
 
 BASE = "/api/v1/webhooks/endpoints"
 
@@ -145,6 +150,20 @@ def test_a_disabled_endpoint_gets_nothing_new_and_a_removed_one_loses_its_queue(
     assert client.get("/api/v1/webhooks/config", headers=m["headers"]).get_json()["webhook_url"] is None
 
 
+def test_the_endpoint_list_is_newest_first_like_every_list_and_leaves_the_secrets_out(client, db, make_merchant,
+                                                                                     receiver):
+    m = make_merchant()
+    made = [add_endpoint(client, m, receiver().url) for _ in range(3)]  # the first one is /webhooks/config's
+    for i, endpoint in enumerate(made):
+        db.execute("UPDATE webhook_endpoints SET created_at = now() - make_interval(secs => %(s)s) WHERE id = %(id)s",
+                   {"s": 10 - i, "id": endpoint["id"]})
+    body = client.get(BASE, headers=m["headers"]).get_json()
+    assert [e["id"] for e in body["data"]] == [e["id"] for e in reversed(made)] and body["total"] == 3
+    assert not any("secret" in e or "previous_secret" in e for e in body["data"])
+    page = client.get(f"{BASE}?count=1&skip=2", headers=m["headers"]).get_json()
+    assert [e["id"] for e in page["data"]] == [made[0]["id"]] and (page["total"], page["limit"]) == (3, 1)
+
+
 def test_another_merchants_endpoint_is_not_found(client, make_merchant, receiver):
     owner, stranger = make_merchant(), make_merchant()
     endpoint = add_endpoint(client, owner, receiver().url)
@@ -217,6 +236,24 @@ def test_replay_sends_again_exactly_the_events_since_a_time(client, db, worker, 
     pump(worker, lambda: len(rx.requests) >= 4)
     assert header(rx.requests[3], "webhook-id") == header(replayed[0], "webhook-id")
     assert rx.requests[3]["body"] == replayed[0]["body"]
+
+
+def test_an_events_timestamp_is_its_time_on_the_database_clock(client, worker, make_merchant, receiver, monkeypatch):
+    """With the API host's clock 5 s ahead of the database's, the body still says the second that
+    /events shows, and a replay since that timestamp includes the event."""
+    real = time.time
+    monkeypatch.setattr(webhooks, "time", types.SimpleNamespace(time=lambda: real() + 5))  # this module's clock only
+    rx = receiver()
+    m = make_merchant()
+    endpoint = add_endpoint(client, m, rx.url)
+    client.post("/api/v1/webhooks/test", headers=m["headers"])
+    pump(worker, lambda: rx.requests)
+    sent = rx.requests[0]["json"]
+    [event] = client.get("/api/v1/events", headers=m["headers"]).get_json()["data"]
+    assert event["id"] == sent["id"]
+    assert datetime.fromtimestamp(sent["timestamp"], timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") == event["created_at"]
+    r = client.post(f"{BASE}/{endpoint['id']}/replay", headers=m["headers"], json={"since": sent["timestamp"]})
+    assert r.get_json() == {"queued": 1}
 
 
 def test_clearing_the_config_url_removes_the_first_endpoint_and_a_new_url_starts_afresh(client, db, make_merchant,
@@ -313,3 +350,20 @@ def test_deleting_an_endpoint_while_the_worker_records_its_delivery_is_no_deadlo
     call.join(10)
     assert answers == {"delete": 204}
     assert client.get(f"{BASE}/{endpoint['id']}", headers=m["headers"]).status_code == 404
+
+
+@pytest.mark.parametrize("event_id", ["evt_%00", "%00", "evt_000000000000000%00", "evt_%C3%A9", "x" * 300])
+def test_an_event_id_that_cannot_exist_is_a_404_never_a_500(client, merchant, event_id):
+    r = client.get(f"/api/v1/events/{event_id}", headers=merchant["headers"])
+    assert r.status_code == 404
+    assert r.get_json()["error"] == {"code": "NOT_FOUND_ERROR", "description": "Event not found."}
+
+
+@pytest.mark.parametrize("enabled", [1, 0, "true", "false", None])
+def test_enabled_takes_true_or_false_only(client, make_merchant, receiver, enabled):
+    m = make_merchant()
+    endpoint = add_endpoint(client, m, receiver().url)
+    client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": False})
+    r = client.patch(f"{BASE}/{endpoint['id']}", headers=m["headers"], json={"enabled": enabled})
+    assert r.status_code == 400 and r.get_json()["error"]["field"] == "enabled", r.get_json()
+    assert client.get(f"{BASE}/{endpoint['id']}", headers=m["headers"]).get_json()["enabled"] is False

@@ -1,18 +1,23 @@
-"""Merchants are isolated: another merchant's order, payment and refund ids are 404 everywhere."""
+"""Merchants are isolated: another merchant's order, payment, refund, event, webhook endpoint and
+delivery ids are 404 everywhere."""
 import pytest
 
 from helpers import create_order, paid_payment, pay
 
 
 @pytest.fixture
-def theirs(client, db, worker, make_merchant):
-    """Merchant A's objects: a paid order with a refunded payment, and an unpaid order."""
-    a = make_merchant()
+def theirs(client, db, worker, make_merchant, receiver):
+    """Merchant A's objects: a paid order with a refunded payment, and an unpaid order, and the
+    events, webhook endpoint and deliveries they raised."""
+    a = make_merchant(webhook_url=receiver().url)
     order, payment = paid_payment(client, db, worker, a, 10000)
     r = client.post(f"/api/v1/payments/{payment['id']}/refunds", json={"amount": 1000}, headers=a["headers"])
     assert r.status_code == 201
     unpaid = create_order(client, a, 20000)
-    return {"merchant": a, "order": order, "payment": payment, "refund": r.get_json(), "unpaid": unpaid}
+    ids = {"event": "SELECT id FROM events", "endpoint": "SELECT id FROM webhook_endpoints",
+           "log": "SELECT id::text FROM webhook_logs"}
+    ids = {k: db.value(sql + " WHERE merchant_id = %(m)s LIMIT 1", {"m": a["id"]}) for k, sql in ids.items()}
+    return dict(ids, merchant=a, order=order, payment=payment, refund=r.get_json(), unpaid=unpaid)
 
 
 def test_other_merchants_ids_are_404_everywhere(client, db, theirs, merchant):
@@ -28,6 +33,13 @@ def test_other_merchants_ids_are_404_everywhere(client, db, theirs, merchant):
         ("POST", f"/api/v1/payments/{p}/refunds", {"amount": 100}),
         ("POST", f"/api/v1/payments/{p}/refund", {"amount": 100}),
         ("POST", f"/api/v1/payments/{p}/refund", None),
+        ("GET", f"/api/v1/orders/{o}/payments", None),
+        ("GET", f"/api/v1/payments/{p}/refunds/{rf}", None),
+        ("POST", "/api/v1/refunds", {"payment_id": p, "amount": 100}),
+        ("GET", f"/api/v1/events/{theirs['event']}", None),
+        ("GET", f"/api/v1/webhooks/endpoints/{theirs['endpoint']}", None),
+        ("POST", f"/api/v1/webhooks/endpoints/{theirs['endpoint']}/replay", {"since": 0}),
+        ("POST", f"/api/v1/webhooks/{theirs['log']}/retry", None),
     ]
     for method, path, body in calls:
         r = client.open(path, method=method, json=body, headers=me) if body is not None else \
@@ -42,7 +54,8 @@ def test_other_merchants_ids_are_404_everywhere(client, db, theirs, merchant):
 
 
 def test_other_merchants_objects_are_not_listed(client, theirs, merchant):
-    for path in ("/api/v1/orders", "/api/v1/payments"):
+    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/refunds", "/api/v1/events", "/api/v1/webhooks",
+                 "/api/v1/webhooks/endpoints"):
         body = client.get(path, headers=merchant["headers"]).get_json()
         assert body["data"] == [] and body["total"] == 0
     # and the owner sees them

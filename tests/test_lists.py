@@ -1,4 +1,5 @@
-"""Every list (orders, payments, an order's payments, refunds, a payment's refunds, webhook logs):
+"""Every list (orders, payments, an order's payments, refunds, a payment's refunds, webhook logs,
+webhook endpoints, events):
 count/limit, skip/offset, Razorpay's from/to (unix seconds, inclusive at whole seconds), the
 filters it documents and nothing else (any other parameter is a 400 naming it), an exact total."""
 from datetime import datetime, timezone
@@ -22,7 +23,10 @@ def world(client, db, worker, make_merchant, receiver):
                            headers=m["headers"]).get_json() for i in range(3)]
     pending = create_payment(client, m, 700)
     log = db.value("SELECT id FROM webhook_logs WHERE merchant_id = %(m)s ORDER BY created_at LIMIT 1", {"m": m["id"]})
-    return {"merchant": m, "order": order, "paid": paid, "pending": pending, "refunds": refunds, "log": str(log)}
+    endpoint = client.post("/api/v1/webhooks/endpoints", json={"url": receiver().url}, headers=m["headers"]).get_json()
+    event = db.value("SELECT id FROM events WHERE merchant_id = %(m)s ORDER BY created_at LIMIT 1", {"m": m["id"]})
+    return {"merchant": m, "order": order, "paid": paid, "pending": pending, "refunds": refunds, "log": str(log),
+            "endpoint": endpoint["id"], "event": event}
 
 
 # (list path, table, the object whose created_at the window test moves) for each list
@@ -34,6 +38,8 @@ LISTS = {
     "payment_refunds": (lambda w: f"/api/v1/payments/{w['paid']['id']}/refunds", "refunds",
                         lambda w: w["refunds"][1]["id"]),
     "webhooks": ("/api/v1/webhooks", "webhook_logs", lambda w: w["log"]),
+    "endpoints": ("/api/v1/webhooks/endpoints", "webhook_endpoints", lambda w: w["endpoint"]),
+    "events": ("/api/v1/events", "events", lambda w: w["event"]),
 }
 
 

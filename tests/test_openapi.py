@@ -286,7 +286,7 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     made = c("post", base, client.post(base, headers=h, json={
         "url": hook.url, "events": ["payment.success", "refund.processed"], "description": "ops"}))
     listed = c("get", base, client.get(base, headers=h))
-    assert [e["id"] for e in listed["data"]][1:] == [made["id"]] and "secret" not in listed["data"][0]
+    assert [e["id"] for e in listed["data"]][:-1] == [made["id"]] and "secret" not in listed["data"][-1]  # newest first
     assert c("get", one, client.get(f"{base}/{made['id']}", headers=h))["secret"] == made["secret"]
     changed = c("patch", one, client.patch(f"{base}/{made['id']}", headers=h, json={"enabled": False,
                                                                                      "description": None}))
@@ -294,7 +294,7 @@ def test_every_success_response_conforms(client, conform, make_merchant, receive
     rotated = c("post", one + "/secret", client.post(f"{base}/{made['id']}/secret", headers=h,
                                                       json={"expire_previous_in": 60}))
     assert rotated["secret"] != made["secret"] and rotated["previous_expires_at"]
-    replayed = c("post", one + "/replay", client.post(f"{base}/{listed['data'][0]['id']}/replay", headers=h,
+    replayed = c("post", one + "/replay", client.post(f"{base}/{listed['data'][-1]['id']}/replay", headers=h,
                                                        json={"since": 0}))
     assert replayed["queued"] >= 1
     assert c("post", one + "/replay", client.post(f"{base}/{made['id']}/replay", headers=h,
@@ -356,7 +356,8 @@ def test_every_error_response_conforms(client, conform, doc, make_merchant, work
                 assert c(method, path, r)["error"]["code"] == "NOT_FOUND_ERROR"
 
     # 400s of the list parameters, the bodies and the payment rules.
-    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds", "/api/v1/events"):
+    for path in ("/api/v1/orders", "/api/v1/payments", "/api/v1/webhooks", "/api/v1/refunds", "/api/v1/events",
+                 "/api/v1/webhooks/endpoints"):
         c("get", path, client.get(path + "?limit=ten", headers=h))
         assert c("get", path, client.get(path + "?order_id=x", headers=h))["error"]["field"] == "order_id"
     order = c("post", "/api/v1/orders", client.post("/api/v1/orders", headers=h, json={"amount": 1000}))

@@ -130,7 +130,8 @@ def test_no_url_no_log_row(client, merchant, db, running_worker):
 
 
 @pytest.mark.parametrize("url", ["ftp://example.com/hook", "javascript:alert(1)", "not a url", "http://",
-                                 "http://user:pass@example.com/hook", "file:///etc/passwd"])
+                                 "http://user:pass@example.com/hook", "file:///etc/passwd",
+                                 "https://exa mple.com/hook", "https://example.com/ho ok", "https://example.com/\thook"])
 def test_bad_config_urls_are_400(client, merchant, url, db):
     r = client.put("/api/v1/webhooks/config", json={"webhook_url": url}, headers=merchant["headers"])
     assert r.status_code == 400 and r.get_json()["error"]["field"] == "webhook_url"

@@ -64,8 +64,10 @@ def _rotation():
 @bp.get("/webhooks/endpoints")
 @api_auth
 def list_endpoints():
-    rows = endpoints.list_(db.conn(), g.merchant["id"])
-    return {"data": ENDPOINT.dump(rows, many=True)}
+    page = paging()
+    rows, total = endpoints.list_(db.conn(), g.merchant["id"], page.limit, page.offset, page.window,
+                                  endpoints.NEWEST_FIRST)
+    return listing(ENDPOINT, rows, total, page)
 
 
 @bp.post("/webhooks/endpoints")
