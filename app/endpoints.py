@@ -51,7 +51,8 @@ NEWEST_FIRST = "e.created_at DESC, e.id DESC"       # the API's, as every list's
 
 def list_(c, merchant_id, limit=None, offset=0, window=(None, None), order=FIRST_FIRST):
     """The merchant's endpoints in `order` and their exact total: all of them, or a page (limit,
-    offset) of those created within window (unix seconds, inclusive, as every list's)."""
+    offset) of those created within window (unix seconds, inclusive, as every list's). Its own
+    query, not db.page: an endpoint's URL and secret may be its merchant's (the join)."""
     start, end = db.bounds(window)
     where = (" AND e.created_at >= coalesce(%(start)s::timestamptz, '-infinity')"
              " AND e.created_at < coalesce(%(end)s::timestamptz, 'infinity')")
@@ -148,13 +149,19 @@ def delete(c, merchant_id, endpoint_id):
     endpoint as it was."""
     with db.transaction(c):
         lock_merchant(c, merchant_id)  # no other change to its endpoints until we commit
-        # Its pending logs are cancelled before its row is locked (by the DELETE): the worker
-        # records an attempt in that order, log then endpoint, so the two cannot deadlock.
         endpoint = get(c, merchant_id, endpoint_id)
-        db.execute(c, "UPDATE webhook_logs SET status = 'failed', next_retry_at = NULL, "
-                      "response_body = 'endpoint deleted' WHERE merchant_id = %(m)s AND status = 'pending' "
-                      "AND (endpoint_id = %(id)s OR (endpoint_id IS NULL AND %(first)s))",
-                   {"m": merchant_id, "id": endpoint_id, "first": endpoint["is_first"]})
+        # Its pending logs are cancelled before its row is locked (by the DELETE), and the ones the
+        # worker is recording an attempt of are skipped: the worker locks a batch's logs in any
+        # order, then their endpoints, so waiting for one of them could deadlock. A skipped log's
+        # next attempt finds no endpoint and sends nothing.
+        db.execute(c, """
+            UPDATE webhook_logs w SET status = 'failed', next_retry_at = NULL, response_body = 'endpoint deleted'
+              FROM (SELECT id, created_at FROM webhook_logs
+                     WHERE merchant_id = %(m)s AND status = 'pending'
+                       AND (endpoint_id = %(id)s OR (endpoint_id IS NULL AND %(first)s))
+                       FOR UPDATE SKIP LOCKED) free
+             WHERE w.id = free.id AND w.created_at = free.created_at
+            """, {"m": merchant_id, "id": endpoint_id, "first": endpoint["is_first"]})
         db.execute(c, "DELETE FROM webhook_endpoints WHERE id = %(id)s", {"id": endpoint_id})
         if endpoint["is_first"]:
             _promote_heir(c, merchant_id)

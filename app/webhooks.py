@@ -71,8 +71,9 @@ def emit_events(c, events, lease=None):
     The body is serialised once per event (every endpoint and every attempt gets these exact bytes,
     under the one event id): here, but for its timestamp, which the statement writes in from the
     database's clock, the one that sets the event's created_at. With a lease (see
-    jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its log's created_at, the partition key, so that
-    the worker reads the log from one partition, and its endpoint, whose deliveries it caps.
+    jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its
+    log's created_at, the partition key, so that the worker reads the log from one partition, and
+    its endpoint, whose deliveries it caps.
     Returns, per log written, (job_id, job payload, attempt): the attempt is what load_attempts()
     would read, so a worker that emits can send at once without reading it back."""
     if not events:
@@ -395,13 +396,15 @@ def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
 def regenerate_secret(c, merchant_id, expire_previous_in=0):
     """A new secret for the first endpoint; the old one keeps signing for expire_previous_in
     seconds (0: replaced at once)."""
-    first = endpoints.first_id(c, merchant_id)
-    if first:
-        endpoints.rotate(c, merchant_id, first, expire_previous_in)
-    else:  # no URL yet: the secret waits for one
-        db.execute(c, "UPDATE merchants SET webhook_secret = %(s)s, updated_at = now() WHERE id = %(m)s",
-                   {"s": new_secret(), "m": merchant_id})
-    return get_config(c, merchant_id)
+    with db.transaction(c):
+        endpoints.lock_merchant(c, merchant_id)  # the first endpoint stays the one we rotate
+        first = endpoints.first_id(c, merchant_id)
+        if first:
+            endpoints.rotate(c, merchant_id, first, expire_previous_in)
+        else:  # no URL yet: the secret waits for one
+            db.execute(c, "UPDATE merchants SET webhook_secret = %(s)s, updated_at = now() WHERE id = %(m)s",
+                       {"s": new_secret(), "m": merchant_id})
+        return get_config(c, merchant_id)
 
 
 def send_test(c, merchant_id):

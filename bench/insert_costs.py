@@ -85,16 +85,28 @@ def prepare(url):
     return copy
 
 
-def run(pgbench, url, script, seconds, tmp):
-    """Transactions/s of one pgbench run."""
+def _payments(url):
+    with psycopg.connect(url) as c:
+        return c.execute("SELECT count(*) FROM payments").fetchone()[0]
+
+
+def run(pgbench, url, name, seconds, tmp):
+    """Transactions/s of one pgbench run of SCRIPTS[name]; a payment script must have inserted a
+    payment per transaction (the statement inserts nothing once the orders run out)."""
     path = Path(tmp) / "script.sql"
-    path.write_text(NEXT + script)
+    path.write_text(NEXT + SCRIPTS[name])
     env = dict(os.environ, PGOPTIONS="-c synchronous_commit=off")
+    before = _payments(url)
     out = subprocess.run([pgbench, "-n", "-M", "prepared", "-c", "8", "-j", "2", "-T", str(seconds), "-f", str(path),
                           psycopg.conninfo.make_conninfo(url)], env=env, capture_output=True, text=True)
     tps = re.search(r"^tps = ([\d.]+)", out.stdout, re.M)
-    if out.returncode != 0 or not tps or re.search(r"failed transactions: [1-9]", out.stdout):
+    done = re.search(r"transactions actually processed: (\d+)", out.stdout)
+    if out.returncode != 0 or not tps or not done or re.search(r"failed transactions: [1-9]", out.stdout):
         sys.exit(f"pgbench failed:\n{out.stdout}\n{out.stderr}")
+    if name.startswith("payment") or name == "no FKs":
+        inserted = _payments(url) - before
+        if inserted != int(done.group(1)):
+            sys.exit(f"{name}: {inserted} payments for {done.group(1)} transactions (out of orders? raise ORDERS)")
     return float(tps.group(1))
 
 
@@ -111,7 +123,7 @@ def main():
     with tempfile.TemporaryDirectory(prefix="insert_costs_") as tmp:
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
-                results[name].append(run(pgbench, copy if name == "no FKs" else url, SCRIPTS[name], args.seconds, tmp))
+                results[name].append(run(pgbench, copy if name == "no FKs" else url, name, args.seconds, tmp))
                 print(f"round {r + 1} {name:12s} {results[name][-1]:8.0f} tx/s", flush=True)
     print(f"\npgbench -c 8 -j 2 -M prepared, {args.rounds} round(s) of {args.seconds} s per script, order reversed "
           f"every round; synchronous_commit off; {common.pg_settings(url)}; {common.machine()}\n")

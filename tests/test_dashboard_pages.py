@@ -179,7 +179,8 @@ def counted_per_day(db, merchant_id, tz, days):
 def unseal(app):
     """unseal(at): the payments' rollups from the hour `at` on taken back, for every merchant, as
     they were before the worker sealed those hours (their rows are then counted from the table);
-    sealed again after the test."""
+    sealed again after the test. Sound only while tests run one at a time, as this suite does:
+    another test's totals would read the same rollups meanwhile."""
     pool = app.extensions["db_pool"]
 
     def take_back(at):

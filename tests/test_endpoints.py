@@ -289,32 +289,34 @@ def test_a_refused_url_names_the_field_sent(client, make_merchant):
         assert r.status_code == 400 and r.get_json()["error"]["field"] == next(iter(body)), r.get_json()
 
 
+def _lock_waiters(db):
+    """The sessions of this database waiting on a row or table lock (a sleeping worker's wake-up
+    gate left out: a live worker of another test may be taking it)."""
+    return db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query NOT ILIKE '%jobs_wakeup_gate%'")
+
+
 def test_clearing_the_config_url_while_its_endpoint_is_deleted_is_no_deadlock(app, client, db, make_merchant,
                                                                              receiver):
     """DELETE of the first endpoint and PUT /webhooks/config {"webhook_url": null} at once: each
     locks the merchant and the endpoint, so in opposite orders one of them failed with a deadlock
-    (a 503). The DELETE is held, after it has locked the endpoint, on a pending delivery's row."""
+    (a 503). The DELETE is held on the endpoint's row, the PUT then comes."""
     m = make_merchant()
     endpoint = add_endpoint(client, m, receiver().url)
-    client.post("/api/v1/webhooks/test", headers=m["headers"])  # a pending delivery to it
     answers = {}
 
     def call(name, method, path, **kwargs):
         answers[name] = app.test_client().open(path, method=method, headers=m["headers"], **kwargs).status_code
 
-    def blocked():
-        return db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                        "AND wait_event_type = 'Lock'")
-
     with own_transaction(app) as hold:
-        hold.execute("SELECT 1 FROM webhook_logs WHERE endpoint_id = %(e)s FOR UPDATE", {"e": endpoint["id"]})
+        hold.execute("SELECT 1 FROM webhook_endpoints WHERE id = %(e)s FOR UPDATE", {"e": endpoint["id"]})
         calls = [threading.Thread(target=call, args=("delete", "DELETE", f"{BASE}/{endpoint['id']}")),
                  threading.Thread(target=call, args=("clear", "PUT", "/api/v1/webhooks/config"),
                                   kwargs={"json": {"webhook_url": None}})]
         calls[0].start()
-        wait_until(lambda: blocked() == 1, message="the DELETE waiting on the delivery's row")
+        wait_until(lambda: _lock_waiters(db) == 1, message="the DELETE waiting on the endpoint's row")
         calls[1].start()
-        wait_until(lambda: blocked() == 2, message="the PUT waiting too")
+        wait_until(lambda: _lock_waiters(db) == 2, message="the PUT waiting too")
         hold.commit()
     for t in calls:
         t.join(10)
@@ -323,33 +325,66 @@ def test_clearing_the_config_url_while_its_endpoint_is_deleted_is_no_deadlock(ap
     assert client.get(BASE, headers=m["headers"]).get_json()["data"] == []
 
 
-def test_deleting_an_endpoint_while_the_worker_records_its_delivery_is_no_deadlock(app, client, db, make_merchant,
-                                                                                   receiver):
-    """The worker records an attempt by updating its log, then the endpoint's failing_since; a
-    DELETE of the endpoint that locked the endpoint before cancelling its pending logs made the
-    opposite order, and one of the two failed with a deadlock (the DELETE's 503)."""
+def test_deleting_an_endpoint_while_the_worker_records_its_deliveries_neither_waits_nor_deadlocks(
+        app, client, db, make_merchant, receiver):
+    """The worker records a batch of attempts by updating their logs, in no set order, then their
+    endpoints' failing_since. A DELETE of the endpoint that waited for one of those logs could
+    deadlock with it (the DELETE's 503, or the worker's batch undone): it skips the logs being
+    recorded, and cancels the others."""
     m = make_merchant()
     endpoint = add_endpoint(client, m, receiver().url)
-    client.post("/api/v1/webhooks/test", headers=m["headers"])  # a pending delivery to it
+    for _ in range(2):
+        client.post("/api/v1/webhooks/test", headers=m["headers"])  # two pending deliveries to it
+    recorded, cancelled = db.values("SELECT id FROM webhook_logs WHERE endpoint_id = %(e)s ORDER BY id",
+                                    {"e": endpoint["id"]})
     answers = {}
 
     def delete():
         answers["delete"] = app.test_client().delete(f"{BASE}/{endpoint['id']}", headers=m["headers"]).status_code
 
     with own_transaction(app) as recorder:
-        # The recorder's first step: its delivery's log, updated and held until it commits.
-        recorder.execute("UPDATE webhook_logs SET attempts = attempts + 1 WHERE endpoint_id = %(e)s", {"e": endpoint["id"]})
+        # The recorder's first step, on one of the two logs: updated, held until it commits.
+        recorder.execute("UPDATE webhook_logs SET attempts = attempts + 1 WHERE id = %(l)s", {"l": recorded})
         call = threading.Thread(target=delete)
         call.start()
-        wait_until(lambda: db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                    "AND wait_event_type = 'Lock'") == 1, message="the DELETE waiting on the log")
-        # Its second step: the endpoint's row, as _RECORD_OUTCOMES locks it.
+        call.join(10)
+        assert answers == {"delete": 204}  # while the recorder still holds its log
+        # Its second step, the endpoint's row as _RECORD_OUTCOMES locks it: gone, nothing to wait for.
         recorder.execute("SET LOCAL lock_timeout = '5s'")
-        recorder.execute("SELECT 1 FROM webhook_endpoints WHERE id = %(e)s FOR UPDATE", {"e": endpoint["id"]})
+        assert recorder.execute("SELECT 1 FROM webhook_endpoints WHERE id = %(e)s FOR UPDATE",
+                                {"e": endpoint["id"]}).fetchall() == []
         recorder.commit()
-    call.join(10)
-    assert answers == {"delete": 204}
+    status = {str(r["id"]): r["status"] for r in db.all("SELECT id, status FROM webhook_logs WHERE id = ANY(%(l)s)",
+                                                         {"l": [recorded, cancelled]})}
+    assert status == {str(cancelled): "failed", str(recorded): "pending"}  # the recorder decides that one
     assert client.get(f"{BASE}/{endpoint['id']}", headers=m["headers"]).status_code == 404
+
+
+def test_the_config_secret_rotated_while_the_first_endpoint_is_deleted_is_no_404(app, client, db, make_merchant,
+                                                                                   receiver):
+    """POST /webhooks/config/secret found the first endpoint, then waited for the merchant's lock
+    while a DELETE removed it, and answered 404 for an endpoint the merchant never named."""
+    m = make_merchant()
+    first = client.put("/api/v1/webhooks/config", json={"webhook_url": receiver().url}, headers=m["headers"])
+    assert first.status_code == 200
+    [endpoint_id] = db.values("SELECT id FROM webhook_endpoints WHERE merchant_id = %(m)s", {"m": m["id"]})
+    answers = {}
+
+    def rotate():
+        r = app.test_client().post("/api/v1/webhooks/config/secret", headers=m["headers"])
+        answers["rotate"] = (r.status_code, r.get_json())
+
+    with own_transaction(app) as deleting:  # a DELETE of the first, and only, endpoint
+        deleting.execute("SELECT 1 FROM merchants WHERE id = %(m)s FOR NO KEY UPDATE", {"m": m["id"]})
+        call = threading.Thread(target=rotate)
+        call.start()
+        wait_until(lambda: _lock_waiters(db) == 1, message="the rotation waiting on the merchant")
+        deleting.execute("DELETE FROM webhook_endpoints WHERE id = %(e)s", {"e": endpoint_id})
+        deleting.execute("UPDATE merchants SET webhook_url = NULL WHERE id = %(m)s", {"m": m["id"]})
+        deleting.commit()
+    call.join(10)
+    status, body = answers["rotate"]
+    assert status == 200 and body["webhook_url"] is None, body  # the new secret waits for a URL
 
 
 @pytest.mark.parametrize("event_id", ["evt_%00", "%00", "evt_000000000000000%00", "evt_%C3%A9", "x" * 300])

@@ -58,8 +58,10 @@ def test_no_api_answer_may_be_cached(client, merchant):
     headers = api_headers(merchant["api_key"], merchant["api_secret"])
     for r in (client.get("/api/v1/webhooks/config", headers=headers),
               client.post("/api/v1/webhooks/config/secret", headers=headers),
-              client.get("/api/v1/orders", headers=headers), client.get("/api/v1/orders")):
-        assert r.status_code in (200, 401) and r.headers["Cache-Control"] == "no-store", r.status_code
+              client.get("/api/v1/orders", headers=headers), client.get("/api/v1/orders"),
+              client.get("/api/v1/test/merchant"), client.get("/api/v1/nothing-here", headers=headers),
+              client.delete("/api/v1/orders", headers=headers)):
+        assert r.status_code in (200, 401, 404, 405) and r.headers["Cache-Control"] == "no-store", r.status_code
 
 
 FORM_TYPES = ["application/x-www-form-urlencoded", "multipart/form-data; boundary=----x", "text/plain",

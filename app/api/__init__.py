@@ -27,11 +27,12 @@ def refuse_browser_forgeries():
                        status=403)
 
 
-@bp.after_request
+@bp.after_app_request
 def no_store(resp):
-    """No cache between the merchant's server and us keeps an answer: they carry secrets (webhook
-    and endpoint secrets) and account data."""
-    resp.headers.setdefault("Cache-Control", "no-store")
+    """No cache between the merchant's server and us keeps an answer under /api/ (its errors
+    included): they carry secrets (webhook and endpoint secrets) and account data."""
+    if request.path.startswith("/api/"):
+        resp.headers.setdefault("Cache-Control", "no-store")
     return resp
 
 
