@@ -29,6 +29,26 @@ def prepare_database(env):
         env["DATABASE_URL"] = ensure_database_url(stop_with_last_user=True)
 
 
+def check_settings(env):
+    """Read the settings as the API and the worker will, before anything starts: a bad value stops
+    the start here, once, with its message, instead of failing every child at each restart."""
+    from . import ratelimit
+    from .config import load
+
+    try:
+        settings = load(env)
+        for name in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "API_RATE_LIMIT"):
+            if settings[name]:
+                try:
+                    ratelimit.parse(settings[name])
+                except ValueError as e:
+                    raise ValueError(f"{name}: {e}") from None
+    except ValueError as e:
+        print(f"launcher: {e}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def migrate(env):
     """Apply the pending schema migrations (app/migrate.py) to DATABASE_URL's database."""
     import psycopg
@@ -193,6 +213,8 @@ def main(argv):
         env.setdefault("WEBHOOK_ALLOWED_HOSTS", f"127.0.0.1:{port},localhost:{port}")
         env.setdefault("TEST_MERCHANT_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhook")
         env.setdefault("SEED_TEST_MERCHANT", "true")  # the demo signs in as the test merchant
+    if what in ("run", "api", "worker") and not check_settings(env):
+        return 2
     if what != "test_merchant":  # the receiver needs no database
         prepare_database(env)
     if what in ("migrate", "run"):

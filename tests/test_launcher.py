@@ -71,6 +71,22 @@ def test_the_receiver_listens_on_loopback_unless_host_says_otherwise(process_env
         assert launcher.stop() == 0, launcher.output()
 
 
+@pytest.mark.parametrize("what", ["run", "api", "worker"])
+@pytest.mark.parametrize("setting, value", [("WEBHOOK_DISABLE_AFTER", "5days"), ("DASHBOARD_TIMEZONE", "Mars/Base"),
+                                            ("TRUST_PROXY", "yes"), ("LOG_FORMAT", "yaml")])
+def test_a_bad_setting_stops_the_start_with_a_message_naming_it(process_env, log_dir, what, setting, value):
+    env = dict(process_env, PORT=str(free_port()), TEST_MERCHANT_PORT=str(free_port()), **{setting: value})
+    launcher = start_launcher(what, env, log_dir)
+    try:
+        wait_until(lambda: not launcher.alive(), timeout=30, message=f"`launcher {what}` to give up on {setting}")
+        out = launcher.output()
+        assert launcher.proc.returncode == 2, out
+        assert f"{setting} {value!r}" in out
+        assert "restart" not in out and "Traceback" not in out, out  # nothing started, nothing retried
+    finally:
+        launcher.stop()
+
+
 def try_payment(s, base):
     """An order and its UPI payment through the API, recording the answers instead of asserting
     them (the test checks them all at the end): (payment id or None, the status codes)."""
