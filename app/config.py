@@ -103,6 +103,17 @@ def time_zone(raw, default="Asia/Kolkata"):
                          f"(e.g. Asia/Kolkata, Europe/London, UTC)") from None
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(raw):
+    """LOG_LEVEL: a logging level name in any case (`INFO` when unset); anything else stops the start."""
+    level = (raw or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL {raw!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def log_format(raw):
     """LOG_FORMAT: `text` (unset) or `json`; anything else stops the start, naming the setting."""
     fmt = (raw or "text").strip().lower()
@@ -205,6 +216,6 @@ def load(env=None):
         # The dashboard shows times and takes dates in this zone (the API stays in UTC)
         "DASHBOARD_TIMEZONE": time_zone(env.get("DASHBOARD_TIMEZONE")),
         "MAX_CONTENT_LENGTH": 64 * 1024,
-        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
+        "LOG_LEVEL": log_level(env.get("LOG_LEVEL")),
         "LOG_FORMAT": log_format(env.get("LOG_FORMAT")),  # text, or json: one object per line
     }

@@ -73,7 +73,8 @@ def test_the_receiver_listens_on_loopback_unless_host_says_otherwise(process_env
 
 @pytest.mark.parametrize("what", ["run", "api", "worker"])
 @pytest.mark.parametrize("setting, value", [("WEBHOOK_DISABLE_AFTER", "5days"), ("DASHBOARD_TIMEZONE", "Mars/Base"),
-                                            ("TRUST_PROXY", "yes"), ("LOG_FORMAT", "yaml")])
+                                            ("TRUST_PROXY", "yes"), ("LOG_FORMAT", "yaml"),
+                                            ("LOG_LEVEL", "verbose")])
 def test_a_bad_setting_stops_the_start_with_a_message_naming_it(process_env, log_dir, what, setting, value):
     env = dict(process_env, PORT=str(free_port()), TEST_MERCHANT_PORT=str(free_port()), **{setting: value})
     launcher = start_launcher(what, env, log_dir)
@@ -85,6 +86,17 @@ def test_a_bad_setting_stops_the_start_with_a_message_naming_it(process_env, log
         assert "restart" not in out and "Traceback" not in out, out  # nothing started, nothing retried
     finally:
         launcher.stop()
+
+
+def test_log_level_is_taken_in_any_case(process_env, log_dir, db):
+    """LOG_LEVEL=debug, as operators write it, starts the worker (it made logging raise at start)."""
+    launcher = start_launcher("worker", dict(process_env, LOG_LEVEL="debug"), log_dir)
+    try:
+        wait_until(lambda: " started (batch=" in launcher.output() or not launcher.alive(), timeout=30,
+                   message="the worker started")
+        assert launcher.alive(), launcher.output()
+    finally:
+        assert launcher.stop() == 0, launcher.output()
 
 
 def try_payment(s, base):
