@@ -2,8 +2,8 @@
 
     python -m app.launcher run       migrate, then API (gunicorn) + worker.py + test merchant in the
                                      foreground; a child that exits is restarted with backoff
-    python -m app.launcher migrate   apply the pending schema migrations, create webhook_logs' first
-                                     days' partitions, and exit
+    python -m app.launcher migrate   apply the pending schema migrations, create webhook_logs' and
+                                     events' first days' partitions, and exit
     python -m app.launcher test      pytest against a fresh database
     python -m app.launcher api|worker|test_merchant   one process (the Docker image's commands);
                                      they never change the schema (but for the worker's
@@ -61,12 +61,12 @@ def migrate(env):
     applied = run_migrations(libpq_url(env["DATABASE_URL"]))
     print(f"migrations applied: {', '.join(applied)}" if applied else "migrations: the database is up to date",
           flush=True)
-    # webhook_logs' first days, so that a new database has them before any worker ran (the
+    # webhook_logs' and events' first days, so that a new database has them before any worker ran (the
     # worker creates the next ones; without them rows wait in the DEFAULT partition).
     with psycopg.connect(libpq_url(env["DATABASE_URL"]), autocommit=True, row_factory=dict_row) as c:
         created = ensure_partitions(c)
     if created:
-        print(f"webhook_logs partitions created: {', '.join(created)}", flush=True)
+        print(f"partitions created: {', '.join(created)}", flush=True)
 
 
 def metrics_dir(env, what):

@@ -2,6 +2,7 @@
 SIGKILLed under load while the API keeps taking payments."""
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,15 @@ def test_log_level_is_taken_in_any_case(process_env, log_dir, db):
         assert launcher.alive(), launcher.output()
     finally:
         assert launcher.stop() == 0, launcher.output()
+
+
+def test_migrate_names_the_partitions_it_creates_by_their_tables(process_env, new_database):
+    """`migrate` on a new database: today's and the next days' partitions of webhook_logs and of events."""
+    run = subprocess.run([sys.executable, "-m", "app.launcher", "migrate"], env=dict(process_env, DATABASE_URL=new_database()),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    line = next(l for l in run.stdout.splitlines() if "partitions created" in l)
+    assert line.startswith("partitions created: webhook_logs_p") and "events_p" in line, line
 
 
 def try_payment(s, base):
