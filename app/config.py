@@ -25,15 +25,31 @@ def _bool(value, default=False):
     return str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
+def number(env, name, default, kind=int):
+    """A numeric setting (whole unless kind is float); unset or empty: default. Anything else stops
+    the start, naming the setting."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{name} {raw!r}: expected {'a whole number' if kind is int else 'a number'}") from None
+
+
 def retry_intervals(test_mode, raw):
     """Webhook retry delays in seconds after attempts 1..4: 1 min, 5 min, 30 min, 2 h (test mode 5-20 s)."""
     raw = (raw or "").strip().lower()
     if raw == "true":
         return [5, 10, 15, 20]
     if raw not in ("", "false"):
-        values = [int(x) for x in raw.split(",") if x.strip()]
+        try:
+            values = [int(x) for x in raw.split(",") if x.strip()]
+        except ValueError:
+            values = []
         if not values or any(v < 0 for v in values):
-            raise ValueError("WEBHOOK_RETRY_INTERVALS_TEST must be 'true' or a comma list of seconds")
+            raise ValueError(f"WEBHOOK_RETRY_INTERVALS_TEST {raw!r}: expected 'true' or a comma list of "
+                             f"whole seconds (e.g. 5,10,15,20)")
         return values
     return [5, 10, 15, 20] if test_mode else [60, 300, 1800, 7200]
 
@@ -87,6 +103,25 @@ def time_zone(raw, default="Asia/Kolkata"):
                          f"(e.g. Asia/Kolkata, Europe/London, UTC)") from None
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(raw):
+    """LOG_LEVEL: a logging level name in any case (`INFO` when unset); anything else stops the start."""
+    level = (raw or "INFO").strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"LOG_LEVEL {raw!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def log_format(raw):
+    """LOG_FORMAT: `text` (unset) or `json`; anything else stops the start, naming the setting."""
+    fmt = (raw or "text").strip().lower()
+    if fmt not in ("text", "json"):
+        raise ValueError(f"LOG_FORMAT {raw!r}: expected text or json")
+    return fmt
+
+
 def allowed_hosts(raw):
     """Where webhooks may go although it is a private address: a comma list of exact host names, any
     case, each alone (every port) or with a port (`test_merchant:3002`, `[::1]:3002`). Returns the
@@ -135,7 +170,7 @@ def load(env=None):
     """Every setting (README "Configuration") from the environment."""
     env = os.environ if env is None else env
     test_mode = _bool(env.get("TEST_MODE"))
-    port = int(env.get("PORT", "8000"))
+    port = number(env, "PORT", 8000)
     public = public_url(env.get("PUBLIC_URL"), port)
     return {
         "DATABASE_URL": env.get("DATABASE_URL"),
@@ -145,16 +180,16 @@ def load(env=None):
         "PREFERRED_URL_SCHEME": env.get("PREFERRED_URL_SCHEME") or urlsplit(public).scheme,
         "SESSION_COOKIE_SECURE": _bool(env.get("SESSION_COOKIE_SECURE"), public.startswith("https://")),
         # How many proxies in front set X-Forwarded-For/-Proto/-Host; 0 = the headers are ignored.
-        "TRUST_PROXY": int(env.get("TRUST_PROXY", "0")),
+        "TRUST_PROXY": number(env, "TRUST_PROXY", 0),
         # Failed dashboard sign-ins (app/ratelimit.py format), per email and per client address.
         "LOGIN_RATE_LIMIT": env.get("LOGIN_RATE_LIMIT", "5/15minutes"),
         "LOGIN_ADDRESS_RATE_LIMIT": env.get("LOGIN_ADDRESS_RATE_LIMIT", "30/minute"),
         # Authenticated API calls per API key (same format), shared by every process; unset = no limit.
         "API_RATE_LIMIT": (env.get("API_RATE_LIMIT") or "").strip() or None,
-        "TEST_MERCHANT_PORT": int(env.get("TEST_MERCHANT_PORT", "3002")),
+        "TEST_MERCHANT_PORT": number(env, "TEST_MERCHANT_PORT", 3002),
         "TEST_MODE": test_mode,
         "TEST_PAYMENT_SUCCESS": _bool(env.get("TEST_PAYMENT_SUCCESS"), True),
-        "TEST_PROCESSING_DELAY": int(env.get("TEST_PROCESSING_DELAY", "1000")),
+        "TEST_PROCESSING_DELAY": number(env, "TEST_PROCESSING_DELAY", 1000),
         "WEBHOOK_RETRY_INTERVALS": retry_intervals(test_mode, env.get("WEBHOOK_RETRY_INTERVALS_TEST")),
         "WEBHOOK_ALLOW_PRIVATE_TARGETS": test_mode or _bool(env.get("WEBHOOK_ALLOW_PRIVATE_TARGETS")),
         "WEBHOOK_ALLOWED_HOSTS": allowed_hosts(env.get("WEBHOOK_ALLOWED_HOSTS")),
@@ -164,23 +199,23 @@ def load(env=None):
         "SEED_TEST_MERCHANT": _bool(env.get("SEED_TEST_MERCHANT")) if env.get("SEED_TEST_MERCHANT") else None,
         "CHECKOUT_FRAME_ANCESTORS": env.get("CHECKOUT_FRAME_ANCESTORS", "*"),
         # Seconds the checkout polls a payment before it shows "still processing" and stops asking
-        "CHECKOUT_POLL_TIMEOUT": int(env.get("CHECKOUT_POLL_TIMEOUT", "600")),
-        "DB_POOL_SIZE": int(env.get("DB_POOL_SIZE", "10")),
+        "CHECKOUT_POLL_TIMEOUT": number(env, "CHECKOUT_POLL_TIMEOUT", 600),
+        "DB_POOL_SIZE": number(env, "DB_POOL_SIZE", 10),
         # worker.py
-        "JOB_BATCH_SIZE": int(env.get("JOB_BATCH_SIZE", "200")),
-        "JOB_LEASE_SECONDS": float(env.get("JOB_LEASE_SECONDS", "30")),
-        "WEBHOOK_THREADS": int(env.get("WEBHOOK_THREADS", "16")),
-        "WEBHOOK_PER_MERCHANT": int(env.get("WEBHOOK_PER_MERCHANT", "4")),
+        "JOB_BATCH_SIZE": number(env, "JOB_BATCH_SIZE", 200),
+        "JOB_LEASE_SECONDS": number(env, "JOB_LEASE_SECONDS", 30.0, float),
+        "WEBHOOK_THREADS": number(env, "WEBHOOK_THREADS", 16),
+        "WEBHOOK_PER_MERCHANT": number(env, "WEBHOOK_PER_MERCHANT", 4),
         # webhook_logs' days older than this are dropped (app/partitions.py)
         "WEBHOOK_LOG_RETENTION_DAYS": retention_days(env.get("WEBHOOK_LOG_RETENTION_DAYS")),
         # An endpoint with no successful delivery for this many seconds is disabled; 0: never
         "WEBHOOK_DISABLE_AFTER": duration("WEBHOOK_DISABLE_AFTER", env.get("WEBHOOK_DISABLE_AFTER"), 5 * 86400),
         # /metrics: when set, only with `Authorization: Bearer <token>` (docs/metrics.md)
         "METRICS_TOKEN": env.get("METRICS_TOKEN") or None,
-        "WORKER_METRICS_PORT": int(env["WORKER_METRICS_PORT"]) if env.get("WORKER_METRICS_PORT") else None,
+        "WORKER_METRICS_PORT": number(env, "WORKER_METRICS_PORT", None),
         # The dashboard shows times and takes dates in this zone (the API stays in UTC)
         "DASHBOARD_TIMEZONE": time_zone(env.get("DASHBOARD_TIMEZONE")),
         "MAX_CONTENT_LENGTH": 64 * 1024,
-        "LOG_LEVEL": env.get("LOG_LEVEL", "INFO"),
-        "LOG_FORMAT": (env.get("LOG_FORMAT") or "text").strip().lower(),  # text, or json: one object per line
+        "LOG_LEVEL": log_level(env.get("LOG_LEVEL")),
+        "LOG_FORMAT": log_format(env.get("LOG_FORMAT")),  # text, or json: one object per line
     }

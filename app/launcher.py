@@ -2,8 +2,8 @@
 
     python -m app.launcher run       migrate, then API (gunicorn) + worker.py + test merchant in the
                                      foreground; a child that exits is restarted with backoff
-    python -m app.launcher migrate   apply the pending schema migrations, create webhook_logs' first
-                                     days' partitions, and exit
+    python -m app.launcher migrate   apply the pending schema migrations, create webhook_logs' and
+                                     events' first days' partitions, and exit
     python -m app.launcher test      pytest against a fresh database
     python -m app.launcher api|worker|test_merchant   one process (the Docker image's commands);
                                      they never change the schema (but for the worker's
@@ -29,6 +29,26 @@ def prepare_database(env):
         env["DATABASE_URL"] = ensure_database_url(stop_with_last_user=True)
 
 
+def check_settings(env):
+    """Read the settings as the API and the worker will, before anything starts: a bad value stops
+    the start here, once, with its message, instead of failing every child at each restart."""
+    from . import ratelimit
+    from .config import load
+
+    try:
+        settings = load(env)
+        for name in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "API_RATE_LIMIT"):
+            if settings[name]:
+                try:
+                    ratelimit.parse(settings[name])
+                except ValueError as e:
+                    raise ValueError(f"{name}: {e}") from None
+    except ValueError as e:
+        print(f"launcher: {e}", file=sys.stderr, flush=True)
+        return False
+    return True
+
+
 def migrate(env):
     """Apply the pending schema migrations (app/migrate.py) to DATABASE_URL's database."""
     import psycopg
@@ -41,12 +61,12 @@ def migrate(env):
     applied = run_migrations(libpq_url(env["DATABASE_URL"]))
     print(f"migrations applied: {', '.join(applied)}" if applied else "migrations: the database is up to date",
           flush=True)
-    # webhook_logs' first days, so that a new database has them before any worker ran (the
+    # webhook_logs' and events' first days, so that a new database has them before any worker ran (the
     # worker creates the next ones; without them rows wait in the DEFAULT partition).
     with psycopg.connect(libpq_url(env["DATABASE_URL"]), autocommit=True, row_factory=dict_row) as c:
         created = ensure_partitions(c)
     if created:
-        print(f"webhook_logs partitions created: {', '.join(created)}", flush=True)
+        print(f"partitions created: {', '.join(created)}", flush=True)
 
 
 def metrics_dir(env, what):
@@ -193,6 +213,8 @@ def main(argv):
         env.setdefault("WEBHOOK_ALLOWED_HOSTS", f"127.0.0.1:{port},localhost:{port}")
         env.setdefault("TEST_MERCHANT_WEBHOOK_URL", f"http://127.0.0.1:{port}/webhook")
         env.setdefault("SEED_TEST_MERCHANT", "true")  # the demo signs in as the test merchant
+    if what in ("run", "api", "worker") and not check_settings(env):
+        return 2
     if what != "test_merchant":  # the receiver needs no database
         prepare_database(env)
     if what in ("migrate", "run"):

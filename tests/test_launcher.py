@@ -2,6 +2,7 @@
 SIGKILLed under load while the API keeps taking payments."""
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,43 @@ def test_the_receiver_listens_on_loopback_unless_host_says_otherwise(process_env
         assert listening(port) == expected
     finally:
         assert launcher.stop() == 0, launcher.output()
+
+
+@pytest.mark.parametrize("what", ["run", "api", "worker"])
+@pytest.mark.parametrize("setting, value", [("WEBHOOK_DISABLE_AFTER", "5days"), ("DASHBOARD_TIMEZONE", "Mars/Base"),
+                                            ("TRUST_PROXY", "yes"), ("LOG_FORMAT", "yaml"),
+                                            ("LOG_LEVEL", "verbose")])
+def test_a_bad_setting_stops_the_start_with_a_message_naming_it(process_env, log_dir, what, setting, value):
+    env = dict(process_env, PORT=str(free_port()), TEST_MERCHANT_PORT=str(free_port()), **{setting: value})
+    launcher = start_launcher(what, env, log_dir)
+    try:
+        wait_until(lambda: not launcher.alive(), timeout=30, message=f"`launcher {what}` to give up on {setting}")
+        out = launcher.output()
+        assert launcher.proc.returncode == 2, out
+        assert f"{setting} {value!r}" in out
+        assert "restart" not in out and "Traceback" not in out, out  # nothing started, nothing retried
+    finally:
+        launcher.stop()
+
+
+def test_log_level_is_taken_in_any_case(process_env, log_dir, db):
+    """LOG_LEVEL=debug, as operators write it, starts the worker (it made logging raise at start)."""
+    launcher = start_launcher("worker", dict(process_env, LOG_LEVEL="debug"), log_dir)
+    try:
+        wait_until(lambda: " started (batch=" in launcher.output() or not launcher.alive(), timeout=30,
+                   message="the worker started")
+        assert launcher.alive(), launcher.output()
+    finally:
+        assert launcher.stop() == 0, launcher.output()
+
+
+def test_migrate_names_the_partitions_it_creates_by_their_tables(process_env, new_database):
+    """`migrate` on a new database: today's and the next days' partitions of webhook_logs and of events."""
+    run = subprocess.run([sys.executable, "-m", "app.launcher", "migrate"], env=dict(process_env, DATABASE_URL=new_database()),
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    line = next(l for l in run.stdout.splitlines() if "partitions created" in l)
+    assert line.startswith("partitions created: webhook_logs_p") and "events_p" in line, line
 
 
 def try_payment(s, base):
