@@ -72,10 +72,7 @@ def _rate_limit_headers(resp):
 def init_app(app):
     """Parse API_RATE_LIMIT once (a bad value stops the start); unset, the API counts nothing."""
     raw = app.config.get("API_RATE_LIMIT")
-    try:
-        limit = ratelimit.parse(raw) if raw else None
-    except ValueError as e:
-        raise ValueError(f"API_RATE_LIMIT: {e}") from None
+    limit = ratelimit.setting("API_RATE_LIMIT", raw) if raw else None
     app.extensions["api_rate_limit"] = limit
     if limit is not None:
         app.after_request(_rate_limit_headers)

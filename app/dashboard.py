@@ -197,16 +197,9 @@ def _csrf_error(e):
     return render_template("dashboard/csrf_error.html", reason=e.description), 400
 
 
-def _limit_setting(app, name):
-    try:
-        return ratelimit.parse(app.config[name])
-    except ValueError as e:
-        raise ValueError(f"{name}: {e}") from None
-
-
 def init_app(app):
     """Register the blueprint, template filters and CSRF protection for its forms."""
-    app.extensions["login_limits"] = tuple(_limit_setting(app, name)
+    app.extensions["login_limits"] = tuple(ratelimit.setting(name, app.config[name])
                                            for name in ("LOGIN_ADDRESS_RATE_LIMIT", "LOGIN_RATE_LIMIT"))
     # Only this blueprint's requests are checked: it is the one that reads a session cookie (the
     # API authenticates each call with key and secret headers, the checkout posts JSON to the API).

@@ -59,7 +59,7 @@ def _or_not_found(view):
 
 
 def _list_page(form=None, errors=None, status=200):
-    rows, _ = endpoints.list_(db.conn(), g.merchant["id"])
+    rows = endpoints.list_(db.conn(), g.merchant["id"])
     form = form or {"url": "", "events": [endpoints.ALL], "description": ""}
     return render_template("dashboard/endpoints.html", endpoints=rows, form=form, errors=errors or {},
                            catalog=events.CATALOG, all_events=endpoints.ALL), status

@@ -45,20 +45,22 @@ def check_events(events):
     return [ALL] if ALL in events else sorted(set(events))
 
 
-FIRST_FIRST = "e.is_first DESC, e.created_at, e.id"  # the dashboard's order
-NEWEST_FIRST = "e.created_at DESC, e.id DESC"       # the API's, as every list's (the first endpoint is the oldest)
+def list_(c, merchant_id):
+    """All the merchant's endpoints, the first one first (the dashboard's page)."""
+    return db.all(c, _SELECT + " ORDER BY e.is_first DESC, e.created_at, e.id", {"m": merchant_id})
 
 
-def list_(c, merchant_id, limit=None, offset=0, window=(None, None), order=FIRST_FIRST):
-    """The merchant's endpoints in `order` and their exact total: all of them, or a page (limit,
-    offset) of those created within window (unix seconds, inclusive, as every list's). Its own
-    query, not db.page: an endpoint's URL and secret may be its merchant's (the join)."""
+def page(c, merchant_id, limit, offset, window=(None, None)):
+    """A page of the merchant's endpoints created within window (unix seconds, inclusive), newest
+    first, and their exact total: the API's list, shaped as every list. Its own query, not
+    db.page: an endpoint's URL and secret may be its merchant's (the join)."""
     start, end = db.bounds(window)
     where = (" AND e.created_at >= coalesce(%(start)s::timestamptz, '-infinity')"
              " AND e.created_at < coalesce(%(end)s::timestamptz, 'infinity')")
     params = {"m": merchant_id, "start": start, "end": end, "limit": limit, "offset": offset}
     total = db.value(c, f"SELECT count(*) FROM ({_SELECT}{where}) e", params)
-    rows = db.all(c, f"{_SELECT}{where} ORDER BY {order} LIMIT %(limit)s OFFSET %(offset)s", params)
+    # The first endpoint is the oldest, so it comes last.
+    rows = db.all(c, f"{_SELECT}{where} ORDER BY e.created_at DESC, e.id DESC LIMIT %(limit)s OFFSET %(offset)s", params)
     return rows, total
 
 
@@ -66,8 +68,9 @@ def lock_merchant(c, merchant_id):
     """Lock the merchant's row, first of all in every change to its endpoints (create, update,
     delete, rotate, replay, /webhooks/config): one order of locks, so two concurrent changes wait
     for each other instead of deadlocking. NO KEY: the foreign-key checks of the merchant's new
-    payments and deliveries are not held up."""
-    db.execute(c, "SELECT 1 FROM merchants WHERE id = %(m)s FOR NO KEY UPDATE", {"m": merchant_id})
+    payments and deliveries are not held up. Returns whether the merchant has a webhook URL."""
+    return db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s FOR NO KEY UPDATE",
+                    {"m": merchant_id})
 
 
 def get(c, merchant_id, endpoint_id, lock=False):
@@ -107,9 +110,7 @@ def create(c, merchant_id, url, events, description, allow_private, allowed_host
     outbound.check_url(url, allow_private, allowed_hosts, field="url")
     events = check_events(events)
     with db.transaction(c):
-        lock_merchant(c, merchant_id)
-        has_url = db.value(c, "SELECT webhook_url IS NOT NULL FROM merchants WHERE id = %(m)s", {"m": merchant_id})
-        if not has_url:
+        if not lock_merchant(c, merchant_id):
             endpoint_id = make_first(c, merchant_id, url, new_secret(), events, description)
         else:
             n = db.value(c, "SELECT count(*) FROM webhook_endpoints WHERE merchant_id = %(m)s", {"m": merchant_id})

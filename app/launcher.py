@@ -37,12 +37,9 @@ def check_settings(env):
 
     try:
         settings = load(env)
-        for name in ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "API_RATE_LIMIT"):
+        for name in ratelimit.SETTINGS:
             if settings[name]:
-                try:
-                    ratelimit.parse(settings[name])
-                except ValueError as e:
-                    raise ValueError(f"{name}: {e}") from None
+                ratelimit.setting(name, settings[name])
     except ValueError as e:
         print(f"launcher: {e}", file=sys.stderr, flush=True)
         return False

@@ -56,6 +56,17 @@ def parse(value):
     return Limit(count, multiple * _UNIT_SECONDS[m.group(3).lower()])
 
 
+SETTINGS = ("LOGIN_RATE_LIMIT", "LOGIN_ADDRESS_RATE_LIMIT", "API_RATE_LIMIT")
+
+
+def setting(name, value):
+    """parse() of the setting `name`: its ValueError names the setting, and stops the start."""
+    try:
+        return parse(value)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+
+
 # The upsert counts the hit only when it fits (its WHERE); `before` comes from the statement's
 # snapshot, so a refused hit learns when its window ends without a second round trip.
 _HIT = """

@@ -69,7 +69,7 @@ def emit_events(c, events, lease=None):
     """Write, for each (merchant_id, event, data), one webhook_logs row and one delivery job per
     enabled endpoint of the merchant that subscribes to the event, in the caller's transaction.
     The body is serialised once per event (every endpoint and every attempt gets these exact bytes,
-    under the one event id): here, but for its timestamp, which the statement writes in from the
+    under the one event id): its data here, its envelope by the statement (_EMIT), with the
     database's clock, the one that sets the event's created_at. With a lease (see
     jobs.enqueue_many) the jobs start leased to the calling worker. A job's payload carries its
     log's created_at, the partition key, so that the worker reads the log from one partition, and
@@ -81,15 +81,12 @@ def emit_events(c, events, lease=None):
     for _, event, _ in events:
         if event not in CATALOG:  # merchants code against the catalog's list (docs, /openapi.json)
             raise ValueError(f"{event!r} is not in app/events.py's CATALOG")
-    raised = {"i": [], "m": [], "e": [], "h": [], "d": []}
+    raised = {"i": [], "m": [], "e": [], "d": []}
     for merchant_id, event, data in events:
-        event_id = new_id("evt_")
-        raised["i"].append(event_id)
+        raised["i"].append(new_id("evt_"))
         raised["m"].append(str(merchant_id))
         raised["e"].append(event)
-        # {"id":…,"event":…,"timestamp":<now() in SQL>,"data":…}, compact: the two sides of the timestamp.
-        raised["h"].append(json.dumps({"id": event_id, "event": event}, separators=(",", ":"))[:-1] + ',"timestamp":')
-        raised["d"].append(',"data":' + json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "}")
+        raised["d"].append(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
     return _deliver(c, _EMIT, dict(raised, **jobs.lease_params(lease)))
 
 
@@ -115,12 +112,13 @@ SELECT logs.id, logs.event_id, logs.body, 0 AS attempts, logs.created_at, logs.j
   LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
 """
 
-# The body's timestamp is the second of now(), the events' created_at: the body, /events and a
-# replay's `since` agree on an event's time, whatever the API host's clock says.
+# The body, compact JSON: {"id", "event", "timestamp", "data"}. Its timestamp is the second of
+# now(), the events' created_at: the body, /events and a replay's `since` agree on an event's time,
+# whatever the API host's clock says.
 _EMIT = """
-WITH t AS (SELECT i, m, e, h || floor(extract(epoch FROM now()))::bigint || d AS b
-             FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(h)s::text[], %(d)s::text[])
-                  AS t(i, m, e, h, d)),
+WITH t AS (SELECT i, m, e, format('{"id":%%s,"event":%%s,"timestamp":%%s,"data":%%s}', to_json(i), to_json(e),
+                                  floor(extract(epoch FROM now()))::bigint, d) AS b
+             FROM unnest(%(i)s::text[], %(m)s::uuid[], %(e)s::text[], %(d)s::text[]) AS t(i, m, e, d)),
      ev AS (INSERT INTO events (id, merchant_id, event, body) SELECT i, m, e, b FROM t),
 """ + _FAN_OUT
 
@@ -381,8 +379,8 @@ def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
     with db.transaction(c):
         endpoints.lock_merchant(c, merchant_id)
         current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant_id})
-        first = endpoints.first_id(c, merchant_id)
         if url is None:
+            first = endpoints.first_id(c, merchant_id)
             if first:
                 endpoints.delete(c, merchant_id, first)
         elif current["webhook_url"] is None:

@@ -65,8 +65,7 @@ def _rotation():
 @api_auth
 def list_endpoints():
     page = paging()
-    rows, total = endpoints.list_(db.conn(), g.merchant["id"], page.limit, page.offset, page.window,
-                                  endpoints.NEWEST_FIRST)
+    rows, total = endpoints.page(db.conn(), g.merchant["id"], page.limit, page.offset, page.window)
     return listing(ENDPOINT, rows, total, page)
 
 
