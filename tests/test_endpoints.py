@@ -290,10 +290,11 @@ def test_a_refused_url_names_the_field_sent(client, make_merchant):
 
 
 def _lock_waiters(db):
-    """The sessions of this database waiting on a row or table lock (a sleeping worker's wake-up
-    gate left out: a live worker of another test may be taking it)."""
+    """The sessions of this database waiting on a lock in a change to a merchant's endpoints (on
+    its merchant's row or an endpoint's), whatever else (a worker, autovacuum) waits meanwhile."""
     return db.value("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query NOT ILIKE '%jobs_wakeup_gate%'")
+                    "AND wait_event_type = 'Lock' AND (query ILIKE '%FOR NO KEY UPDATE%' "
+                    "OR query ILIKE '%webhook_endpoints%')")
 
 
 def test_clearing_the_config_url_while_its_endpoint_is_deleted_is_no_deadlock(app, client, db, make_merchant,

@@ -17,6 +17,7 @@ def theirs(client, db, worker, make_merchant, receiver):
     ids = {"event": "SELECT id FROM events", "endpoint": "SELECT id FROM webhook_endpoints",
            "log": "SELECT id::text FROM webhook_logs"}
     ids = {k: db.value(sql + " WHERE merchant_id = %(m)s LIMIT 1", {"m": a["id"]}) for k, sql in ids.items()}
+    assert all(ids.values()), ids  # a missing one would be a 404 whatever the isolation
     return dict(ids, merchant=a, order=order, payment=payment, refund=r.get_json(), unpaid=unpaid)
 
 

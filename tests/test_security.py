@@ -55,7 +55,7 @@ def test_a_401_does_not_invite_the_browser_to_cache_basic_credentials(client):
 
 def test_no_api_answer_may_be_cached(client, merchant):
     """A proxy or browser cache between the merchant and us must not keep a webhook secret."""
-    headers = api_headers(merchant["api_key"], merchant["api_secret"])
+    headers = merchant["headers"]
     for r in (client.get("/api/v1/webhooks/config", headers=headers),
               client.post("/api/v1/webhooks/config/secret", headers=headers),
               client.get("/api/v1/orders", headers=headers), client.get("/api/v1/orders"),

@@ -192,7 +192,7 @@ def stops_following(page, gateway="window.gateway"):
     wait_until(lambda: page.evaluate(f"!{gateway}._isFollowing()"), timeout=15, message="the SDK to stop polling")
 
 
-def settle(db, payment_id, status):
+def settle_in_db(db, payment_id, status):
     """Settle a payment in the database as the worker would (the order is paid on a success)."""
     error = ("PAYMENT_FAILED", "Payment declined by the bank") if status == "failed" else (None, None)
     db.execute("UPDATE payments SET status = %(s)s, error_code = %(c)s, error_description = %(d)s WHERE id = %(id)s",
@@ -294,12 +294,11 @@ def test_status_endpoint_signs_only_a_successful_payment(live_api, make_merchant
     assert requests.get(url, timeout=10).json() == {"paymentId": pay_id, "orderId": order_id, "status": "pending"}
     # The payment id alone is not enough: the old single-id view is gone.
     assert requests.get(f"{live_api.url}/checkout/payments/{pay_id}/result", timeout=10).status_code == 404
-    settle(db, pay_id, "failed")
+    settle_in_db(db, pay_id, "failed")
     assert requests.get(url, timeout=10).json() == {
         "paymentId": pay_id, "orderId": order_id, "status": "failed", "orderPaid": False,
         "error": {"code": "PAYMENT_FAILED", "description": "Payment declined by the bank"}}
-    db.execute("UPDATE payments SET status = 'success', error_code = NULL, error_description = NULL "
-               "WHERE id = %(id)s", {"id": pay_id})
+    settle_in_db(db, pay_id, "success")
     body = requests.get(url, timeout=10).json()
     assert body["paymentId"] == pay_id and body["orderId"] == order_id and body["status"] == "success"
     assert set(body) == {"paymentId", "orderId", "status", "signature"}  # nothing of the merchant
@@ -503,7 +502,7 @@ def test_a_payment_that_settles_while_the_close_question_is_open_is_reported_onc
 
     # 1. It fails while the question is asked: the out-of-date question goes, the failure stays.
     [payment] = payments_of(db, order_id)
-    settle(db, payment["id"], "failed")
+    settle_in_db(db, payment["id"], "failed")
     expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
     expect(page.locator(tid("confirm-close-dialog"))).to_have_count(0)
     expect(frame.locator(tid("error-state"))).to_be_visible()
@@ -528,7 +527,7 @@ def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api,
     [payment] = payments_of(db, order_id)
     # The success lands and "Close anyway" is pressed at once, twice over: whichever the SDK hears
     # first (the checkout's message or its own polling), the merchant hears of the success once.
-    settle(db, payment["id"], "success")
+    settle_in_db(db, payment["id"], "success")
     page.evaluate("""() => { const b = document.querySelector('[data-test-id=confirm-close-button]');
                             b.click(); b.click(); window.gateway.close(); }""")
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
@@ -552,14 +551,14 @@ def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
     # The merchant opens the same checkout again while the SDK still follows the first payment.
     page.evaluate("void window.gateway.open()")
     expect(frame.locator(tid("vpa-input"))).to_be_visible()
-    settle(db, first["id"], "failed")
+    settle_in_db(db, first["id"], "failed")
     expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
     # The followed payment has its answer: the SDK stops asking, and the new modal stays usable.
     assert not page.evaluate("window.gateway._isFollowing()")
     pay_upi(frame)  # the shopper pays again in the reopened modal, and this one succeeds
     expect(frame.locator(tid("processing-state"))).to_be_visible()
     second = payments_of(db, order_id)[1]
-    settle(db, second["id"], "success")
+    settle_in_db(db, second["id"], "success")
     expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
     events = page.evaluate("window.events")
@@ -579,7 +578,7 @@ def test_a_second_checkout_opened_while_the_first_still_follows_its_payment(
     expect(frame.locator(tid("vpa-input"))).to_be_visible()
     assert page.evaluate("window.first !== window.gateway && !window.first.isOpen()")
 
-    settle(db, payment["id"], "success")
+    settle_in_db(db, payment["id"], "success")
     expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)  # from the first, once
     stops_following(page, "window.first")
     page.locator(tid("close-modal-button")).click()  # the second has no payment: it closes at once
