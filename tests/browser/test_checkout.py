@@ -540,6 +540,47 @@ def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api,
     expect_signature(merchant, success)
 
 
+def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+
+    def pay_and_close_before_the_answer():
+        pay_upi(frame)
+        wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+        page.locator(tid("close-modal-button")).click()
+        expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()  # a payment is in flight: asked first
+        page.locator(tid("confirm-close-button")).click()
+        expect(page.locator(tid("payment-modal"))).to_have_count(0)
+        return held.pop()
+
+    # 1. The request fails: onClose waits for the checkout to know, then says there is no payment.
+    route = pay_and_close_before_the_answer()
+    assert page.evaluate("window.events") == []
+    route.abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
+
+    # 2. The gateway makes the payment after the modal is gone: onClose carries it, and its
+    # success still arrives.
+    page.evaluate("void window.gateway.open()")
+    route = pay_and_close_before_the_answer()
+    route.fulfill(response=route.fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    assert page.evaluate("window.events")[1] == {
+        "kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id, "status": "pending"}}
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    assert events[2]["data"]["paymentId"] == payment["id"]
+    expect_signature(merchant, events[2]["data"])
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
