@@ -164,7 +164,8 @@
     box.appendChild(sentinel(function () {
       // Shift+Tab from the close button: on to the checkout's last control.
       if (self._confirm) return self._confirm.querySelector("button:last-child").focus();
-      if (!self._ready) return closeButton.focus();
+      // Not loaded: the load error's Close button, when it shows, is the last control.
+      if (!self._ready) return (self._loader.querySelector("button") || closeButton).focus();
       self._iframe.focus();
       self._iframe.contentWindow.postMessage({type: "focus_last"}, GATEWAY_ORIGIN);
     }));

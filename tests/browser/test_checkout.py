@@ -679,6 +679,10 @@ def test_modal_says_so_when_the_checkout_never_loads(page, live_api, make_mercha
     expect(error).to_contain_text("could not be loaded")
     expect(page.locator(tid("modal-load-error-close"))).to_be_focused()
     assert violations(page, "minor") == []
+    for key, name in [("Shift+Tab", "close-modal-button"), ("Shift+Tab", "modal-load-error-close"),
+                      ("Tab", "close-modal-button"), ("Tab", "modal-load-error-close")]:  # both ways round
+        page.keyboard.press(key)
+        expect(page.locator(tid(name))).to_be_focused()
     page.locator(tid("modal-load-error-close")).click()
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
     assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
