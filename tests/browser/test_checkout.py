@@ -1098,6 +1098,15 @@ def test_demo_shop_says_paid_only_after_its_server_verified_the_signature(page, 
         forged = requests.post(f"{base}/verify", timeout=10,
                                json={"orderId": "order_x", "paymentId": "pay_x", "signature": "0" * 64})
         assert forged.status_code == 400 and forged.json()["verified"] is False
+        # Its server names the price; and a rightly signed payment of an order the shop did not
+        # create (a cheaper one of the same merchant) buys nothing.
+        made = requests.post(f"{base}/create-order", json={"amount": 100}, timeout=10)
+        assert made.status_code == 201 and made.json()["amount"] == 50000
+        cheap = create_order_over_http(live_api.url, merchant, amount=100)["id"]
+        signature = hmac.new(merchant["api_secret"].encode(), f"{cheap}|pay_x".encode(), hashlib.sha256).hexdigest()
+        other = requests.post(f"{base}/verify", timeout=10,
+                              json={"orderId": cheap, "paymentId": "pay_x", "signature": signature})
+        assert other.status_code == 400 and other.json()["verified"] is False
 
         held = {"create": [], "verify": []}
         page.route("**/create-order", lambda route: held["create"].append(route))
