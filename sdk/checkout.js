@@ -29,6 +29,7 @@
   var POLL_MS = 2000;
   var FOLLOW_FOR_MS = 10 * 60 * 1000; // as long as the checkout page itself waits
   var LOAD_TIMEOUT_MS = 15000;
+  var SEND_WAIT_MS = 30000; // a closed modal's checkout waits this long for the answer naming its payment
   var SETTLED = {success: true, failed: true};
   var active = null; // the one open instance
 
@@ -97,6 +98,8 @@
     this._onKeydown = this._handleKeydown.bind(this);
     this._onFocusin = this._handleFocusin.bind(this);
     this._payment = null;  // {paymentId, orderId, status} once the checkout has started one
+    this._submitting = false; // the checkout has sent a payment and not yet heard its id
+    this._sending = null;  // a closed modal kept out of sight until that id comes: {overlay, iframe, timer}
     this._done = false;    // true once onSuccess, or a closed modal's onFailure, has been called
     this._following = {}; // paymentId -> true while the SDK polls that payment itself
   }
@@ -161,7 +164,8 @@
     box.appendChild(sentinel(function () {
       // Shift+Tab from the close button: on to the checkout's last control.
       if (self._confirm) return self._confirm.querySelector("button:last-child").focus();
-      if (!self._ready) return closeButton.focus();
+      // Not loaded: the load error's Close button, when it shows, is the last control.
+      if (!self._ready) return (self._loader.querySelector("button") || closeButton).focus();
       self._iframe.focus();
       self._iframe.contentWindow.postMessage({type: "focus_last"}, GATEWAY_ORIGIN);
     }));
@@ -184,8 +188,9 @@
     this._loader = loader;
     this._ready = false;
     this._confirm = null;
+    this._submitting = false;
     // Reopened while a closed modal's payment is still followed: that payment stays the one in flight.
-    if (!this._isFollowing()) {
+    if (!this._isFollowing() && !this._sending) {
       this._payment = null;
       this._done = false;
     }
@@ -221,7 +226,7 @@
   };
 
   PaymentGateway.prototype._inFlight = function () {
-    return !!(this._payment && this._payment.paymentId && !SETTLED[this._payment.status]);
+    return this._submitting || !!(this._payment && this._payment.paymentId && !SETTLED[this._payment.status]);
   };
 
   // ×, Escape, or the checkout's own Cancel/Close: with a payment in flight, ask first.
@@ -323,11 +328,24 @@
 
   PaymentGateway.prototype.close = function () {
     if (!this._modal) return this;
+    var sending = this._submitting;
     window.clearTimeout(this._loadTimer);
-    window.removeEventListener("message", this._onMessage);
+    if (!sending) window.removeEventListener("message", this._onMessage);
     document.removeEventListener("keydown", this._onKeydown, true);
     document.removeEventListener("focusin", this._onFocusin, true);
-    if (this._modal.parentNode) this._modal.parentNode.removeChild(this._modal);
+    if (sending) {
+      // The payment is sent but its id not known yet: the modal leaves the screen while its checkout
+      // stays loaded, out of sight, until the answer names the payment for onClose and the polling.
+      if (this._sending) this._sent(null);
+      css(this._modal, {display: "none"});
+      this._modal.removeAttribute("id");
+      this._modal.removeAttribute("data-test-id");
+      this._sending = {overlay: this._modal, iframe: this._iframe,
+                       timer: window.setTimeout(this._sent.bind(this, null), SEND_WAIT_MS)};
+      this._submitting = false;
+    } else if (this._modal.parentNode) {
+      this._modal.parentNode.removeChild(this._modal);
+    }
     document.documentElement.style.overflow = this._previousOverflow;
     this._modal = this._iframe = this._closeButton = this._box = this._bar = this._end = this._loader = null;
     this._confirm = null;
@@ -335,11 +353,28 @@
     var previous = this._previousFocus;
     this._previousFocus = null;
     if (previous && typeof previous.focus === "function" && document.contains(previous)) previous.focus();
+    if (sending) return this; // onClose when the answer comes (_sent)
     var payment = this._payment;
     call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
                                           status: payment.status} : undefined);
     if (this._inFlight() && !this._done) this._follow(payment);
     return this;
+  };
+
+  // The answer for a modal closed while its payment was being sent: the payment made, or null (none
+  // was, or no answer in time). Now onClose can carry it, and the SDK follows it as after any close.
+  PaymentGateway.prototype._sent = function (payment) {
+    var sending = this._sending;
+    if (!sending) return;
+    this._sending = null;
+    window.clearTimeout(sending.timer);
+    if (sending.overlay.parentNode) sending.overlay.parentNode.removeChild(sending.overlay);
+    if (!this._modal) window.removeEventListener("message", this._onMessage);
+    if (payment && !this._modal) this._payment = payment; // a reopened modal keeps its own
+    payment = payment || this._payment;
+    call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
+                                          status: payment.status} : undefined);
+    if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);
   };
 
   PaymentGateway.prototype.isOpen = function () { return !!this._modal; };
@@ -363,19 +398,34 @@
     // Only the gateway, and only through this SDK's own iframe: a script on the merchant page, a
     // browser extension or another frame cannot fake a payment result.
     if (event.origin !== GATEWAY_ORIGIN) return;
-    if (!this._iframe || event.source !== this._iframe.contentWindow) return;
+    var fromSending = !!this._sending && event.source === this._sending.iframe.contentWindow;
+    if (!fromSending && (!this._iframe || event.source !== this._iframe.contentWindow)) return;
     var message = event.data;
     if (!message || typeof message !== "object" || typeof message.type !== "string") return;
     var raw = message.data && typeof message.data === "object" ? message.data : {};
     var data = {paymentId: str(raw.paymentId), orderId: str(raw.orderId), status: str(raw.status)};
     if (data.orderId && data.orderId !== String(this.options.orderId)) return;
+    if (fromSending) {
+      if (message.type === "payment_started" && data.paymentId) {
+        this._sent({paymentId: data.paymentId, orderId: String(this.options.orderId), status: data.status || "pending"});
+      } else if (message.type === "payment_not_started") {
+        this._sent(null);
+      }
+      return;
+    }
 
     if (message.type === "checkout_ready") {
       this._ready = true;
       window.clearTimeout(this._loadTimer);
       if (this._loader && this._loader.parentNode) this._loader.parentNode.removeChild(this._loader);
       css(this._iframe, {visibility: "visible"});
+    } else if (message.type === "payment_submitting") {
+      this._submitting = true;
+    } else if (message.type === "payment_not_started") {
+      this._submitting = false;
+      if (!this._inFlight()) this._dismissConfirm(); // nothing in flight: the question is out of date
     } else if (message.type === "payment_started") {
+      this._submitting = false;
       if (data.paymentId) this._payment = {paymentId: data.paymentId, orderId: String(this.options.orderId),
                                            status: data.status || "pending"};
     } else if (message.type === "payment_success" || message.type === "payment_failed") {

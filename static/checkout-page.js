@@ -352,6 +352,8 @@
       return;
     }
     setBusy(true);
+    // Until the answer names the payment, the SDK counts it as in flight (it asks before closing).
+    notifyParent("payment_submitting", {orderId: orderId});
     var body = JSON.stringify(payload());
     fetch("/api/v1/payments/public", {
       method: "POST",
@@ -368,6 +370,7 @@
       setBusy(false);
       attempt = null;
       if (!result.ok) {
+        notifyParent("payment_not_started", {orderId: orderId});
         var err = (result.body && result.body.error) || {};
         var field = SERVER_FIELDS[err.field];
         var message = err.description || "The payment could not be started. Please try again.";
@@ -389,6 +392,7 @@
       notifyParent("payment_started", {paymentId: current.paymentId, orderId: orderId, status: current.status});
       poll(result.body.id, Date.now());
     }).catch(function () {
+      notifyParent("payment_not_started", {orderId: orderId});
       showFormError("We could not reach the payment server. Check your connection and try again.");
       setBusy(false);
     });

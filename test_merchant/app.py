@@ -15,6 +15,8 @@ from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 log = logging.getLogger("test_merchant")
 
+PRICE = 50000  # the demo shop's one product, a cup of coffee (paise): its server names the price
+
 
 def create_app(config=None):
     app = Flask(__name__, template_folder="templates")
@@ -30,6 +32,7 @@ def create_app(config=None):
     lock = threading.Lock()
     deliveries = []      # every request received, verified or not
     seen = set()         # webhook-ids already processed (deduplication)
+    shop_orders = set()  # ids of the orders this shop created: only their payments are its sales
 
     @app.post("/webhook")
     def webhook():
@@ -85,20 +88,28 @@ def create_app(config=None):
 
     @app.post("/create-order")
     def create_order():
-        """The shop's server creates the order with its secret (never exposed to the browser)."""
-        amount = (request.get_json(silent=True) or {}).get("amount", 50000)
-        r = requests.post(f"{app.config['GATEWAY_URL']}/api/v1/orders", json={"amount": amount, "currency": "INR"},
+        """The shop's server creates the order with its secret (never exposed to the browser), at
+        its own price: an amount the browser sends is not trusted."""
+        r = requests.post(f"{app.config['GATEWAY_URL']}/api/v1/orders", json={"amount": PRICE, "currency": "INR"},
                           auth=(app.config["API_KEY"], app.config["API_SECRET"]), timeout=10)
+        if r.ok:
+            with lock:
+                shop_orders.add(r.json()["id"])
         return jsonify(r.json()), r.status_code
 
     @app.post("/verify")
     def verify():
         """The shop trusts a success only once its signature checks out with its own API secret
-        (HMAC-SHA256 of "order_id|payment_id", Razorpay's scheme): the browser could be lying."""
+        (HMAC-SHA256 of "order_id|payment_id", Razorpay's scheme) for an order it created itself:
+        the browser could be lying, or showing a signed payment of another, cheaper order."""
         data = request.get_json(silent=True) or {}
         order_id, payment_id, signature = (data.get(k) for k in ("orderId", "paymentId", "signature"))
         if not all(isinstance(v, str) for v in (order_id, payment_id, signature)):
             return jsonify(verified=False, error="orderId, paymentId and signature are required"), 400
+        with lock:
+            ours = order_id in shop_orders
+        if not ours:
+            return jsonify(verified=False, error="not an order of this shop"), 400
         expected = hmac.new(app.config["API_SECRET"].encode(), f"{order_id}|{payment_id}".encode(),
                             hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):

@@ -540,6 +540,47 @@ def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api,
     expect_signature(merchant, success)
 
 
+def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+
+    def pay_and_close_before_the_answer():
+        pay_upi(frame)
+        wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+        page.locator(tid("close-modal-button")).click()
+        expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()  # a payment is in flight: asked first
+        page.locator(tid("confirm-close-button")).click()
+        expect(page.locator(tid("payment-modal"))).to_have_count(0)
+        return held.pop()
+
+    # 1. The request fails: onClose waits for the checkout to know, then says there is no payment.
+    route = pay_and_close_before_the_answer()
+    assert page.evaluate("window.events") == []
+    route.abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
+
+    # 2. The gateway makes the payment after the modal is gone: onClose carries it, and its
+    # success still arrives.
+    page.evaluate("void window.gateway.open()")
+    route = pay_and_close_before_the_answer()
+    route.fulfill(response=route.fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    assert page.evaluate("window.events")[1] == {
+        "kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id, "status": "pending"}}
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    assert events[2]["data"]["paymentId"] == payment["id"]
+    expect_signature(merchant, events[2]["data"])
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
@@ -638,6 +679,10 @@ def test_modal_says_so_when_the_checkout_never_loads(page, live_api, make_mercha
     expect(error).to_contain_text("could not be loaded")
     expect(page.locator(tid("modal-load-error-close"))).to_be_focused()
     assert violations(page, "minor") == []
+    for key, name in [("Shift+Tab", "close-modal-button"), ("Shift+Tab", "modal-load-error-close"),
+                      ("Tab", "close-modal-button"), ("Tab", "modal-load-error-close")]:  # both ways round
+        page.keyboard.press(key)
+        expect(page.locator(tid(name))).to_be_focused()
     page.locator(tid("modal-load-error-close")).click()
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
     assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
@@ -1053,6 +1098,15 @@ def test_demo_shop_says_paid_only_after_its_server_verified_the_signature(page, 
         forged = requests.post(f"{base}/verify", timeout=10,
                                json={"orderId": "order_x", "paymentId": "pay_x", "signature": "0" * 64})
         assert forged.status_code == 400 and forged.json()["verified"] is False
+        # Its server names the price; and a rightly signed payment of an order the shop did not
+        # create (a cheaper one of the same merchant) buys nothing.
+        made = requests.post(f"{base}/create-order", json={"amount": 100}, timeout=10)
+        assert made.status_code == 201 and made.json()["amount"] == 50000
+        cheap = create_order_over_http(live_api.url, merchant, amount=100)["id"]
+        signature = hmac.new(merchant["api_secret"].encode(), f"{cheap}|pay_x".encode(), hashlib.sha256).hexdigest()
+        other = requests.post(f"{base}/verify", timeout=10,
+                              json={"orderId": cheap, "paymentId": "pay_x", "signature": signature})
+        assert other.status_code == 400 and other.json()["verified"] is False
 
         held = {"create": [], "verify": []}
         page.route("**/create-order", lambda route: held["create"].append(route))
