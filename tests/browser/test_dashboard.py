@@ -97,6 +97,11 @@ def log_by_event_id(db, event_id):
     return db.one("SELECT * FROM webhook_logs WHERE event_id = %(e)s", {"e": event_id})
 
 
+def sideways(page):
+    """How many pixels the page is wider than the window: a phone pans the whole page that far."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
 # ---- formatting (pure) --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n,expected", [(0, "0"), (7, "7"), (999, "999"), (1000, "1,000"), (99999, "99,999"),
@@ -704,7 +709,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
              f"/dashboard/webhooks/deliveries/{log_id}", "/dashboard/webhooks/endpoints",
              f"/dashboard/webhooks/endpoints/{endpoint.json()['id']}", "/dashboard/docs", "/dashboard/jobs",
              "/dashboard/webhooks/deliveries/00000000-0000-4000-8000-000000000000"]  # the not-found page
-    found = {}
+    found, wide = {}, {}
     for width, height in [(1280, 800), (390, 844)]:
         ctx = browser.new_context(viewport={"width": width, "height": height})
         page = ctx.new_page()
@@ -716,6 +721,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
                 page.goto(live_api.url + path)
                 expect(page.locator(tid("test-mode-banner"))).to_be_visible()
                 found[f"{width} {path}"] = violations(page, "moderate")
+                wide[f"{width} {path}"] = sideways(page)
             # The parts that only show once used: the refund form open, the list filtered (its Clear
             # link, the CSV link and a date the page refuses), the guide's secrets revealed.
             page.goto(f"{live_api.url}/dashboard/transactions/{pay_id}")
@@ -734,6 +740,10 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
             for button in page.locator(tid("reveal-secret-button")).all():
                 button.click()
             found[f"{width} revealed guide"] = violations(page, "moderate")
+            # Every operation of the API reference opened, as a reader looking one up would.
+            page.locator(tid("api-operation")).evaluate_all("ops => ops.forEach(op => { op.open = true; })")
+            found[f"{width} opened API reference"] = violations(page, "moderate")
+            wide[f"{width} opened API reference"] = sideways(page)
             if width == 390:
                 # A phone: a compact header, and each payment's Amount and Status on screen.
                 page.goto(live_api.url + "/dashboard/transactions")
@@ -745,6 +755,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
         finally:
             ctx.close()
     assert {where: v for where, v in found.items() if v} == {}
+    assert {where: px for where, px in wide.items() if px > 0} == {}  # nothing to pan sideways, on a phone either
 
 
 def test_a_keyboard_user_skips_to_the_content_and_the_favicon_loads(page, live_api, dashboard_merchant):
