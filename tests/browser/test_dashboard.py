@@ -410,6 +410,46 @@ def test_add_an_endpoint_with_two_events_and_reveal_its_secret(page, live_api, d
     expect(secret).to_have_text(endpoint["secret"])
 
 
+def test_rotate_an_endpoints_secret_and_the_next_delivery_verifies_with_either(page, live_api, live_worker, receiver,
+                                                                              dashboard_merchant):
+    m = dashboard_merchant
+    rx = receiver()
+    api = f"{live_api.url}/api/v1/webhooks/endpoints"
+    created = requests.post(api, headers=m["headers"], json={"url": rx.url}, timeout=10)
+    assert created.status_code == 201, created.text
+    endpoint_id, old = created.json()["id"], created.json()["secret"]
+
+    def api_secret():
+        return requests.get(f"{api}/{endpoint_id}", headers=m["headers"], timeout=10).json()["secret"]
+
+    sign_in(page, live_api.url, m["email"], m["password"], path=f"/login?next=/dashboard/webhooks/endpoints/{endpoint_id}")
+    confirm = page.locator(tid("confirm-rotate-button"))
+    expect(confirm).to_be_hidden()
+    page.click(tid("rotate-secret-button"))  # opens the confirmation step; nothing is rotated yet
+    expect(confirm).to_be_visible()
+    assert api_secret() == old
+    page.select_option(tid("rotate-overlap-select"), label="1 hour")
+    confirm.click()
+    expect(page.locator(tid("flash-message"))).to_contain_text("A new secret was generated. The previous one also signs "
+                                                               "every delivery until")
+    expect(page.locator(tid("previous-secret-expiry"))).to_be_visible()
+    page.click(tid("reveal-secret-button"))
+    secret = page.locator(tid("endpoint-secret"))
+    expect(secret).to_have_text(re.compile(r"^whsec_"))
+    new = secret.inner_text()
+    assert new != old and api_secret() == new
+
+    # During the overlap a delivery verifies with the new secret and with the old one.
+    page.goto(live_api.url + "/dashboard/webhooks")
+    page.click(tid("test-webhook-button"))
+    delivery = rx.wait_for(1, event="webhook.test")[0]
+    headers = CaseInsensitiveDict(delivery["headers"])
+    for key in (new, old):
+        assert Webhook(key).verify(delivery["body"], dict(headers))["event"] == "webhook.test"
+    assert headers["X-Webhook-Signature"] == webhooks.sign_hex(new, delivery["body"].decode())
+    assert headers["X-Webhook-Signature-Previous"] == webhooks.sign_hex(old, delivery["body"].decode())
+
+
 # ---- integration guide ----------------------------------------------------------------------------
 
 def test_docs_snippets_verify_a_real_delivery(page, live_api, live_worker, receiver, db, tmp_path):
