@@ -97,6 +97,11 @@ def log_by_event_id(db, event_id):
     return db.one("SELECT * FROM webhook_logs WHERE event_id = %(e)s", {"e": event_id})
 
 
+def sideways(page):
+    """How many pixels the page is wider than the window: a phone pans the whole page that far."""
+    return page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+
+
 # ---- formatting (pure) --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("n,expected", [(0, "0"), (7, "7"), (999, "999"), (1000, "1,000"), (99999, "99,999"),
@@ -405,6 +410,46 @@ def test_add_an_endpoint_with_two_events_and_reveal_its_secret(page, live_api, d
     expect(secret).to_have_text(endpoint["secret"])
 
 
+def test_rotate_an_endpoints_secret_and_the_next_delivery_verifies_with_either(page, live_api, live_worker, receiver,
+                                                                              dashboard_merchant):
+    m = dashboard_merchant
+    rx = receiver()
+    api = f"{live_api.url}/api/v1/webhooks/endpoints"
+    created = requests.post(api, headers=m["headers"], json={"url": rx.url}, timeout=10)
+    assert created.status_code == 201, created.text
+    endpoint_id, old = created.json()["id"], created.json()["secret"]
+
+    def api_secret():
+        return requests.get(f"{api}/{endpoint_id}", headers=m["headers"], timeout=10).json()["secret"]
+
+    sign_in(page, live_api.url, m["email"], m["password"], path=f"/login?next=/dashboard/webhooks/endpoints/{endpoint_id}")
+    confirm = page.locator(tid("confirm-rotate-button"))
+    expect(confirm).to_be_hidden()
+    page.click(tid("rotate-secret-button"))  # opens the confirmation step; nothing is rotated yet
+    expect(confirm).to_be_visible()
+    assert api_secret() == old
+    page.select_option(tid("rotate-overlap-select"), label="1 hour")
+    confirm.click()
+    expect(page.locator(tid("flash-message"))).to_contain_text("A new secret was generated. The previous one also signs "
+                                                               "every delivery until")
+    expect(page.locator(tid("previous-secret-expiry"))).to_be_visible()
+    page.click(tid("reveal-secret-button"))
+    secret = page.locator(tid("endpoint-secret"))
+    expect(secret).to_have_text(re.compile(r"^whsec_"))
+    new = secret.inner_text()
+    assert new != old and api_secret() == new
+
+    # During the overlap a delivery verifies with the new secret and with the old one.
+    page.goto(live_api.url + "/dashboard/webhooks")
+    page.click(tid("test-webhook-button"))
+    delivery = rx.wait_for(1, event="webhook.test")[0]
+    headers = CaseInsensitiveDict(delivery["headers"])
+    for key in (new, old):
+        assert Webhook(key).verify(delivery["body"], dict(headers))["event"] == "webhook.test"
+    assert headers["X-Webhook-Signature"] == webhooks.sign_hex(new, delivery["body"].decode())
+    assert headers["X-Webhook-Signature-Previous"] == webhooks.sign_hex(old, delivery["body"].decode())
+
+
 # ---- integration guide ----------------------------------------------------------------------------
 
 def test_docs_snippets_verify_a_real_delivery(page, live_api, live_worker, receiver, db, tmp_path):
@@ -704,7 +749,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
              f"/dashboard/webhooks/deliveries/{log_id}", "/dashboard/webhooks/endpoints",
              f"/dashboard/webhooks/endpoints/{endpoint.json()['id']}", "/dashboard/docs", "/dashboard/jobs",
              "/dashboard/webhooks/deliveries/00000000-0000-4000-8000-000000000000"]  # the not-found page
-    found = {}
+    found, wide = {}, {}
     for width, height in [(1280, 800), (390, 844)]:
         ctx = browser.new_context(viewport={"width": width, "height": height})
         page = ctx.new_page()
@@ -716,6 +761,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
                 page.goto(live_api.url + path)
                 expect(page.locator(tid("test-mode-banner"))).to_be_visible()
                 found[f"{width} {path}"] = violations(page, "moderate")
+                wide[f"{width} {path}"] = sideways(page)
             # The parts that only show once used: the refund form open, the list filtered (its Clear
             # link, the CSV link and a date the page refuses), the guide's secrets revealed.
             page.goto(f"{live_api.url}/dashboard/transactions/{pay_id}")
@@ -734,6 +780,10 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
             for button in page.locator(tid("reveal-secret-button")).all():
                 button.click()
             found[f"{width} revealed guide"] = violations(page, "moderate")
+            # Every operation of the API reference opened, as a reader looking one up would.
+            page.locator(tid("api-operation")).evaluate_all("ops => ops.forEach(op => { op.open = true; })")
+            found[f"{width} opened API reference"] = violations(page, "moderate")
+            wide[f"{width} opened API reference"] = sideways(page)
             if width == 390:
                 # A phone: a compact header, and each payment's Amount and Status on screen.
                 page.goto(live_api.url + "/dashboard/transactions")
@@ -745,6 +795,7 @@ def test_every_dashboard_page_passes_axe_on_a_desktop_and_a_phone(browser, live_
         finally:
             ctx.close()
     assert {where: v for where, v in found.items() if v} == {}
+    assert {where: px for where, px in wide.items() if px > 0} == {}  # nothing to pan sideways, on a phone either
 
 
 def test_a_keyboard_user_skips_to_the_content_and_the_favicon_loads(page, live_api, dashboard_merchant):
