@@ -330,7 +330,8 @@
     if (!this._modal) return this;
     var sending = this._submitting;
     window.clearTimeout(this._loadTimer);
-    if (!sending) window.removeEventListener("message", this._onMessage);
+    // A hidden modal still waiting for its answer keeps listening, whichever modal closes now.
+    if (!sending && !this._sending) window.removeEventListener("message", this._onMessage);
     document.removeEventListener("keydown", this._onKeydown, true);
     document.removeEventListener("focusin", this._onFocusin, true);
     if (sending) {

@@ -581,6 +581,44 @@ def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api
     expect_signature(merchant, events[2]["data"])
 
 
+def test_a_checkout_reopened_while_the_first_payment_is_being_sent_still_reports_that_payment(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    modal = page.locator("#payment-gateway-modal")
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+    page.keyboard.press("Escape")
+    page.locator(tid("confirm-close-button")).click()
+    expect(modal).to_have_count(0)
+
+    # The merchant reopens the checkout and the shopper closes it at once, before the first answer.
+    page.evaluate("void window.gateway.open()")
+    expect(modal).to_be_visible()
+    page.keyboard.press("Escape")  # nothing in flight in this modal: it closes without asking
+    expect(modal).to_have_count(0)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+
+    # The first payment is made now: onClose still carries it, and its success still arrives.
+    route = held.pop()
+    route.fulfill(response=route.fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert events[:2] == [{"kind": "close", "data": None},
+                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
+                                                     "status": "pending"}}]
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    expect_signature(merchant, events[2]["data"])
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
