@@ -339,8 +339,10 @@
       // stays loaded, out of sight, until the answer names the payment for onClose and the polling.
       if (this._sending) this._sent(null);
       css(this._modal, {display: "none"});
-      this._modal.removeAttribute("id");
-      this._modal.removeAttribute("data-test-id");
+      // Its ids and test ids now belong to a reopened modal: the page has each of them once.
+      var named = [this._modal].concat(
+        Array.prototype.slice.call(this._modal.querySelectorAll("[id], [data-test-id]")));
+      named.forEach(function (node) { node.removeAttribute("id"); node.removeAttribute("data-test-id"); });
       this._sending = {overlay: this._modal, iframe: this._iframe,
                        timer: window.setTimeout(this._sent.bind(this, null), SEND_WAIT_MS)};
       this._submitting = false;

@@ -619,6 +619,40 @@ def test_a_checkout_reopened_while_the_first_payment_is_being_sent_still_reports
     assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
 
 
+def test_a_checkout_reopened_while_the_first_payment_is_being_sent_names_its_parts_once(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+
+    # Reopened while the first checkout waits out of sight: the test ids and the question's ARIA
+    # ids name the visible modal only.
+    page.evaluate("void window.gateway.open()")
+    for name in ("payment-modal", "payment-iframe", "close-modal-button", "confirm-close-dialog"):
+        expect(page.locator(tid(name))).to_have_count(1 if name != "confirm-close-dialog" else 0)
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), len(held) == 2)[1], message="the second payment request")
+    page.locator(tid("close-modal-button")).click()
+    expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()
+    assert page.evaluate("document.querySelectorAll('#pg-confirm-title, #pg-confirm-text').length") == 2
+    assert violations(page, "minor") == []
+    for route in held:
+        route.abort()
+    expect(page.locator(tid("confirm-close-dialog"))).to_have_count(0)  # nothing in flight any more
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)  # the first modal's
+    page.locator(tid("close-modal-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}] * 2
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
