@@ -653,6 +653,42 @@ def test_a_checkout_reopened_while_the_first_payment_is_being_sent_names_its_par
     assert page.evaluate("document.querySelectorAll('iframe').length") == 0
 
 
+def test_two_modals_closed_while_their_payments_are_being_sent_report_each_answer(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    for sent in (1, 2):  # the shopper pays and closes before the answer, reopens, and does it again
+        if sent == 2:
+            page.evaluate("void window.gateway.open()")
+        pay_upi(frame)
+        wait_until(lambda: (page.evaluate("1"), len(held) == sent)[1], message="the payment request")
+        page.locator(tid("close-modal-button")).click()
+        page.locator(tid("confirm-close-button")).click()
+        expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    assert page.evaluate("window.events") == []  # neither modal knows yet whether it made a payment
+
+    # The second is refused, the first is made: each modal's onClose says so, and the payment made
+    # is followed to its success.
+    held[1].abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    held[0].fulfill(response=held[0].fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert events[:2] == [{"kind": "close", "data": None},
+                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
+                                                     "status": "pending"}}]
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    expect_signature(merchant, events[2]["data"])
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
