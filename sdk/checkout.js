@@ -99,7 +99,7 @@
     this._onFocusin = this._handleFocusin.bind(this);
     this._payment = null;  // {paymentId, orderId, status} once the checkout has started one
     this._submitting = false; // the checkout has sent a payment and not yet heard its id
-    this._sending = [];    // closed modals kept out of sight until that id comes: {overlay, iframe, timer}
+    this._sending = [];    // closed modals kept out of sight until that id comes: {overlay, iframe, last, timer}
     this._done = false;    // true once onSuccess, or a closed modal's onFailure, has been called
     this._following = {}; // paymentId -> true while the SDK polls that payment itself
   }
@@ -190,7 +190,7 @@
     this._confirm = null;
     this._submitting = false;
     // Reopened while a closed modal's payment is still followed: that payment stays the one in flight.
-    if (!this._isFollowing() && !this._sending.length) {
+    if (!this._isFollowing()) {
       this._payment = null;
       this._done = false;
     }
@@ -342,7 +342,8 @@
       var named = [this._modal].concat(
         Array.prototype.slice.call(this._modal.querySelectorAll("[id], [data-test-id]")));
       named.forEach(function (node) { node.removeAttribute("id"); node.removeAttribute("data-test-id"); });
-      var waiting = {overlay: this._modal, iframe: this._iframe};
+      // Its last payment (an earlier attempt) is what onClose carries should this one not be made.
+      var waiting = {overlay: this._modal, iframe: this._iframe, last: this._payment};
       waiting.timer = window.setTimeout(this._sent.bind(this, waiting, null), SEND_WAIT_MS);
       this._sending.push(waiting);
       this._submitting = false;
@@ -374,7 +375,7 @@
     if (waiting.overlay.parentNode) waiting.overlay.parentNode.removeChild(waiting.overlay);
     if (!this._modal && !this._sending.length) window.removeEventListener("message", this._onMessage);
     if (payment && !this._modal) this._payment = payment; // a reopened modal keeps its own
-    payment = payment || this._payment;
+    payment = payment || waiting.last;
     call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
                                           status: payment.status} : undefined);
     if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);

@@ -689,6 +689,42 @@ def test_two_modals_closed_while_their_payments_are_being_sent_report_each_answe
     assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
 
 
+def test_a_modal_closed_while_sending_reports_its_own_payment_not_the_reopened_ones(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    # Only the first payment request is held on its way; the reopened modal's goes through.
+    page.route("**/api/v1/payments/public", lambda route: route.continue_() if held else held.append(route))
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+
+    page.evaluate("void window.gateway.open()")
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    [second] = payments_of(db, order_id)
+
+    # The first modal's payment is refused: its onClose says it made none; the reopened modal's
+    # payment is its own, reported when that modal closes.
+    held[0].abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
+    assert not page.evaluate("window.gateway._isFollowing()")  # the open modal still shows it
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    assert page.evaluate("window.events")[1] == {
+        "kind": "close", "data": {"paymentId": second["id"], "orderId": order_id, "status": "pending"}}
+    settle_in_db(db, second["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    assert [e["kind"] for e in page.evaluate("window.events")] == ["close", "close", "success"]
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
