@@ -99,7 +99,7 @@
     this._onFocusin = this._handleFocusin.bind(this);
     this._payment = null;  // {paymentId, orderId, status} once the checkout has started one
     this._submitting = false; // the checkout has sent a payment and not yet heard its id
-    this._sending = null;  // a closed modal kept out of sight until that id comes: {overlay, iframe, timer}
+    this._sending = [];    // closed modals kept out of sight until that id comes: {overlay, iframe, last, timer}
     this._done = false;    // true once onSuccess, or a closed modal's onFailure, has been called
     this._following = {}; // paymentId -> true while the SDK polls that payment itself
   }
@@ -190,7 +190,7 @@
     this._confirm = null;
     this._submitting = false;
     // Reopened while a closed modal's payment is still followed: that payment stays the one in flight.
-    if (!this._isFollowing() && !this._sending) {
+    if (!this._isFollowing()) {
       this._payment = null;
       this._done = false;
     }
@@ -330,18 +330,22 @@
     if (!this._modal) return this;
     var sending = this._submitting;
     window.clearTimeout(this._loadTimer);
-    if (!sending) window.removeEventListener("message", this._onMessage);
+    // A hidden modal still waiting for its answer keeps listening, whichever modal closes now.
+    if (!sending && !this._sending.length) window.removeEventListener("message", this._onMessage);
     document.removeEventListener("keydown", this._onKeydown, true);
     document.removeEventListener("focusin", this._onFocusin, true);
     if (sending) {
       // The payment is sent but its id not known yet: the modal leaves the screen while its checkout
       // stays loaded, out of sight, until the answer names the payment for onClose and the polling.
-      if (this._sending) this._sent(null);
       css(this._modal, {display: "none"});
-      this._modal.removeAttribute("id");
-      this._modal.removeAttribute("data-test-id");
-      this._sending = {overlay: this._modal, iframe: this._iframe,
-                       timer: window.setTimeout(this._sent.bind(this, null), SEND_WAIT_MS)};
+      // Its ids and test ids now belong to a reopened modal: the page has each of them once.
+      var named = [this._modal].concat(
+        Array.prototype.slice.call(this._modal.querySelectorAll("[id], [data-test-id]")));
+      named.forEach(function (node) { node.removeAttribute("id"); node.removeAttribute("data-test-id"); });
+      // Its last payment (an earlier attempt) is what onClose carries should this one not be made.
+      var waiting = {overlay: this._modal, iframe: this._iframe, last: this._payment};
+      waiting.timer = window.setTimeout(this._sent.bind(this, waiting, null), SEND_WAIT_MS);
+      this._sending.push(waiting);
       this._submitting = false;
     } else if (this._modal.parentNode) {
       this._modal.parentNode.removeChild(this._modal);
@@ -363,15 +367,15 @@
 
   // The answer for a modal closed while its payment was being sent: the payment made, or null (none
   // was, or no answer in time). Now onClose can carry it, and the SDK follows it as after any close.
-  PaymentGateway.prototype._sent = function (payment) {
-    var sending = this._sending;
-    if (!sending) return;
-    this._sending = null;
-    window.clearTimeout(sending.timer);
-    if (sending.overlay.parentNode) sending.overlay.parentNode.removeChild(sending.overlay);
-    if (!this._modal) window.removeEventListener("message", this._onMessage);
+  PaymentGateway.prototype._sent = function (waiting, payment) {
+    var index = this._sending.indexOf(waiting);
+    if (index < 0) return;
+    this._sending.splice(index, 1);
+    window.clearTimeout(waiting.timer);
+    if (waiting.overlay.parentNode) waiting.overlay.parentNode.removeChild(waiting.overlay);
+    if (!this._modal && !this._sending.length) window.removeEventListener("message", this._onMessage);
     if (payment && !this._modal) this._payment = payment; // a reopened modal keeps its own
-    payment = payment || this._payment;
+    payment = payment || waiting.last;
     call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
                                           status: payment.status} : undefined);
     if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);
@@ -398,18 +402,19 @@
     // Only the gateway, and only through this SDK's own iframe: a script on the merchant page, a
     // browser extension or another frame cannot fake a payment result.
     if (event.origin !== GATEWAY_ORIGIN) return;
-    var fromSending = !!this._sending && event.source === this._sending.iframe.contentWindow;
-    if (!fromSending && (!this._iframe || event.source !== this._iframe.contentWindow)) return;
+    var waiting = this._sending.filter(function (w) { return event.source === w.iframe.contentWindow; })[0];
+    if (!waiting && (!this._iframe || event.source !== this._iframe.contentWindow)) return;
     var message = event.data;
     if (!message || typeof message !== "object" || typeof message.type !== "string") return;
     var raw = message.data && typeof message.data === "object" ? message.data : {};
     var data = {paymentId: str(raw.paymentId), orderId: str(raw.orderId), status: str(raw.status)};
     if (data.orderId && data.orderId !== String(this.options.orderId)) return;
-    if (fromSending) {
+    if (waiting) {
       if (message.type === "payment_started" && data.paymentId) {
-        this._sent({paymentId: data.paymentId, orderId: String(this.options.orderId), status: data.status || "pending"});
+        this._sent(waiting, {paymentId: data.paymentId, orderId: String(this.options.orderId),
+                             status: data.status || "pending"});
       } else if (message.type === "payment_not_started") {
-        this._sent(null);
+        this._sent(waiting, null);
       }
       return;
     }

@@ -581,6 +581,150 @@ def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api
     expect_signature(merchant, events[2]["data"])
 
 
+def test_a_checkout_reopened_while_the_first_payment_is_being_sent_still_reports_that_payment(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    modal = page.locator("#payment-gateway-modal")
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+    page.keyboard.press("Escape")
+    page.locator(tid("confirm-close-button")).click()
+    expect(modal).to_have_count(0)
+
+    # The merchant reopens the checkout and the shopper closes it at once, before the first answer.
+    page.evaluate("void window.gateway.open()")
+    expect(modal).to_be_visible()
+    page.keyboard.press("Escape")  # nothing in flight in this modal: it closes without asking
+    expect(modal).to_have_count(0)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+
+    # The first payment is made now: onClose still carries it, and its success still arrives.
+    route = held.pop()
+    route.fulfill(response=route.fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert events[:2] == [{"kind": "close", "data": None},
+                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
+                                                     "status": "pending"}}]
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    expect_signature(merchant, events[2]["data"])
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+
+
+def test_a_checkout_reopened_while_the_first_payment_is_being_sent_names_its_parts_once(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+
+    # Reopened while the first checkout waits out of sight: the test ids and the question's ARIA
+    # ids name the visible modal only.
+    page.evaluate("void window.gateway.open()")
+    for name in ("payment-modal", "payment-iframe", "close-modal-button", "confirm-close-dialog"):
+        expect(page.locator(tid(name))).to_have_count(1 if name != "confirm-close-dialog" else 0)
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), len(held) == 2)[1], message="the second payment request")
+    page.locator(tid("close-modal-button")).click()
+    expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()
+    assert page.evaluate("document.querySelectorAll('#pg-confirm-title, #pg-confirm-text').length") == 2
+    assert violations(page, "minor") == []
+    for route in held:
+        route.abort()
+    expect(page.locator(tid("confirm-close-dialog"))).to_have_count(0)  # nothing in flight any more
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)  # the first modal's
+    page.locator(tid("close-modal-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}] * 2
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0
+
+
+def test_two_modals_closed_while_their_payments_are_being_sent_report_each_answer(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    for sent in (1, 2):  # the shopper pays and closes before the answer, reopens, and does it again
+        if sent == 2:
+            page.evaluate("void window.gateway.open()")
+        pay_upi(frame)
+        wait_until(lambda: (page.evaluate("1"), len(held) == sent)[1], message="the payment request")
+        page.locator(tid("close-modal-button")).click()
+        page.locator(tid("confirm-close-button")).click()
+        expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    assert page.evaluate("window.events") == []  # neither modal knows yet whether it made a payment
+
+    # The second is refused, the first is made: each modal's onClose says so, and the payment made
+    # is followed to its success.
+    held[1].abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    held[0].fulfill(response=held[0].fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert events[:2] == [{"kind": "close", "data": None},
+                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
+                                                     "status": "pending"}}]
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    expect_signature(merchant, events[2]["data"])
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+
+
+def test_a_modal_closed_while_sending_reports_its_own_payment_not_the_reopened_ones(
+        page, live_api, make_merchant, merchant_site, db):
+    merchant = make_merchant()
+    order_id = create_order_over_http(live_api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
+    held = []
+    # Only the first payment request is held on its way; the reopened modal's goes through.
+    page.route("**/api/v1/payments/public", lambda route: route.continue_() if held else held.append(route))
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+
+    page.evaluate("void window.gateway.open()")
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    [second] = payments_of(db, order_id)
+
+    # The first modal's payment is refused: its onClose says it made none; the reopened modal's
+    # payment is its own, reported when that modal closes.
+    held[0].abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    assert page.evaluate("window.events") == [{"kind": "close", "data": None}]
+    assert not page.evaluate("window.gateway._isFollowing()")  # the open modal still shows it
+    page.locator(tid("close-modal-button")).click()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    assert page.evaluate("window.events")[1] == {
+        "kind": "close", "data": {"paymentId": second["id"], "orderId": order_id, "status": "pending"}}
+    settle_in_db(db, second["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    assert [e["kind"] for e in page.evaluate("window.events")] == ["close", "close", "success"]
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
