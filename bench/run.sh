@@ -9,7 +9,7 @@ RUNS=${RUNS:-3}
 $PY bench/api_bench.py --rounds "$RUNS" --seconds 10
 # Where a payment's PostgreSQL time goes, against the bare INSERT (pgbench; docs/decisions/008).
 $PY bench/insert_costs.py --rounds "$RUNS" --seconds 5
-$PY bench/latency_bench.py --sequential 50 --rate 50 --seconds 10 --runs "$RUNS"
+$PY bench/latency_bench.py --warmup 100 --sequential 500 --rate 50 --seconds 10 --runs "$RUNS"
 $PY bench/webhook_bench.py --events 5000 --merchants 10 --endpoints 3 --runs "$RUNS"
 $PY bench/queue_bench.py --jobs 20000 --runs "$RUNS"
 # Page latency against one merchant's history; 10M: --sizes 10000,1000000,10000000 (an estimated 13 GB and 15-30 min of seeding).
