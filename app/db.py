@@ -99,6 +99,14 @@ def transaction(c):
             fn()
 
 
+def generic_plans(c):
+    """For the rest of the open transaction, prepared statements run the plan made once for every
+    value of their parameters (plan_cache_mode). For statements on a partitioned table: with a
+    custom plan, which prunes the partitions while planning, PostgreSQL never settles on the
+    generic plan and plans the statement again at every call (docs/decisions/009)."""
+    c.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+
+
 def after_commit(c, fn):
     """Call fn() once the work done on c so far has committed: at once between transactions (in
     autocommit a statement commits by itself), else when the open transaction() block commits;

@@ -176,14 +176,16 @@ def load_attempts(c, payloads):
     """What the next attempt of each pending log needs (see _TARGET), by log_id from the delivery
     jobs' payloads. Logs no longer pending (delivered, or given up) are absent."""
     first, last = _span([p.get("created_at") for p in payloads])
-    rows = db.all(c, f"""
-        SELECT logs.id, logs.event_id, logs.body, logs.attempts, logs.created_at, {_TARGET}
-          FROM webhook_logs logs JOIN merchants m ON m.id = logs.merchant_id
-          LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
-         WHERE logs.id = ANY(CAST(%(ids)s AS uuid[])) AND logs.status = 'pending'
-           AND logs.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
-           AND logs.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
-        """, {"ids": [p["log_id"] for p in payloads], "first": first, "last": last})
+    with db.transaction(c):
+        db.generic_plans(c)  # read from one day's partition, pruned when the statement runs
+        rows = db.all(c, f"""
+            SELECT logs.id, logs.event_id, logs.body, logs.attempts, logs.created_at, {_TARGET}
+              FROM webhook_logs logs JOIN merchants m ON m.id = logs.merchant_id
+              LEFT JOIN webhook_endpoints e ON e.id = logs.endpoint_id
+             WHERE logs.id = ANY(CAST(%(ids)s AS uuid[])) AND logs.status = 'pending'
+               AND logs.created_at >= coalesce(%(first)s::timestamptz, '-infinity')
+               AND logs.created_at <= coalesce(%(last)s::timestamptz, 'infinity')
+            """, {"ids": [p["log_id"] for p in payloads], "first": first, "last": last})
     return {str(r["id"]): r for r in rows}
 
 
@@ -264,13 +266,15 @@ def record_attempts(c, results):
     attempt here succeeded, set when it failed and was not set already. results: dicts with job_id,
     lease, log_id, created_at (the attempt's), status, wait, code, body, in the order the attempts
     ended. Returns the job ids recorded."""
-    held = set(jobs.finish(c, [(r["job_id"], r["lease"], r["wait"]) for r in results]))
-    logged = [r for r in results if r["job_id"] in held and r["status"] is not None]
-    if logged:
-        cols = {k: [r.get(k) for r in logged] for k in ("log_id", "created_at", "status", "wait", "code", "body")}
-        first, last = _span(cols["created_at"])
-        all_ok = all(r["status"] == "success" for r in logged)
-        db.execute(c, _RECORD_SUCCESSES if all_ok else _RECORD_OUTCOMES, dict(cols, first=first, last=last))
+    with db.transaction(c):
+        held = set(jobs.finish(c, [(r["job_id"], r["lease"], r["wait"]) for r in results]))
+        logged = [r for r in results if r["job_id"] in held and r["status"] is not None]
+        if logged:
+            cols = {k: [r.get(k) for r in logged] for k in ("log_id", "created_at", "status", "wait", "code", "body")}
+            first, last = _span(cols["created_at"])
+            all_ok = all(r["status"] == "success" for r in logged)
+            db.generic_plans(c)  # the logs' days pruned when the statement runs, not planned at every call
+            db.execute(c, _RECORD_SUCCESSES if all_ok else _RECORD_OUTCOMES, dict(cols, first=first, last=last))
     return held
 
 

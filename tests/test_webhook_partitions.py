@@ -149,6 +149,35 @@ def test_load_attempts_reads_logs_with_and_without_their_time(db, merchant):
     assert set(webhooks.load_attempts(db, [{"log_id": str(a["id"])}, with_time[1]])) == {str(a["id"]), str(b["id"])}
 
 
+def plans_of(db, fragment):
+    """How often PostgreSQL planned the connection's prepared statement that contains `fragment`:
+    {generic_plans, custom_plans}."""
+    return db.one("SELECT generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE %(s)s",
+                  {"s": f"%{fragment}%"})
+
+
+def test_the_worker_plans_its_delivery_log_statements_once_not_at_every_call(db, merchant):
+    """Reading a queued delivery and recording an attempt run on the partitioned logs table, where
+    PostgreSQL, left to choose, plans the statement again at every call (a custom plan prunes the
+    days while planning): that planning cost more than running them (docs/decisions/009)."""
+    log = add_log(db, merchant["id"], status="pending")
+    queued = [{"log_id": str(log["id"]), "created_at": log["created_at"].isoformat()}]
+    lease = str(uuid.uuid4())
+    job = db.value("INSERT INTO jobs (kind, status, lease_id, locked_until) "
+                   "VALUES ('webhook.deliver', 'processing', %(l)s, now() + interval '1 minute') RETURNING id", {"l": lease})
+    for _ in range(8):  # psycopg prepares a statement once it has run it five times
+        assert str(log["id"]) in webhooks.load_attempts(db, queued)
+        db.execute("UPDATE jobs SET status = 'processing', lease_id = %(l)s, locked_until = now() + interval '1 minute' "
+                   "WHERE id = %(j)s", {"l": lease, "j": job})
+        assert webhooks.record_attempts(db, [{"job_id": job, "lease": lease, "log_id": str(log["id"]),
+                                              "created_at": log["created_at"], "status": "pending", "wait": 60.0,
+                                              "code": 500, "body": "down"}]) == {job}
+    for fragment in ("FROM webhook_logs logs", "WITH done AS"):
+        plans = plans_of(db, fragment)
+        assert plans["generic_plans"] >= 2 and plans["custom_plans"] == 0, (fragment, plans)
+    assert db.value("SELECT attempts FROM webhook_logs WHERE id = %(id)s", {"id": log["id"]}) == 1 + 8  # every attempt recorded
+
+
 @pytest.mark.parametrize("raw, days", [(None, 30), ("", 30), ("0", 30), (" 7 ", 7), ("365", 365)])
 def test_the_retention_setting(raw, days):
     env = {} if raw is None else {"WEBHOOK_LOG_RETENTION_DAYS": raw}
