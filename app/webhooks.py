@@ -177,7 +177,7 @@ def load_attempts(c, payloads):
     jobs' payloads. Logs no longer pending (delivered, or given up) are absent."""
     first, last = _span([p.get("created_at") for p in payloads])
     with db.transaction(c):
-        db.generic_plans(c)  # read from one day's partition, pruned when the statement runs
+        db.generic_plans(c)  # the logs' days pruned when the statement runs, not planned at every call
         rows = db.all(c, f"""
             SELECT logs.id, logs.event_id, logs.body, logs.attempts, logs.created_at, {_TARGET}
               FROM webhook_logs logs JOIN merchants m ON m.id = logs.merchant_id

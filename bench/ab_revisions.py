@@ -10,9 +10,7 @@ and of PostgreSQL, and new/old ratios. This is how a speed claim is proven on a 
 `HEAD` as the revision gives an A/A run, the noise floor.
 """
 import argparse
-import subprocess
 import tempfile
-from pathlib import Path
 
 import api_bench
 import common
@@ -25,9 +23,7 @@ def main():
     target = api_bench.TARGETS[args.target]
     db_url = common.fresh_database(api_bench.DB)
     settings = common.pg_settings(db_url)
-    with tempfile.TemporaryDirectory(prefix="ab_revisions_") as tmp:
-        old_tree = Path(tmp) / "old"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(old_tree), args.old], cwd=common.ROOT, check=True)
+    with tempfile.TemporaryDirectory(prefix="ab_revisions_") as tmp, common.revision_tree(args.old, tmp) as old_tree:
         servers = {}
         try:
             env = common.app_env(db_url)
@@ -38,7 +34,6 @@ def main():
         finally:
             for s in servers.values():
                 s.stop()
-            subprocess.run(["git", "worktree", "remove", "--force", str(old_tree)], cwd=common.ROOT)
     print(f"\n{args.target}: old = {args.old}, new = the work tree; gunicorn {args.workers} workers × {args.threads} "
           f"threads, gthread; wrk -t1 -c16 -d{args.seconds}s, {args.rounds} alternated rounds; {settings}; "
           f"{common.machine()}")

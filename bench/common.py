@@ -3,6 +3,7 @@
 Nothing here imports the gateway: the scripts talk to PostgreSQL with psycopg, to the gateway over
 HTTP, and start it with the launcher's own gunicorn command.
 """
+import contextlib
 import ctypes
 import json
 import os
@@ -62,6 +63,21 @@ def fresh_database(name, root=ROOT):
     for cmd in (["-m", "app.launcher", "migrate"], ["-m", "flask", "--app", "app", "seed"]):
         subprocess.run([PY, *cmd], env=env, cwd=root, check=True, stdout=subprocess.DEVNULL)
     return db_url
+
+
+@contextlib.contextmanager
+def revision_tree(rev, parent):
+    """Git revision `rev` checked out in a temporary worktree, `parent`/old, for the block and
+    removed after; None when rev is None."""
+    if rev is None:
+        yield None
+        return
+    tree = Path(parent) / "old"
+    subprocess.run(["git", "worktree", "add", "--detach", "-q", str(tree), rev], cwd=ROOT, check=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, check=False)
 
 
 def pg_settings(url):

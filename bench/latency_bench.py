@@ -8,21 +8,21 @@ Each run: a fresh `bench_latency` database; the gateway under the launcher's gun
 in test mode with TEST_PROCESSING_DELAY=0; the receiver is an HTTP server in this process (the
 test merchant's webhook URL). First --warmup payments one after another, right after start-up,
 reported apart: the first payments after the processes start are slower than the steady state
-that follows, and a short run measured from start-up shows mostly them. Then --sequential payments one after another, then payments started at --rate per
-second for --seconds whatever the earlier ones did (open loop). Medians of the runs.
+that follows, and a short run measured from start-up shows mostly them. Then --sequential
+payments one after another, then payments started at --rate per second for --seconds whatever the
+earlier ones did (open loop). Medians of the runs.
 Targets: p50 <= 6 ms, p99 <= 15 ms sequential and <= 20 ms at 50/s. With --against REV the runs
 alternate between the work tree and REV (checked out in a temporary git worktree, its own
 migrations on its own fresh database): "no worse than before" measured side by side.
 """
 import argparse
+import contextlib
 import json
-import subprocess
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import psycopg
 import requests
@@ -80,29 +80,43 @@ def pay(session, base, order_id):
     return r.json()["id"], t
 
 
-def one_run(args, log_dir, root=common.ROOT):
-    """Latencies in ms: (the warm-up's, sequential, at the rate), of the tree at `root`."""
-    db_url = common.fresh_database("bench_latency", root)
-    receiver = Receiver()
-    with psycopg.connect(db_url) as c:
-        c.execute("UPDATE merchants SET webhook_url = %(url)s WHERE id = %(id)s",
-                  {"url": receiver.url, "id": common.TEST_MERCHANT_ID})
-    env = common.test_mode_env(db_url)
-    api = worker = None
+@contextlib.contextmanager
+def stack(root, log_dir, db_name):
+    """The tree at `root` served on a fresh database `db_name`: its gateway and worker.py, the test
+    merchant's webhooks going to a Receiver. Yields (gateway URL, receiver, database URL); stops
+    them and drops the database after, also when starting fails."""
+    db_url = common.fresh_database(db_name, root)
+    receiver, api, worker = Receiver(), None, None
     try:
+        with psycopg.connect(db_url) as c:
+            c.execute("UPDATE merchants SET webhook_url = %(url)s WHERE id = %(id)s",
+                      {"url": receiver.url, "id": common.TEST_MERCHANT_ID})
+        env = common.test_mode_env(db_url)
         api = common.Server("api", env, log_dir, root=root)
         worker = common.start_worker(env, log_dir, root=root)
+        yield api.url, receiver, db_url
+    finally:
+        for p in (worker, api):
+            if p:
+                p.stop()
+        receiver.shutdown()
+        common.drop_databases([db_name])
+
+
+def one_run(args, log_dir, root=common.ROOT):
+    """Latencies in ms: (the warm-up's, sequential, at the rate), of the tree at `root`."""
+    with stack(root, log_dir, "bench_latency") as (base, receiver, _):
         s = requests.Session()
         warmup, sequential = [], []
         for measured, n in ((warmup, args.warmup), (sequential, args.sequential)):
-            for order_id in make_orders(s, api.url, n):
-                payment_id, t = pay(s, api.url, order_id)
+            for order_id in make_orders(s, base, n):
+                payment_id, t = pay(s, base, order_id)
                 measured.append(receiver.arrival(payment_id) - t)
-        orders, sent, local = make_orders(s, api.url, int(args.rate * args.seconds)), [], threading.local()
+        orders, sent, local = make_orders(s, base, int(args.rate * args.seconds)), [], threading.local()
 
         def fire(order_id):
             local.s = getattr(local, "s", None) or requests.Session()
-            sent.append(pay(local.s, api.url, order_id))
+            sent.append(pay(local.s, base, order_id))
 
         with ThreadPoolExecutor(16) as pool:
             start = time.monotonic()
@@ -111,11 +125,6 @@ def one_run(args, log_dir, root=common.ROOT):
                 pool.submit(fire, order_id)
         rated = [receiver.arrival(payment_id) - t for payment_id, t in sent]
         return [[x * 1000 for x in ms] for ms in (warmup, sequential, rated)]
-    finally:
-        for p in (worker, api):
-            if p:
-                p.stop()
-        receiver.shutdown()
 
 
 def main():
@@ -128,14 +137,10 @@ def main():
     ap.add_argument("--against", metavar="REV", help="git revision to alternate with the work tree")
     args = ap.parse_args()
     log_dir = tempfile.mkdtemp(prefix="bench-latency-")
-    trees = {"new": common.ROOT}
-    if args.against:
-        trees["old"] = Path(log_dir) / "old"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees["old"]), args.against],
-                       cwd=common.ROOT, check=True)
     cases = ("warmup", "sequential", "rate")
-    rows = {(tree, case): [] for tree in trees for case in cases}
-    try:
+    with common.revision_tree(args.against, log_dir) as old_tree:
+        trees = {"new": common.ROOT, **({"old": old_tree} if old_tree else {})}
+        rows = {(tree, case): [] for tree in trees for case in cases}
         for i in range(args.runs):
             for tree in (list(trees) if i % 2 == 0 else list(reversed(trees))):  # which goes first alternates
                 for case, ms in zip(cases, one_run(args, log_dir, trees[tree])):
@@ -143,9 +148,6 @@ def main():
                 print(f"run {i + 1} {tree}: " + "; ".join(
                     f"{case} p50 {rows[tree, case][-1][0]:.1f} ms, p99 {rows[tree, case][-1][1]:.1f} ms"
                     for case in cases), flush=True)
-    finally:
-        if args.against:
-            subprocess.run(["git", "worktree", "remove", "--force", str(trees["old"])], cwd=common.ROOT, check=False)
     print(f"\ngunicorn 2 workers × 4 threads, gthread; one worker.py; TEST_PROCESSING_DELAY=0; "
           f"{args.runs} run(s){' each, alternated with ' + args.against if args.against else ''}; "
           f"{common.pg_settings(common.server_url())}; {common.machine()}\n")

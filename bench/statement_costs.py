@@ -11,54 +11,36 @@ reset, then --payments sequential payments. Printed: the statements that took th
 calls, execution and planning microseconds per payment.
 """
 import argparse
-import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 import psycopg
 import requests
 
 import common
-from latency_bench import Receiver, make_orders, pay
+from latency_bench import make_orders, pay, stack
 
 TOP = 12
 
 
 def costs(root, name, n, log_dir):
     db_name = f"bench_statements_{name}"
-    db_url = common.fresh_database(db_name, root)
-    receiver = Receiver()
-    with psycopg.connect(db_url) as c:
-        c.execute("UPDATE merchants SET webhook_url = %(url)s WHERE id = %(id)s",
-                  {"url": receiver.url, "id": common.TEST_MERCHANT_ID})
+    with stack(root, log_dir, db_name) as (base, receiver, db_url), \
+            psycopg.connect(db_url, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-    env = common.test_mode_env(db_url)
-    api = worker = None
-    try:
-        api = common.Server("api", env, log_dir, root=root)
-        worker = common.start_worker(env, log_dir, root=root)
         s = requests.Session()
-        for order_id in make_orders(s, api.url, 100):
-            receiver.arrival(pay(s, api.url, order_id)[0])
-        orders = make_orders(s, api.url, n)
-        with psycopg.connect(db_url, autocommit=True) as c:
-            c.execute("SELECT pg_stat_statements_reset()")
+        for order_id in make_orders(s, base, 100):
+            receiver.arrival(pay(s, base, order_id)[0])
+        orders = make_orders(s, base, n)
+        c.execute("SELECT pg_stat_statements_reset()")
         for order_id in orders:
-            receiver.arrival(pay(s, api.url, order_id)[0])
+            receiver.arrival(pay(s, base, order_id)[0])
         time.sleep(0.5)  # the last deliveries' outcomes are recorded after they arrive
-        with psycopg.connect(db_url, autocommit=True) as c:
-            return c.execute("""
-                SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
-                  FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
-                 WHERE d.datname = %(db)s AND query NOT LIKE '%%pg_stat_statements%%'
-                 ORDER BY total_exec_time + total_plan_time DESC""", {"db": db_name}).fetchall()
-    finally:
-        for p in (worker, api):
-            if p:
-                p.stop()
-        receiver.shutdown()
-        common.drop_databases([db_name])
+        return c.execute("""
+            SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+              FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid
+             WHERE d.datname = %(db)s AND query NOT LIKE '%%pg_stat_statements%%'
+             ORDER BY total_exec_time + total_plan_time DESC""", {"db": db_name}).fetchall()
 
 
 def main():
@@ -66,16 +48,14 @@ def main():
     ap.add_argument("--payments", type=int, default=500)
     ap.add_argument("--against", metavar="REV", help="git revision to measure after the work tree")
     args = ap.parse_args()
+    with psycopg.connect(common.server_url()) as c:
+        if "pg_stat_statements" not in c.execute("SHOW shared_preload_libraries").fetchone()[0]:
+            raise SystemExit("the server does not load pg_stat_statements (see this script's docstring)")
+        if c.execute("SHOW pg_stat_statements.track_planning").fetchone()[0] != "on":
+            raise SystemExit("pg_stat_statements.track_planning is off: every planning time would read 0")
     log_dir = tempfile.mkdtemp(prefix="bench-statements-")
-    trees = {"work tree": common.ROOT}
-    if args.against:
-        trees[args.against] = Path(log_dir) / "old"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(trees[args.against]), args.against],
-                       cwd=common.ROOT, check=True)
-    try:
-        with psycopg.connect(common.server_url()) as c:
-            if "pg_stat_statements" not in c.execute("SHOW shared_preload_libraries").fetchone()[0]:
-                raise SystemExit("the server does not load pg_stat_statements (see this script's docstring)")
+    with common.revision_tree(args.against, log_dir) as old_tree:
+        trees = {"work tree": common.ROOT, **({args.against: old_tree} if old_tree else {})}
         for i, (name, root) in enumerate(trees.items()):
             rows = costs(root, str(i), args.payments, log_dir)
             n = args.payments
@@ -85,10 +65,6 @@ def main():
             print("| calls per payment | execution µs | planning µs | statement |\n|---:|---:|---:|---|")
             for calls, exec_ms, plan_ms, query in rows[:TOP]:
                 print(f"| {calls / n:.2f} | {exec_ms / n * 1000:.0f} | {plan_ms / n * 1000:.0f} | `{query}` |")
-    finally:
-        if args.against:
-            subprocess.run(["git", "worktree", "remove", "--force", str(trees[args.against])], cwd=common.ROOT,
-                           check=False)
 
 
 if __name__ == "__main__":
