@@ -116,17 +116,21 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     args = ap.parse_args()
     url = common.fresh_database(DB)
-    copy = prepare(url)
-    pgbench = pgbench_path()
     names = list(SCRIPTS)
     results = {n: [] for n in names}
-    with tempfile.TemporaryDirectory(prefix="insert_costs_") as tmp:
-        for r in range(args.rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                results[name].append(run(pgbench, copy if name == "no FKs" else url, name, args.seconds, tmp))
-                print(f"round {r + 1} {name:12s} {results[name][-1]:8.0f} tx/s", flush=True)
+    try:
+        copy = prepare(url)
+        pgbench = pgbench_path()
+        settings = common.pg_settings(url)
+        with tempfile.TemporaryDirectory(prefix="insert_costs_") as tmp:
+            for r in range(args.rounds):
+                for name in names if r % 2 == 0 else names[::-1]:
+                    results[name].append(run(pgbench, copy if name == "no FKs" else url, name, args.seconds, tmp))
+                    print(f"round {r + 1} {name:12s} {results[name][-1]:8.0f} tx/s", flush=True)
+    finally:
+        common.drop_databases([DB, COPY])  # a million orders each
     print(f"\npgbench -c 8 -j 2 -M prepared, {args.rounds} round(s) of {args.seconds} s per script, order reversed "
-          f"every round; synchronous_commit off; {common.pg_settings(url)}; {common.machine()}\n")
+          f"every round; synchronous_commit off; {settings}; {common.machine()}\n")
     print("| script | median tx/s (runs) | the bare INSERT's work × |\n|---|---|---:|")
     bare = common.median(results["bare"])
     for name in names:
