@@ -80,6 +80,15 @@ def pay(session, base, order_id):
     return r.json()["id"], t
 
 
+def one_by_one(session, base, receiver, order_ids):
+    """A payment for each order, one after another, each waited for at the receiver: the latencies in s."""
+    latencies = []
+    for order_id in order_ids:
+        payment_id, t = pay(session, base, order_id)
+        latencies.append(receiver.arrival(payment_id) - t)
+    return latencies
+
+
 @contextlib.contextmanager
 def stack(root, log_dir, db_name):
     """The tree at `root` served on a fresh database `db_name`: its gateway and worker.py, the test
@@ -107,11 +116,8 @@ def one_run(args, log_dir, root=common.ROOT):
     """Latencies in ms: (the warm-up's, sequential, at the rate), of the tree at `root`."""
     with stack(root, log_dir, "bench_latency") as (base, receiver, _):
         s = requests.Session()
-        warmup, sequential = [], []
-        for measured, n in ((warmup, args.warmup), (sequential, args.sequential)):
-            for order_id in make_orders(s, base, n):
-                payment_id, t = pay(s, base, order_id)
-                measured.append(receiver.arrival(payment_id) - t)
+        warmup = one_by_one(s, base, receiver, make_orders(s, base, args.warmup))
+        sequential = one_by_one(s, base, receiver, make_orders(s, base, args.sequential))
         orders, sent, local = make_orders(s, base, int(args.rate * args.seconds)), [], threading.local()
 
         def fire(order_id):

@@ -18,7 +18,7 @@ import psycopg
 import requests
 
 import common
-from latency_bench import make_orders, pay, stack
+from latency_bench import make_orders, one_by_one, stack
 
 TOP = 12
 
@@ -29,12 +29,10 @@ def costs(root, name, n, log_dir):
             psycopg.connect(db_url, autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         s = requests.Session()
-        for order_id in make_orders(s, base, 100):
-            receiver.arrival(pay(s, base, order_id)[0])
-        orders = make_orders(s, base, n)
+        one_by_one(s, base, receiver, make_orders(s, base, 100))
+        orders = make_orders(s, base, n)  # before the reset: only the payments are counted
         c.execute("SELECT pg_stat_statements_reset()")
-        for order_id in orders:
-            receiver.arrival(pay(s, base, order_id)[0])
+        one_by_one(s, base, receiver, orders)
         time.sleep(0.5)  # the last deliveries' outcomes are recorded after they arrive
         return c.execute("""
             SELECT calls, total_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
