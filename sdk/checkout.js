@@ -357,12 +357,15 @@
     var previous = this._previousFocus;
     this._previousFocus = null;
     if (previous && typeof previous.focus === "function" && document.contains(previous)) previous.focus();
-    if (sending) return this; // onClose when the answer comes (_sent)
-    var payment = this._payment;
+    if (!sending) this._closed(this._payment); // else onClose when the answer comes (_sent)
+    return this;
+  };
+
+  // onClose with the payment a closed modal leaves, if any; the SDK follows it until it settles.
+  PaymentGateway.prototype._closed = function (payment) {
     call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
                                           status: payment.status} : undefined);
-    if (this._inFlight() && !this._done) this._follow(payment);
-    return this;
+    if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);
   };
 
   // The answer for a modal closed while its payment was being sent: the payment made, or null (none
@@ -375,10 +378,7 @@
     if (waiting.overlay.parentNode) waiting.overlay.parentNode.removeChild(waiting.overlay);
     if (!this._modal && !this._sending.length) window.removeEventListener("message", this._onMessage);
     if (payment && !this._modal) this._payment = payment; // a reopened modal keeps its own
-    payment = payment || waiting.last;
-    call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
-                                          status: payment.status} : undefined);
-    if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);
+    this._closed(payment || waiting.last);
   };
 
   PaymentGateway.prototype.isOpen = function () { return !!this._modal; };
