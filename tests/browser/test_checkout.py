@@ -709,6 +709,27 @@ def test_a_modal_closed_while_sending_reports_its_own_payment_not_the_reopened_o
     assert [e["kind"] for e in page.evaluate("window.events")] == ["close", "close", "success"]
 
 
+def test_a_retry_refused_after_the_modal_closed_reports_the_earlier_failed_attempt(
+        page, live_api, make_merchant, merchant_site, db):
+    sent = []  # the first attempt goes through; the retry is held on its way
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site,
+                                                           hold=lambda held: sent.append(1) or len(sent) > 1)
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    [first] = payments_of(db, order_id)
+    settle_in_db(db, first["id"], "failed")
+    expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
+    frame.locator(tid("retry-button")).click()
+    pay_and_close_while_sending(page, frame, held)
+
+    # The retry is refused: onClose carries the attempt the modal did make, and its failure.
+    held[0].abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    assert page.evaluate("window.events")[1] == {
+        "kind": "close", "data": {"paymentId": first["id"], "orderId": order_id, "status": "failed"}}
+    assert not page.evaluate("window.gateway._isFollowing()")  # settled: nothing to follow
+
+
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
         page, live_api, make_merchant, merchant_site, db):
     merchant, order_id, frame = sdk_payment_processing(page, live_api, make_merchant, merchant_site)
