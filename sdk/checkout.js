@@ -99,7 +99,7 @@
     this._onFocusin = this._handleFocusin.bind(this);
     this._payment = null;  // {paymentId, orderId, status} once the checkout has started one
     this._submitting = false; // the checkout has sent a payment and not yet heard its id
-    this._sending = [];    // closed modals kept out of sight until that id comes: {overlay, iframe, last, timer}
+    this._closedWaiting = []; // closed modals kept out of sight until that id comes: {overlay, iframe, last, timer}
     this._done = false;    // true once onSuccess, or a closed modal's onFailure, has been called
     this._following = {}; // paymentId -> true while the SDK polls that payment itself
   }
@@ -331,7 +331,7 @@
     var sending = this._submitting;
     window.clearTimeout(this._loadTimer);
     // A hidden modal still waiting for its answer keeps listening, whichever modal closes now.
-    if (!sending && !this._sending.length) window.removeEventListener("message", this._onMessage);
+    if (!sending && !this._closedWaiting.length) window.removeEventListener("message", this._onMessage);
     document.removeEventListener("keydown", this._onKeydown, true);
     document.removeEventListener("focusin", this._onFocusin, true);
     if (sending) {
@@ -345,7 +345,7 @@
       // Its last payment (an earlier attempt) is what onClose carries should this one not be made.
       var waiting = {overlay: this._modal, iframe: this._iframe, last: this._payment};
       waiting.timer = window.setTimeout(this._sent.bind(this, waiting, null), SEND_WAIT_MS);
-      this._sending.push(waiting);
+      this._closedWaiting.push(waiting);
       this._submitting = false;
     } else if (this._modal.parentNode) {
       this._modal.parentNode.removeChild(this._modal);
@@ -357,28 +357,28 @@
     var previous = this._previousFocus;
     this._previousFocus = null;
     if (previous && typeof previous.focus === "function" && document.contains(previous)) previous.focus();
-    if (sending) return this; // onClose when the answer comes (_sent)
-    var payment = this._payment;
+    if (!sending) this._closed(this._payment); // else onClose when the answer comes (_sent)
+    return this;
+  };
+
+  // onClose with the payment a closed modal leaves, if any; the SDK follows it until it settles.
+  PaymentGateway.prototype._closed = function (payment) {
     call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
                                           status: payment.status} : undefined);
-    if (this._inFlight() && !this._done) this._follow(payment);
-    return this;
+    if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);
   };
 
   // The answer for a modal closed while its payment was being sent: the payment made, or null (none
   // was, or no answer in time). Now onClose can carry it, and the SDK follows it as after any close.
   PaymentGateway.prototype._sent = function (waiting, payment) {
-    var index = this._sending.indexOf(waiting);
+    var index = this._closedWaiting.indexOf(waiting);
     if (index < 0) return;
-    this._sending.splice(index, 1);
+    this._closedWaiting.splice(index, 1);
     window.clearTimeout(waiting.timer);
     if (waiting.overlay.parentNode) waiting.overlay.parentNode.removeChild(waiting.overlay);
-    if (!this._modal && !this._sending.length) window.removeEventListener("message", this._onMessage);
+    if (!this._modal && !this._closedWaiting.length) window.removeEventListener("message", this._onMessage);
     if (payment && !this._modal) this._payment = payment; // a reopened modal keeps its own
-    payment = payment || waiting.last;
-    call(this.options.onClose, payment ? {paymentId: payment.paymentId, orderId: payment.orderId,
-                                          status: payment.status} : undefined);
-    if (payment && !SETTLED[payment.status] && !this._done) this._follow(payment);
+    this._closed(payment || waiting.last);
   };
 
   PaymentGateway.prototype.isOpen = function () { return !!this._modal; };
@@ -402,7 +402,7 @@
     // Only the gateway, and only through this SDK's own iframe: a script on the merchant page, a
     // browser extension or another frame cannot fake a payment result.
     if (event.origin !== GATEWAY_ORIGIN) return;
-    var waiting = this._sending.filter(function (w) { return event.source === w.iframe.contentWindow; })[0];
+    var waiting = this._closedWaiting.filter(function (w) { return event.source === w.iframe.contentWindow; })[0];
     if (!waiting && (!this._iframe || event.source !== this._iframe.contentWindow)) return;
     var message = event.data;
     if (!message || typeof message !== "object" || typeof message.type !== "string") return;

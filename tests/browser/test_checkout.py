@@ -422,6 +422,30 @@ def sdk_payment_processing(page, api, make_merchant, merchant_site):
     return merchant, order_id, frame
 
 
+def sdk_holding_payments(page, api, make_merchant, merchant_site, hold=lambda held: True):
+    """A merchant page with the SDK's modal open whose payment requests are held on their way (those
+    `hold` picks, given the held ones so far; the rest go through); (merchant, order id, frame, held routes)."""
+    merchant = make_merchant()
+    order_id = create_order_over_http(api.url, merchant)["id"]
+    frame, _ = open_sdk(page, merchant_site(api.url), order_id, merchant)
+    held = []
+    page.route("**/api/v1/payments/public",
+               lambda route: held.append(route) if hold(held) else route.continue_())
+    return merchant, order_id, frame, held
+
+
+def pay_and_close_while_sending(page, frame, held, close=lambda page: page.locator(tid("close-modal-button")).click()):
+    """The shopper pays and closes the modal before the gateway answers: a payment is in flight, so
+    the SDK asks first, and "Close anyway" takes the modal off the page."""
+    before = len(held)
+    pay_upi(frame)
+    wait_until(lambda: (page.evaluate("1"), len(held) > before)[1], message="the payment request")
+    close(page)
+    expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()
+    page.locator(tid("confirm-close-button")).click()
+    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+
+
 def test_closing_while_processing_asks_first_and_the_success_still_arrives(
         page, live_api, start_worker, make_merchant, merchant_site, db):
     merchant = make_merchant()
@@ -541,23 +565,11 @@ def test_close_confirmed_as_the_payment_succeeds_reports_it_once(page, live_api,
 
 
 def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
-    held = []
-    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
-
-    def pay_and_close_before_the_answer():
-        pay_upi(frame)
-        wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
-        page.locator(tid("close-modal-button")).click()
-        expect(page.locator(tid("confirm-close-dialog"))).to_be_visible()  # a payment is in flight: asked first
-        page.locator(tid("confirm-close-button")).click()
-        expect(page.locator(tid("payment-modal"))).to_have_count(0)
-        return held.pop()
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site)
 
     # 1. The request fails: onClose waits for the checkout to know, then says there is no payment.
-    route = pay_and_close_before_the_answer()
+    pay_and_close_while_sending(page, frame, held)
+    route = held.pop()
     assert page.evaluate("window.events") == []
     route.abort()
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
@@ -566,7 +578,8 @@ def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api
     # 2. The gateway makes the payment after the modal is gone: onClose carries it, and its
     # success still arrives.
     page.evaluate("void window.gateway.open()")
-    route = pay_and_close_before_the_answer()
+    pay_and_close_while_sending(page, frame, held)
+    route = held.pop()
     route.fulfill(response=route.fetch())
     [payment] = payments_of(db, order_id)
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
@@ -583,16 +596,9 @@ def test_closing_while_the_payment_is_being_sent_still_reports_it(page, live_api
 
 def test_a_checkout_reopened_while_the_first_payment_is_being_sent_still_reports_that_payment(
         page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
-    held = []
-    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site)
     modal = page.locator("#payment-gateway-modal")
-    pay_upi(frame)
-    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
-    page.keyboard.press("Escape")
-    page.locator(tid("confirm-close-button")).click()
+    pay_and_close_while_sending(page, frame, held, close=lambda page: page.keyboard.press("Escape"))
     expect(modal).to_have_count(0)
 
     # The merchant reopens the checkout and the shopper closes it at once, before the first answer.
@@ -621,16 +627,8 @@ def test_a_checkout_reopened_while_the_first_payment_is_being_sent_still_reports
 
 def test_a_checkout_reopened_while_the_first_payment_is_being_sent_names_its_parts_once(
         page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
-    held = []
-    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
-    pay_upi(frame)
-    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
-    page.locator(tid("close-modal-button")).click()
-    page.locator(tid("confirm-close-button")).click()
-    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site)
+    pay_and_close_while_sending(page, frame, held)
 
     # Reopened while the first checkout waits out of sight: the test ids and the question's ARIA
     # ids name the visible modal only.
@@ -655,19 +653,12 @@ def test_a_checkout_reopened_while_the_first_payment_is_being_sent_names_its_par
 
 def test_two_modals_closed_while_their_payments_are_being_sent_report_each_answer(
         page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
-    held = []
-    page.route("**/api/v1/payments/public", lambda route: held.append(route))  # held on its way
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site)
     for sent in (1, 2):  # the shopper pays and closes before the answer, reopens, and does it again
         if sent == 2:
             page.evaluate("void window.gateway.open()")
-        pay_upi(frame)
-        wait_until(lambda: (page.evaluate("1"), len(held) == sent)[1], message="the payment request")
-        page.locator(tid("close-modal-button")).click()
-        page.locator(tid("confirm-close-button")).click()
-        expect(page.locator(tid("payment-modal"))).to_have_count(0)
+        pay_and_close_while_sending(page, frame, held)
+    assert len(held) == 2
     assert page.evaluate("window.events") == []  # neither modal knows yet whether it made a payment
 
     # The second is refused, the first is made: each modal's onClose says so, and the payment made
@@ -691,17 +682,10 @@ def test_two_modals_closed_while_their_payments_are_being_sent_report_each_answe
 
 def test_a_modal_closed_while_sending_reports_its_own_payment_not_the_reopened_ones(
         page, live_api, make_merchant, merchant_site, db):
-    merchant = make_merchant()
-    order_id = create_order_over_http(live_api.url, merchant)["id"]
-    frame, _ = open_sdk(page, merchant_site(live_api.url), order_id, merchant)
-    held = []
     # Only the first payment request is held on its way; the reopened modal's goes through.
-    page.route("**/api/v1/payments/public", lambda route: route.continue_() if held else held.append(route))
-    pay_upi(frame)
-    wait_until(lambda: (page.evaluate("1"), held)[1], message="the payment request")
-    page.locator(tid("close-modal-button")).click()
-    page.locator(tid("confirm-close-button")).click()
-    expect(page.locator(tid("payment-modal"))).to_have_count(0)
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site,
+                                                           hold=lambda held: not held)
+    pay_and_close_while_sending(page, frame, held)
 
     page.evaluate("void window.gateway.open()")
     pay_upi(frame)
@@ -723,6 +707,27 @@ def test_a_modal_closed_while_sending_reports_its_own_payment_not_the_reopened_o
     expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
     stops_following(page)
     assert [e["kind"] for e in page.evaluate("window.events")] == ["close", "close", "success"]
+
+
+def test_a_retry_refused_after_the_modal_closed_reports_the_earlier_failed_attempt(
+        page, live_api, make_merchant, merchant_site, db):
+    sent = []  # the first attempt goes through; the retry is held on its way
+    merchant, order_id, frame, held = sdk_holding_payments(page, live_api, make_merchant, merchant_site,
+                                                           hold=lambda held: sent.append(1) or len(sent) > 1)
+    pay_upi(frame)
+    expect(frame.locator(tid("processing-state"))).to_be_visible()
+    [first] = payments_of(db, order_id)
+    settle_in_db(db, first["id"], "failed")
+    expect(page.locator('#events li[data-kind="failure"]')).to_have_count(1)
+    frame.locator(tid("retry-button")).click()
+    pay_and_close_while_sending(page, frame, held)
+
+    # The retry is refused: onClose carries the attempt the modal did make, and its failure.
+    held[0].abort()
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
+    assert page.evaluate("window.events")[1] == {
+        "kind": "close", "data": {"paymentId": first["id"], "orderId": order_id, "status": "failed"}}
+    assert not page.evaluate("window.gateway._isFollowing()")  # settled: nothing to follow
 
 
 def test_reopened_checkout_reports_both_the_followed_and_the_new_payment(
