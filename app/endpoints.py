@@ -51,17 +51,10 @@ def list_(c, merchant_id):
 
 
 def page(c, merchant_id, limit, offset, window=(None, None)):
-    """A page of the merchant's endpoints created within window (unix seconds, inclusive), newest
-    first, and their exact total: the API's list, shaped as every list. Its own query, not
-    db.page: an endpoint's URL and secret may be its merchant's (the join)."""
-    start, end = db.bounds(window)
-    where = (" AND e.created_at >= coalesce(%(start)s::timestamptz, '-infinity')"
-             " AND e.created_at < coalesce(%(end)s::timestamptz, 'infinity')")
-    params = {"m": merchant_id, "start": start, "end": end, "limit": limit, "offset": offset}
-    total = db.value(c, f"SELECT count(*) FROM ({_SELECT}{where}) e", params)
-    # The first endpoint is the oldest, so it comes last.
-    rows = db.all(c, f"{_SELECT}{where} ORDER BY e.created_at DESC, e.id DESC LIMIT %(limit)s OFFSET %(offset)s", params)
-    return rows, total
+    """A page of the merchant's endpoints created within window, newest first, and their exact
+    total: the API's list, shaped as every list (db.page over the join, since an endpoint's URL and
+    secret may be its merchant's). The first endpoint is the oldest, so it comes last."""
+    return db.page(c, f"({_SELECT}) AS e", "*", "true", {"m": merchant_id}, limit, offset, window)
 
 
 def lock_merchant(c, merchant_id):

@@ -381,14 +381,14 @@ def set_url(c, merchant_id, url, allow_private, allowed_hosts=()):
     if url is not None:
         outbound.check_url(url, allow_private, allowed_hosts)
     with db.transaction(c):
-        endpoints.lock_merchant(c, merchant_id)
-        current = db.one(c, "SELECT webhook_url, webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant_id})
+        has_url = endpoints.lock_merchant(c, merchant_id)
         if url is None:
             first = endpoints.first_id(c, merchant_id)
             if first:
                 endpoints.delete(c, merchant_id, first)
-        elif current["webhook_url"] is None:
-            endpoints.make_first(c, merchant_id, url, current["webhook_secret"] or new_secret())
+        elif not has_url:
+            kept = db.value(c, "SELECT webhook_secret FROM merchants WHERE id = %(m)s", {"m": merchant_id})
+            endpoints.make_first(c, merchant_id, url, kept or new_secret())
         else:
             db.execute(c, "UPDATE merchants SET webhook_url = %(u)s, updated_at = now() WHERE id = %(m)s",
                        {"u": url, "m": merchant_id})

@@ -2,10 +2,11 @@
 takes one, and values built to slip past validation. Each answer is a clear 4xx that changes
 nothing, never a 5xx."""
 import re
+import threading
 
 import pytest
 
-from helpers import add_endpoint, count, csrf_token
+from helpers import add_endpoint, count, csrf_token, own_transaction, wait_until
 
 from app import endpoints
 
@@ -49,3 +50,31 @@ def test_a_merchant_cannot_add_endpoints_without_end(client, db, dashboard, dash
     first = client.get(f"{base}?count=100", headers=merchant["headers"]).get_json()["data"][-1]["id"]  # the oldest
     assert client.delete(f"{base}/{first}", headers=merchant["headers"]).status_code == 204
     add_endpoint(client, merchant, "https://shop.example/hooks/again")
+
+
+def test_two_endpoints_created_at_once_cannot_pass_the_limit(app, client, db, make_merchant):
+    """With one place left, two creates that count at the same moment: each counts under the
+    merchant's row lock, so the second sees the first's endpoint and is refused."""
+    m = make_merchant()
+    for n in range(endpoints.MAX_ENDPOINTS - 1):
+        add_endpoint(client, m, f"https://shop.example/hooks/{n}")
+    answers = []
+
+    def create(n):
+        r = app.test_client().post("/api/v1/webhooks/endpoints", headers=m["headers"],
+                                   json={"url": f"https://shop.example/hooks/race{n}"})
+        answers.append(r.status_code)
+
+    waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' " \
+              "AND query ILIKE '%FOR NO KEY UPDATE%'"
+    with own_transaction(app) as hold:
+        hold.execute("SELECT 1 FROM merchants WHERE id = %(m)s FOR NO KEY UPDATE", {"m": m["id"]})
+        calls = [threading.Thread(target=create, args=(n,)) for n in range(2)]
+        for t in calls:
+            t.start()
+        wait_until(lambda: db.value(waiting) == 2, message="both creates waiting on the merchant's row")
+        hold.commit()
+    for t in calls:
+        t.join(10)
+    assert sorted(answers) == [201, 400]
+    assert count(db, "webhook_endpoints", m["id"]) == endpoints.MAX_ENDPOINTS
