@@ -446,6 +446,25 @@ def pay_and_close_while_sending(page, frame, held, close=lambda page: page.locat
     expect(page.locator(tid("payment-modal"))).to_have_count(0)
 
 
+def the_held_payment_is_made_and_reported(page, db, merchant, order_id, route):
+    """The held request `route` goes through after its modal closed with no answer (one onClose
+    already came, with none): the second onClose carries the payment made, and its success still
+    arrives, signed, with no iframe left behind."""
+    route.fulfill(response=route.fetch())
+    [payment] = payments_of(db, order_id)
+    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
+    settle_in_db(db, payment["id"], "success")
+    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
+    stops_following(page)
+    events = page.evaluate("window.events")
+    assert events[:2] == [{"kind": "close", "data": None},
+                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
+                                                     "status": "pending"}}]
+    assert [e["kind"] for e in events] == ["close", "close", "success"]
+    expect_signature(merchant, events[2]["data"])
+    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+
+
 def test_closing_while_processing_asks_first_and_the_success_still_arrives(
         page, live_api, start_worker, make_merchant, merchant_site, db):
     merchant = make_merchant()
@@ -609,20 +628,7 @@ def test_a_checkout_reopened_while_the_first_payment_is_being_sent_still_reports
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
 
     # The first payment is made now: onClose still carries it, and its success still arrives.
-    route = held.pop()
-    route.fulfill(response=route.fetch())
-    [payment] = payments_of(db, order_id)
-    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
-    settle_in_db(db, payment["id"], "success")
-    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
-    stops_following(page)
-    events = page.evaluate("window.events")
-    assert events[:2] == [{"kind": "close", "data": None},
-                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
-                                                     "status": "pending"}}]
-    assert [e["kind"] for e in events] == ["close", "close", "success"]
-    expect_signature(merchant, events[2]["data"])
-    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+    the_held_payment_is_made_and_reported(page, db, merchant, order_id, held.pop())
 
 
 def test_a_checkout_reopened_while_the_first_payment_is_being_sent_names_its_parts_once(
@@ -665,19 +671,7 @@ def test_two_modals_closed_while_their_payments_are_being_sent_report_each_answe
     # is followed to its success.
     held[1].abort()
     expect(page.locator('#events li[data-kind="close"]')).to_have_count(1)
-    held[0].fulfill(response=held[0].fetch())
-    [payment] = payments_of(db, order_id)
-    expect(page.locator('#events li[data-kind="close"]')).to_have_count(2)
-    settle_in_db(db, payment["id"], "success")
-    expect(page.locator('#events li[data-kind="success"]')).to_have_count(1)
-    stops_following(page)
-    events = page.evaluate("window.events")
-    assert events[:2] == [{"kind": "close", "data": None},
-                          {"kind": "close", "data": {"paymentId": payment["id"], "orderId": order_id,
-                                                     "status": "pending"}}]
-    assert [e["kind"] for e in events] == ["close", "close", "success"]
-    expect_signature(merchant, events[2]["data"])
-    assert page.evaluate("document.querySelectorAll('iframe').length") == 0  # nothing left behind
+    the_held_payment_is_made_and_reported(page, db, merchant, order_id, held[0])
 
 
 def test_a_modal_closed_while_sending_reports_its_own_payment_not_the_reopened_ones(
